@@ -1,0 +1,3 @@
+from instructkit.cli.main import main
+
+main()

@@ -1,0 +1,220 @@
+"""The ``instructkit`` command line: thin commands that parse flags and call the Python API.
+
+Errors that instructkit raises on purpose print as one line (``error: ...``) and exit 1;
+``instructkit --debug ...`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from instructkit import __version__
+from instructkit.errors import InstructkitError
+
+FORMAT_CHOICES = ["alpaca", "sharegpt", "messages", "prompt-completion", "preference"]
+
+
+class _Group(click.Group):
+    """Turns InstructkitError into a one-line message and exit code 1 (unless --debug)."""
+
+    def invoke(self, ctx: click.Context):  # type: ignore[override]
+        try:
+            return super().invoke(ctx)
+        except InstructkitError as e:
+            if ctx.find_root().params.get("debug"):
+                raise
+            click.echo(f"error: {e}".replace("\n", " "), err=True)
+            ctx.exit(1)
+
+
+@click.group(cls=_Group)
+@click.version_option(__version__, prog_name="instructkit")
+@click.option("--debug", is_flag=True, help="Show tracebacks instead of one-line errors.")
+def cli(debug: bool) -> None:
+    """instructkit: instruction tuning of language models, from data to weights to prompts."""
+
+
+@cli.group(cls=_Group)
+def data() -> None:
+    """Read, check, convert and render instruction data."""
+
+
+def _in_fmt(f):
+    return click.option(
+        "--from",
+        "fmt",
+        type=click.Choice(FORMAT_CHOICES),
+        default=None,
+        help="Input format (auto-detected when left out).",
+    )(f)
+
+
+def _skip(f):
+    f = click.option(
+        "--rejects",
+        type=click.Path(dir_okay=False),
+        default=None,
+        help="Where rejected rows go (default: IN.rejects.jsonl).",
+    )(f)
+    return click.option(
+        "--skip-invalid", is_flag=True, help="Write bad rows to a rejects file instead of stopping."
+    )(f)
+
+
+@data.command("convert")
+@click.argument("src", type=click.Path(exists=True, dir_okay=False))
+@click.option("-o", "--out", "dst", required=True, type=click.Path(dir_okay=False))
+@click.option(
+    "--to",
+    "to",
+    required=True,
+    type=click.Choice(["alpaca", "sharegpt", "messages", "prompt-completion", "preference"]),
+)
+@_in_fmt
+@_skip
+def data_convert(src, dst, to, fmt, skip_invalid, rejects) -> None:
+    """Convert SRC to another format (.json writes an array, anything else JSONL)."""
+    from instructkit.data.workflows import convert
+
+    r = convert(src, dst, to, fmt=fmt, skip_invalid=skip_invalid, rejects=rejects)
+    click.echo(
+        f"{r.source_format} -> {r.target_format}: {r.n_written} of {r.n_rows} rows written to {dst}"
+    )
+    for note in r.notes:
+        click.echo(f"note: {note}")
+    if r.n_rejected:
+        click.echo(f"rejected: {r.n_rejected} rows (reasons in {r.rejects_path})")
+
+
+@data.command("validate")
+@click.argument("src", type=click.Path(exists=True, dir_okay=False))
+@_in_fmt
+@_skip
+def data_validate(src, fmt, skip_invalid, rejects) -> None:
+    """Check every row of SRC; exit 1 on the first invalid row unless --skip-invalid."""
+    from instructkit.data.workflows import validate
+
+    r = validate(src, fmt=fmt, skip_invalid=skip_invalid, rejects=rejects)
+    kinds = ", ".join(f"{n} {k}s" for k, n in r.kinds.items()) or "no records"
+    click.echo(f"{src}: format {r.format}; {r.n_valid} of {r.n_rows} rows valid ({kinds})")
+    if r.rejects:
+        click.echo(f"rejected: {len(r.rejects)} rows (reasons in {r.rejects_path})")
+        for rej in r.rejects[:5]:
+            click.echo(f"  row {rej.row}: {rej.field or '-'}: {rej.reason}")
+
+
+@data.command("stats")
+@click.argument("src", type=click.Path(exists=True, dir_okay=False))
+@click.option("--model", default=None, help="Count tokens with this model's tokenizer.")
+@click.option("--template", default="tokenizer", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@_in_fmt
+def data_stats(src, model, template, as_json, fmt) -> None:
+    """Counts, turns, and token-length distribution of SRC."""
+    from instructkit.data.workflows import stats
+    from instructkit.models import load_tokenizer
+
+    tok = load_tokenizer(model) if model else None
+    r = stats(src, tokenizer=tok, template=template, model=model, fmt=fmt)
+    if as_json:
+        click.echo(json.dumps(r.to_dict(), indent=2))
+        return
+    click.echo(
+        f"{src}: format {r.format}, {r.n_records} records "
+        f"({r.n_conversations} conversations, {r.n_preference} preference pairs), "
+        f"{r.with_system} with a system prompt"
+    )
+    click.echo("assistant turns: " + _fmt_dist(r.turns))
+    for part, dist in r.tokens.items():
+        click.echo(f"tokens ({part}, {model}): " + _fmt_dist(dist))
+
+
+def _fmt_dist(d: dict) -> str:
+    return " ".join(f"{k}={v}" for k, v in d.items())
+
+
+@data.command("render")
+@click.argument("src", type=click.Path(exists=True, dir_okay=False))
+@click.option("-o", "--out", "dst", required=True, type=click.Path(dir_okay=False))
+@click.option(
+    "--template",
+    default="tokenizer",
+    show_default=True,
+    help="alpaca, vicuna, chatml, llama3, or tokenizer (the model's own).",
+)
+@click.option("--model", default="smollm2-135m-instruct", show_default=True)
+@click.option("--max-seq-len", type=int, default=None)
+@click.option(
+    "--train-on",
+    type=click.Choice(["all", "last"]),
+    default="all",
+    show_default=True,
+    help="Which assistant turns carry loss (a message's train flag overrides).",
+)
+@_in_fmt
+@_skip
+def data_render(
+    src, dst, template, model, max_seq_len, train_on, fmt, skip_invalid, rejects
+) -> None:
+    """Write rendered text, input_ids, labels and trained_text for each example of SRC."""
+    from instructkit.data.workflows import render
+    from instructkit.models import load_tokenizer
+
+    r = render(
+        src,
+        dst,
+        load_tokenizer(model),
+        template=template,
+        max_seq_len=max_seq_len,
+        train_on=train_on,
+        fmt=fmt,
+        skip_invalid=skip_invalid,
+        rejects=rejects,
+    )
+    click.echo(
+        f"rendered {r.n_written} of {r.n_rows} examples to {dst} "
+        f"({r.n_truncated} truncated, {r.n_dropped_turns} old turns dropped)"
+    )
+    if r.n_rejected:
+        click.echo(f"rejected: {r.n_rejected} rows (reasons in {r.rejects_path})")
+
+
+@cli.command("demo")
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="Output directory (metrics.json, config.yaml, adapter/, predictions).",
+)
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="YAML config (keys as in DemoConfig).",
+)
+@click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Override a config key, e.g. --set epochs=1 (repeatable).",
+)
+def demo_cmd(out, config_path, overrides) -> None:
+    """Evaluate, LoRA-tune and re-evaluate the embedded model on a bundled task set (offline)."""
+    from instructkit.config import load_config
+    from instructkit.demo import DemoConfig, run_demo
+
+    cfg = load_config(DemoConfig, config_path, overrides, out=out)
+    run_demo(cfg)
+
+
+def main() -> None:
+    cli(prog_name="instructkit")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,107 @@
+"""Typed configs: YAML files plus ``--set key=value`` overrides, all problems reported at once.
+
+Each workflow has one pydantic model (``extra="forbid"``); :func:`load_config` merges a YAML
+file and overrides into it and raises one :class:`~instructkit.errors.ConfigError` listing every
+bad key (with the nearest valid key) and every bad value.
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from instructkit.errors import ConfigError
+
+__all__ = ["load_config", "parse_overrides", "save_config"]
+
+C = TypeVar("C", bound=BaseModel)
+
+
+def parse_overrides(pairs: list[str] | tuple[str, ...]) -> dict[str, Any]:
+    """``["a.b=1", "c=x"]`` -> ``{"a": {"b": 1}, "c": "x"}`` (values parsed as YAML scalars)."""
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set '{pair}' is not key=value.", fix="write e.g. --set lr=1e-4")
+        node = out
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = _scalar(raw)
+    return out
+
+
+def _scalar(raw: str) -> Any:
+    """YAML scalar, plus numbers YAML 1.1 leaves as strings (``1e-4``)."""
+    value = yaml.safe_load(raw) if raw.strip() else ""
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for k, v in extra.items():
+        if isinstance(v, dict) and isinstance(merged.get(k), dict):
+            merged[k] = _merge(merged[k], v)
+        else:
+            merged[k] = v
+    return merged
+
+
+def _describe(cls: type[BaseModel], err: dict[str, Any], source: str) -> str:
+    loc = ".".join(str(p) for p in err["loc"])
+    if err["type"] == "extra_forbidden":
+        names = list(cls.model_fields)
+        near = difflib.get_close_matches(str(err["loc"][-1]), names, n=1)
+        hint = f" (did you mean '{near[0]}'?)" if near else f" (valid: {', '.join(names)})"
+        return f"{source}: unknown key '{loc}'{hint}"
+    return f"{source}: key '{loc}': {err['msg']} (got {err.get('input')!r})"
+
+
+def load_config(
+    cls: type[C],
+    path: str | Path | None = None,
+    overrides: list[str] | tuple[str, ...] = (),
+    **values: Any,
+) -> C:
+    """Build ``cls`` from a YAML file, then keyword values, then ``--set`` overrides."""
+    data: dict[str, Any] = {}
+    source = "config"
+    if path is not None:
+        source = str(path)
+        try:
+            loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+        except FileNotFoundError as e:
+            raise ConfigError(f"config file {path} not found.", fix="check the path.") from e
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{path}: invalid YAML: {e}".replace("\n", " ")) from e
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: expected a mapping of keys to values at the top level.")
+        data = loaded
+    data = _merge(data, {k: v for k, v in values.items() if v is not None})
+    data = _merge(data, parse_overrides(overrides))
+    try:
+        return cls.model_validate(data)
+    except ValidationError as e:
+        problems = [_describe(cls, err, source) for err in e.errors()]
+        raise ConfigError(
+            f"{len(problems)} config problem(s): " + "; ".join(problems),
+            fix="correct the keys above (see --help or the docs for valid values).",
+        ) from e
+
+
+def save_config(cfg: BaseModel, path: str | Path) -> None:
+    """Write the resolved config as YAML (atomically)."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False), "utf-8")
+    tmp.replace(path)

@@ -1,0 +1,253 @@
+"""Chat templates: Alpaca, Vicuna v1.1, ChatML, Llama-3, and the tokenizer's own.
+
+Built-in templates are Jinja strings (data, not code) rendered like Hugging Face chat templates,
+so that one mechanism, :func:`segment_conversation`, splits any template's output into prompt
+text and trained text (assistant response plus its end-of-turn marker), without needing
+``{% generation %}`` tags.
+
+- ``alpaca``: byte-identical to the Stanford Alpaca prompts (with and without input); the
+  response follows ``### Response:`` directly and ends with the EOS token, as in its training
+  code. A system message replaces the preamble; later turns repeat the Instruction/Response block.
+- ``vicuna``: FastChat's vicuna_v1.1 (``USER: ... ASSISTANT: ...</s>``). The space after
+  ``ASSISTANT:`` belongs to the prompt, so the trained text is exactly the response.
+- ``chatml``: ``<|im_start|>role\\n...<|im_end|>\\n``.
+- ``llama3``: Meta Llama-3 headers with ``<|eot_id|>``.
+- ``tokenizer``: the tokenizer's own ``chat_template``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import jinja2
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from instructkit.data.records import Conversation
+from instructkit.errors import TemplateError
+
+__all__ = [
+    "TEMPLATE_NAMES",
+    "BUILTIN_TEMPLATES",
+    "ChatTemplate",
+    "get_template",
+    "Segment",
+    "segment_conversation",
+    "ALPACA_PROMPT_INPUT",
+    "ALPACA_PROMPT_NO_INPUT",
+]
+
+ALPACA_PREAMBLE_INPUT = (
+    "Below is an instruction that describes a task, paired with an input that provides further "
+    "context. Write a response that appropriately completes the request."
+)
+ALPACA_PREAMBLE_NO_INPUT = (
+    "Below is an instruction that describes a task. "
+    "Write a response that appropriately completes the request."
+)
+# The Stanford Alpaca prompts, for reference and tests.
+ALPACA_PROMPT_INPUT = (
+    ALPACA_PREAMBLE_INPUT
+    + "\n\n### Instruction:\n{instruction}\n\n### Input:\n{input}\n\n### Response:"
+)
+ALPACA_PROMPT_NO_INPUT = (
+    ALPACA_PREAMBLE_NO_INPUT + "\n\n### Instruction:\n{instruction}\n\n### Response:"
+)
+
+VICUNA_SYSTEM = (
+    "A chat between a curious user and an artificial intelligence assistant. "
+    "The assistant gives helpful, detailed, and polite answers to the user's questions."
+)
+
+BUILTIN_TEMPLATES: dict[str, str] = {
+    "alpaca": (
+        "{{ bos_token }}"
+        "{% set first = messages[1] if messages[0]['role'] == 'system' else messages[0] %}"
+        "{% if messages[0]['role'] == 'system' %}{{ messages[0]['content'] }}"
+        "{% elif first.get('input') %}"
+        + ALPACA_PREAMBLE_INPUT.replace("'", "\\'").join(["{{ '", "' }}"])
+        + "{% else %}"
+        + ALPACA_PREAMBLE_NO_INPUT.join(["{{ '", "' }}"])
+        + "{% endif %}"
+        "{% for m in messages %}"
+        "{% if m['role'] == 'user' %}"
+        "{{ '\n\n### Instruction:\n' + m['content'] }}"
+        "{% if m.get('input') %}{{ '\n\n### Input:\n' + m['input'] }}{% endif %}"
+        "{{ '\n\n### Response:' }}"
+        "{% elif m['role'] == 'assistant' %}{{ m['content'] + eos_token }}{% endif %}"
+        "{% endfor %}"
+    ),
+    "vicuna": (
+        "{{ bos_token }}"
+        "{% if messages[0]['role'] == 'system' %}{{ messages[0]['content'] }}"
+        "{% else %}{{ '" + VICUNA_SYSTEM.replace("'", "\\'") + "' }}{% endif %}"
+        "{% for m in messages %}"
+        "{% if m['role'] == 'user' %}{{ ' USER: ' if loop.index0 <= 1 else 'USER: ' }}"
+        "{{ m['content'] + ' ASSISTANT: ' }}"
+        "{% elif m['role'] == 'assistant' %}{{ m['content'] + eos_token }}{% endif %}"
+        "{% endfor %}"
+    ),
+    "chatml": (
+        "{% for m in messages %}"
+        "{{ '<|im_start|>' + m['role'] + '\n' + m['content'] + '<|im_end|>\n' }}"
+        "{% endfor %}"
+        "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+    ),
+    "llama3": (
+        "{{ bos_token }}"
+        "{% for m in messages %}"
+        "{{ '<|start_header_id|>' + m['role'] + '<|end_header_id|>\n\n' + m['content'] | trim"
+        " + '<|eot_id|>' }}"
+        "{% endfor %}"
+        "{% if add_generation_prompt %}"
+        "{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}{% endif %}"
+    ),
+}
+# End-of-turn marker each built-in template puts after a response (None: the EOS token).
+_BUILTIN_EOT = {"alpaca": None, "vicuna": None, "chatml": "<|im_end|>", "llama3": "<|eot_id|>"}
+TEMPLATE_NAMES = (*BUILTIN_TEMPLATES, "tokenizer")
+
+
+@dataclass
+class ChatTemplate:
+    """A named way to turn chat messages into text.
+
+    ``render(messages, add_generation_prompt)`` takes messages as dicts (role, content and,
+    for Alpaca, an optional ``input``). ``eot`` lists the strings that close an assistant turn.
+    """
+
+    name: str
+    render: Callable[[list[dict[str, Any]], bool], str]
+    eot: tuple[str, ...]
+
+
+def _tokenizer_adds_bos(tokenizer: Any) -> bool:
+    bos_id = getattr(tokenizer, "bos_token_id", None)
+    if bos_id is None:
+        return False
+    ids = tokenizer("a", add_special_tokens=True)["input_ids"]
+    return bool(ids) and ids[0] == bos_id
+
+
+def _jinja_env() -> jinja2.Environment:
+    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
+    env.globals["raise_exception"] = _raise
+    return env
+
+
+def _raise(message: str) -> None:
+    raise TemplateError(f"chat template refused the conversation: {message}")
+
+
+def get_template(name: str, tokenizer: Any) -> ChatTemplate:
+    """Return the template ``name`` bound to ``tokenizer``'s special tokens."""
+    if name == "tokenizer":
+        return _tokenizer_template(tokenizer)
+    if name not in BUILTIN_TEMPLATES:
+        raise TemplateError(
+            f"unknown template '{name}'.", fix=f"use one of: {', '.join(TEMPLATE_NAMES)}."
+        )
+    compiled = _jinja_env().from_string(BUILTIN_TEMPLATES[name])
+    eos = tokenizer.eos_token or ""
+    bos = tokenizer.bos_token if _tokenizer_adds_bos(tokenizer) else ""
+    if name == "llama3" and not bos:
+        bos = "<|begin_of_text|>" if "<|begin_of_text|>" in tokenizer.get_vocab() else ""
+
+    def render(messages: list[dict[str, Any]], add_generation_prompt: bool) -> str:
+        return compiled.render(
+            messages=messages,
+            add_generation_prompt=add_generation_prompt,
+            bos_token=bos,
+            eos_token=eos,
+        )
+
+    eot = _BUILTIN_EOT[name] or eos
+    return ChatTemplate(name, render, (eot,) if eot else ())
+
+
+def _tokenizer_template(tokenizer: Any) -> ChatTemplate:
+    if not getattr(tokenizer, "chat_template", None):
+        raise TemplateError(
+            f"tokenizer '{getattr(tokenizer, 'name_or_path', '?')}' has no chat template.",
+            fix="pass --template with one of: alpaca, vicuna, chatml, llama3.",
+        )
+
+    def render(messages: list[dict[str, Any]], add_generation_prompt: bool) -> str:
+        chat = [{"role": m["role"], "content": m["content"]} for m in messages]
+        return tokenizer.apply_chat_template(
+            chat, tokenize=False, add_generation_prompt=add_generation_prompt
+        )
+
+    specials = [t for t in getattr(tokenizer, "all_special_tokens", []) if t]
+    return ChatTemplate("tokenizer", render, tuple(specials))
+
+
+@dataclass
+class Segment:
+    """A span of rendered text; ``train`` is True for an assistant response + end-of-turn.
+
+    ``turn`` is the index of the assistant message in ``Conversation.messages`` (or None).
+    """
+
+    text: str
+    train: bool
+    turn: int | None = None
+
+
+def _message_dicts(conv: Conversation, template_name: str) -> list[dict[str, Any]]:
+    if template_name == "alpaca":
+        return [{"role": m.role, "content": m.content, "input": m.input} for m in conv.messages]
+    return conv.to_chat()
+
+
+def segment_conversation(conv: Conversation, template: ChatTemplate) -> list[Segment]:
+    """Split the rendered conversation into prompt and response segments.
+
+    For each assistant turn i, the text rendered for messages[:i] with a generation prompt must
+    be a prefix of the text for messages[:i+1], which must be a prefix of the whole rendering;
+    the difference holds the response, which is marked trained up to and including the first
+    end-of-turn marker that follows it. Templates that rewrite earlier turns raise TemplateError.
+    """
+    msgs = _message_dicts(conv, template.name)
+    full = template.render(msgs, False)
+    segments: list[Segment] = []
+    cursor = 0
+    for i, m in enumerate(conv.messages):
+        if m.role != "assistant":
+            continue
+        prompt = template.render(msgs[:i], True)
+        upto = template.render(msgs[: i + 1], False)
+        if not (upto.startswith(prompt) and full.startswith(upto) and len(prompt) >= cursor):
+            raise TemplateError(
+                f"template '{template.name}' renders turn {i} differently depending on what "
+                "follows it, so responses cannot be located.",
+                fix="use a built-in template (--template chatml|llama3|alpaca|vicuna).",
+            )
+        start, end = _locate_response(upto, len(prompt), m.content, template, i)
+        segments.append(Segment(full[cursor:start], False))
+        segments.append(Segment(full[start:end], True, i))
+        cursor = end
+    segments.append(Segment(full[cursor:], False))
+    return [s for s in segments if s.text]
+
+
+def _locate_response(
+    text: str, offset: int, content: str, template: ChatTemplate, turn: int
+) -> tuple[int, int]:
+    """Character span [start, end) of a response and its end-of-turn marker in ``text``."""
+    needle = content if content in text[offset:] else content.strip()
+    start = text.find(needle, offset)
+    if start < 0 or not needle:
+        raise TemplateError(
+            f"template '{template.name}' does not show the response of turn {turn} verbatim.",
+            fix="use a built-in template (--template chatml|llama3|alpaca|vicuna).",
+        )
+    end = start + len(needle)
+    tail = text[end:]
+    hits = [(tail.find(e), e) for e in template.eot if e and tail.find(e) >= 0]
+    if hits:
+        pos, marker = min(hits)
+        if not tail[:pos].strip():  # only whitespace between response and marker
+            end += pos + len(marker)
+    return start, end

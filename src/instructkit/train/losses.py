@@ -1,0 +1,34 @@
+"""Losses as small pure functions.
+
+``response_only_loss`` computes the LM head only at positions whose next-token label carries
+loss: for an instruction model most positions are prompt, and the head (vocabulary x hidden)
+is a large share of a small model's FLOPs.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+IGNORE_INDEX = -100
+
+__all__ = ["response_only_loss", "IGNORE_INDEX"]
+
+
+def response_only_loss(
+    hidden: torch.Tensor, labels: torch.Tensor, lm_head: torch.nn.Module
+) -> tuple[torch.Tensor, int]:
+    """Summed next-token cross-entropy over labelled positions, and their count.
+
+    hidden: (B, T, H) final hidden states; labels: (B, T) with -100 where no loss is taken.
+    Position t predicts labels[t + 1]. Returns (sum of token losses, number of tokens): divide
+    by the token count of the whole (accumulated) batch to get a token-weighted mean.
+    """
+    targets = labels[:, 1:]  # (B, T-1)
+    mask = targets != IGNORE_INDEX
+    n = int(mask.sum())
+    if n == 0:
+        return hidden.sum() * 0.0, 0
+    picked = hidden[:, :-1][mask]  # (N, H)
+    logits = lm_head(picked).float()  # (N, V)
+    return F.cross_entropy(logits, targets[mask], reduction="sum"), n
