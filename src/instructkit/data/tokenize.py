@@ -118,8 +118,6 @@ def _cut_response(
             f"the prompt of the last exchange is {prompt_len} tokens, which leaves no room for "
             f"its response within max_seq_len={max_seq_len}",
             field="messages",
-            row=conv.metadata.get("_row"),
-            path=conv.metadata.get("_path"),
             fix="raise max_seq_len, shorten the prompt, or pass --skip-invalid to reject it.",
         )
     return TokenizedExample(

@@ -208,7 +208,7 @@ def render(
     truncated = dropped = 0
     for n, rec in enumerate(tqdm(loaded.records, desc="render", unit="row")):
         conv = rec.chosen_conversation() if isinstance(rec, PreferencePair) else rec
-        row_no = rec.metadata.get("_row", n + 1) if hasattr(rec, "metadata") else n + 1
+        row_no = loaded.row_numbers[n] if loaded.row_numbers else n + 1
         try:
             ex = tokenize_conversation(
                 conv, tpl, tokenizer, max_seq_len=max_seq_len, train_on=train_on
