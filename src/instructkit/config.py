@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from instructkit.data.io import write_atomic
 from instructkit.errors import ConfigError
 
 __all__ = ["load_config", "parse_overrides", "save_config"]
@@ -101,7 +102,4 @@ def load_config(
 
 def save_config(cfg: BaseModel, path: str | Path) -> None:
     """Write the resolved config as YAML (atomically)."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False), "utf-8")
-    tmp.replace(path)
+    write_atomic(path, [yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)])

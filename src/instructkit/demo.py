@@ -19,6 +19,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from instructkit.config import save_config
+from instructkit.data.io import write_atomic, write_jsonl
 from instructkit.data.records import Conversation
 from instructkit.data.tasks import (
     MixConfig,
@@ -155,12 +156,6 @@ def format_table(before: dict[str, Any], after: dict[str, Any], seen_tasks: set[
     return "\n".join(lines)
 
 
-def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), "utf-8")
-    tmp.replace(path)
-
-
 def run_demo(cfg: DemoConfig) -> dict[str, Any]:
     """Run the whole demo; returns the metrics dict also written to ``out/metrics.json``."""
     started = time.perf_counter()
@@ -216,24 +211,20 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
         },
         "seconds_total": round(time.perf_counter() - started, 1),
     }
-    _write_jsonl(
-        out / "train_log.jsonl", [{"step": i, "loss": loss} for i, loss in enumerate(result.losses)]
+    write_jsonl(
+        [{"step": i, "loss": x} for i, x in enumerate(result.losses)], out / "train_log.jsonl"
     )
-    _write_jsonl(
-        out / "predictions.jsonl",
-        [
-            {
-                **b,
-                "response_before": b.pop("response"),
-                "score_before": b.pop("score"),
-                "response_after": a["response"],
-                "score_after": a["score"],
-            }
-            for b, a in zip(before_rows, after_rows, strict=False)
-        ],
-    )
-    tmp = out / "metrics.json.tmp"
-    tmp.write_text(json.dumps(metrics, indent=2), "utf-8")
-    tmp.replace(out / "metrics.json")
+    predictions = [
+        {
+            **{k: v for k, v in b.items() if k not in ("response", "score")},
+            "response_before": b["response"],
+            "score_before": b["score"],
+            "response_after": a["response"],
+            "score_after": a["score"],
+        }
+        for b, a in zip(before_rows, after_rows, strict=True)
+    ]
+    write_jsonl(predictions, out / "predictions.jsonl")
+    write_atomic(out / "metrics.json", [json.dumps(metrics, indent=2)])
     print(f"wrote {out}/metrics.json, adapter/, predictions.jsonl in {metrics['seconds_total']} s")
     return metrics

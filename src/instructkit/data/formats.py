@@ -699,8 +699,8 @@ def _messages_conversation(conv: Conversation) -> tuple[dict[str, Any], list[str
 
 
 def _trl_pair(pair: PreferencePair, fmt: str) -> tuple[dict[str, Any], list[str]]:
-    """TRL preference row: strings for one user turn, else message lists."""
-    if len(pair.prompt) == 1 and pair.prompt[0].role == "user":
+    """TRL preference row: strings for one user turn (message lists always for ``messages``)."""
+    if fmt != "messages" and len(pair.prompt) == 1 and pair.prompt[0].role == "user":
         row: dict[str, Any] = {"prompt": pair.prompt[0].text}
         row.update(chosen=pair.chosen, rejected=pair.rejected)
     else:

@@ -7,8 +7,6 @@ Bad rows raise :class:`~instructkit.errors.DataFormatError` (file, row, field, f
 
 from __future__ import annotations
 
-import json
-import os
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +15,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from instructkit.data.formats import Reject, load_records, save_records, save_rejects
+from instructkit.data.io import write_jsonl
 from instructkit.data.records import Conversation, PreferencePair
 from instructkit.data.templates import get_template, segment_conversation
 from instructkit.data.tokenize import TrainOn, encode_segments, tokenize_conversation, trained_text
@@ -232,19 +231,9 @@ def render(
                 "dropped_turns": ex.dropped_turns,
             }
         )
-    _write_jsonl(rows, dst)
+    write_jsonl(rows, dst)
     rej_path = _write_rejects(bad, rejects, src)
     return RenderResult(loaded.n_rows, len(rows), truncated, dropped, len(bad), rej_path)
-
-
-def _write_jsonl(rows: list[dict[str, Any]], dst: str | Path) -> None:
-    dst = Path(dst)
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
-    with tmp.open("w", encoding="utf-8") as f:
-        for row in rows:
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")
-    os.replace(tmp, dst)
 
 
 def conversations_of(records: list[Any]) -> list[Conversation]:

@@ -1,0 +1,91 @@
+"""Tests on the embedded SmolLM2-135M-Instruct (marked slow: `make test-slow`)."""
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from instructkit.cli.main import cli
+from instructkit.data.records import Conversation, Message
+from instructkit.data.templates import get_template
+from instructkit.data.tokenize import tokenize_conversation, trained_text
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def smol():
+    from instructkit.models import load_model
+
+    return load_model("smollm2-135m-instruct")
+
+
+@pytest.mark.parametrize(
+    "name,eot",
+    [
+        ("tokenizer", "<|im_end|>"),
+        ("chatml", "<|im_end|>"),
+        ("alpaca", "<|im_end|>"),
+        ("vicuna", "<|im_end|>"),
+        ("llama3", "<|eot_id|>"),
+    ],
+)
+def test_trained_text_is_responses_plus_eot(smol, name, eot):
+    _, tok = smol
+    conv = Conversation(
+        [
+            Message("system", "Be brief."),
+            Message("user", "Hi there!"),
+            Message("assistant", "Hello! How can I help?"),
+            Message("user", "Name a fruit.", input="One word."),
+            Message("assistant", " Apple.\n"),
+        ]
+    )
+    ex = tokenize_conversation(conv, get_template(name, tok), tok)
+    expected = (
+        "Hello! How can I help?" + eot + ("Apple." if name == "llama3" else " Apple.\n") + eot
+    )
+    assert trained_text(ex, tok) == expected
+
+
+def test_segmentwise_ids_equal_whole_text_ids_for_own_template(smol):
+    _, tok = smol
+    conv = Conversation(
+        [
+            Message("user", "What is 2+2?"),
+            Message("assistant", "4"),
+            Message("user", "And 3+3?"),
+            Message("assistant", "6, of course."),
+        ]
+    )
+    t = get_template("tokenizer", tok)
+    ex = tokenize_conversation(conv, t, tok)
+    assert (
+        ex.input_ids == tok(t.render(conv.to_chat(), False), add_special_tokens=False)["input_ids"]
+    )
+
+
+def test_generation_answers(smol):
+    from instructkit.lm.local import generate_chat
+
+    model, tok = smol
+    out = generate_chat(
+        model,
+        tok,
+        [[{"role": "user", "content": "What is the capital of France?"}]],
+        get_template("tokenizer", tok),
+        max_new_tokens=16,
+        progress=False,
+    )
+    assert "Paris" in out[0]
+
+
+def test_demo_small_run_writes_metrics(tmp_path):
+    out = tmp_path / "demo"
+    r = CliRunner().invoke(
+        cli, ["demo", "--out", str(out), "--set", "limit=2", "--set", "train.epochs=1"]
+    )
+    assert r.exit_code == 0, r.output
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert set(metrics["before"]) >= {"per_task", "seen", "unseen", "overall"}
+    assert metrics["unseen_tasks"] and (out / "adapter" / "adapter_config.json").exists()
