@@ -28,11 +28,12 @@ from instructkit.data.tasks import (
     render_task_example,
 )
 from instructkit.data.templates import get_template
-from instructkit.data.tokenize import tokenize_conversation
+from instructkit.data.tokenize import TrainOn, tokenize_conversation
 from instructkit.evaluate.checks import score_answer
 from instructkit.lm.local import generate_chat
 from instructkit.models import DEFAULT_MODEL, load_model
-from instructkit.train.sft import SFTConfig, apply_lora, train_sft
+from instructkit.train.loop import TrainConfig, fit
+from instructkit.train.sft import AdapterConfig, apply_lora
 
 __all__ = ["DemoConfig", "run_demo", "load_demo_items", "evaluate_items", "summarize"]
 
@@ -48,7 +49,9 @@ class DemoConfig(BaseModel):
     max_new_tokens: int = Field(24, gt=0)
     eval_batch_size: int = Field(8, gt=0)
     mix: MixConfig = MixConfig(zero_shot=0.8, few_shot=0.2, cot_ratio=0.2, n_shots=2, seed=0)
-    train: SFTConfig = SFTConfig(epochs=3, lr=1e-3, batch_size=8, lora_r=16, lora_alpha=32)
+    lora: AdapterConfig = AdapterConfig(r=16, alpha=32)
+    train: TrainConfig = TrainConfig(epochs=3, lr=1e-3, batch_tokens=512, warmup_ratio=0.1)
+    train_on: TrainOn = "all"
     limit: int | None = Field(None, gt=0)  # keep at most this many items per task and split
     seed: int = 0
 
@@ -182,12 +185,13 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
     train_convs = build_task_mixture(train_items, templates, cfg.mix)
     examples = [
         tokenize_conversation(
-            c, template, tokenizer, max_seq_len=cfg.max_seq_len, train_on=cfg.train.train_on
+            c, template, tokenizer, max_seq_len=cfg.max_seq_len, train_on=cfg.train_on
         )
         for c in train_convs
     ]
-    model = apply_lora(model, cfg.train)
-    result = train_sft(model, tokenizer, examples, cfg.train)
+    model = apply_lora(model, cfg.lora)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    result = fit(model, examples, cfg=cfg.train, pad_id=pad_id)
     model.save_pretrained(out / "adapter")
 
     after_rows = evaluate_items(model, tokenizer, test_items, prompts, cfg, "eval after")

@@ -182,6 +182,42 @@ def data_render(
         click.echo(f"rejected: {r.n_rejected} rows (reasons in {r.rejects_path})")
 
 
+@cli.group(cls=_Group)
+def train() -> None:
+    """Fine-tune models (SFT; more algorithms to come)."""
+
+
+@train.command("sft")
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="YAML config (keys as in SFTConfig; see docs/sft.md).",
+)
+@click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Override a key, e.g. --set train.lr=1e-4 (repeatable).",
+)
+def train_sft_cmd(config_path, overrides) -> None:
+    """Supervised fine-tuning (LoRA or full) with response-only loss, packing and resume."""
+    from instructkit.config import load_config
+    from instructkit.train.sft import SFTConfig, run_sft
+
+    cfg = load_config(SFTConfig, config_path, overrides)
+    r = run_sft(cfg)
+    f = r.fit
+    click.echo(
+        f"trained {f['steps']} steps on {r.n_train} examples ({f['tokens']} tokens, "
+        f"{f['seconds']} s); loss {f['loss_first']:.4f} -> {f['loss_last']:.4f}"
+        + (f"; best eval loss {f['best_eval_loss']:.4f}" if f["best_eval_loss"] else "")
+    )
+    click.echo(f"outputs in {r.output_dir}")
+
+
 @cli.command("demo")
 @click.option(
     "--out",

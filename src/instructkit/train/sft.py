@@ -1,143 +1,362 @@
-"""Supervised fine-tuning (LoRA or full) with response-only loss.
+"""Supervised instruction fine-tuning: ``instructkit train sft --config FILE.yaml``.
 
-``train_sft(model, tokenizer, examples, cfg)`` is a plain loop: length-grouped padded batches,
-AdamW, linear warm-up then cosine decay, gradient clipping, and the LM head computed only at
-positions that carry loss (:func:`~instructkit.train.losses.response_only_loss`).
+``run_sft(cfg)`` reads top to bottom: load the model; read every dataset (instruction data in
+any supported format, FLAN task items rendered with zero-/few-shot/chain-of-thought mixing, or
+plain text trained with full loss); mix them (proportional with caps, temperature, or explicit
+weights; text at a set ratio); tokenize with response-only masks; hold out an eval split;
+wrap in LoRA (or train all weights); :func:`~instructkit.train.loop.fit`; write the adapter,
+the merged model, the resolved config, metrics.jsonl and loss_curve.png into ``output_dir``.
 """
 
 from __future__ import annotations
 
+import json
 import math
+import random
 import time
-from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
-import torch
 from pydantic import BaseModel, ConfigDict, Field
-from tqdm.auto import tqdm
 
-from instructkit.data.tokenize import TokenizedExample
-from instructkit.errors import TrainingError
-from instructkit.train.batching import length_grouped_batches, pad_batch
-from instructkit.train.losses import response_only_loss
+from instructkit.config import save_config
+from instructkit.data.io import write_atomic
+from instructkit.data.mixing import MixtureConfig, Source, build_mixture
+from instructkit.data.templates import get_template
+from instructkit.data.tokenize import TokenizedExample, TrainOn, tokenize_conversation
+from instructkit.errors import ConfigError, DataFormatError, TrainingError
+from instructkit.models import DEFAULT_MODEL, load_model
+from instructkit.train.checkpoint import latest_checkpoint
+from instructkit.train.loop import FitResult, TrainConfig, fit
+from instructkit.train.tracking import MetricsLogger, plot_losses, read_metrics, truncate_metrics
 
-__all__ = ["SFTConfig", "SFTResult", "apply_lora", "train_sft", "lr_at"]
+__all__ = [
+    "AdapterConfig",
+    "DatasetConfig",
+    "SFTConfig",
+    "SFTResult",
+    "apply_lora",
+    "load_examples",
+    "run_sft",
+]
 
 
-class SFTConfig(BaseModel):
-    """Training hyper-parameters (one name per concept: YAML key = attribute = CLI flag)."""
+class AdapterConfig(BaseModel):
+    """LoRA settings (``enabled: false`` trains all weights)."""
 
     model_config = ConfigDict(extra="forbid")
 
-    lora: bool = True
-    lora_r: int = Field(16, gt=0)
-    lora_alpha: float = Field(32, gt=0)
-    lora_dropout: float = Field(0.0, ge=0, lt=1)
-    lora_target: str | list[str] = "all-linear"
-    lr: float = Field(1e-3, gt=0)
-    epochs: float = Field(2.0, gt=0)
-    batch_size: int = Field(8, gt=0)
-    warmup_ratio: float = Field(0.1, ge=0, le=1)
-    weight_decay: float = Field(0.0, ge=0)
-    grad_clip: float = Field(1.0, gt=0)
-    train_on: Literal["all", "last"] = "all"
-    seed: int = 0
+    enabled: bool = True
+    r: int = Field(16, gt=0)
+    alpha: float = Field(32, gt=0)
+    dropout: float = Field(0.0, ge=0, lt=1)
+    target: str | list[str] = "all-linear"
 
 
-@dataclass
-class SFTResult:
-    losses: list[float] = field(default_factory=list)  # token-weighted mean loss per step
-    steps: int = 0
-    tokens: int = 0  # non-padding tokens processed
-    trained_tokens: int = 0  # tokens that carried loss
-    seconds: float = 0.0
+class DatasetConfig(BaseModel):
+    """One source of the training mixture."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    path: str
+    kind: Literal["sft", "tasks", "text"] = "sft"  # tasks: FLAN items; text: plain text
+    format: str | None = None  # sft only; auto-detected when None
+    name: str | None = None
+    weight: float | None = Field(None, ge=0)
+    cap: int | None = Field(None, gt=0)
 
 
-def apply_lora(model: Any, cfg: SFTConfig) -> Any:
-    """Wrap ``model`` with a PEFT LoRA adapter (r, alpha, dropout, target modules from cfg)."""
+class SFTConfig(BaseModel):
+    """The whole ``train sft`` workflow; YAML keys, attributes and --set paths are the same."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str = DEFAULT_MODEL
+    output_dir: str = "runs/sft"
+    datasets: list[DatasetConfig] = Field(default_factory=list)
+    eval_path: str | None = None
+    eval_ratio: float = Field(0.0, ge=0, lt=1)
+    template: str = "tokenizer"
+    max_seq_len: int = Field(1024, gt=8)
+    train_on: TrainOn = "all"
+    skip_invalid: bool = False
+    mixture: MixtureConfig = MixtureConfig()
+    task_mix: dict[str, Any] = Field(default_factory=dict)  # MixConfig for kind=tasks sources
+    lora: AdapterConfig = AdapterConfig()
+    train: TrainConfig = TrainConfig()
+    dtype: Literal["auto", "float32", "bfloat16"] = "auto"
+    merge: bool = True  # also write the merged full model (LoRA only)
+    report_to: list[str] = Field(default_factory=list)
+
+
+class SFTResult(BaseModel):
+    output_dir: str
+    fit: dict[str, Any]
+    mixture: dict[str, Any]
+    n_train: int
+    n_eval: int
+    rejected: int
+
+
+def apply_lora(model: Any, cfg: AdapterConfig) -> Any:
+    """Wrap ``model`` with a PEFT LoRA adapter; with ``enabled: false`` return it unchanged."""
+    if not cfg.enabled:
+        return model
     from peft import LoraConfig, get_peft_model
 
     lora = LoraConfig(
-        r=cfg.lora_r,
-        lora_alpha=cfg.lora_alpha,
-        lora_dropout=cfg.lora_dropout,
-        target_modules=cfg.lora_target,
+        r=cfg.r,
+        lora_alpha=cfg.alpha,
+        lora_dropout=cfg.dropout,
+        target_modules=cfg.target,
         task_type="CAUSAL_LM",
     )
     return get_peft_model(model, lora)
 
 
-def lr_at(step: int, total: int, base: float, warmup: int) -> float:
-    """Linear warm-up over ``warmup`` steps, then cosine decay to 0 at ``total``."""
-    if step < warmup:
-        return base * (step + 1) / warmup
-    progress = (step - warmup) / max(1, total - warmup)
-    return base * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+def _text_examples(path: str, tokenizer: Any, max_seq_len: int) -> list[TokenizedExample]:
+    """Plain text (.txt, or JSONL with a 'text' field) cut into windows with full loss."""
+    p = Path(path)
+    if p.suffix == ".txt":
+        docs = [d for d in p.read_text("utf-8").split("\n\n") if d.strip()]
+    else:
+        docs = []
+        for n, line in enumerate(p.read_text("utf-8").splitlines(), 1):
+            if not line.strip():
+                continue
+            row = json.loads(line)
+            if not isinstance(row, dict) or not isinstance(row.get("text"), str):
+                raise DataFormatError(
+                    "expected an object with a string 'text'",
+                    path=p,
+                    row=n,
+                    field="text",
+                    fix='give each line {"text": "..."}.',
+                )
+            docs.append(row["text"])
+    eos = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
+    out = []
+    for doc in docs:
+        ids = tokenizer(doc, add_special_tokens=False)["input_ids"] + eos
+        for s in range(0, len(ids), max_seq_len):
+            chunk = ids[s : s + max_seq_len]
+            if len(chunk) > 1:
+                out.append(TokenizedExample(chunk, list(chunk)))
+    return out
 
 
-def _decoder_and_head(model: Any) -> tuple[Any, Any]:
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    return getattr(base, base.base_model_prefix), base.get_output_embeddings()
+def _conversations(spec: DatasetConfig, cfg: SFTConfig) -> tuple[list[Any], list[Any]]:
+    """Conversations of an sft or tasks source, and the rejects of its reader."""
+    if spec.kind == "tasks":
+        from instructkit.data.tasks import MixConfig, build_task_mixture, load_task_templates
+
+        items = [
+            json.loads(x) for x in Path(spec.path).read_text("utf-8").splitlines() if x.strip()
+        ]
+        return build_task_mixture(items, load_task_templates(), MixConfig(**cfg.task_mix)), []
+    from instructkit.data.formats import load_records
+    from instructkit.data.workflows import conversations_of
+
+    loaded = load_records(spec.path, spec.format, skip_invalid=cfg.skip_invalid)
+    return conversations_of(loaded.records), loaded.rejects
 
 
-def _plan(examples: list[TokenizedExample], cfg: SFTConfig) -> list[list[int]]:
-    lengths = [len(e.input_ids) for e in examples]
-    plan: list[list[int]] = []
-    epoch = 0
-    while len(plan) < math.ceil(cfg.epochs * math.ceil(len(examples) / cfg.batch_size)):
-        plan.extend(length_grouped_batches(lengths, cfg.batch_size, cfg.seed + epoch))
-        epoch += 1
-    return plan[: math.ceil(cfg.epochs * math.ceil(len(examples) / cfg.batch_size))]
+def load_examples(
+    spec: DatasetConfig, cfg: SFTConfig, tokenizer: Any, template: Any
+) -> tuple[list[TokenizedExample], list[Any]]:
+    """Tokenized examples of one dataset, and what was rejected (with reasons)."""
+    if spec.kind == "text":
+        return _text_examples(spec.path, tokenizer, cfg.max_seq_len), []
+    convs, rejects = _conversations(spec, cfg)
+    out: list[TokenizedExample] = []
+    for n, conv in enumerate(convs, 1):
+        try:
+            out.append(
+                tokenize_conversation(
+                    conv, template, tokenizer, max_seq_len=cfg.max_seq_len, train_on=cfg.train_on
+                )
+            )
+        except DataFormatError as e:
+            if not cfg.skip_invalid:
+                raise DataFormatError(
+                    e.reason, path=spec.path, row=n, field=e.field, fix=e.fix
+                ) from e
+            rejects.append({"path": spec.path, "row": n, "reason": e.reason})
+    return out, rejects
 
 
-def train_sft(
+def _split_eval(
+    examples: list[TokenizedExample], ratio: float, seed: int
+) -> tuple[list[TokenizedExample], list[TokenizedExample]]:
+    if ratio <= 0:
+        return examples, []
+    order = list(range(len(examples)))
+    random.Random(seed).shuffle(order)
+    n_eval = max(1, int(round(ratio * len(examples))))
+    held = set(order[:n_eval])
+    return [e for i, e in enumerate(examples) if i not in held], [
+        examples[i] for i in order[:n_eval]
+    ]
+
+
+def _check(cfg: SFTConfig) -> None:
+    problems = []
+    if not cfg.datasets:
+        problems.append("datasets: at least one dataset is needed")
+    for i, d in enumerate(cfg.datasets):
+        if not Path(d.path).exists():
+            problems.append(f"datasets[{i}].path: {d.path} does not exist")
+    if cfg.eval_path and not Path(cfg.eval_path).exists():
+        problems.append(f"eval_path: {cfg.eval_path} does not exist")
+    if cfg.train.batch_tokens < cfg.max_seq_len:
+        problems.append(
+            f"train.batch_tokens ({cfg.train.batch_tokens}) < max_seq_len "
+            f"({cfg.max_seq_len}): a full-length example would not fit"
+        )
+    if problems:
+        raise ConfigError(
+            f"{len(problems)} config problem(s): " + "; ".join(problems),
+            fix="correct the keys above.",
+        )
+
+
+def _dtype(name: str) -> Any:
+    import torch
+
+    if name == "auto":
+        return torch.bfloat16 if torch.cuda.is_available() else torch.float32
+    return getattr(torch, name)
+
+
+def run_sft(cfg: SFTConfig, *, progress: bool = True) -> SFTResult:
+    """Run the SFT workflow described by ``cfg``; see the module docstring."""
+    import torch
+    from accelerate import Accelerator
+
+    _check(cfg)
+    # cpu=True lets `accelerate launch --multi_gpu` / torchrun form a gloo group on CPU machines
+    accelerator = Accelerator(cpu=not torch.cuda.is_available())
+    main = accelerator.is_main_process
+    out = Path(cfg.output_dir)
+    if main:
+        out.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, out / "config.yaml")
+    model, tokenizer = load_model(cfg.model, dtype=_dtype(cfg.dtype))
+    template = get_template(cfg.template, tokenizer)
+
+    sources, rejects, eval_ex = [], [], []
+    for i, spec in enumerate(cfg.datasets):
+        examples, bad = load_examples(spec, cfg, tokenizer, template)
+        rejects.extend(bad)
+        if spec.kind != "text" and not cfg.eval_path:  # hold out before mixing/up-sampling
+            examples, held = _split_eval(examples, cfg.eval_ratio, cfg.train.seed + i)
+            eval_ex.extend(held)
+        name = spec.name or f"{i}:{Path(spec.path).stem}"
+        sources.append(
+            Source(name, examples, spec.weight, spec.cap, "text" if spec.kind == "text" else "sft")
+        )
+    if cfg.eval_path:
+        eval_ex, _ = load_examples(DatasetConfig(path=cfg.eval_path), cfg, tokenizer, template)
+    mixture = build_mixture(sources, cfg.mixture)
+    train_ex = [ex for _, ex in mixture.items]
+    if all(e.n_trained == 0 for e in train_ex):
+        raise TrainingError(
+            f"none of the {len(train_ex)} examples has a token that carries loss "
+            f"(max_seq_len={cfg.max_seq_len}, train_on={cfg.train_on}).",
+            fix="check that responses are non-empty and train flags are not all false.",
+        )
+    if main:
+        print(mixture.report.format_table())
+        print(f"train: {len(train_ex)} examples, eval: {len(eval_ex)}, rejected: {len(rejects)}")
+        if rejects:
+            write_atomic(
+                out / "rejects.jsonl",
+                [json.dumps(r, default=str) + "\n" for r in _reject_rows(rejects)],
+            )
+
+    model = apply_lora(model, cfg.lora).to(accelerator.device)
+    ckpt = latest_checkpoint(out / "checkpoints") if cfg.train.resume else None
+    if main and ckpt is not None:
+        print(f"resuming from {ckpt}")
+        truncate_metrics(out / "metrics.jsonl", int(ckpt.name.split("-")[-1]))
+    logger = MetricsLogger(out, cfg.report_to, run_name=out.name, enabled=main)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    started = time.perf_counter()
+    result = fit(
+        model,
+        train_ex,
+        eval_ex,
+        cfg.train,
+        pad_id=pad_id,
+        run_dir=out / "checkpoints",
+        accelerator=accelerator if accelerator.num_processes > 1 else None,
+        log=logger.log,
+        progress=progress,
+    )
+    logger.close()
+    if main:
+        _write_outputs(
+            model,
+            tokenizer,
+            cfg,
+            out,
+            result,
+            mixture.report.to_dict(),
+            time.perf_counter() - started,
+        )
+    accelerator.wait_for_everyone()
+    return SFTResult(
+        output_dir=str(out),
+        fit=_fit_summary(result),
+        mixture=mixture.report.to_dict(),
+        n_train=len(train_ex),
+        n_eval=len(eval_ex),
+        rejected=len(rejects),
+    )
+
+
+def _reject_rows(rejects: list[Any]) -> list[dict[str, Any]]:
+    return [r if isinstance(r, dict) else r.to_dict() for r in rejects]
+
+
+def _fit_summary(r: FitResult) -> dict[str, Any]:
+    return {
+        "steps": r.steps,
+        "total_steps": r.total_steps,
+        "tokens": r.tokens,
+        "trained_tokens": r.trained_tokens,
+        "seconds": round(r.seconds, 2),
+        "loss_first": r.losses[0] if r.losses else None,
+        "loss_last": r.losses[-1] if r.losses else None,
+        "eval_losses": r.eval_losses,
+        "best_eval_loss": r.best_eval_loss,
+        "eval_ppl": math.exp(min(r.best_eval_loss, 50)) if r.best_eval_loss else None,
+        "stopped_early": r.stopped_early,
+        "resumed_from": r.resumed_from,
+    }
+
+
+def _write_outputs(
     model: Any,
     tokenizer: Any,
-    examples: list[TokenizedExample],
     cfg: SFTConfig,
-    *,
-    progress: bool = True,
-) -> SFTResult:
-    """Train ``model`` in place on tokenized examples; returns per-step losses and counts."""
-    examples = [e for e in examples if e.n_trained > 0]
-    if not examples:
-        raise TrainingError(
-            "no example has a token that carries loss after masking and truncation.",
-            fix="check that the data has assistant responses and that max_seq_len fits them.",
-        )
-    torch.manual_seed(cfg.seed)
-    decoder, head = _decoder_and_head(model)
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    plan = _plan(examples, cfg)
-    warmup = int(cfg.warmup_ratio * len(plan))
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    result, start = SFTResult(), time.perf_counter()
-    model.train()
-    bar = tqdm(plan, desc="train", unit="step", disable=not progress)
-    for step, idx in enumerate(bar):
-        batch = pad_batch([examples[i] for i in idx], pad_id)
-        for g in opt.param_groups:
-            g["lr"] = lr_at(step, len(plan), cfg.lr, warmup)
-        hidden = decoder(
-            input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False
-        ).last_hidden_state  # (B, T, H)
-        loss_sum, n = response_only_loss(hidden, batch["labels"], head)
-        loss = loss_sum / max(n, 1)
-        if not torch.isfinite(loss):
-            raise TrainingError(
-                f"loss became {loss.item()} at step {step}.",
-                fix="lower lr (e.g. --set lr=1e-4), keep grad_clip on, or check the data.",
-            )
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-        opt.step()
-        result.losses.append(loss.item())
-        result.tokens += int(batch["attention_mask"].sum())
-        result.trained_tokens += n
-        bar.set_postfix(loss=f"{loss.item():.3f}")
-    model.eval()
-    result.steps = len(plan)
-    result.seconds = time.perf_counter() - start
-    return result
+    out: Path,
+    result: FitResult,
+    mixture: dict[str, Any],
+    seconds: float,
+) -> None:
+    if cfg.lora.enabled:
+        model.save_pretrained(out / "adapter")
+        tokenizer.save_pretrained(out / "adapter")
+        if cfg.merge:
+            merged = model.merge_and_unload()
+            merged.save_pretrained(out / "merged")
+            tokenizer.save_pretrained(out / "merged")
+    else:
+        model.save_pretrained(out / "model")
+        tokenizer.save_pretrained(out / "model")
+    plot_losses(
+        read_metrics(out / "metrics.jsonl"), out / "loss_curve.png", title=f"SFT {cfg.model}"
+    )
+    summary = {"fit": _fit_summary(result), "mixture": mixture, "seconds": round(seconds, 2)}
+    write_atomic(out / "summary.json", [json.dumps(summary, indent=2)])

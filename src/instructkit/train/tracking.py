@@ -1,0 +1,149 @@
+"""Run tracking: metrics JSONL always; TensorBoard, Weights & Biases, MLflow when asked for.
+
+``MetricsLogger(run_dir, report_to=["tensorboard"])`` appends one JSON object per event to
+``run_dir/metrics.jsonl`` (flushed each time, so a killed run keeps what it logged) and mirrors
+scalars to the backends named in ``report_to``. A backend that is not installed is a
+ConfigError naming the package to install. ``plot_losses`` draws the loss curve as a PNG.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+from typing import Any
+
+from instructkit.errors import ConfigError
+
+__all__ = ["BACKENDS", "MetricsLogger", "plot_losses", "read_metrics", "truncate_metrics"]
+
+BACKENDS = {"tensorboard": "tensorboard", "wandb": "wandb", "mlflow": "mlflow"}
+
+
+def check_backends(report_to: list[str]) -> None:
+    """Fail early, naming the package, if a requested backend is unknown or not installed."""
+    for name in report_to:
+        if name not in BACKENDS:
+            raise ConfigError(f"unknown report_to '{name}'.", fix=f"use {sorted(BACKENDS)}.")
+        module = "torch.utils.tensorboard" if name == "tensorboard" else name
+        probe = "tensorboard" if name == "tensorboard" else module
+        if importlib.util.find_spec(probe) is None:
+            raise ConfigError(
+                f"report_to '{name}' needs '{BACKENDS[name]}'.",
+                fix=f"pip install {BACKENDS[name]}, or drop it from report_to.",
+            )
+
+
+class MetricsLogger:
+    """Append-only metrics log with optional mirrors (main process only)."""
+
+    def __init__(
+        self,
+        run_dir: str | Path,
+        report_to: list[str] | None = None,
+        run_name: str = "instructkit",
+        enabled: bool = True,
+    ) -> None:
+        self.path = Path(run_dir) / "metrics.jsonl"
+        self.enabled = enabled
+        self.report_to = list(report_to or [])
+        self.run_name = run_name
+        self._backends: dict[str, Any] = {}
+        if enabled:
+            check_backends(self.report_to)
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+
+    def _open_backends(self) -> None:
+        if "tensorboard" in self.report_to and "tensorboard" not in self._backends:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._backends["tensorboard"] = SummaryWriter(str(self.path.parent / "tensorboard"))
+        if "wandb" in self.report_to and "wandb" not in self._backends:
+            import wandb
+
+            self._backends["wandb"] = wandb.init(name=self.run_name, dir=str(self.path.parent))
+        if "mlflow" in self.report_to and "mlflow" not in self._backends:
+            import mlflow
+
+            self._backends["mlflow"] = mlflow.start_run(run_name=self.run_name)
+
+    def log(self, event: dict[str, Any]) -> None:
+        """Record one event (must hold 'step'); numeric fields are mirrored to backends."""
+        if not self.enabled:
+            return
+        with self.path.open("a", encoding="utf-8") as f:
+            f.write(json.dumps(event) + "\n")
+        self._open_backends()
+        step = int(event["step"])
+        scalars = {
+            k: float(v)
+            for k, v in event.items()
+            if k != "step" and isinstance(v, (int, float)) and not isinstance(v, bool)
+        }
+        for name, backend in self._backends.items():
+            if name == "tensorboard":
+                for k, v in scalars.items():
+                    backend.add_scalar(k, v, step)
+            elif name == "wandb":
+                backend.log(scalars, step=step)
+            elif name == "mlflow":
+                import mlflow
+
+                mlflow.log_metrics(scalars, step=step)
+
+    def close(self) -> None:
+        for name, backend in self._backends.items():
+            if name == "tensorboard":
+                backend.close()
+            elif name == "wandb":
+                backend.finish()
+            elif name == "mlflow":
+                import mlflow
+
+                mlflow.end_run()
+        self._backends.clear()
+
+
+def truncate_metrics(path: str | Path, last_step: int) -> None:
+    """Drop events after ``last_step`` (a resumed run logs those steps again)."""
+    path = Path(path)
+    if not path.exists():
+        return
+    from instructkit.data.io import write_jsonl
+
+    write_jsonl([e for e in read_metrics(path) if e.get("step", 0) <= last_step], path)
+
+
+def read_metrics(path: str | Path) -> list[dict[str, Any]]:
+    """Events of a metrics.jsonl (a torn last line from a kill is ignored)."""
+    events = []
+    for line in Path(path).read_text("utf-8").splitlines():
+        try:
+            events.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return events
+
+
+def plot_losses(events: list[dict[str, Any]], out_png: str | Path, title: str = "") -> None:
+    """Training loss per step and eval loss (if any) as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    train = [(e["step"], e["loss"]) for e in events if "loss" in e]
+    evals = [(e["step"], e["eval_loss"]) for e in events if "eval_loss" in e]
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
+    if train:
+        ax.plot(*zip(*train, strict=True), label="train loss", linewidth=1)
+    if evals:
+        ax.plot(*zip(*evals, strict=True), "o-", label="eval loss")
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("loss (token-weighted mean)")
+    ax.set_title(title or "training loss")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out_png)
+    plt.close(fig)

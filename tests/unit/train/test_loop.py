@@ -1,0 +1,174 @@
+import math
+
+import pytest
+import torch
+
+from instructkit.data.records import Conversation, Message
+from instructkit.data.templates import get_template
+from instructkit.data.tokenize import TokenizedExample, tokenize_conversation
+from instructkit.errors import TrainingError
+from instructkit.train.checkpoint import latest_checkpoint
+from instructkit.train.loop import (
+    ResponseLoss,
+    TrainConfig,
+    accumulate_gradients,
+    fit,
+    lr_at,
+    plan_steps,
+)
+from instructkit.train.sft import AdapterConfig, apply_lora
+
+WORDS = ["apple", "pear", "plum", "fig", "kiwi", "lime", "date", "melon"]
+
+
+def examples(tok, n=16):
+    t = get_template("chatml", tok)
+    convs = [
+        Conversation([Message("user", f"Echo {w} " * (1 + i % 3)), Message("assistant", w)])
+        for i, w in enumerate((WORDS * 4)[:n])
+    ]
+    return [tokenize_conversation(c, t, tok) for c in convs]
+
+
+def grads(model):
+    return {n: p.grad.detach().clone() for n, p in model.named_parameters() if p.grad is not None}
+
+
+def test_lr_schedule_values():
+    assert lr_at(0, 10, 1.0, 2) == 0.5
+    assert lr_at(1, 10, 1.0, 2) == 1.0
+    assert lr_at(6, 10, 1.0, 2) == pytest.approx(0.5)
+    assert lr_at(10, 10, 1.0, 2) == pytest.approx(0.0)
+    assert lr_at(6, 10, 1.0, 2, "linear") == pytest.approx(0.5)
+    assert lr_at(9, 10, 1.0, 2, "constant") == 1.0
+
+
+def test_plan_covers_epochs_and_is_deterministic():
+    lengths = [30, 20, 50, 10, 40, 25, 35, 15]
+    cfg = TrainConfig(batch_tokens=60, grad_accum=2, epochs=2, seed=3)
+    plan = plan_steps(lengths, cfg)
+    assert plan == plan_steps(lengths, cfg)
+    flat = [i for step in plan for mb in step for i in mb]
+    assert sorted(flat) == sorted(list(range(8)) * 2)
+    assert all(sum(lengths[i] for i in mb) <= 60 for step in plan for mb in step)
+    assert all(len(step) == 2 for step in plan[:-1])
+
+
+@pytest.mark.parametrize("packing", [True, False])
+def test_accumulating_micro_batches_equals_one_large_batch(tiny_model, tiny_tokenizer, packing):
+    ex = examples(tiny_tokenizer, 8)
+    cfg = TrainConfig(packing=packing, batch_tokens=4096)
+    loss_fn = ResponseLoss(tiny_model)
+    dev = torch.device("cpu")
+    n = sum(e.n_trained for e in ex) - 0  # first token of each example is a prompt token
+
+    tiny_model.zero_grad()
+    big, _, _ = accumulate_gradients(loss_fn, ex, [list(range(8))], n, cfg, 0, dev)
+    g_big = grads(tiny_model)
+    tiny_model.zero_grad()
+    small, _, _ = accumulate_gradients(loss_fn, ex, [[0, 1, 2], [3], [4, 5, 6, 7]], n, cfg, 0, dev)
+    g_small = grads(tiny_model)
+    assert small == pytest.approx(big, rel=1e-5)
+    assert g_big.keys() == g_small.keys()
+    for k in g_big:
+        torch.testing.assert_close(g_small[k], g_big[k], rtol=1e-4, atol=1e-7)
+    # token-weighted, not a mean of micro-batch means: the per-example mean differs
+    tiny_model.zero_grad()
+    mean_of_means = 0.0
+    for mb in ([0, 1, 2], [3], [4, 5, 6, 7]):
+        m = sum(ex[i].n_trained for i in mb)
+        s, _, _ = accumulate_gradients(loss_fn, ex, [mb], m, cfg, 0, dev)
+        mean_of_means += s / m / 3
+    assert abs(mean_of_means - big / n) > 1e-4
+
+
+def test_full_finetuning_lowers_loss(tiny_model, tiny_tokenizer):
+    cfg = TrainConfig(epochs=8, batch_tokens=64, lr=3e-3, warmup_ratio=0.0)
+    r = fit(tiny_model, examples(tiny_tokenizer), cfg=cfg, progress=False)
+    assert r.steps == r.total_steps == len(r.losses)
+    assert sum(r.losses[-3:]) < 0.6 * sum(r.losses[:3])
+
+
+def test_lora_changes_only_the_adapter(tiny_model, tiny_tokenizer):
+    frozen = {k: v.detach().clone() for k, v in tiny_model.named_parameters()}
+    model = apply_lora(tiny_model, AdapterConfig(r=8))
+    cfg = TrainConfig(epochs=4, batch_tokens=64, lr=3e-2, warmup_ratio=0.0)
+    r = fit(model, examples(tiny_tokenizer), cfg=cfg, progress=False)
+    # a 64-wide random model moves little through adapters; the loss must still drop
+    assert sum(r.losses[-3:]) < 0.97 * sum(r.losses[:3])
+    base = dict(model.get_base_model().named_parameters())
+    for name, before in frozen.items():
+        key = next(k for k in base if k.replace(".base_layer", "") == name)
+        assert torch.equal(base[key], before), name
+    assert any("lora_B" in k and v.abs().sum() > 0 for k, v in base.items())
+
+
+class Kill(Exception):
+    pass
+
+
+def test_killed_and_resumed_run_ends_with_the_same_weights(tiny_tokenizer, tmp_path):
+    from instructkit.models import build_tiny_model
+
+    ex = examples(tiny_tokenizer)
+    cfg = TrainConfig(epochs=3, batch_tokens=48, lr=1e-2, save_every=2, seed=1)
+
+    straight = apply_lora(build_tiny_model(tiny_tokenizer), AdapterConfig(r=4, dropout=0.1))
+    ref = fit(straight, ex, cfg=cfg, run_dir=tmp_path / "a", progress=False)
+
+    def die_at_5(event):
+        if event.get("step") == 5:
+            raise Kill()
+
+    model = apply_lora(build_tiny_model(tiny_tokenizer), AdapterConfig(r=4, dropout=0.1))
+    with pytest.raises(Kill):
+        fit(model, ex, cfg=cfg, run_dir=tmp_path / "b", log=die_at_5, progress=False)
+    assert latest_checkpoint(tmp_path / "b").name == "checkpoint-00000004"
+    # same frozen base (it comes from the model id), different adapter init: the checkpoint
+    # must restore the adapter, the optimizer state and the RNG (dropout)
+    base = build_tiny_model(tiny_tokenizer)
+    torch.manual_seed(1234)
+    fresh = apply_lora(base, AdapterConfig(r=4, dropout=0.1))
+    resumed = fit(fresh, ex, cfg=cfg, run_dir=tmp_path / "b", progress=False)
+    assert resumed.resumed_from == 4
+    assert resumed.losses == pytest.approx(ref.losses, rel=1e-6)
+    for (n, a), (_, b) in zip(straight.named_parameters(), fresh.named_parameters(), strict=True):
+        if a.requires_grad:
+            torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7, msg=n)
+
+
+def test_no_half_written_checkpoint_is_trusted(tiny_model, tiny_tokenizer, tmp_path):
+    run = tmp_path / "run"
+    (run / ".tmp-ckpt-abc").mkdir(parents=True)
+    (run / "checkpoint-00000009").mkdir()  # no state.json: incomplete
+    assert latest_checkpoint(run) is None
+
+
+def test_early_stopping_and_best_weights(tiny_model, tiny_tokenizer):
+    ex = examples(tiny_tokenizer)
+    held = [TokenizedExample(e.input_ids, e.labels) for e in ex[:4]]
+    cfg = TrainConfig(
+        epochs=20,
+        batch_tokens=64,
+        lr=0.5,
+        warmup_ratio=0.0,
+        eval_every=1,
+        early_stopping_patience=2,
+        grad_clip=None,
+    )
+    r = fit(tiny_model, ex, held, cfg=cfg, progress=False)  # lr far too high: eval loss rises
+    assert r.stopped_early and r.steps < r.total_steps
+    assert r.best_eval_loss == min(loss for _, loss in r.eval_losses)
+
+
+def test_nan_loss_stops_with_step_and_hint(tiny_model, tiny_tokenizer):
+    with torch.no_grad():
+        tiny_model.model.norm.weight.fill_(math.nan)
+    with pytest.raises(TrainingError, match="at step 0.*lower train.lr"):
+        fit(tiny_model, examples(tiny_tokenizer), cfg=TrainConfig(), progress=False)
+
+
+def test_no_trainable_tokens_is_an_error(tiny_model):
+    ex = [TokenizedExample([1, 2, 3], [-100, -100, -100])]
+    with pytest.raises(TrainingError, match="no example"):
+        fit(tiny_model, ex, cfg=TrainConfig(), progress=False)
