@@ -2,7 +2,7 @@ import pytest
 
 from instructkit.config import load_config, parse_overrides
 from instructkit.errors import ConfigError
-from instructkit.train.sft import SFTConfig
+from instructkit.train.loop import TrainConfig
 
 
 def test_parse_overrides_nested_and_typed():
@@ -16,19 +16,19 @@ def test_parse_overrides_nested_and_typed():
 
 def test_all_problems_reported_together_with_nearest_key(tmp_path):
     p = tmp_path / "c.yaml"
-    p.write_text("lora_rr: 8\nlr: -1\nbatch_size: many\n")
+    p.write_text("batch_tokenz: 8\nlr: -1\ngrad_accum: many\n")
     with pytest.raises(ConfigError) as e:
-        load_config(SFTConfig, p)
+        load_config(TrainConfig, p)
     msg = str(e.value)
     assert "3 config problem(s)" in msg
-    assert "unknown key 'lora_rr' (did you mean 'lora_r'?)" in msg
-    assert "key 'lr'" in msg and "key 'batch_size'" in msg
+    assert "unknown key 'batch_tokenz' (did you mean 'batch_tokens'?)" in msg
+    assert "key 'lr'" in msg and "key 'grad_accum'" in msg
 
 
 def test_overrides_beat_file(tmp_path):
     p = tmp_path / "c.yaml"
     p.write_text("lr: 0.1\nepochs: 2\n")
-    cfg = load_config(SFTConfig, p, ["lr=0.5"])
+    cfg = load_config(TrainConfig, p, ["lr=0.5"])
     assert cfg.lr == 0.5 and cfg.epochs == 2
 
 
