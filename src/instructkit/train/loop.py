@@ -30,6 +30,7 @@ from tqdm.auto import tqdm
 
 from instructkit.data.tokenize import TokenizedExample
 from instructkit.errors import TrainingError
+from instructkit.train.attention import use_varlen_attention
 from instructkit.train.batching import length_grouped_batches, pad_batch
 from instructkit.train.checkpoint import (
     latest_checkpoint,
@@ -64,6 +65,9 @@ class TrainConfig(BaseModel):
     epochs: float = Field(1.0, gt=0)
     max_steps: int | None = Field(None, gt=0)
     packing: bool = True
+    # attention for packed rows: varlen = causal attention per example (sum of L_i^2 work);
+    # mask = the block-diagonal mask transformers builds from position_ids (T^2 work)
+    packed_attention: Literal["varlen", "mask"] = "varlen"
     batch_tokens: int = Field(4096, gt=0)  # tokens per micro-batch (a packed row's budget)
     grad_accum: int = Field(1, gt=0)  # micro-batches per optimizer step and process
     schedule: Literal["cosine", "linear", "constant"] = "cosine"
@@ -145,11 +149,15 @@ class ResponseLoss(torch.nn.Module):
         self._head = base.get_output_embeddings()
 
     def forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int]:
+        extra = {}
+        if "cu_seqlens" in batch:  # read by the varlen attention, ignored by the others
+            extra = {"cu_seq_lens_q": batch["cu_seqlens"], "max_length_q": batch["max_len"]}
         hidden = self._decoder(
             input_ids=batch["input_ids"],
             position_ids=batch.get("position_ids"),
             attention_mask=batch.get("attention_mask"),
             use_cache=False,  # with a cache object, packed examples would attend to each other
+            **extra,
         ).last_hidden_state  # (B, T, H)
         return response_only_loss(hidden, batch["labels"], self._head)
 
@@ -159,10 +167,13 @@ def _collate(
 ) -> dict[str, torch.Tensor]:
     if packing:
         b = packed_batch(examples)
-        batch = {k: b[k] for k in ("input_ids", "labels", "position_ids")}
+        batch = {k: b[k] for k in ("input_ids", "labels", "position_ids", "cu_seqlens")}
     else:
         batch = pad_batch(examples, pad_id)
-    return {k: v.to(device) for k, v in batch.items()}
+    out: dict[str, Any] = {k: v.to(device) for k, v in batch.items()}
+    if packing:
+        out["max_len"] = max(len(e.input_ids) for e in examples)
+    return out
 
 
 def _n_labels(examples: Sequence[TokenizedExample], idx: list[int]) -> int:
@@ -226,6 +237,45 @@ def fit(
     plan = plan_steps([len(e.input_ids) for e in train], cfg, world)
     if cfg.grad_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    previous_attention = base.config._attn_implementation
+    if cfg.packing and cfg.packed_attention == "varlen":
+        use_varlen_attention(model)
+    try:
+        return _fit(
+            model,
+            train,
+            eval_examples,
+            cfg,
+            pad_id,
+            run_dir,
+            accelerator,
+            log,
+            progress,
+            plan,
+            world,
+            rank,
+            device,
+        )
+    finally:
+        base.set_attn_implementation(previous_attention)
+
+
+def _fit(
+    model,
+    train,
+    eval_examples,
+    cfg,
+    pad_id,
+    run_dir,
+    accelerator,
+    log,
+    progress,
+    plan,
+    world,
+    rank,
+    device,
+) -> FitResult:
     loss_fn: torch.nn.Module = ResponseLoss(model)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(
