@@ -149,3 +149,50 @@ def test_two_processes_equal_one_with_accumulation(tmp_path):
     ev2 = (tmp_path / "two" / "metrics.jsonl").read_text().splitlines()
     assert len(ev1) == len(ev2) == 6  # only the main process logs
     assert json.loads(ev1[-1])["tokens"] == json.loads(ev2[-1])["tokens"]
+
+
+def test_full_finetuning_writes_model_and_grad_checkpointing_matches(tmp_path):
+    plain = write_config(tmp_path, "plain", max_steps=3)
+    ckpt = write_config(tmp_path, "gc", max_steps=3, grad_checkpointing=True)
+    for cfg in (plain, ckpt):
+        r = CliRunner().invoke(
+            cli, ["train", "sft", "--config", str(cfg), "--set", "lora.enabled=false"]
+        )
+        assert r.exit_code == 0, r.output
+    a = load_file(str(tmp_path / "plain" / "model" / "model.safetensors"))
+    b = load_file(str(tmp_path / "gc" / "model" / "model.safetensors"))
+    for k in a:
+        assert (a[k] - b[k]).abs().max() < 1e-5, k
+
+
+def test_missing_tracking_backend_is_a_config_error(tmp_path, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda n, *a: None if n == "wandb" else real(n, *a)
+    )
+    cfg = write_config(tmp_path, "wb", max_steps=1)
+    r = CliRunner().invoke(
+        cli, ["train", "sft", "--config", str(cfg), "--set", "report_to=[wandb]"]
+    )
+    assert r.exit_code == 1 and "pip install wandb" in r.output
+
+
+def test_no_trainable_tokens_names_the_cause(tmp_path):
+    cfg = write_config(tmp_path, "empty", max_steps=1)
+    r = CliRunner().invoke(
+        cli,
+        [
+            "train",
+            "sft",
+            "--config",
+            str(cfg),
+            "--set",
+            "max_seq_len=16",
+            "--set",
+            "skip_invalid=true",
+        ],
+    )
+    assert r.exit_code == 1
+    assert "max_seq_len=16" in r.output or "no example" in r.output

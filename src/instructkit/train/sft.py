@@ -185,6 +185,20 @@ def load_examples(
     return out, rejects
 
 
+def _check_not_emptied(
+    spec: DatasetConfig, examples: list[TokenizedExample], bad: list[Any], cfg: SFTConfig
+) -> None:
+    """A dataset left with no trainable example is an error that names the cause."""
+    if any(e.n_trained for e in examples):
+        return
+    first = _reject_rows(bad)[0]["reason"] if bad else "its responses carry no loss tokens"
+    raise TrainingError(
+        f"{spec.path}: no trainable tokens left: {len(bad)} of {len(bad) + len(examples)} rows "
+        f"rejected (first: {first}); max_seq_len={cfg.max_seq_len}, train_on={cfg.train_on}.",
+        fix="raise max_seq_len, fix the rows listed in rejects, or check train flags.",
+    )
+
+
 def _split_eval(
     examples: list[TokenizedExample], ratio: float, seed: int
 ) -> tuple[list[TokenizedExample], list[TokenizedExample]]:
@@ -248,6 +262,7 @@ def run_sft(cfg: SFTConfig, *, progress: bool = True) -> SFTResult:
     for i, spec in enumerate(cfg.datasets):
         examples, bad = load_examples(spec, cfg, tokenizer, template)
         rejects.extend(bad)
+        _check_not_emptied(spec, examples, bad, cfg)
         if spec.kind != "text" and not cfg.eval_path:  # hold out before mixing/up-sampling
             examples, held = _split_eval(examples, cfg.eval_ratio, cfg.train.seed + i)
             eval_ex.extend(held)
