@@ -214,8 +214,15 @@ def run_trl(model: Any, examples: list[Any], args: argparse.Namespace) -> dict[s
         processing_class=tok,
         callbacks=[Timer()],
     )
-    loader = trainer.get_train_dataloader()
-    sizes = [int(b["input_ids"].numel()) for _, b in zip(range(args.warmup + args.steps), loader)]
+    collate = trainer.data_collator
+    sizes: list[int] = []
+
+    def counting_collator(features):  # noqa: ANN001, ANN202
+        batch = collate(features)
+        sizes.append(int(batch["input_ids"].numel()))  # padding-free: every token is real
+        return batch
+
+    trainer.data_collator = counting_collator
     trainer.train()
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
     return {"tokens": sum(sizes[args.warmup :]), "seconds": sum(record["times"]), "losses": losses}
