@@ -30,6 +30,7 @@ from instructkit.data.tasks import (
 from instructkit.data.templates import get_template
 from instructkit.data.tokenize import TrainOn, tokenize_conversation
 from instructkit.evaluate.checks import score_answer
+from instructkit.evaluate.stats import compare_by_group
 from instructkit.lm.local import generate_chat
 from instructkit.models import DEFAULT_MODEL, load_model
 from instructkit.train.loop import TrainConfig, fit
@@ -141,6 +142,36 @@ def summarize(rows: list[dict[str, Any]], seen_tasks: set[str]) -> dict[str, Any
     }
 
 
+def significance(
+    before_rows: list[dict[str, Any]],
+    after_rows: list[dict[str, Any]],
+    seen_tasks: set[str],
+    seed: int,
+) -> dict[str, Any]:
+    """Paired before/after comparison on the same items: all, seen and unseen tasks."""
+    groups = ["seen" if r["task"] in seen_tasks else "unseen" for r in before_rows]
+    by_group = compare_by_group(
+        [r["score"] for r in before_rows], [r["score"] for r in after_rows], groups, seed=seed
+    )
+    return {name: c.to_dict() for name, c in by_group.items()}
+
+
+def format_significance(sig: dict[str, Any]) -> str:
+    lines = [
+        f"{'items':<10}{'n':>4}{'after-before':>14}{'95% CI':>18}{'p perm':>9}"
+        f"{'p McNemar':>11}{'won/lost':>10}"
+    ]
+    for name, c in sig.items():
+        mc = "-" if c["p_mcnemar"] is None else f"{c['p_mcnemar']:.4f}"
+        ci = f"[{c['ci_low']:+.3f}, {c['ci_high']:+.3f}]"
+        won = f"{c['wins']}/{c['losses']}"
+        lines.append(
+            f"{name:<10}{c['n']:>4}{c['diff']:>+14.3f}{ci:>18}"
+            f"{c['p_permutation']:>9.4f}{mc:>11}{won:>10}"
+        )
+    return "\n".join(lines)
+
+
 def format_table(before: dict[str, Any], after: dict[str, Any], seen_tasks: set[str]) -> str:
     lines = [f"{'task':<22}{'n':>4}  {'seen':<6}{'before':>8}{'after':>8}{'delta':>8}"]
     for task, b in before["per_task"].items():
@@ -198,10 +229,13 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
     after = summarize(after_rows, seen_tasks)
 
     print(format_table(before, after, seen_tasks))
+    sig = significance(before_rows, after_rows, seen_tasks, cfg.seed)
+    print(format_significance(sig))
     metrics = {
         "model": cfg.model,
         "before": before,
         "after": after,
+        "significance": sig,
         "seen_tasks": sorted(seen_tasks),
         "unseen_tasks": sorted({it["task"] for it in test_items} - seen_tasks),
         "train": {
