@@ -248,6 +248,19 @@ def demo_cmd(out, config_path, overrides) -> None:
     run_demo(cfg)
 
 
+def _register() -> None:
+    """Commands that live in their own modules."""
+    from instructkit.cli.quality import data_dedup, data_filter
+    from instructkit.cli.serve import serve
+
+    data.add_command(data_filter)
+    data.add_command(data_dedup)
+    cli.add_command(serve)
+
+
+_register()
+
+
 def main() -> None:
     cli(prog_name="instructkit")
 

@@ -1,15 +1,255 @@
-"""Local generation with transformers: batched, left-padded, length-sorted, greedy by default."""
+"""Local generation with transformers: batched, left-padded, length-sorted, greedy by default.
+
+:class:`LocalLM` implements the :class:`~instructkit.lm.base.LM` protocol over a transformers
+causal LM (optionally with a PEFT adapter)::
+
+    lm = LocalLM.load("smollm2-135m-instruct")            # or LocalLM(model, tokenizer)
+    [c] = lm.complete([ChatRequest.from_messages([{"role": "user", "content": "Hi"}])])
+
+:func:`generate_chat` is the plain greedy helper the demo uses.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
 from tqdm.auto import tqdm
+from transformers import StoppingCriteria, StoppingCriteriaList
 
-from instructkit.data.templates import ChatTemplate
+from instructkit.data.templates import ChatTemplate, get_template
+from instructkit.errors import ModelError
+from instructkit.lm.base import ChatRequest, Completion
 
-__all__ = ["generate_chat"]
+__all__ = ["LocalLM", "generate_chat"]
+
+
+@dataclass(frozen=True)
+class _Sampling:
+    """Parameters that must be equal for requests to share one ``generate`` call."""
+
+    temperature: float
+    top_p: float
+    max_tokens: int
+    n: int  # sequences generated per prompt (1 for greedy: copies are made afterwards)
+    stop: tuple[str, ...]
+    seed: int | None
+
+    @classmethod
+    def of(cls, r: ChatRequest) -> _Sampling:
+        if r.temperature <= 0:  # greedy: top_p, seed and n change nothing in what is generated
+            return cls(0.0, 1.0, r.max_tokens, 1, r.stop, None)
+        return cls(r.temperature, r.top_p, r.max_tokens, r.n, r.stop, r.seed)
+
+
+class LocalLM:
+    """A transformers model as an :class:`~instructkit.lm.base.LM`.
+
+    ``complete`` groups requests by sampling parameters; each group is generated in batches of
+    about ``batch_size`` sequences (``batch_size // n`` prompts when ``n > 1``), sorted by prompt
+    length so little padding is needed, left-padded. Results come back in input order.
+
+    - ``temperature == 0`` is greedy decoding; ``n`` copies of the one answer are returned.
+    - ``stop`` strings end generation; the text is cut before the first stop string.
+    - ``finish_reason`` is ``"stop"`` (end-of-turn token or stop string) or ``"length"``.
+    - ``seed``: before a group of requests that share a seed, the torch RNG is seeded with
+      it (inside ``torch.random.fork_rng``, so the caller's RNG state is left as it was). The same
+      requests with the same seed give the same texts on the same machine and library versions.
+      A request's texts depend on the other requests of its group (they share one random
+      stream), so give each request its own seed when each must be reproducible on its own.
+      Without a seed, sampling draws from torch's global RNG.
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any,
+        template: str | ChatTemplate = "tokenizer",
+        batch_size: int = 8,
+        name: str = "local",
+    ) -> None:
+        if batch_size < 1:
+            raise ModelError(f"batch_size must be at least 1, got {batch_size}.")
+        self.model, self.tokenizer, self.batch_size, self.name = model, tokenizer, batch_size, name
+        self.template = get_template(template, tokenizer) if isinstance(template, str) else template
+        self._stop_ids = _stop_token_ids(tokenizer, self.template)
+        self._pad_id = (
+            tokenizer.pad_token_id
+            if tokenizer.pad_token_id is not None
+            else (self._stop_ids[0] if self._stop_ids else 0)
+        )
+
+    @classmethod
+    def load(
+        cls,
+        model_name: str | None = None,
+        adapter: str | Path | None = None,
+        template: str = "tokenizer",
+        *,
+        batch_size: int = 8,
+        dtype: Any = None,
+        device: str | None = None,
+    ) -> LocalLM:
+        """Load a registered model, hub id or path (see :func:`instructkit.models.load_model`).
+
+        ``adapter`` is a saved PEFT adapter directory applied on top. ``device`` defaults to
+        CUDA when available, else CPU.
+        """
+        from instructkit.models import DEFAULT_MODEL, load_model
+
+        model_name = model_name or DEFAULT_MODEL
+        model, tokenizer = load_model(model_name, dtype=dtype)
+        name = f"local:{model_name}"
+        if adapter is not None:
+            model = _apply_adapter(model, Path(adapter))
+            name += f"+{adapter}"
+        if template != "tokenizer":
+            name += f"@{template}"
+        model.to(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        return cls(model, tokenizer, template, batch_size=batch_size, name=name)
+
+    def complete(
+        self, requests: Sequence[ChatRequest], *, progress: bool = False
+    ) -> list[Completion]:
+        """One :class:`Completion` per request, in input order."""
+        encoded = [self._encode(r) for r in requests]
+        groups: dict[_Sampling, list[int]] = {}
+        for i, r in enumerate(requests):
+            groups.setdefault(_Sampling.of(r), []).append(i)
+        results: list[Completion | None] = [None] * len(requests)
+        self.model.eval()
+        with tqdm(total=len(requests), desc=self.name, unit="req", disable=not progress) as bar:
+            for sampling, members in groups.items():
+                with _seeded(sampling.seed, self.model):
+                    for batch in self._batches(members, encoded, sampling.n):
+                        outs = self._generate([encoded[i] for i in batch], sampling)
+                        for i, c in zip(batch, outs, strict=True):
+                            results[i] = _repeat(c, requests[i].n) if sampling.n == 1 else c
+                        bar.update(len(batch))
+        return [c for c in results if c is not None]
+
+    def _encode(self, r: ChatRequest) -> list[int]:
+        prompt = self.template.render(r.chat(), True)
+        return self.tokenizer(prompt, add_special_tokens=False)["input_ids"]
+
+    def _batches(self, members: list[int], encoded: list[list[int]], n: int) -> list[list[int]]:
+        order = sorted(members, key=lambda i: len(encoded[i]))
+        size = max(1, self.batch_size // n)
+        return [order[b : b + size] for b in range(0, len(order), size)]
+
+    def _generate(self, encoded: list[list[int]], s: _Sampling) -> list[Completion]:
+        width = max(len(e) for e in encoded)
+        ids = torch.full((len(encoded), width), self._pad_id, dtype=torch.long)  # (B, T)
+        mask = torch.zeros_like(ids)  # (B, T)
+        for row, e in enumerate(encoded):
+            ids[row, width - len(e) :] = torch.tensor(e, dtype=torch.long)
+            mask[row, width - len(e) :] = 1
+        sampling: dict[str, Any] = {"do_sample": False}
+        if s.temperature > 0:  # top_k=0: OpenAI semantics, temperature and top_p only
+            sampling = {
+                "do_sample": True,
+                "temperature": s.temperature,
+                "top_p": s.top_p,
+                "top_k": 0,
+            }
+        stopping = [_StopStrings(self.tokenizer, s.stop, width)] if s.stop else []
+        device = self.model.device
+        with torch.no_grad():
+            out = self.model.generate(
+                input_ids=ids.to(device),
+                attention_mask=mask.to(device),
+                max_new_tokens=s.max_tokens,
+                num_return_sequences=s.n,
+                repetition_penalty=1.0,
+                eos_token_id=self._stop_ids or None,
+                pad_token_id=self._pad_id,
+                stopping_criteria=StoppingCriteriaList(stopping),
+                **sampling,
+            )
+        new = out[:, width:].tolist()  # (B * n, new tokens): the n samples of a prompt are adjacent
+        completions = []
+        for row, e in enumerate(encoded):
+            decoded = [self._decode(new[row * s.n + j], s.stop) for j in range(s.n)]
+            completions.append(
+                Completion(
+                    texts=[text for text, _, _ in decoded],
+                    prompt_tokens=len(e),
+                    completion_tokens=sum(k for _, _, k in decoded),
+                    finish_reasons=[reason for _, reason, _ in decoded],
+                )
+            )
+        return completions
+
+    def _decode(self, tokens: list[int], stop: tuple[str, ...]) -> tuple[str, str, int]:
+        """(text, finish reason, tokens generated) of one generated sequence."""
+        end = next((k for k, t in enumerate(tokens) if t in self._stop_ids), None)
+        used = len(tokens) if end is None else end + 1  # the end-of-turn token counts as generated
+        text = self.tokenizer.decode(tokens[:end], skip_special_tokens=True)
+        cut = min(
+            (p for p in (text.find(m) for m in (*stop, *self.template.eot) if m) if p >= 0),
+            default=None,
+        )
+        if cut is not None:
+            return text[:cut], "stop", used
+        return text, "stop" if end is not None else "length", used
+
+
+class _StopStrings(StoppingCriteria):
+    """Ends a row once its generated text (not the prompt) contains a stop string.
+
+    transformers' own ``stop_strings`` also match text that spans the end of the prompt, which
+    would end generation before any stop string was generated.
+    """
+
+    def __init__(self, tokenizer: Any, stop: tuple[str, ...], prompt_width: int) -> None:
+        self.tokenizer, self.stop, self.width = tokenizer, stop, prompt_width
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, **kw: Any) -> torch.Tensor:
+        texts = self.tokenizer.batch_decode(input_ids[:, self.width :], skip_special_tokens=True)
+        done = [any(s in t for s in self.stop) for t in texts]
+        return torch.tensor(done, dtype=torch.bool, device=input_ids.device)  # (B,)
+
+
+def _repeat(c: Completion, n: int) -> Completion:
+    """``n`` copies of a greedy answer, with usage counted as if each had been generated."""
+    return Completion(c.texts * n, c.prompt_tokens, c.completion_tokens * n, c.finish_reasons * n)
+
+
+@contextmanager
+def _seeded(seed: int | None, model: Any) -> Iterator[None]:
+    """Seed torch's RNG for the block and restore the caller's RNG state afterwards."""
+    if seed is None:
+        yield
+        return
+    device = getattr(model, "device", torch.device("cpu"))
+    devices = [device.index or 0] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed % 2**63)
+        yield
+
+
+def _apply_adapter(model: Any, adapter: Path) -> Any:
+    if not (adapter / "adapter_config.json").is_file():
+        raise ModelError(
+            f"'{adapter}' is not a PEFT adapter directory (no adapter_config.json).",
+            fix="pass the adapter/ folder that `instructkit train sft` wrote.",
+        )
+    from peft import PeftModel
+
+    return PeftModel.from_pretrained(model, str(adapter))
+
+
+def _stop_token_ids(tokenizer: Any, template: ChatTemplate) -> list[int]:
+    """Token ids that end an assistant turn: the template's end-of-turn tokens and EOS."""
+    ids = [tokenizer.convert_tokens_to_ids(t) for t in template.eot if t]
+    ids = [i for i in ids if isinstance(i, int) and i != tokenizer.unk_token_id]
+    if tokenizer.eos_token_id is not None:
+        ids.append(tokenizer.eos_token_id)
+    return sorted(set(ids))
 
 
 def generate_chat(
@@ -31,10 +271,7 @@ def generate_chat(
     prompts = [template.render(c, True) for c in conversations]
     encoded = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
     order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
-    stop_ids = [tokenizer.convert_tokens_to_ids(t) for t in template.eot if t]
-    stop_ids = [i for i in stop_ids if isinstance(i, int) and i != tokenizer.unk_token_id]
-    if tokenizer.eos_token_id is not None:
-        stop_ids.append(tokenizer.eos_token_id)
+    stop_ids = _stop_token_ids(tokenizer, template)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else stop_ids[0]
     outputs: list[str] = [""] * len(prompts)
     model.eval()
@@ -52,7 +289,7 @@ def generate_chat(
                 attention_mask=mask,
                 max_new_tokens=max_new_tokens,
                 do_sample=False,
-                eos_token_id=sorted(set(stop_ids)),
+                eos_token_id=stop_ids,
                 pad_token_id=pad_id,
             )
         for row, i in enumerate(idx):

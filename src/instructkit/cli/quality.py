@@ -1,0 +1,142 @@
+"""``instructkit data filter`` and ``instructkit data dedup``: thin wrappers of
+:func:`instructkit.data.quality.run_filter` and :func:`~instructkit.data.quality.run_dedup`.
+
+Register them under the ``data`` group: ``data.add_command(data_filter)`` and
+``data.add_command(data_dedup)``. The output keeps the input's format; every row read ends up
+either in OUT or in the rejects file (``{row, reasons, record}`` per line), and the counts per
+reason are printed.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import click
+
+if TYPE_CHECKING:  # the data modules load only when a command runs, as in cli.main
+    from instructkit.data.quality import QualityRun
+
+__all__ = ["data_filter", "data_dedup"]
+
+FORMAT_CHOICES = ["alpaca", "sharegpt", "messages", "prompt-completion", "preference"]
+
+
+def _common(f):
+    """SRC, -o OUT, --rejects, --from and --skip-invalid, shared by both commands."""
+    f = click.option(
+        "--skip-invalid",
+        is_flag=True,
+        help="Send unreadable rows to the rejects file instead of stopping.",
+    )(f)
+    f = click.option(
+        "--from",
+        "fmt",
+        type=click.Choice(FORMAT_CHOICES),
+        default=None,
+        help="Input format (auto-detected when left out); the output keeps it.",
+    )(f)
+    f = click.option(
+        "--rejects",
+        type=click.Path(dir_okay=False),
+        default=None,
+        help="Where dropped rows go, with their reasons (default: OUT.rejects.jsonl).",
+    )(f)
+    f = click.option("-o", "--out", "dst", required=True, type=click.Path(dir_okay=False))(f)
+    return click.argument("src", type=click.Path(exists=True, dir_okay=False))(f)
+
+
+def _echo_run(r: QualityRun, dst: str) -> None:
+    """The summary line, the counts per reason (the report's table, if any), the notes."""
+    click.echo(
+        f"{r.format}: {r.n_rows} rows -> {r.n_kept} kept ({dst}), "
+        f"{r.n_rejected} rejected ({r.rejects_path})"
+    )
+    if r.report is not None:
+        click.echo(r.report.format())
+    else:
+        for reason, n in r.counts.items():
+            click.echo(f"  {reason}: {n}")
+    for note in r.notes:
+        click.echo(f"note: {note}")
+
+
+@click.command("filter")
+@_common
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="YAML config (keys as in QualityConfig).",
+)
+@click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Override a key, e.g. --set max_repetition=0.2 (repeatable).",
+)
+@click.option(
+    "--judge",
+    default=None,
+    metavar="BACKEND[:MODEL]",
+    help="Also rate each record 1-5 with this LM and drop those below judge_threshold.",
+)
+@click.option(
+    "--report",
+    "report_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Write the quality report (counts, score distributions, examples) as JSON.",
+)
+def data_filter(
+    src, dst, rejects, fmt, skip_invalid, config_path, overrides, judge, report_path
+) -> None:
+    """Drop low-quality rows of SRC: length, refusal, copy, format, repetition, garbage and
+    unsafe-word heuristics, optionally an LLM judge (resumable)."""
+    from instructkit.config import load_config
+    from instructkit.data.quality import QualityConfig, run_filter
+
+    cfg = load_config(QualityConfig, config_path, overrides, judge=judge)
+    judge_lm = None
+    if cfg.judge:
+        from instructkit.lm import build_lm
+
+        judge_lm = build_lm(cfg.judge)
+    r = run_filter(
+        src,
+        dst,
+        cfg,
+        judge_lm=judge_lm,
+        rejects=rejects,
+        report=report_path,
+        fmt=fmt,
+        skip_invalid=skip_invalid,
+    )
+    _echo_run(r, dst)
+
+
+@click.command("dedup")
+@_common
+@click.option(
+    "--threshold",
+    type=float,
+    default=0.7,
+    show_default=True,
+    help="ROUGE-L F1 at or above which a row is a near duplicate of an earlier one.",
+)
+@click.option(
+    "--field",
+    type=click.Choice(["instruction", "instruction+input"]),
+    default="instruction",
+    show_default=True,
+    help="What is compared: the user turns, or the user turns with Alpaca inputs.",
+)
+def data_dedup(src, dst, rejects, fmt, skip_invalid, threshold, field) -> None:
+    """Drop exact (normalized) and near-duplicate (ROUGE-L) rows of SRC; first occurrence kept."""
+    from instructkit.config import load_config
+    from instructkit.data.quality import DedupConfig, run_dedup
+
+    cfg = load_config(DedupConfig, threshold=threshold, field=field)
+    r = run_dedup(src, dst, cfg, rejects=rejects, fmt=fmt, skip_invalid=skip_invalid)
+    _echo_run(r, dst)

@@ -1,0 +1,466 @@
+import json
+import os
+import signal
+import socket
+import threading
+import urllib.error
+import urllib.request
+
+import pytest
+from click.testing import CliRunner
+
+from instructkit.cli.main import _Group
+from instructkit.cli.serve import serve
+from instructkit.lm.base import ChatRequest
+from instructkit.lm.scripted import ScriptedLM
+from instructkit.lm.serve import (
+    BatchWorker,
+    RequestError,
+    parse_chat_request,
+    run_server,
+    start_server,
+)
+
+TIMEOUT = 60  # seconds; bounds every HTTP call so a broken server fails instead of hanging
+
+
+class RecordingLM:
+    """Wraps an LM; records each batch and the thread that called the model."""
+
+    def __init__(self, inner):
+        self.inner, self.name = inner, inner.name
+        self.batches: list[list[ChatRequest]] = []
+        self.threads: set[str] = set()
+
+    def complete(self, requests, *, progress=False):
+        self.batches.append(list(requests))
+        self.threads.add(threading.current_thread().name)
+        return self.inner.complete(requests)
+
+
+def echo(request: ChatRequest) -> str:
+    return "echo: " + request.messages[-1][1]
+
+
+def call(url, body=None, *, method=None, raw=None):
+    """(status, headers, json) of one HTTP call; HTTP errors are returned, not raised."""
+    data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+    req = urllib.request.Request(url, data=data, method=method)
+    if data is not None:
+        req.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(req, timeout=TIMEOUT) as r:
+            return r.status, r.headers, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers, json.loads(e.read())
+
+
+def chat(base, content="hi", **params):
+    return call(
+        f"{base}/chat/completions", {"messages": [{"role": "user", "content": content}], **params}
+    )
+
+
+@pytest.fixture()
+def echo_server():
+    lm = RecordingLM(ScriptedLM(echo, name="echo"))
+    with start_server(lm, port=0, model_name="echo") as handle:
+        handle.lm = lm
+        yield handle
+
+
+# ---------------------------------------------------------------- request parsing
+
+
+def test_parse_chat_request_maps_openai_fields():
+    r = parse_chat_request(
+        {
+            "model": "m",
+            "messages": [
+                {"role": "developer", "content": "be brief"},
+                {
+                    "role": "user",
+                    "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}],
+                },
+            ],
+            "temperature": 0.5,
+            "top_p": 0.9,
+            "max_tokens": 7,
+            "n": 2,
+            "stop": "\n",
+            "seed": 3,
+        },
+        "m",
+    )
+    assert r.messages == (("system", "be brief"), ("user", "a\nb"))
+    assert (r.temperature, r.top_p, r.max_tokens, r.n, r.stop, r.seed) == (
+        0.5,
+        0.9,
+        7,
+        2,
+        ("\n",),
+        3,
+    )
+    defaults = parse_chat_request({"messages": [{"role": "user", "content": "x"}]}, "m")
+    assert (defaults.temperature, defaults.top_p, defaults.n, defaults.max_tokens) == (1, 1, 1, 256)
+    body = {"messages": [{"role": "user", "content": "x"}], "max_completion_tokens": 5}
+    assert parse_chat_request(body, "m").max_tokens == 5
+
+
+@pytest.mark.parametrize(
+    "body, param",
+    [
+        ({}, "messages"),
+        ({"messages": []}, "messages"),
+        ({"messages": [{"role": "robot", "content": "x"}]}, "messages[0].role"),
+        ({"messages": [{"role": "user", "content": 3}]}, "messages[0]"),
+        ({"messages": [{"role": "user", "content": "x"}], "temperature": "hot"}, "temperature"),
+        ({"messages": [{"role": "user", "content": "x"}], "temperature": 3}, "temperature"),
+        ({"messages": [{"role": "user", "content": "x"}], "max_tokens": True}, "max_tokens"),
+        ({"messages": [{"role": "user", "content": "x"}], "n": 0}, "n"),
+        ({"messages": [{"role": "user", "content": "x"}], "stop": [1]}, "stop"),
+        (
+            {"messages": [{"role": "user", "content": "x"}], "tools": [{"type": "function"}]},
+            "tools",
+        ),
+    ],
+)
+def test_parse_chat_request_names_the_bad_field(body, param):
+    with pytest.raises(RequestError) as e:
+        parse_chat_request(body, "m")
+    assert e.value.status == 400 and e.value.param == param and f"'{param}'" in e.value.message
+
+
+# ---------------------------------------------------------------- HTTP over loopback
+
+
+def test_models_health_and_chat_schema(echo_server):
+    base = echo_server.base_url
+    assert echo_server.url == f"http://127.0.0.1:{echo_server.port}"
+    status, _, models = call(f"{base}/models")
+    assert status == 200 and [m["id"] for m in models["data"]] == ["echo"]
+    assert call(f"{base}/models/echo")[2]["id"] == "echo"
+    status, _, out = chat(base, "hello there", model="echo")
+    assert status == 200
+    assert out["id"].startswith("chatcmpl-") and out["object"] == "chat.completion"
+    assert isinstance(out["created"], int) and out["model"] == "echo"
+    assert out["choices"] == [
+        {
+            "index": 0,
+            "message": {"role": "assistant", "content": "echo: hello there"},
+            "logprobs": None,
+            "finish_reason": "stop",
+        }
+    ]
+    # ScriptedLM counts words: 2 in the prompt, 3 in the answer
+    assert out["usage"] == {"prompt_tokens": 2, "completion_tokens": 3, "total_tokens": 5}
+    health = call(f"{echo_server.url}/health")[2]
+    assert health == {"status": "ok", "model": "echo", "requests": 1, "batches": 1}
+
+
+def test_n_choices(echo_server):
+    out = chat(echo_server.base_url, "x", n=3)[2]
+    assert [c["index"] for c in out["choices"]] == [0, 1, 2]
+    assert {c["message"]["content"] for c in out["choices"]} == {"echo: x"}
+
+
+@pytest.mark.parametrize(
+    "path, kwargs, status, needle",
+    [
+        ("/v1/chat/completions", {"raw": b"{not json"}, 400, "not valid JSON"),
+        ("/v1/chat/completions", {"body": {"model": "echo"}}, 400, "'messages' is required"),
+        (
+            "/v1/chat/completions",
+            {"body": {"messages": [{"role": "user", "content": "x"}], "top_p": "all"}},
+            400,
+            "'top_p'",
+        ),
+        (
+            "/v1/chat/completions",
+            {"body": {"messages": [{"role": "user", "content": "x"}], "stream": True}},
+            400,
+            "streaming not supported",
+        ),
+        ("/v1/chat/completions", {"body": {"model": "gpt-9", "messages": []}}, 404, "gpt-9"),
+        ("/v1/models/gpt-9", {}, 404, "gpt-9"),
+        ("/v1/completions", {"body": {}}, 404, "no such endpoint"),
+        ("/nowhere", {}, 404, "no such endpoint"),
+        ("/v1/chat/completions", {}, 405, "use POST"),
+        ("/v1/models", {"body": {}}, 405, "use GET"),
+    ],
+)
+def test_errors_use_openai_schema(echo_server, path, kwargs, status, needle):
+    got, headers, out = call(echo_server.url + path, **kwargs)
+    assert got == status
+    assert set(out["error"]) == {"message", "type", "param", "code"}
+    assert needle in out["error"]["message"]
+    if status == 405:
+        assert headers["Allow"] in {"GET", "POST"}
+
+
+def test_generation_failure_is_500_and_server_keeps_serving():
+    def script(request):
+        if "boom" in request.messages[-1][1]:
+            raise RuntimeError("model exploded")
+        return "fine"
+
+    with start_server(ScriptedLM(script), port=0, model_name="m") as handle:
+        status, _, out = chat(handle.base_url, "boom")
+        assert status == 500 and out["error"]["type"] == "server_error"
+        assert "model exploded" in out["error"]["message"]
+        assert chat(handle.base_url, "ok")[2]["choices"][0]["message"]["content"] == "fine"
+
+
+def _fire(base, bodies):
+    """POST every body at once from its own thread; return the responses in order."""
+    results = [None] * len(bodies)
+    barrier = threading.Barrier(len(bodies))
+
+    def go(i):
+        barrier.wait(TIMEOUT)
+        results[i] = call(f"{base}/chat/completions", bodies[i])
+
+    threads = [threading.Thread(target=go, args=(i,)) for i in range(len(bodies))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(TIMEOUT)
+    return results
+
+
+def _body(content, **params):
+    return {"messages": [{"role": "user", "content": content}], **params}
+
+
+def test_concurrent_requests_are_batched_and_routed_back():
+    lm = RecordingLM(ScriptedLM(echo))
+    # A long wait lets the batch fill; it closes as soon as 8 requests are in.
+    with start_server(lm, port=0, max_batch=8, max_wait_ms=2000) as handle:
+        results = _fire(handle.base_url, [_body(f"prompt {i}") for i in range(8)])
+    for i, (status, _, out) in enumerate(results):
+        assert status == 200 and out["choices"][0]["message"]["content"] == f"echo: prompt {i}"
+    sizes = [len(b) for b in lm.batches]
+    assert sum(sizes) == 8 and max(sizes) > 1
+    assert lm.threads == {"instructkit-generate"}  # the model is only called by the worker
+
+
+def test_batches_respect_max_batch_and_sampling_params():
+    lm = RecordingLM(ScriptedLM(echo))
+    bodies = [_body(f"p{i}", temperature=0.5 * (i % 2), max_tokens=8) for i in range(8)]
+    with start_server(lm, port=0, max_batch=3, max_wait_ms=200) as handle:
+        results = _fire(handle.base_url, bodies)
+    assert [r[2]["choices"][0]["message"]["content"] for r in results] == [
+        f"echo: p{i}" for i in range(8)
+    ]
+    assert sum(len(b) for b in lm.batches) == 8
+    for batch in lm.batches:
+        assert 1 <= len(batch) <= 3
+        assert len({r.params()["temperature"] for r in batch}) == 1
+
+
+def test_worker_isolates_a_failing_request_and_refuses_after_stop():
+    def script(request):
+        if request.messages[-1][1] == "bad":
+            raise ValueError("bad prompt")
+        return "good"
+
+    lm = RecordingLM(ScriptedLM(script))
+    worker = BatchWorker(lm, max_batch=2, max_wait_ms=5000)
+    good = worker.submit(ChatRequest((("user", "ok"),)))
+    bad = worker.submit(ChatRequest((("user", "bad"),)))
+    assert good.result(TIMEOUT).text == "good"
+    with pytest.raises(ValueError, match="bad prompt"):
+        bad.result(TIMEOUT)
+    assert [len(b) for b in lm.batches] == [2, 1, 1]  # batch failed, then retried one by one
+    worker.stop()
+    with pytest.raises(RequestError, match="shutting down"):
+        worker.submit(ChatRequest((("user", "ok"),))).result(TIMEOUT)
+
+
+def test_stop_closes_the_port():
+    handle = start_server(ScriptedLM(echo), port=0)
+    assert call(f"{handle.url}/health")[0] == 200
+    handle.stop()
+    handle.stop()  # idempotent
+    assert not handle.server.worker._thread.is_alive()
+    with pytest.raises(OSError), socket.create_connection(("127.0.0.1", handle.port), 1):
+        pass
+
+
+def test_run_server_stops_cleanly_on_sigterm():
+    urls: list[str] = []
+    ready = threading.Event()
+    seen = {}
+
+    def client():
+        try:
+            ready.wait(TIMEOUT)
+            seen["health"] = call(f"{urls[0].split(' ')[0]}/health")[0]
+        finally:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    def announce(line):
+        if not urls:
+            urls.append(line.split(" at ", 1)[1])
+            ready.set()
+
+    before = signal.getsignal(signal.SIGTERM)
+    thread = threading.Thread(target=client)
+    thread.start()
+    run_server(ScriptedLM(echo), "127.0.0.1", 0, "m", announce=announce)  # blocks until SIGTERM
+    thread.join(TIMEOUT)
+    assert seen["health"] == 200
+    assert signal.getsignal(signal.SIGTERM) is before
+
+
+# ---------------------------------------------------------------- a real local model
+
+
+@pytest.fixture(scope="module")
+def tiny_lms(tmp_path_factory):
+    """LocalLMs over the tiny random model: the base, and the base with a non-zero LoRA."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    from instructkit.lm.local import LocalLM
+    from instructkit.models import TINY_MODEL, build_tiny_model, build_tiny_tokenizer
+
+    tok = build_tiny_tokenizer()
+    peft_model = get_peft_model(
+        build_tiny_model(tok, seed=0),
+        LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "o_proj"]),
+    )
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for name, p in peft_model.named_parameters():
+            if "lora_B" in name:  # PEFT starts lora_B at zero: an adapter that changes nothing
+                p.normal_(0, 1.0)
+    adapter = tmp_path_factory.mktemp("lora") / "adapter"
+    peft_model.save_pretrained(adapter)
+    base = LocalLM.load(TINY_MODEL, template="chatml")
+    tuned = LocalLM.load(TINY_MODEL, adapter=str(adapter), template="chatml")
+    return base, tuned, adapter
+
+
+def test_local_model_schema_n_and_stop(tiny_lms):
+    base, _, _ = tiny_lms
+    with start_server(base, port=0, model_name="tiny") as handle:
+        status, _, out = chat(handle.base_url, "Hello world", max_tokens=6)
+        assert status == 200 and out["model"] == "tiny"
+        text = out["choices"][0]["message"]["content"]
+        usage = out["usage"]
+        assert usage["prompt_tokens"] > 0 and 0 < usage["completion_tokens"] <= 6
+        assert usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"]
+
+        out = chat(handle.base_url, "Hello world", max_tokens=6, n=2, temperature=1.0, seed=0)[2]
+        assert len(out["choices"]) == 2 and out["usage"]["completion_tokens"] <= 12
+
+        # Sampled with a seed (the tiny model's greedy text is all newlines): the same request
+        # gives the same text, so a stop string cut from it must end the answer right before it.
+        sample = {"max_tokens": 12, "temperature": 1.0, "seed": 3}
+        text = chat(handle.base_url, "Hello world", **sample)[2]["choices"][0]["message"]["content"]
+        assert (
+            chat(handle.base_url, "Hello world", **sample)[2]["choices"][0]["message"]["content"]
+            == text
+        )
+        k = next(k for k in range(1, len(text)) if text.find(text[k:]) == k)
+        out = chat(handle.base_url, "Hello world", **sample, stop=[text[k:]])[2]
+        assert out["choices"][0]["message"]["content"] == text[:k]
+        assert out["choices"][0]["finish_reason"] == "stop"
+
+
+def test_served_adapter_changes_outputs(tiny_lms):
+    base, tuned, _ = tiny_lms
+    prompts = ["Hello world", "What is the capital of France?", "Two plus three"]
+    answers = {}
+    for label, lm in (("base", base), ("tuned", tuned)):
+        with start_server(lm, port=0, model_name=label) as handle:
+            answers[label] = [
+                chat(handle.base_url, p, model=label, max_tokens=8, temperature=0)[2]["choices"][0][
+                    "message"
+                ]["content"]
+                for p in prompts
+            ]
+    assert answers["base"] != answers["tuned"]
+    assert answers["base"] == [
+        c.text for c in base.complete([ChatRequest((("user", p),), max_tokens=8) for p in prompts])
+    ]
+
+
+# ---------------------------------------------------------------- CLI
+
+
+def _cli(*args):
+    return CliRunner().invoke(_Group(commands=[serve]), ["serve", *args])
+
+
+def test_cli_help():
+    out = _cli("--help").output
+    for flag in ("--adapter", "--host", "--port", "--template", "--max-batch", "--name"):
+        assert flag in out
+
+
+def test_cli_bad_adapter_path(tmp_path):
+    r = _cli("tiny-random-llama", "--adapter", str(tmp_path / "missing"))
+    assert r.exit_code == 2 and "does not exist" in r.output
+    r = _cli("tiny-random-llama", "--adapter", str(tmp_path))
+    assert r.exit_code == 1
+    assert r.output.startswith("error: ") and "adapter_config.json" in r.output
+
+
+def test_stop_finishes_the_running_batch_and_fails_queued_requests():
+    entered, release = threading.Event(), threading.Event()
+
+    def script(request):
+        entered.set()
+        release.wait(TIMEOUT)
+        return "done"
+
+    worker = BatchWorker(ScriptedLM(script), max_batch=1, max_wait_ms=0)
+    running = worker.submit(ChatRequest((("user", "a"),)))
+    queued = worker.submit(ChatRequest((("user", "b"),)))
+    assert entered.wait(TIMEOUT)  # the worker is generating "a"; "b" waits in the queue
+    stopper = threading.Thread(target=worker.stop)
+    stopper.start()
+    assert worker._stopped.wait(TIMEOUT)
+    release.set()
+    stopper.join(TIMEOUT)
+    assert running.result(TIMEOUT).text == "done"
+    with pytest.raises(RequestError) as e:
+        queued.result(TIMEOUT)
+    assert e.value.status == 503
+
+
+def test_greedy_requests_batch_across_n_and_seeded_samples_run_alone():
+    lm = RecordingLM(ScriptedLM(echo))
+    worker = BatchWorker(lm, max_batch=8, max_wait_ms=300)
+    msgs = (("user", "x"),)
+    requests = [
+        ChatRequest(msgs),
+        ChatRequest(msgs, temperature=0.7, seed=1),
+        ChatRequest(msgs, n=2, top_p=0.5),
+        ChatRequest(msgs, temperature=0.7, seed=1),
+        ChatRequest(msgs, seed=5),
+    ]
+    futures = [worker.submit(r) for r in requests]
+    assert [len(f.result(TIMEOUT).texts) for f in futures] == [1, 1, 2, 1, 1]
+    worker.stop()
+    assert sorted(len(b) for b in lm.batches) == [1, 1, 3]
+    [greedy] = [b for b in lm.batches if len(b) == 3]
+    assert all(r.temperature == 0 for r in greedy)
+
+
+def test_openai_backend_round_trip():
+    """instructkit's own OpenAI client (httpx, keep-alive, 8 concurrent) against the server."""
+    from instructkit.errors import LMError
+    from instructkit.lm.openai import OpenAILM
+
+    lm = RecordingLM(ScriptedLM(echo))
+    with start_server(lm, port=0, model_name="echo", max_wait_ms=200) as handle:
+        client = OpenAILM("echo", base_url=handle.base_url, concurrency=8)
+        requests = [ChatRequest((("user", f"q{i}"),), n=1 + i % 2) for i in range(8)]
+        got = client.complete(requests)
+        assert [c.texts for c in got] == [[f"echo: q{i}"] * (1 + i % 2) for i in range(8)]
+        assert max(len(b) for b in lm.batches) > 1
+        with pytest.raises(LMError, match="not served"):
+            OpenAILM("gpt-9", base_url=handle.base_url, max_retries=0).complete(requests[:1])
