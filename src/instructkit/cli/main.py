@@ -250,12 +250,18 @@ def demo_cmd(out, config_path, overrides) -> None:
 
 def _register() -> None:
     """Commands that live in their own modules."""
+    from instructkit.cli.eval import eval_group
+    from instructkit.cli.evol import evol
     from instructkit.cli.quality import data_dedup, data_filter
     from instructkit.cli.serve import serve
+    from instructkit.cli.synth import synth
 
     data.add_command(data_filter)
     data.add_command(data_dedup)
     cli.add_command(serve)
+    cli.add_command(eval_group)
+    synth.add_command(evol)
+    cli.add_command(synth)
 
 
 _register()

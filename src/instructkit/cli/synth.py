@@ -1,0 +1,160 @@
+"""``instructkit synth ...``: generate instruction data with an LM.
+
+``instructkit synth self-instruct -n 500 --lm openai:MODEL -o tasks.jsonl`` runs Self-Instruct
+from the bundled seed tasks (or ``--seeds FILE``). A thin command: flags and an optional YAML file
+build a :class:`~instructkit.synth.self_instruct.SelfInstructConfig` (flag ``--top-p`` = key
+``top_p``), :func:`~instructkit.synth.self_instruct.run_self_instruct` does the work, and the
+counts of kept and rejected items are printed at the end. Rerunning the same command resumes an
+interrupted job; ``--fresh`` starts over.
+"""
+
+from __future__ import annotations
+
+import click
+
+from instructkit.synth.self_instruct import SelfInstructResult
+
+__all__ = ["synth", "self_instruct_cmd", "format_self_instruct_table"]
+
+
+@click.group("synth")
+def synth() -> None:
+    """Generate instruction data with an LM (Self-Instruct, Evol-Instruct)."""
+
+
+def _example(text: str, width: int = 70) -> str:
+    one = " ".join(text.split())
+    return repr(one if len(one) <= width else one[: width - 3] + "...")
+
+
+def format_self_instruct_table(result: SelfInstructResult) -> str:
+    """Kept tasks, then every rejection and malformed completion by reason, with an example."""
+    r = result
+    lines = [
+        f"kept {r.n_kept} tasks ({r.n_classification} classification, {r.n_instances} "
+        f"instances) in {r.out_path}; {r.n_new} new this run",
+        f"rounds: {r.rounds}; LM requests: {r.n_requests}; instructions parsed: "
+        f"{r.n_candidates}; valid but beyond the target (not written): {r.n_surplus}",
+    ]
+    sections = [
+        ("rejected instructions", r.rejected_instructions),
+        ("rejected instances", r.rejected_instances),
+        ("malformed LM outputs", r.malformed),
+    ]
+    width = max((len(k) for _, d in sections for k in d), default=0)
+    for title, counts in sections:
+        lines.append(f"{title}: {sum(counts.values())}")
+        for reason, n in counts.items():
+            shown = r.examples.get(reason) or [""]
+            lines.append(f"  {reason:<{width}}  {n:>6}  e.g. {_example(shown[0])}")
+    return "\n".join(lines)
+
+
+@synth.command("self-instruct")
+@click.option(
+    "--seeds",
+    "seeds_path",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="Seed tasks: Self-Instruct or Alpaca rows (default: the 120 bundled tasks).",
+)
+@click.option("--skip-invalid", is_flag=True, help="Skip bad seed rows instead of stopping.")
+@click.option(
+    "-n", "--num-instructions", type=int, default=None, help="Tasks to generate (default 100)."
+)
+@click.option("--lm", "lm_spec", required=True, metavar="BACKEND[:MODEL]", help="LM to use.")
+@click.option("-o", "--out", required=True, type=click.Path(dir_okay=False), help="Output JSONL.")
+@click.option("--base-url", default=None, help="Server URL for --lm openai:MODEL.")
+@click.option("--cache", type=click.Path(dir_okay=False), default=None, help="LM request cache.")
+@click.option("--prompts-per-round", type=int, default=None, help="Prompts per round (8).")
+@click.option("--temperature", type=float, default=None, help="Instruction sampling (0.7).")
+@click.option("--top-p", type=float, default=None, help="Instruction nucleus sampling (0.5).")
+@click.option("--max-tokens", type=int, default=None, help="Tokens per LM answer (1024).")
+@click.option("--seed", type=int, default=None, help="Seed of every random choice (0).")
+@click.option("--similarity-threshold", type=float, default=None, help="ROUGE-L cut-off (0.7).")
+@click.option(
+    "--alpaca",
+    "alpaca_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Also write one Alpaca row (instruction/input/output) per instance here.",
+)
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="YAML config (keys as in SelfInstructConfig).",
+)
+@click.option(
+    "--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a config key."
+)
+@click.option("--fresh", is_flag=True, help="Delete OUT and its state and start over.")
+@click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
+def self_instruct_cmd(
+    seeds_path,
+    skip_invalid,
+    num_instructions,
+    lm_spec,
+    out,
+    base_url,
+    cache,
+    prompts_per_round,
+    temperature,
+    top_p,
+    max_tokens,
+    seed,
+    similarity_threshold,
+    alpaca_path,
+    config_path,
+    overrides,
+    fresh,
+    no_progress,
+) -> None:
+    """Self-Instruct (Wang et al. 2022): grow N instruction tasks from seed tasks with an LM."""
+    from instructkit.config import load_config
+    from instructkit.data.io import write_jsonl
+    from instructkit.lm import build_lm
+    from instructkit.synth.seeds import load_seed_tasks
+    from instructkit.synth.self_instruct import (
+        SelfInstructConfig,
+        run_self_instruct,
+        to_alpaca_rows,
+    )
+
+    flags = {
+        "num_instructions": num_instructions,
+        "prompts_per_round": prompts_per_round,
+        "temperature": temperature,
+        "top_p": top_p,
+        "max_tokens": max_tokens,
+        "seed": seed,
+        "similarity_threshold": similarity_threshold,
+    }
+    cfg = load_config(SelfInstructConfig, config_path, overrides, **flags)
+    seeds = load_seed_tasks(seeds_path, skip_invalid=skip_invalid)
+    click.echo(f"{len(seeds.tasks)} seed tasks from {seeds.path}")
+    if seeds.rejects:
+        click.echo(f"skipped {len(seeds.rejects)} bad seed rows:")
+        for rej in seeds.rejects[:5]:
+            click.echo(f"  row {rej.row}: {rej.field or '-'}: {rej.reason}")
+    lm = build_lm(lm_spec, base_url=base_url, cache=cache)
+    r = run_self_instruct(cfg, lm, seeds.tasks, out, fresh=fresh, progress=not no_progress)
+    if r.n_resumed:
+        click.echo(f"resumed: {r.n_resumed} tasks were already in {out}")
+    click.echo(format_self_instruct_table(r))
+    if not r.reached_target:
+        click.echo(
+            f"stopped early: {r.n_kept} of {cfg.num_instructions} tasks; the last "
+            f"{cfg.max_stale_rounds} rounds kept nothing (see the reasons above)"
+        )
+    if alpaca_path:
+        rows = to_alpaca_rows(_read_tasks(out)) if r.n_kept else []
+        write_jsonl(rows, alpaca_path)
+        click.echo(f"wrote {len(rows)} Alpaca rows to {alpaca_path}")
+
+
+def _read_tasks(path: str) -> list[dict]:
+    from instructkit.data.io import read_rows
+
+    return [row for _, row in read_rows(path)]
