@@ -19,7 +19,8 @@ from __future__ import annotations
 import math
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -237,11 +238,7 @@ def fit(
     plan = plan_steps([len(e.input_ids) for e in train], cfg, world)
     if cfg.grad_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    previous_attention = base.config._attn_implementation
-    if cfg.packing and cfg.packed_attention == "varlen":
-        use_varlen_attention(model)
-    try:
+    with _packed_attention(model, cfg):
         return _fit(
             model,
             train,
@@ -253,29 +250,28 @@ def fit(
             log,
             progress,
             plan,
-            world,
-            rank,
-            device,
+            (world, rank, device),
         )
+
+
+@contextmanager
+def _packed_attention(model: Any, cfg: TrainConfig) -> Iterator[None]:
+    """Switch to per-example attention for packed rows; restore the previous one afterwards
+    (generation needs the padding-aware implementation back)."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    previous = base.config._attn_implementation
+    if cfg.packing and cfg.packed_attention == "varlen":
+        use_varlen_attention(model)
+    try:
+        yield
     finally:
-        base.set_attn_implementation(previous_attention)
+        base.set_attn_implementation(previous)
 
 
 def _fit(
-    model,
-    train,
-    eval_examples,
-    cfg,
-    pad_id,
-    run_dir,
-    accelerator,
-    log,
-    progress,
-    plan,
-    world,
-    rank,
-    device,
+    model, train, eval_examples, cfg, pad_id, run_dir, accelerator, log, progress, plan, where
 ) -> FitResult:
+    world, rank, device = where
     loss_fn: torch.nn.Module = ResponseLoss(model)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(
