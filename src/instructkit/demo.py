@@ -4,7 +4,8 @@
 held out entirely) are rendered through the FLAN-style templates, the model answers the test
 prompts, is fine-tuned with LoRA and response-only loss on the training mixture, answers again,
 and the before/after accuracy is printed per task and for seen vs unseen tasks. Outputs in
-``cfg.out``: metrics.json, config.yaml, predictions.jsonl, train_log.jsonl, adapter/.
+``cfg.out``: metrics.json, report.html, config.yaml, predictions.jsonl, train_log.jsonl,
+adapter/.
 """
 
 from __future__ import annotations
@@ -264,5 +265,9 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
     ]
     write_jsonl(predictions, out / "predictions.jsonl")
     write_atomic(out / "metrics.json", [json.dumps(metrics, indent=2)])
-    print(f"wrote {out}/metrics.json, adapter/, predictions.jsonl in {metrics['seconds_total']} s")
+    from instructkit.report import write_report
+
+    write_report([out / "metrics.json"], out / "report.html")
+    print(f"wrote {out}/metrics.json, report.html, adapter/, predictions.jsonl "
+          f"in {metrics['seconds_total']} s")
     return metrics

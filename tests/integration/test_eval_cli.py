@@ -49,6 +49,10 @@ def test_eval_run_compares_two_systems(tmp_path):
     assert res["tasks"]["sentiment"]["scores"]["gold"] == 1.0
     assert res["tasks"]["yes_no"]["seen"] is False
     assert res["overall"]["comparison"]["wins"] > 0 and res["groups"]["unseen"]["n"] == 24
+    r = run("eval", "report", tmp_path / "res" / "results.json", "-o", tmp_path / "r.html")
+    assert r.exit_code == 0, r.output
+    html = (tmp_path / "r.html").read_text()
+    assert "tiny vs gold" in html and "data:image/png;base64" in html
     per_item = (tmp_path / "res" / "per_item.jsonl").read_text().splitlines()
     assert len(per_item) == 2 * len(keep)
 

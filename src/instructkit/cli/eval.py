@@ -135,3 +135,15 @@ def eval_human_import(sheets, key_path, as_json) -> None:
 
     res = import_sheets(list(sheets), key_path)
     click.echo(json.dumps(res.to_dict(), indent=2) if as_json else res.format())
+
+
+@eval_group.command("report")
+@click.argument("results", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("-o", "--out", "dst", required=True, type=click.Path(dir_okay=False))
+def eval_report(results, dst) -> None:
+    """Write a self-contained HTML report (plots embedded) from results JSON files or a demo
+    metrics.json."""
+    from instructkit.report import write_report
+
+    path = write_report(list(results), dst)
+    click.echo(f"wrote {path}")

@@ -11,7 +11,7 @@ and ``per_item.jsonl`` beside it.
 
 Results schema: ``{"title", "created", "systems": [names], "tasks": {task: {"metric", "n",
 "scores": {system: mean}, "metrics": {metric: {system: score}}, "comparison": {...} | null,
-"seen": bool | null}}, "overall": {same keys}, "groups": {"seen"|"unseen": comparison},
+"seen": bool | null}}, "overall": {same keys}, "groups": {"seen"|"unseen": {same keys}},
 "per_item": [{"id", "task", "scores": {system: float}}], "judge": {...} | null, "ifeval":
 {system: report} | null}``.
 """
@@ -329,10 +329,20 @@ def _groups(pooled: list[dict[str, Any]], names: list[str], seed: int) -> dict[s
         groups,
         seed=seed,
     )
-    return {k: v.to_dict() for k, v in by.items() if k != "all"}
+    return {
+        k: {
+            "metric": "mean of each task's primary metric",
+            "n": c.n,
+            "scores": {names[0]: c.mean_a, names[1]: c.mean_b},
+            "comparison": c.to_dict(),
+            "seen": k == "seen",
+        }
+        for k, c in by.items()
+        if k != "all"
+    }
 
 
-def _judge(cfg: EvalConfig, rows: list[dict[str, Any]], names: list[str]) -> dict[str, Any]:
+def _judge(cfg: EvalConfig, rows: list[dict[str, Any]], names: list[str]) -> dict[str, Any] | None:
     from instructkit.evaluate.judge import compare, grade
     from instructkit.lm import build_lm
 
