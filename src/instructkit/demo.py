@@ -49,7 +49,7 @@ class DemoConfig(BaseModel):
     items: str | None = None  # JSONL of task items; None = the bundled set
     max_seq_len: int = Field(384, gt=8)
     max_new_tokens: int = Field(24, gt=0)
-    eval_batch_size: int = Field(8, gt=0)
+    eval_batch_size: int = Field(32, gt=0)
     mix: MixConfig = MixConfig(zero_shot=0.8, few_shot=0.2, cot_ratio=0.2, n_shots=2, seed=0)
     lora: AdapterConfig = AdapterConfig(r=16, alpha=32)
     train: TrainConfig = TrainConfig(epochs=3, lr=1e-3, batch_tokens=512, warmup_ratio=0.1)

@@ -32,7 +32,7 @@ __all__ = ["serve"]
 @click.option(
     "--max-batch",
     type=click.IntRange(min=1),
-    default=8,
+    default=32,
     show_default=True,
     help="Most requests generated together in one batch.",
 )

@@ -73,7 +73,7 @@ class EvalConfig(BaseModel):
     judge: JudgeConfig | None = None
     out: str = "eval/results.json"
     max_new_tokens: int = Field(64, gt=0)
-    batch_size: int = Field(8, gt=0)
+    batch_size: int = Field(32, gt=0)
     cache: str | None = None  # SQLite request cache for generated responses
     seed: int = 0
 

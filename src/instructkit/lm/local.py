@@ -27,6 +27,10 @@ from instructkit.lm.base import ChatRequest, Completion
 
 __all__ = ["LocalLM", "generate_chat"]
 
+# 32 prompts per batch: on 2 CPU cores the embedded model generates ~160 tok/s at 32 against
+# ~83 at 8 (benchmarks/RESULTS.md); memory stays small for a 135M model.
+DEFAULT_BATCH = 32
+
 
 @dataclass(frozen=True)
 class _Sampling:
@@ -69,7 +73,7 @@ class LocalLM:
         model: Any,
         tokenizer: Any,
         template: str | ChatTemplate = "tokenizer",
-        batch_size: int = 8,
+        batch_size: int = DEFAULT_BATCH,
         name: str = "local",
     ) -> None:
         if batch_size < 1:
@@ -90,7 +94,7 @@ class LocalLM:
         adapter: str | Path | None = None,
         template: str = "tokenizer",
         *,
-        batch_size: int = 8,
+        batch_size: int = DEFAULT_BATCH,
         dtype: Any = None,
         device: str | None = None,
     ) -> LocalLM:
