@@ -15,17 +15,38 @@ import argparse
 import time
 from typing import Any
 
-TOPICS = ["a robot", "the sea", "a library", "winter", "a bicycle", "the moon", "a market",
-          "an old clock", "a garden", "a train", "a violin", "the desert"]
+TOPICS = [
+    "a robot",
+    "the sea",
+    "a library",
+    "winter",
+    "a bicycle",
+    "the moon",
+    "a market",
+    "an old clock",
+    "a garden",
+    "a train",
+    "a violin",
+    "the desert",
+]
 
 
 def requests(n: int, max_tokens: int) -> list[Any]:
     from instructkit.lm.base import ChatRequest
 
-    return [ChatRequest.from_messages(
-        [{"role": "user", "content": f"Write a long story about {TOPICS[i % len(TOPICS)]} "
-                                     f"(number {i})."}], max_tokens=max_tokens, temperature=0.0)
-            for i in range(n)]
+    return [
+        ChatRequest.from_messages(
+            [
+                {
+                    "role": "user",
+                    "content": f"Write a long story about {TOPICS[i % len(TOPICS)]} (number {i}).",
+                }
+            ],
+            max_tokens=max_tokens,
+            temperature=0.0,
+        )
+        for i in range(n)
+    ]
 
 
 def measure(lm: Any, reqs: list[Any]) -> tuple[float, int, float]:
@@ -54,8 +75,9 @@ def build(backend: str, batch: int) -> tuple[Any, Any]:
         from instructkit.lm.openai import OpenAILM
         from instructkit.lm.serve import start_server
 
-        handle = start_server(LocalLM.load(batch_size=batch), port=0, max_batch=batch,
-                              model_name="smollm2")
+        handle = start_server(
+            LocalLM.load(batch_size=batch), port=0, max_batch=batch, model_name="smollm2"
+        )
         return OpenAILM("smollm2", base_url=handle.base_url, concurrency=batch), handle
     raise SystemExit(f"unknown backend {backend}")
 
@@ -76,8 +98,11 @@ def main() -> None:
             measure(lm, requests(min(2, n), 8))  # warm-up
             tok_s, tokens, seconds = measure(lm, requests(n, args.max_tokens))
             rows.append((backend, batch, n, tokens, seconds, tok_s))
-            print(f"{backend:<11} batch {batch:>3}: {tok_s:7.1f} tok/s "
-                  f"({tokens} tokens in {seconds:.1f} s)", flush=True)
+            print(
+                f"{backend:<11} batch {batch:>3}: {tok_s:7.1f} tok/s "
+                f"({tokens} tokens in {seconds:.1f} s)",
+                flush=True,
+            )
             if handle is not None:
                 handle.stop()
     print(f"\n{'backend':<12}{'batch':>6}{'requests':>9}{'tokens':>8}{'seconds':>9}{'tok/s':>8}")

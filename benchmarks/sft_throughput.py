@@ -173,8 +173,12 @@ def run_instructkit(model: Any, examples: list[Any], args: argparse.Namespace) -
     t_start = events[args.warmup - 1]["tokens"] / events[args.warmup - 1]["tok_per_s"]
     t_end = timed[-1]["tokens"] / timed[-1]["tok_per_s"]
     tokens = timed[-1]["tokens"] - events[args.warmup - 1]["tokens"]
-    return {"tokens": tokens, "seconds": t_end - t_start, "losses": [e["loss"] for e in events],
-            "fixed_loss": fixed_loss}
+    return {
+        "tokens": tokens,
+        "seconds": t_end - t_start,
+        "losses": [e["loss"] for e in events],
+        "fixed_loss": fixed_loss,
+    }
 
 
 def run_trl(model: Any, examples: list[Any], args: argparse.Namespace) -> dict[str, Any]:
@@ -250,8 +254,12 @@ def run_trl(model: Any, examples: list[Any], args: argparse.Namespace) -> dict[s
     trainer.data_collator = counting_collator
     trainer.train()
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
-    return {"tokens": sum(sizes[args.warmup :]), "seconds": sum(record["times"]), "losses": losses,
-            "fixed_loss": fixed_loss}
+    return {
+        "tokens": sum(sizes[args.warmup :]),
+        "seconds": sum(record["times"]),
+        "losses": losses,
+        "fixed_loss": fixed_loss,
+    }
 
 
 def child(args: argparse.Namespace) -> None:
@@ -341,8 +349,10 @@ def main() -> None:
     tol = 2e-2 if args.device == "cuda" else 1e-4  # bf16 on GPU, fp32 on CPU
     for r in results:
         ok = abs(r["fixed_loss"] - r["ref_loss"]) <= tol * abs(r["ref_loss"])
-        print(f"{r['path']}: loss on the fixed batch {'matches' if ok else 'DIFFERS FROM'} "
-              f"the per-example reference (rel. tol {tol})")
+        print(
+            f"{r['path']}: loss on the fixed batch {'matches' if ok else 'DIFFERS FROM'} "
+            f"the per-example reference (rel. tol {tol})"
+        )
 
 
 if __name__ == "__main__":

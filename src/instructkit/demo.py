@@ -268,6 +268,8 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
     from instructkit.report import write_report
 
     write_report([out / "metrics.json"], out / "report.html")
-    print(f"wrote {out}/metrics.json, report.html, adapter/, predictions.jsonl "
-          f"in {metrics['seconds_total']} s")
+    print(
+        f"wrote {out}/metrics.json, report.html, adapter/, predictions.jsonl "
+        f"in {metrics['seconds_total']} s"
+    )
     return metrics

@@ -21,8 +21,20 @@ def free_port() -> int:
 
 def start(port: int) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "instructkit", "serve", "tiny-random-llama", "--port", str(port),
-         "--template", "chatml"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        [
+            sys.executable,
+            "-m",
+            "instructkit",
+            "serve",
+            "tiny-random-llama",
+            "--port",
+            str(port),
+            "--template",
+            "chatml",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
 
 def health(port: int) -> dict | None:
@@ -44,15 +56,24 @@ def wait_until(cond, timeout=90.0):
 
 def test_job_survives_server_restart(tmp_path):
     port = free_port()
-    requests = [ChatRequest.from_messages([{"role": "user", "content": f"Item {i}: say hi"}],
-                                          max_tokens=12, temperature=0.0) for i in range(40)]
+    requests = [
+        ChatRequest.from_messages(
+            [{"role": "user", "content": f"Item {i}: say hi"}], max_tokens=12, temperature=0.0
+        )
+        for i in range(40)
+    ]
     server = start(port)
     try:
         assert wait_until(lambda: health(port) is not None), "server did not start"
-        reference = OpenAILM("tiny-random-llama", base_url=f"http://127.0.0.1:{port}/v1",
-                             concurrency=2).complete(requests[:5])
-        client = OpenAILM("tiny-random-llama", base_url=f"http://127.0.0.1:{port}/v1",
-                          concurrency=2, retry_window=120)
+        reference = OpenAILM(
+            "tiny-random-llama", base_url=f"http://127.0.0.1:{port}/v1", concurrency=2
+        ).complete(requests[:5])
+        client = OpenAILM(
+            "tiny-random-llama",
+            base_url=f"http://127.0.0.1:{port}/v1",
+            concurrency=2,
+            retry_window=120,
+        )
         result: dict = {}
         job = threading.Thread(target=lambda: result.update(out=client.complete(requests)))
         job.start()
