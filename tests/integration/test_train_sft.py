@@ -196,3 +196,14 @@ def test_no_trainable_tokens_names_the_cause(tmp_path):
     )
     assert r.exit_code == 1
     assert "max_seq_len=16" in r.output or "no example" in r.output
+
+
+def test_bundled_recipes_are_valid_configs():
+    from instructkit.config import load_config
+    from instructkit.train.sft import SFTConfig
+
+    recipes = sorted(Path(__file__).parents[2].joinpath("recipes").glob("*.yaml"))
+    assert recipes
+    for recipe in recipes:
+        cfg = load_config(SFTConfig, recipe)
+        assert cfg.datasets, recipe

@@ -64,6 +64,7 @@ class DatasetConfig(BaseModel):
     name: str | None = None
     weight: float | None = Field(None, ge=0)
     cap: int | None = Field(None, gt=0)
+    split: str | None = None  # tasks only: keep the items of this split (e.g. train)
 
 
 class SFTConfig(BaseModel):
@@ -153,6 +154,7 @@ def _conversations(spec: DatasetConfig, cfg: SFTConfig) -> tuple[list[Any], list
         items = [
             json.loads(x) for x in Path(spec.path).read_text("utf-8").splitlines() if x.strip()
         ]
+        items = [it for it in items if spec.split is None or it.get("split") == spec.split]
         return build_task_mixture(items, load_task_templates(), MixConfig(**cfg.task_mix)), []
     from instructkit.data.formats import load_records
     from instructkit.data.workflows import conversations_of
