@@ -1,6 +1,8 @@
-"""Reports of evaluation results: one self-contained HTML file (see :mod:`.html`)."""
+"""Reports of evaluation results: one self-contained HTML file (:mod:`.html`) from results
+files (:mod:`.results`)."""
 
-from instructkit.report.html import (
+from instructkit.report.html import render_report, write_report
+from instructkit.report.results import (
     HumanSummary,
     IFEvalSummary,
     ItemScores,
@@ -11,8 +13,6 @@ from instructkit.report.html import (
     holm_adjust,
     load_results,
     parse_results,
-    render_report,
-    write_report,
 )
 
 __all__ = [
