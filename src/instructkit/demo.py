@@ -32,7 +32,8 @@ from instructkit.data.templates import get_template
 from instructkit.data.tokenize import TrainOn, tokenize_conversation
 from instructkit.evaluate.checks import score_answer
 from instructkit.evaluate.stats import compare_by_group
-from instructkit.lm.local import generate_chat
+from instructkit.lm.base import ChatRequest
+from instructkit.lm.local import LocalLM
 from instructkit.models import DEFAULT_MODEL, load_model
 from instructkit.train.loop import TrainConfig, fit
 from instructkit.train.sft import AdapterConfig, apply_lora
@@ -103,18 +104,13 @@ def evaluate_items(
     cfg: DemoConfig,
     desc: str,
 ) -> list[dict[str, Any]]:
-    """Generate an answer per item and score it by normalized exact match."""
-    template = get_template(cfg.template, tokenizer)
+    """Generate an answer per item (greedy) and score it by normalized exact match."""
     chats = [p.to_chat()[:-1] for p in prompts]  # drop the reference answer
-    responses = generate_chat(
-        model,
-        tokenizer,
-        chats,
-        template,
-        max_new_tokens=cfg.max_new_tokens,
-        batch_size=cfg.eval_batch_size,
-        desc=desc,
-    )
+    lm = LocalLM(model, tokenizer, template=cfg.template, batch_size=cfg.eval_batch_size, name=desc)
+    requests = [
+        ChatRequest.from_messages(c, max_tokens=cfg.max_new_tokens, temperature=0.0) for c in chats
+    ]
+    responses = [c.text.strip() for c in lm.complete(requests, progress=True)]
     return [
         {
             "id": it["id"],

@@ -66,18 +66,15 @@ def test_segmentwise_ids_equal_whole_text_ids_for_own_template(smol):
 
 
 def test_generation_answers(smol):
-    from instructkit.lm.local import generate_chat
+    from instructkit.lm.base import ChatRequest
+    from instructkit.lm.local import LocalLM
 
     model, tok = smol
-    out = generate_chat(
-        model,
-        tok,
-        [[{"role": "user", "content": "What is the capital of France?"}]],
-        get_template("tokenizer", tok),
-        max_new_tokens=16,
-        progress=False,
+    lm = LocalLM(model, tok)
+    req = ChatRequest.from_messages(
+        [{"role": "user", "content": "What is the capital of France?"}], max_tokens=16
     )
-    assert "Paris" in out[0]
+    assert "Paris" in lm.complete([req])[0].text
 
 
 def test_demo_small_run_writes_metrics(tmp_path):

@@ -6,7 +6,6 @@ causal LM (optionally with a PEFT adapter)::
     lm = LocalLM.load("smollm2-135m-instruct")            # or LocalLM(model, tokenizer)
     [c] = lm.complete([ChatRequest.from_messages([{"role": "user", "content": "Hi"}])])
 
-:func:`generate_chat` is the plain greedy helper the demo uses.
 """
 
 from __future__ import annotations
@@ -25,7 +24,7 @@ from instructkit.data.templates import ChatTemplate, get_template
 from instructkit.errors import ModelError
 from instructkit.lm.base import ChatRequest, Completion
 
-__all__ = ["LocalLM", "generate_chat"]
+__all__ = ["LocalLM"]
 
 # 32 prompts per batch: on 2 CPU cores the embedded model generates ~160 tok/s at 32 against
 # ~83 at 8 (benchmarks/RESULTS.md); memory stays small for a 135M model.
@@ -254,50 +253,3 @@ def _stop_token_ids(tokenizer: Any, template: ChatTemplate) -> list[int]:
     if tokenizer.eos_token_id is not None:
         ids.append(tokenizer.eos_token_id)
     return sorted(set(ids))
-
-
-def generate_chat(
-    model: Any,
-    tokenizer: Any,
-    conversations: list[list[dict[str, Any]]],
-    template: ChatTemplate,
-    *,
-    max_new_tokens: int = 32,
-    batch_size: int = 8,
-    progress: bool = True,
-    desc: str = "generate",
-) -> list[str]:
-    """Greedy completions for chats ending in a user turn, in input order.
-
-    Prompts are rendered with ``template`` (generation prompt on), sorted by length so batches
-    pad little, and left-padded. Generation stops at the template's end-of-turn token.
-    """
-    prompts = [template.render(c, True) for c in conversations]
-    encoded = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
-    order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
-    stop_ids = _stop_token_ids(tokenizer, template)
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else stop_ids[0]
-    outputs: list[str] = [""] * len(prompts)
-    model.eval()
-    batches = [order[b : b + batch_size] for b in range(0, len(order), batch_size)]
-    for idx in tqdm(batches, desc=desc, unit="batch", disable=not progress):
-        width = max(len(encoded[i]) for i in idx)
-        ids = torch.full((len(idx), width), pad_id, dtype=torch.long)
-        mask = torch.zeros((len(idx), width), dtype=torch.long)
-        for row, i in enumerate(idx):
-            ids[row, width - len(encoded[i]) :] = torch.tensor(encoded[i])
-            mask[row, width - len(encoded[i]) :] = 1
-        with torch.no_grad():
-            out = model.generate(
-                input_ids=ids,
-                attention_mask=mask,
-                max_new_tokens=max_new_tokens,
-                do_sample=False,
-                eos_token_id=stop_ids,
-                pad_token_id=pad_id,
-            )
-        for row, i in enumerate(idx):
-            new = out[row, width:].tolist()
-            cut = next((k for k, t in enumerate(new) if t in stop_ids), len(new))
-            outputs[i] = tokenizer.decode(new[:cut], skip_special_tokens=True).strip()
-    return outputs
