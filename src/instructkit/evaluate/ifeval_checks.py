@@ -10,14 +10,14 @@ The semantics follow the public reference implementation (google-research
 ``instruction_following_eval/instructions.py``) rule for rule; the places where this module can
 only approximate it are marked "Approximation" below:
 
-- sentence counting: the reference uses nltk's trained punkt model; :func:`split_sentences` is a
-  regex splitter that imitates it (see its docstring);
-- capital-word counting: the reference uses ``nltk.word_tokenize``; :func:`word_tokens` imitates
-  the parts of it that change the count (clitics such as "n't" and "'s" are separate tokens,
-  punctuation is split off, hyphenated words stay whole);
-- keywords, forbidden words, section splitters and postscript markers are regex-escaped, where
-  the reference pastes them into a regex unescaped (identical for the plain words of the public
-  data; here "C++" or "e.g." match literally instead of raising or matching any character).
+- sentence counting: the reference uses nltk's trained punkt model;
+  :func:`~instructkit.evaluate.punkt.split_sentences` runs punkt's procedure with short word
+  lists in place of the model's corpus statistics (see :mod:`instructkit.evaluate.punkt`);
+- capital-word counting: the reference uses ``nltk.word_tokenize``; :func:`word_tokens` runs
+  nltk's own Treebank word tokenizer (it needs no data files) on the sentences found above;
+- keywords, forbidden words, section splitters and postscript markers are regular expressions,
+  as in the reference (so the marker "P.S" also matches "p s" and "pos"), except that one that
+  is not a valid expression ("C++") is matched literally where the reference would crash.
 
 Word counting (``length_constraints:number_words``) is exact: the reference counts ``\\w+`` runs.
 Language checks use ``langdetect`` with a private detector factory seeded with 0 (the reference
@@ -35,6 +35,7 @@ from collections import Counter
 from typing import Any
 
 from instructkit.errors import InstructkitError
+from instructkit.evaluate.punkt import split_sentences
 
 __all__ = [
     "CannotRun",
@@ -55,6 +56,16 @@ class CannotRun(InstructkitError):
     """A check cannot run here (an optional dependency is missing); it is not a failure."""
 
 
+def _as_pattern(text: str) -> str:
+    """``text`` as the reference uses it: as a regular expression ("P.S" also matches "p s"),
+    or, where it is not a valid one ("C++"), literally instead of failing."""
+    try:
+        re.compile(text)
+    except re.error:
+        return re.escape(text)
+    return text
+
+
 def _compare(actual: int, relation: str, threshold: int) -> bool:
     """``actual < threshold`` for "less than", else ``actual >= threshold`` (as the reference)."""
     return actual < threshold if relation == RELATIONS[0] else actual >= threshold
@@ -68,95 +79,23 @@ def count_words(text: str) -> int:
     return len(re.findall(r"\w+", text))
 
 
-# Approximation of punkt's english model: a few abbreviations it knows. Titles never end a
-# sentence; the others do only before a capitalized frequent sentence starter.
-_TITLES = frozenset(
-    "mr mrs ms messrs dr prof st rev hon gen sen rep gov capt lt col sgt maj mt fr".split()
-)
-_ABBREVIATIONS = frozenset(
-    "e.g i.e etc vs cf al approx dept est inc ltd co corp jr sr a.m p.m u.s u.k u.n "
-    "jan feb mar apr jun jul aug sep sept oct nov dec fig".split()
-)
-_SENTENCE_STARTERS = frozenset(
-    "the a an this that these those it its he she they we i you there here in on at for "
-    "but and so if when while as after before however then also my our your his her their "
-    "some many most all each one what why how".split()
-)
-_SENTENCE_END = re.compile(r"^(?P<core>.*?)(?P<punct>[.?!]+)[\"'\u201d\u2019)\]}*_]*$")
-_OPENERS = "\"'\u201c\u2018([{*_"
-
-
-def _ends_sentence(core: str, punct: str, next_token: str) -> bool:
-    """Punkt's decision at a token that ends in sentence punctuation, approximately."""
-    nxt = next_token.lstrip(_OPENERS)
-    starts_upper = nxt[:1].isupper()
-    starts_lower = nxt[:1].islower()
-    if "?" in punct or "!" in punct:
-        return True
-    if len(punct) > 1:  # an ellipsis ends a sentence only before a capital
-        return starts_upper
-    word = core.lstrip(_OPENERS).lower()
-    if not word:
-        return True
-    if word in _TITLES:
-        return False
-    if (
-        word in _ABBREVIATIONS
-        or re.fullmatch(r"[^\W\d_]", word)  # an initial: "J. Smith"
-        or re.fullmatch(r"(?:[^\W\d_]\.)+[^\W\d_]", word)  # an acronym: "U.S.A."
-    ):
-        return starts_upper and re.sub(r"\W+$", "", nxt.lower()) in _SENTENCE_STARTERS
-    if re.fullmatch(r"-?[.,]?\d[\d,.-]*", word):  # a number, as in a numbered list "1. "
-        return not starts_lower
-    return True
-
-
-def split_sentences(text: str) -> list[str]:
-    """Sentences of ``text``, imitating nltk's punkt english model (which the reference uses).
-
-    Approximation of punkt: a sentence ends at a token (a whitespace-delimited run) that ends in
-    ``.``, ``?`` or ``!`` (closing quotes and brackets may follow) and is followed by more text.
-    ``?`` and ``!`` always end one. A single ``.`` ends one unless the word is a title ("Mr.",
-    "Dr."), or a known abbreviation ("e.g.", "etc."), an initial ("J.") or an acronym ("U.S.")
-    that is not followed by a capitalized frequent sentence starter ("The", "It", ...); after a
-    number ("1.") it ends one unless a lowercase word follows. An ellipsis ends one only before a
-    capital. Newlines alone never end a sentence, and "3.5" or "example.com" hold no break.
-    """
-    tokens = list(re.finditer(r"\S+", text))
-    sentences: list[str] = []
-    start = 0
-    for token, following in zip(tokens, tokens[1:], strict=False):
-        match = _SENTENCE_END.match(token.group())
-        if match and _ends_sentence(match["core"], match["punct"], following.group()):
-            sentences.append(text[start : token.end()].strip())
-            start = following.start()
-    if tokens:
-        sentences.append(text[start:].strip())
-    return sentences
-
-
 def count_sentences(text: str) -> int:
     """Number of sentences, by :func:`split_sentences`; 0 for blank text."""
     return len(split_sentences(text))
 
 
-_CLITIC = re.compile(r"(?i)^(.+?)(n't|'s|'re|'ve|'ll|'d|'m)$")
+@functools.lru_cache(maxsize=1)
+def _treebank() -> Any:
+    from nltk.tokenize.destructive import NLTKWordTokenizer  # no data files needed
+
+    return NLTKWordTokenizer()
 
 
 def word_tokens(text: str) -> list[str]:
-    """Words and punctuation, imitating ``nltk.word_tokenize`` closely enough to count capitals.
-
-    Approximation: punctuation is split off, hyphenated and dotted words stay whole ("WELL-KNOWN",
-    "U.S.A"), and clitics are separate tokens ("DON'T" -> "DO", "N'T"; "IT'S" -> "IT", "'S").
-    """
-    tokens: list[str] = []
-    for token in re.findall(r"\w+(?:[-.'\u2019]\w+)*|[^\w\s]", text):
-        clitic = _CLITIC.match(token.replace("\u2019", "'"))
-        if clitic:
-            tokens.extend([clitic[1], clitic[2]])
-        else:
-            tokens.append(token)
-    return tokens
+    """``nltk.word_tokenize``: each sentence (:func:`split_sentences`) split by nltk's Treebank
+    word tokenizer, so "DON'T" is "DO" + "N'T", "CANNOT" is "CAN" + "NOT" and "AND/OR" is one."""
+    tokenizer = _treebank()
+    return [t for sentence in split_sentences(text) for t in tokenizer.tokenize(sentence)]
 
 
 # ------------------------------------------------------------------------- language detection
@@ -206,19 +145,19 @@ def _is_language(text: str, language: str) -> bool:
 
 def keywords_existence(response: str, *, keywords: list[str]) -> bool:
     """Every keyword occurs, case-insensitively, as a substring ("cat" is in "category")."""
-    return all(re.search(re.escape(k), response, flags=re.IGNORECASE) for k in keywords)
+    return all(re.search(_as_pattern(k), response, flags=re.IGNORECASE) for k in keywords)
 
 
 def keywords_frequency(response: str, *, keyword: str, frequency: int, relation: str) -> bool:
     """The keyword (case-insensitive substring) occurs ``relation`` ``frequency`` times."""
-    found = re.findall(re.escape(keyword.strip()), response, flags=re.IGNORECASE)
+    found = re.findall(_as_pattern(keyword.strip()), response, flags=re.IGNORECASE)
     return _compare(len(found), relation, frequency)
 
 
 def keywords_forbidden_words(response: str, *, forbidden_words: list[str]) -> bool:
     """None of the words occurs as a whole word, case-insensitively."""
     return not any(
-        re.search(r"\b" + re.escape(w) + r"\b", response, flags=re.IGNORECASE)
+        re.search(r"\b" + _as_pattern(w) + r"\b", response, flags=re.IGNORECASE)
         for w in forbidden_words
     )
 
@@ -294,7 +233,7 @@ def postscript(response: str, *, postscript_marker: str) -> bool:
     elif marker == "P.S.":
         pattern = r"\s*p\.\s?s\..*$"
     else:
-        pattern = r"\s*" + re.escape(marker.lower()) + r".*$"
+        pattern = r"\s*" + _as_pattern(marker.lower()) + r".*$"
     return bool(re.findall(pattern, response.lower(), flags=re.MULTILINE))
 
 
@@ -326,7 +265,7 @@ def number_highlighted_sections(response: str, *, num_highlights: int) -> bool:
 
 def multiple_sections(response: str, *, section_spliter: str, num_sections: int) -> bool:
     """At least ``num_sections`` case-sensitive "<spliter> <number>" markers (e.g. "Section 1")."""
-    pattern = r"\s?" + re.escape(section_spliter.strip()) + r"\s?\d+\s?"
+    pattern = r"\s?" + _as_pattern(section_spliter.strip()) + r"\s?\d+\s?"
     return len(re.split(pattern, response)) - 1 >= num_sections
 
 
