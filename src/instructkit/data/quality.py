@@ -2,7 +2,8 @@
 
 Heuristics are small pure functions ``(conversation, cfg) -> [(reason, detail), ...]``, one per
 concern (lengths, refusals, copying, format, repetition, garbage, unsafe words), with thresholds
-in :class:`QualityConfig`. Each looks at every (user, assistant) exchange; a preference pair is
+in :class:`QualityConfig`; the text measures they use live in
+:mod:`instructkit.data.text_measures`. Each looks at every (user, assistant) exchange; a preference pair is
 checked through its chosen conversation, the response it teaches. An optional LLM judge rates
 the records that pass the heuristics from 1 to 5 and drops those below ``judge_threshold``
 (AlpaGasus: Chen et al. 2023, "AlpaGasus: Training a Better Alpaca with Fewer Data", which kept
@@ -20,11 +21,9 @@ from __future__ import annotations
 
 import json
 import re
-import unicodedata
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
@@ -38,6 +37,14 @@ from instructkit.data.similarity import (
     filter_near_duplicates,
     rouge_l_f,
     rouge_tokens,
+)
+from instructkit.data.text_measures import (
+    copy_score,
+    find_phrase,
+    format_problem,
+    garbage_ratio,
+    repetition_ratio,
+    word_count,
 )
 from instructkit.errors import ConfigError, InstructkitError, LMError
 from instructkit.lm.base import LM, ChatRequest, request_key
@@ -65,13 +72,6 @@ __all__ = [
     "check_repetition",
     "check_garbage",
     "check_unsafe",
-    "strip_code_blocks",
-    "repetition_ratio",
-    "copy_score",
-    "garbage_ratio",
-    "count_list_items",
-    "contains_json",
-    "truncation",
     "record_scores",
     "load_unsafe_words",
     "judge_request",
@@ -168,173 +168,6 @@ class DedupConfig(BaseModel):
     field: Literal["instruction", "instruction+input"] = "instruction"
 
 
-# ---------------------------------------------------------------------------- text measures
-
-_WORD_RE = re.compile(r"\w+")
-_FENCE = "```"
-
-
-def _words(text: str) -> int:
-    return len(text.split())
-
-
-def _fold(text: str) -> str:
-    """Lowercase, straight apostrophes, single spaces: the form phrase lists are matched in."""
-    return " ".join(text.lower().replace("\u2019", "'").replace("\u2018", "'").split())
-
-
-@lru_cache(maxsize=32)
-def _phrase_pattern(phrases: tuple[str, ...]) -> re.Pattern[str] | None:
-    """Any of ``phrases`` as whole words (longest first); None for an empty list."""
-    folded = sorted({_fold(p) for p in phrases if p.strip()}, key=len, reverse=True)
-    if not folded:
-        return None
-    return re.compile(r"(?<!\w)(?:" + "|".join(map(re.escape, folded)) + r")(?!\w)")
-
-
-def _find_phrase(phrases: Sequence[str], text: str) -> str | None:
-    pattern = _phrase_pattern(tuple(phrases))
-    match = pattern.search(_fold(text)) if pattern else None
-    return match.group(0) if match else None
-
-
-def _fence_toggles(line: str) -> bool:
-    """A line opens or closes a code block: it starts with ``` and has an odd number of them."""
-    stripped = line.strip()
-    return stripped.startswith(_FENCE) and stripped.count(_FENCE) % 2 == 1
-
-
-def strip_code_blocks(text: str) -> str:
-    """``text`` without fenced code blocks (an unclosed block runs to the end)."""
-    kept, in_code = [], False
-    for line in text.split("\n"):
-        if _fence_toggles(line):
-            in_code = not in_code
-        elif not in_code:
-            kept.append(line)
-    return "\n".join(kept)
-
-
-def repetition_ratio(text: str, n: int = 3) -> float:
-    """Share of word n-grams that repeat an earlier one: 1 - distinct/total (code excluded)."""
-    tokens = _WORD_RE.findall(strip_code_blocks(text).lower())
-    grams = [tuple(tokens[i : i + n]) for i in range(len(tokens) - n + 1)]
-    return 1.0 - len(set(grams)) / len(grams) if grams else 0.0
-
-
-def copy_score(instruction: str, response: str) -> float:
-    """ROUGE-L F1 between the instruction and the response."""
-    return rouge_l_f(rouge_tokens(instruction), rouge_tokens(response))
-
-
-def _is_text_char(c: str) -> bool:
-    """Letters, digits, punctuation and marks of any script, and printable ASCII."""
-    return (c.isascii() and c.isprintable()) or unicodedata.category(c)[0] in "LNPMZ"
-
-
-def garbage_ratio(text: str) -> float:
-    """Share of non-space characters outside code blocks that are not text.
-
-    Not text: symbols beyond ASCII (emoji, box drawing, U+FFFD), control and private-use
-    characters. ASCII punctuation counts as text so that math, markdown and tables pass.
-    """
-    chars = [c for c in strip_code_blocks(text) if not c.isspace()]
-    return sum(not _is_text_char(c) for c in chars) / len(chars) if chars else 0.0
-
-
-_NUMBERED_ITEM = re.compile(r"^ {0,3}(?:\*\*|#+ *)?\d{1,3}[.)](?:\*\*)?\s", re.M)
-_BULLET_ITEM = re.compile(r"^ {0,3}[-*\u2022+]\s+\S", re.M)
-
-
-def count_list_items(text: str) -> int:
-    """Top-level numbered items, or bullet items when there are none (code excluded)."""
-    body = strip_code_blocks(text)
-    return len(_NUMBERED_ITEM.findall(body)) or len(_BULLET_ITEM.findall(body))
-
-
-def contains_json(text: str, max_tries: int = 50) -> bool:
-    """Whether a JSON object or array starts somewhere in ``text`` (fenced or not)."""
-    body = text.replace(_FENCE + "json", "").replace(_FENCE, "")
-    decoder = json.JSONDecoder()
-    for i, match in enumerate(re.finditer(r"[\[{]", body)):
-        if i >= max_tries:
-            break
-        try:
-            value, _ = decoder.raw_decode(body, match.start())
-        except json.JSONDecodeError:
-            continue
-        if isinstance(value, dict | list):
-            return True
-    return False
-
-
-_STRUCTURED_LINE = re.compile(r"^(?:[-*\u2022+]\s|\d+[.)]\s|#|\||>|`)")
-
-
-def truncation(text: str, min_words: int = 10) -> str | None:
-    """Why ``text`` looks cut off, or None: it ends with "...", or its last line is prose of
-    at least ``min_words`` words that stops on a letter, comma, colon or semicolon."""
-    body = text.rstrip()
-    if body.endswith(("...", "\u2026")):
-        return "the response ends with '...'"
-    last = body.split("\n")[-1].strip() if body else ""
-    if not last or _STRUCTURED_LINE.match(last) or _words(last) < min_words:
-        return None
-    if last[-1].isalpha() or last[-1] in ",:;":
-        return f"the response stops mid-sentence ('...{last[-30:]}')"
-    return None
-
-
-_NUMBER_WORDS = {"two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7}
-_NUMBER_WORDS |= {"eight": 8, "nine": 9, "ten": 10}
-_ASKS_COUNT = re.compile(
-    r"\b(?:list|name|give(?: me)?|provide|suggest|generate|write|create|come up with|"
-    r"brainstorm|enumerate|identify|recommend|outline|share)\s+"
-    r"(\d{1,2}|two|three|four|five|six|seven|eight|nine|ten)\s+(\w+)",
-    re.I,
-)
-# Units that a count in an instruction may measure instead of list items.
-_NOT_ITEMS = frozenset(
-    "word words sentence sentences paragraph paragraphs line lines character characters letter "
-    "letters syllable syllables stanza stanzas verse verses minute minutes hour hours day days "
-    "week weeks month months year years time times page pages digit digits".split()
-)
-_ASKS_LIST = re.compile(
-    r"\b(?:in|as|using|with|into)\s+(?:a\s+)?(?:bullet(?:ed)?[- ]?points?|bullet(?:ed)?\s+list|"
-    r"numbered\s+list)\b",
-    re.I,
-)
-_ASKS_JSON = re.compile(
-    r"\b(?:in|as|into|return|output|respond with|reply with|answer with)\s+"
-    r"(?:(?:a|an|the|valid|only|proper)\s+)*json\b",
-    re.I,
-)
-
-
-def _asked_count(instruction: str) -> int | None:
-    """N when the instruction asks for N items ("List 5 fruits"), else None."""
-    match = _ASKS_COUNT.search(instruction)
-    if not match or match.group(2).lower() in _NOT_ITEMS:
-        return None
-    raw = match.group(1).lower()
-    return int(raw) if raw.isdigit() else _NUMBER_WORDS[raw]
-
-
-def _format_problem(instruction: str, response: str, min_words: int) -> str | None:
-    toggles = sum(_fence_toggles(line) for line in response.split("\n"))
-    if toggles % 2:
-        return f"unbalanced code fences ({toggles} ``` lines)"
-    if _ASKS_JSON.search(instruction) and not contains_json(response):
-        return "the instruction asks for JSON; the response holds no JSON object or array"
-    items = count_list_items(response)
-    wanted = _asked_count(instruction)
-    if wanted is not None and items >= 2 and items != wanted:
-        return f"the instruction asks for {wanted} items; the response lists {items}"
-    if _ASKS_LIST.search(instruction) and items < 2:
-        return "the instruction asks for a bulleted or numbered list; the response has none"
-    return truncation(response, min_words)
-
-
 # ---------------------------------------------------------------------------- heuristics
 
 
@@ -372,7 +205,7 @@ def check_instruction_length(conv: Conversation, cfg: QualityConfig) -> list[Rea
     """Instruction (with its Alpaca input) outside the word bounds."""
 
     def check(user: Message, _: str) -> str | None:
-        n = _words(user.text)
+        n = word_count(user.text)
         lo, hi = cfg.min_instruction_words, cfg.max_instruction_words
         return _bounds(n, lo, hi, "instruction words", "instruction_words")
 
@@ -384,7 +217,7 @@ def check_response_length(conv: Conversation, cfg: QualityConfig) -> list[Reason
 
     def check(_: Message, response: str) -> str | None:
         lo, hi = cfg.min_response_words, cfg.max_response_words
-        words = _bounds(_words(response), lo, hi, "response words", "response_words")
+        words = _bounds(word_count(response), lo, hi, "response words", "response_words")
         lo, hi = cfg.min_response_chars, cfg.max_response_chars
         return words or _bounds(len(response), lo, hi, "response chars", "response_chars")
 
@@ -395,7 +228,7 @@ def check_refusal(conv: Conversation, cfg: QualityConfig) -> list[Reason]:
     """A refusal or AI disclaimer phrase anywhere in the response."""
 
     def check(_: Message, response: str) -> str | None:
-        phrase = _find_phrase(cfg.refusal_phrases, response)
+        phrase = find_phrase(cfg.refusal_phrases, response)
         return f"the response says {phrase!r}" if phrase else None
 
     return _per_exchange(conv, "refusal", check)
@@ -421,7 +254,7 @@ def check_copy(conv: Conversation, cfg: QualityConfig) -> list[Reason]:
 def check_format(conv: Conversation, cfg: QualityConfig) -> list[Reason]:
     """Unbalanced code fences, JSON / N items / a list asked for but not given, truncation."""
     return _per_exchange(
-        conv, "format", lambda u, r: _format_problem(u.content, r, cfg.truncation_min_words)
+        conv, "format", lambda u, r: format_problem(u.content, r, cfg.truncation_min_words)
     )
 
 
@@ -456,7 +289,7 @@ def check_unsafe(conv: Conversation, cfg: QualityConfig) -> list[Reason]:
 
     def check(user: Message, response: str) -> str | None:
         for where, text in (("instruction", user.text), ("response", response)):
-            phrase = _find_phrase(cfg.unsafe_words, text)
+            phrase = find_phrase(cfg.unsafe_words, text)
             if phrase:
                 return f"the {where} contains {phrase!r}"
         return None
@@ -482,8 +315,8 @@ def record_scores(conv: Conversation, cfg: QualityConfig) -> dict[str, float]:
     if not pairs:
         return {}
     return {
-        "instruction_words": max(_words(u.text) for u, _ in pairs),
-        "response_words": max(_words(r) for _, r in pairs),
+        "instruction_words": max(word_count(u.text) for u, _ in pairs),
+        "response_words": max(word_count(r) for _, r in pairs),
         "response_chars": max(len(r) for _, r in pairs),
         "repetition": max(repetition_ratio(r, cfg.repetition_ngram) for _, r in pairs),
         "copy": max(copy_score(u.content, r) for u, r in pairs),

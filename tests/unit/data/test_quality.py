@@ -15,20 +15,22 @@ from instructkit.data.quality import (
     check_repetition,
     check_response_length,
     check_unsafe,
-    contains_json,
-    count_list_items,
     dedup_records,
     dedup_text,
     exchanges,
     filter_records,
-    garbage_ratio,
     judge_request,
     parse_score,
+)
+from instructkit.data.records import Conversation, Message, PreferencePair
+from instructkit.data.text_measures import (
+    contains_json,
+    count_list_items,
+    garbage_ratio,
     repetition_ratio,
     strip_code_blocks,
     truncation,
 )
-from instructkit.data.records import Conversation, Message, PreferencePair
 from instructkit.errors import ConfigError, LMError
 from instructkit.lm.scripted import ScriptedLM
 
