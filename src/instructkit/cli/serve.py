@@ -37,14 +37,22 @@ __all__ = ["serve"]
     help="Most requests generated together in one batch.",
 )
 @click.option(
+    "--max-wait-ms",
+    type=click.FloatRange(min=0),
+    default=50.0,
+    show_default=True,
+    help="Longest a batch waits for the clients of recent batches to send their next request.",
+)
+@click.option(
     "--name",
     default=None,
     help="Model id clients send (default: MODEL, or MODEL+ADAPTER with --adapter).",
 )
-def serve(model, adapter, host, port, template, max_batch, name) -> None:
+def serve(model, adapter, host, port, template, max_batch, max_wait_ms, name) -> None:
     """Serve MODEL at /v1/chat/completions and /v1/models (OpenAI schema) until Ctrl+C.
 
-    Requests with the same sampling parameters are batched together (dynamic batching).
+    Requests with the same sampling parameters are batched together: a batch takes what is
+    queued and waits up to --max-wait-ms for as many clients as recent batches held.
     Point any OpenAI client at http://HOST:PORT/v1.
     """
     from instructkit.lm.serve import check_adapter_dir, run_server
@@ -56,4 +64,6 @@ def serve(model, adapter, host, port, template, max_batch, name) -> None:
     click.echo(f"loading {model}" + (f" with adapter {adapter}" if adapter else ""))
     lm = LocalLM.load(model, adapter=adapter, template=template, batch_size=max_batch)
     served = name or (f"{model}+{adapter}" if adapter else model)
-    run_server(lm, host, port, served, max_batch=max_batch, announce=click.echo)
+    run_server(
+        lm, host, port, served, max_batch=max_batch, max_wait_ms=max_wait_ms, announce=click.echo
+    )

@@ -12,7 +12,8 @@ request and response schema, no streaming) and ``GET /health``. Errors use OpenA
 
 Requests arrive on many handler threads (stdlib ``ThreadingHTTPServer``) and are funnelled into
 one :class:`BatchWorker` thread, the only thread that calls the model. It batches requests with
-the same sampling parameters, up to ``max_batch``, waiting at most ``max_wait_ms`` to fill a batch.
+the same sampling parameters, up to ``max_batch``, waiting at most ``max_wait_ms`` for the
+clients of recent batches to come back (static batching: a batch runs to its longest answer).
 Greedy requests batch whatever their ``top_p``, ``seed`` or ``n``; sampled requests that carry a
 ``seed`` are generated alone, so that their answer does not depend on other clients' requests.
 """
@@ -266,15 +267,19 @@ class BatchWorker:
     """The one thread that calls the model: groups compatible requests into batches.
 
     ``submit`` (any thread) returns a future of the :class:`Completion`. Requests with equal
-    sampling parameters share a batch of at most ``max_batch``; the worker waits at most
-    ``max_wait_ms`` after the first request of a batch for more to arrive.
+    sampling parameters share a batch of at most ``max_batch``. A batch takes what is queued,
+    then waits at most ``max_wait_ms`` for the requests it can expect: one from each client of
+    the batch that just ended, plus those that queued while it ran. Steady clients are so
+    gathered into full batches, and a lone client (or one after an idle spell) is not kept
+    waiting. The first batch waits to fill.
     """
 
-    def __init__(self, lm: LM, *, max_batch: int = 8, max_wait_ms: float = 5.0) -> None:
+    def __init__(self, lm: LM, *, max_batch: int = 8, max_wait_ms: float = 50.0) -> None:
         if max_batch < 1:
             raise ConfigError(f"max_batch must be at least 1, got {max_batch}.")
         self.lm, self.max_batch, self.max_wait_s = lm, max_batch, max_wait_ms / 1000
         self.batch_sizes: list[int] = []  # one entry per model call, for /health and tests
+        self._last = max_batch  # size of the last batch (the first batch waits to fill)
         self._queue: queue.Queue[_Job | None] = queue.Queue()
         self._held: deque[_Job] = deque()  # taken from the queue but incompatible with a batch
         self._stopped = threading.Event()
@@ -310,26 +315,45 @@ class BatchWorker:
                 self._run(batch)
 
     def _next_batch(self) -> list[_Job]:
+        # How many requests to expect: the clients of the batch that just ended send their
+        # next requests a few milliseconds apart, and those queued meanwhile are waiting.
+        # Generating before they are in would split one cohort into two half-full batches.
+        ended = time.monotonic()
+        expected = min(self.max_batch, self._last + self._queue.qsize() + len(self._held))
         first = self._held.popleft() if self._held else self._queue.get()
         if first is None:
             return []
         if first.key is None:
             return [first]
+        if self.batch_sizes and time.monotonic() - ended > self.max_wait_s:
+            expected = 1  # the last batch's clients did not come back: wait for no one
         batch = [first]
         for job in list(self._held):
             if len(batch) < self.max_batch and job.key == first.key:
                 self._held.remove(job)
                 batch.append(job)
-        deadline = time.monotonic() + self.max_wait_s
-        while len(batch) < self.max_batch:
-            try:
-                job = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
-            except queue.Empty:
-                break
-            if job is None:
-                break
-            (batch if job.key == first.key else self._held).append(job)
+        self._take(batch, wait=False)  # whatever is queued already
+        if len(batch) < expected:
+            self._take(batch, wait=True, until=expected)
+        self._last = len(batch)
         return batch
+
+    def _take(self, batch: list[_Job], *, wait: bool, until: int | None = None) -> None:
+        """Move queued jobs into ``batch`` (same key) or the held list, up to ``until``."""
+        limit = min(self.max_batch, until or self.max_batch)
+        deadline = time.monotonic() + self.max_wait_s
+        while len(batch) < limit:
+            try:
+                if wait:
+                    job = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
+                else:
+                    job = self._queue.get_nowait()
+            except queue.Empty:
+                return
+            if job is None:
+                self._queue.put(None)  # leave the stop signal for the loop
+                return
+            (batch if job.key == batch[0].key else self._held).append(job)
 
     def _run(self, batch: list[_Job]) -> None:
         self.batch_sizes.append(len(batch))
@@ -554,7 +578,7 @@ def build_server(
     model_name: str | None = None,
     *,
     max_batch: int = 8,
-    max_wait_ms: float = 5.0,
+    max_wait_ms: float = 50.0,
 ) -> ChatServer:
     """Bind a :class:`ChatServer` (port 0 picks a free port) with its worker thread started."""
     worker = BatchWorker(lm, max_batch=max_batch, max_wait_ms=max_wait_ms)
@@ -580,7 +604,7 @@ def start_server(
     model_name: str | None = None,
     *,
     max_batch: int = 8,
-    max_wait_ms: float = 5.0,
+    max_wait_ms: float = 50.0,
 ) -> ServerHandle:
     """Serve ``lm`` on a background thread; returns at once with the bound URL and port."""
     server = build_server(lm, host, port, model_name, max_batch=max_batch, max_wait_ms=max_wait_ms)
@@ -598,7 +622,7 @@ def run_server(
     model_name: str | None = None,
     *,
     max_batch: int = 8,
-    max_wait_ms: float = 5.0,
+    max_wait_ms: float = 50.0,
     announce: Callable[[str], None] = print,
 ) -> None:
     """Serve in the calling (main) thread until SIGINT or SIGTERM, then shut down cleanly."""

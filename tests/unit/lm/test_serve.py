@@ -3,6 +3,7 @@ import os
 import signal
 import socket
 import threading
+import time
 import urllib.error
 import urllib.request
 
@@ -464,3 +465,64 @@ def test_openai_backend_round_trip():
         assert max(len(b) for b in lm.batches) > 1
         with pytest.raises(LMError, match="not served"):
             OpenAILM("gpt-9", base_url=handle.base_url, max_retries=0).complete(requests[:1])
+
+
+def test_worker_waits_for_the_clients_of_the_last_batch_only():
+    lm = RecordingLM(ScriptedLM(echo))
+    worker = BatchWorker(lm, max_batch=4, max_wait_ms=300)
+    ask = lambda text: worker.submit(ChatRequest((("user", text),)))  # noqa: E731
+    [f.result(TIMEOUT) for f in [ask(f"a{i}") for i in range(3)]]  # the first waits to fill
+    # From now on a batch would wait ten minutes to fill up to max_batch (4). The last batch
+    # held 3 clients, so it waits for 3, even when two of them come after the first is taken;
+    # then it runs without waiting for a 4th (or the results below would time out).
+    worker.max_wait_s = 600
+    second = [ask("b0")]
+    _until_taken(worker)
+    second += [ask("b1"), ask("b2")]
+    assert [f.result(TIMEOUT).text for f in second] == ["echo: b0", "echo: b1", "echo: b2"]
+    assert [len(b) for b in lm.batches] == [3, 3]
+    worker.stop(TIMEOUT)
+
+
+def test_worker_joins_the_returning_clients_with_those_that_queued_meanwhile():
+    # 4 clients: 2 in the first batch, 2 queued while it runs. When it ends, the next batch
+    # expects 4 (2 returning + 2 queued) instead of running the 2 queued alone, which would
+    # lock the clients into two alternating half-full batches.
+    gate = threading.Event()
+    lm = RecordingLM(ScriptedLM(lambda r: gate.wait(TIMEOUT) and echo(r)))
+    worker = BatchWorker(lm, max_batch=4, max_wait_ms=300)
+    ask = lambda text: worker.submit(ChatRequest((("user", text),)))  # noqa: E731
+    a = [ask("a0"), ask("a1")]
+    deadline = time.monotonic() + TIMEOUT
+    while not lm.batches and time.monotonic() < deadline:
+        time.sleep(0.001)  # until the first batch (a0, a1) runs, after its 300 ms wait
+    worker.max_wait_s = 600
+    b = [ask("b0"), ask("b1")]
+    gate.set()
+    [f.result(TIMEOUT) for f in a]
+    a = [ask("a2"), ask("a3")]  # the first batch's clients come back
+    assert [f.result(TIMEOUT).text for f in a + b] == [
+        "echo: a2",
+        "echo: a3",
+        "echo: b0",
+        "echo: b1",
+    ]
+    assert [len(x) for x in lm.batches] == [2, 4]
+    worker.stop(TIMEOUT)
+
+
+def _until_taken(worker):
+    deadline = time.monotonic() + TIMEOUT
+    while worker._queue.qsize() and time.monotonic() < deadline:
+        time.sleep(0.001)  # until the worker has taken the queued request
+
+
+def test_worker_does_not_hold_a_lone_client():
+    lm = RecordingLM(ScriptedLM(echo))
+    worker = BatchWorker(lm, max_batch=4, max_wait_ms=50)
+    assert worker.submit(ChatRequest((("user", "0"),))).result(TIMEOUT).text == "echo: 0"
+    worker.max_wait_s = 600  # the first batch waited 50 ms and ran alone; later ones run at once
+    for i in range(1, 6):  # one client, one request at a time
+        assert worker.submit(ChatRequest((("user", str(i)),))).result(TIMEOUT).text == f"echo: {i}"
+    assert [len(b) for b in lm.batches] == [1] * 6
+    worker.stop(TIMEOUT)
