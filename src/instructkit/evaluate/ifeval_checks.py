@@ -11,13 +11,17 @@ The semantics follow the public reference implementation (google-research
 only approximate it are marked "Approximation" below:
 
 - sentence counting: the reference uses nltk's trained punkt model;
-  :func:`~instructkit.evaluate.punkt.split_sentences` runs punkt's procedure with short word
-  lists in place of the model's corpus statistics (see :mod:`instructkit.evaluate.punkt`);
+  :func:`~instructkit.evaluate.punkt.split_sentences` runs punkt's procedure with word lists
+  probed from nltk in place of the model's corpus statistics (:mod:`instructkit.evaluate.punkt`);
 - capital-word counting: the reference uses ``nltk.word_tokenize``; :func:`word_tokens` runs
   nltk's own Treebank word tokenizer (it needs no data files) on the sentences found above;
 - keywords, forbidden words, section splitters and postscript markers are regular expressions,
   as in the reference (so the marker "P.S" also matches "p s" and "pos"), except that one that
   is not a valid expression ("C++") is matched literally where the reference would crash.
+
+Where the reference draws a random value, these checks use the value given: a
+``keywords:letter_frequency`` ``letter`` that is not one ASCII letter (public IFEval asks for
+"#" at least 4 times) is counted as is, where the reference would count a random letter.
 
 Word counting (``length_constraints:number_words``) is exact: the reference counts ``\\w+`` runs.
 Language checks use ``langdetect`` with a private detector factory seeded with 0 (the reference

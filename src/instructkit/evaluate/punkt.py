@@ -18,13 +18,13 @@ the order of its rules are the same:
 4. Closing quotes and brackets at the start of a sentence move back to the one before it.
 
 Approximation: punkt's model also holds what it learned from its training corpus about every
-word's capitalization (about 20,000 words), a list of sentence starters and of collocations.
-This module stands in for those with the short lists below, a list of about 1,000 frequent words
-that start a sentence when capitalized (``resources/punkt_sentence_words.txt``, found by probing
-nltk), and a rule (a lowercase word is never a sentence start; a capitalized word outside the
-lists is "unknown"). The decisions that depend on the corpus statistics (an abbreviation,
-ellipsis or initial followed by a capitalized rarer word) can therefore differ from nltk's;
-everything else follows its procedure.
+word's capitalization, a list of sentence starters and of collocations. This module stands in
+for those with the short lists below and ``resources/punkt_words.txt``: for 10,628 frequent
+English words, found by probing nltk, whether punkt has seen them in lowercase and whether
+also capitalized mid-sentence. A lowercase word is never taken for a sentence start. The
+decisions that depend on the corpus statistics (an abbreviation, ellipsis or initial followed
+by a capitalized word) can therefore differ from nltk's for rare words; everything else
+follows its procedure.
 :mod:`benchmarks/ifeval_agreement.py` measures the agreement.
 """
 
@@ -53,7 +53,8 @@ SENTENCE_STARTERS = frozenset(
     "the this these it he they i there in but so if when while however some many most both "
     "since although though yet meanwhile moreover instead indeed thus under among even".split()
 )
-# Words taken to be seen in lowercase (the "known lowercase" test after an initial).
+# Words seen in lowercase besides those of resources/punkt_words.txt (which holds words of two
+# letters or more), for the "known lowercase" test after an initial.
 _LOWERCASE_WORDS = SENTENCE_STARTERS | frozenset(
     "a an and or not no we you she her his its our their my your that those what which who "
     "how why where after before as at by for from of on to with also then one all each".split()
@@ -132,11 +133,27 @@ def _first_pass(tok: _Token) -> None:
 
 
 @cache
-def _sentence_words() -> frozenset[str]:
-    """Words that, capitalized, begin a sentence (``resources/punkt_sentence_words.txt``)."""
-    text = resources.files("instructkit.resources").joinpath("punkt_sentence_words.txt")
-    lines = text.read_text(encoding="utf-8").splitlines()
-    return frozenset(w for line in lines if not line.startswith("#") for w in line.split())
+def _word_lists() -> dict[str, frozenset[str]]:
+    """``resources/punkt_words.txt``: {"start": ..., "lowercase": ...} (see its header)."""
+    text = resources.files("instructkit.resources").joinpath("punkt_words.txt")
+    sections: dict[str, set[str]] = {}
+    current: set[str] | None = None
+    for line in text.read_text(encoding="utf-8").splitlines():
+        if line.startswith("["):
+            current = sections.setdefault(line[1 : line.index("]")], set())
+        elif current is not None and not line.startswith("#"):
+            current.update(line.split())
+    return {name: frozenset(words) for name, words in sections.items()}
+
+
+def _starts_capitalized(kind: str) -> bool:
+    """Punkt has seen ``kind`` in lowercase and never capitalized mid-sentence."""
+    return kind in _word_lists()["start"]
+
+
+def _seen_lowercase(kind: str) -> bool:
+    lists = _word_lists()
+    return kind in lists["start"] or kind in lists["lowercase"] or kind in _LOWERCASE_WORDS
 
 
 def _starts_sentence(tok: _Token) -> Ortho:
@@ -145,7 +162,7 @@ def _starts_sentence(tok: _Token) -> Ortho:
         return False
     if tok.first_lower:
         return False
-    if tok.first_upper and tok.kind_no_sentperiod in _sentence_words():
+    if tok.first_upper and _starts_capitalized(tok.kind_no_sentperiod):
         return True
     return "unknown"
 
@@ -163,7 +180,7 @@ def _second_pass(tok: _Token, nxt: _Token) -> None:
             return
     if initial or tok.kind_no_period == "##number##":
         starts = _starts_sentence(nxt)
-        known_lower = nxt.kind_no_sentperiod in _LOWERCASE_WORDS
+        known_lower = _seen_lowercase(nxt.kind_no_sentperiod)
         if starts is False or (
             starts == "unknown" and initial and nxt.first_upper and not known_lower
         ):

@@ -502,6 +502,12 @@ def test_row_objects_pass_through_score_ifeval():
         ("It went on.. Image came next.", 2),
         ("Signed by J. Image today.", 2),
         ("Signed by J. Python today.", 1),
+        # An outline, as LMs write them: "A." + a word punkt has seen in lowercase splits.
+        (
+            "Outline:\n\nI. Introduction\n   A. Brief history\n   B. Overview of Java\n\n"
+            "II. Summary",
+            4,
+        ),
     ],
 )
 def test_count_sentences(text, n):
