@@ -3,9 +3,10 @@
 Heuristics are small pure functions ``(conversation, cfg) -> [(reason, detail), ...]``, one per
 concern (lengths, refusals, copying, format, repetition, garbage, unsafe words), with thresholds
 in :class:`QualityConfig`; the text measures they use live in
-:mod:`instructkit.data.text_measures`. Each looks at every (user, assistant) exchange; a preference pair is
-checked through its chosen conversation, the response it teaches. An optional LLM judge rates
-the records that pass the heuristics from 1 to 5 and drops those below ``judge_threshold``
+:mod:`instructkit.data.text_measures`. Each looks at every (user, assistant) exchange; a
+preference pair is checked through its chosen conversation, the response it teaches. An
+optional LLM judge rates the records that pass the heuristics from 1 to 5 and drops those below
+``judge_threshold``
 (AlpaGasus: Chen et al. 2023, "AlpaGasus: Training a Better Alpaca with Fewer Data", which kept
 ChatGPT ratings >= 4.5); judgments are journaled, so a killed run resumes without re-judging.
 :func:`dedup_records` drops exact (normalized) and near (ROUGE-L) duplicates, keeping the first

@@ -23,7 +23,8 @@ Where the reference draws a random value, these checks use the value given: a
 ``keywords:letter_frequency`` ``letter`` that is not one ASCII letter (public IFEval asks for
 "#" at least 4 times) is counted as is, where the reference would count a random letter.
 
-Word counting (``length_constraints:number_words``) is exact: the reference counts ``\\w+`` runs.
+Word counting (``length_constraints:number_words``) is exact: the reference counts ``\\w+`` runs
+(with the ``regex`` engine, as nltk >= 3.10 does).
 Language checks use ``langdetect`` with a private detector factory seeded with 0 (the reference
 leaves the seed unset, so its answers can vary between runs). When langdetect is not installed
 they raise :class:`CannotRun` instead of guessing; when langdetect finds no features in the text
@@ -37,6 +38,8 @@ import json
 import re
 from collections import Counter
 from typing import Any
+
+import regex
 
 from instructkit.errors import InstructkitError
 from instructkit.evaluate.punkt import split_sentences
@@ -54,6 +57,7 @@ __all__ = [
 
 RELATIONS = ("less than", "at least")
 CONSTRAINED_RESPONSES = ("My answer is yes.", "My answer is no.", "My answer is maybe.")
+_WORD_RUN = regex.compile(r"\w+")
 
 
 class CannotRun(InstructkitError):
@@ -79,8 +83,13 @@ def _compare(actual: int, relation: str, threshold: int) -> bool:
 
 
 def count_words(text: str) -> int:
-    r"""Number of ``\w+`` runs: the reference's ``RegexpTokenizer(r"\w+")``, exactly."""
-    return len(re.findall(r"\w+", text))
+    r"""Number of ``\w+`` runs: the reference's ``RegexpTokenizer(r"\w+")``, exactly.
+
+    nltk >= 3.10 compiles that pattern with the ``regex`` engine, whose ``\w`` includes the
+    combining marks of scripts such as Kannada or Devanagari, so "ಹೌದು" is one word (Python's
+    ``re``, which older nltk used, splits it in three). We count as current nltk does.
+    """
+    return len(_WORD_RUN.findall(text))
 
 
 def count_sentences(text: str) -> int:

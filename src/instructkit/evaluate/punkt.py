@@ -11,10 +11,11 @@ the order of its rules are the same:
 2. Around each candidate, the word before it and the token after it are split into punkt tokens
    and annotated: a lone ``.``/``?``/``!`` ends a sentence; a token ending in "." does unless it
    is a known abbreviation ("Mr.", "U.S.") or ends in ".." (an ellipsis is only marked).
-3. A second pass over each token pair reverses or adds breaks: after an abbreviation or ellipsis
-   a capitalized frequent sentence starter ("The", "However") ends the sentence; after an
-   initial ("J.") or a number ("1.") a following lowercase word means no break, and so does a
-   capitalized word after an initial.
+3. A second pass over each token pair reverses or adds breaks: a known collocation ("9. Review")
+   never breaks; after an abbreviation or ellipsis a capitalized word that starts sentences
+   ("The", "However") ends the sentence; after an initial ("J.") or a number ("1.") a
+   following lowercase word means no break, and so does a capitalized word after an initial
+   unless punkt has seen it in lowercase.
 4. Closing quotes and brackets at the start of a sentence move back to the one before it.
 
 Approximation: punkt's model also holds what it learned from its training corpus about every
@@ -38,20 +39,41 @@ from typing import Literal
 
 __all__ = ["split_sentences", "punkt_tokens"]
 
-# Abbreviations punkt's english model treats as such (lowercase, without the final period),
-# among them most single letters and some dotted ones. Note what it does not hold: "e.g.",
-# "i.e.", "etc.", "no.", "fig.", "p.s." end sentences there.
+# The english model's abbreviations (lowercase, without the final period; it learned them from
+# newswire): titles, months, US states, single letters and dotted initials. Note what it does
+# not hold: "e.g.", "i.e.", "etc.", "no.", "fig.", "p.s." end sentences there, "ok." does not.
 ABBREVIATIONS = frozenset(
-    "mr mrs ms messrs dr prof st jr sr gen sen rep lt col maj adm inc corp co ltd bros cos "
-    "jan feb aug sep sept oct nov dec wed fri u.s u.k u.n n.y n.j d.c a.m p.m ph.d calif fla "
-    "conn ariz ill mich minn pa va wash ore ga ala ft ave vs yr c d e f h k l m n p r s t v w "
-    "u.s.a u.s.s.r a.d s.a l.a n.v b.v j.p h.m a.g n.c s.c r.i n.h w.va".split()
+    "mr mrs ms messrs dr prof st jr sr gen sen rep reps lt col maj adm inc corp co cie ltd bros "
+    "cos jan feb aug sep sept oct nov dec tues wed fri calif fla conn ariz ill mich minn pa va "
+    "wash ore ga ala colo ct kan ky nev okla tenn vt wis ft ave vs yr chg mg ok sw "
+    "c d e f g h k l m n p r s t v w u.s u.k u.n n.y n.j d.c a.m p.m ph.d u.s.a u.s.s.r a.d s.a "
+    "l.a n.v b.v j.p h.m a.g n.c s.c r.i n.h w.va a.a a.c a.h a.m.e a.s a.t b.f c.i.t c.o.m.b "
+    "c.v d.h d.w e.f e.h e.l e.m f.g f.j g.d g.f g.k h.c h.f i.m.s j.b j.c j.j j.k j.r l.f l.p "
+    "m.b.a m.d.c m.j n.d n.m p.a.m r.a r.h r.j r.k r.t s.a.y s.g s.p.a s.s t.j w.c w.r w.w".split()
 )
 
 # Capitalized, these start a sentence even after an abbreviation or an ellipsis.
 SENTENCE_STARTERS = frozenset(
-    "the this these it he they i there in but so if when while however some many most both "
-    "since although though yet meanwhile moreover instead indeed thus under among even".split()
+    "according although among both but despite even he however i if in indeed instead it many "
+    "meanwhile moreover most nevertheless nonetheless nor sales separately similarly since so "
+    "some the there these they this though thus under when while yet".split()
+)
+
+# Word pairs across a period that the model holds for collocations: no sentence break between
+# them ("9. Review", "J. Walter"). "##number##" stands for any number.
+COLLOCATIONS = frozenset(
+    [
+        *(
+            ("##number##", w)
+            for w in "abreast aes business cbot colgate commodities cooper corrections credit "
+            "dividend financing genentech henley insider international leisure letters notable "
+            "pay-fone pegasus pepper review rj wedgestone who zimmer".split()
+        ),
+        *(("b", w) for w in "edelman levine smith stewart wigton".split()),
+        *(("i", w) for w in ("magnin", "toussie")),
+        *(("j", w) for w in ("aron", "fialka", "walter")),
+        ("o", "ludcke"),
+    ]
 )
 # Words seen in lowercase besides those of resources/punkt_words.txt (which holds words of two
 # letters or more), for the "known lowercase" test after an initial.
@@ -169,6 +191,10 @@ def _starts_sentence(tok: _Token) -> Ortho:
 
 def _second_pass(tok: _Token, nxt: _Token) -> None:
     if not tok.text.endswith("."):
+        return
+    if (tok.kind_no_period, nxt.kind_no_sentperiod) in COLLOCATIONS:
+        tok.sentbreak = False
+        tok.abbr = True
         return
     initial = bool(_INITIAL.match(tok.text))
     if (tok.abbr or tok.ellipsis) and not initial:
