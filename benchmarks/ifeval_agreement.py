@@ -377,6 +377,8 @@ def build(out: Path, n: int, seed: int, extra: list[Path]) -> None:
 
 
 def _loose_variants(response: str) -> list[str]:
+    # The reference's loose procedure (its evaluation_lib), written out here rather than taken
+    # from instructkit.evaluate.ifeval: this step runs where instructkit is not installed.
     lines = response.split("\n")
     cut = [
         "\n".join(lines[1:]).strip(),
