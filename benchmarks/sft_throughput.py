@@ -101,7 +101,7 @@ def reference_loss(model: Any, examples: list[Any], device: str) -> float:
     """Token-weighted loss on a fixed batch, each example on its own (the ground truth)."""
     import torch
 
-    from instructkit.train.losses import response_only_loss
+    from instructkit.losses import response_only_loss
 
     total, count = 0.0, 0
     with torch.no_grad():
@@ -119,7 +119,7 @@ def run_naive(model: Any, examples: list[Any], args: argparse.Namespace) -> dict
     """Padded batches of similar length, full logits, transformers' own loss."""
     import torch
 
-    from instructkit.train.batching import length_grouped_batches, pad_batch
+    from instructkit.data.batching import length_grouped_batches, pad_batch
 
     fixed = {k: v.to(args.device) for k, v in pad_batch(examples[:8], 0).items()}
     with torch.no_grad():

@@ -14,8 +14,8 @@ from typing import Any, TypeVar
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from instructkit.data.io import write_atomic
 from instructkit.errors import ConfigError
+from instructkit.io import write_atomic
 
 __all__ = ["load_config", "parse_overrides", "save_config"]
 

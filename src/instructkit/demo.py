@@ -20,7 +20,6 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from instructkit.config import save_config
-from instructkit.data.io import write_atomic, write_jsonl
 from instructkit.data.records import Conversation
 from instructkit.data.tasks import (
     MixConfig,
@@ -32,6 +31,7 @@ from instructkit.data.templates import get_template
 from instructkit.data.tokenize import TrainOn, tokenize_conversation
 from instructkit.evaluate.checks import score_answer
 from instructkit.evaluate.stats import compare_by_group
+from instructkit.io import write_atomic, write_jsonl
 from instructkit.lm.base import ChatRequest
 from instructkit.lm.local import LocalLM
 from instructkit.models import DEFAULT_MODEL, load_model

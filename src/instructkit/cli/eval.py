@@ -99,9 +99,9 @@ def eval_human_export(per_item, dst, seed) -> None:
     """Export a sheet from an `eval run` per_item.jsonl (prompt + each system's response)."""
     from pathlib import Path
 
-    from instructkit.data.io import read_rows
     from instructkit.errors import DataFormatError
     from instructkit.evaluate.human import export_sheet
+    from instructkit.io import read_rows
 
     prompts: dict[str, str] = {}
     answers: dict[str, dict[str, str]] = {}

@@ -113,7 +113,7 @@ def self_instruct_cmd(
 ) -> None:
     """Self-Instruct (Wang et al. 2022): grow N instruction tasks from seed tasks with an LM."""
     from instructkit.config import load_config
-    from instructkit.data.io import write_jsonl
+    from instructkit.io import write_jsonl
     from instructkit.lm import build_lm
     from instructkit.synth.seeds import load_seed_tasks
     from instructkit.synth.self_instruct import (
@@ -155,6 +155,6 @@ def self_instruct_cmd(
 
 
 def _read_tasks(path: str) -> list[dict]:
-    from instructkit.data.io import read_rows
+    from instructkit.io import read_rows
 
     return [row for _, row in read_rows(path)]

@@ -29,9 +29,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from instructkit.data.io import BadLine, read_rows, write_jsonl, write_rows
 from instructkit.data.records import ROLES, Conversation, Message, PreferencePair, Record, Role
 from instructkit.errors import DataFormatError
+from instructkit.io import BadLine, read_rows, write_jsonl, write_rows
 
 __all__ = [
     "FORMATS",

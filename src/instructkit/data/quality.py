@@ -31,7 +31,6 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from instructkit.data.formats import LoadResult, load_records, save_records, to_row
-from instructkit.data.io import write_atomic, write_jsonl
 from instructkit.data.records import Conversation, Message, PreferencePair, Record
 from instructkit.data.similarity import (
     exact_duplicates,
@@ -48,8 +47,9 @@ from instructkit.data.text_measures import (
     word_count,
 )
 from instructkit.errors import ConfigError, InstructkitError, LMError
+from instructkit.io import write_atomic, write_jsonl
+from instructkit.jobs import Job, fingerprint
 from instructkit.lm.base import LM, ChatRequest, request_key
-from instructkit.synth.journal import Journal
 
 __all__ = [
     "Reason",
@@ -409,7 +409,8 @@ def judge_conversations(
     """
     requests = [judge_request(c, cfg) for c in convs]
     keys = [request_key(lm.name, r) for r in requests]
-    journal = Journal(cfg.judge_journal) if cfg.judge_journal else None
+    fp = fingerprint({"prompt": JUDGE_TEMPLATE, "system": JUDGE_SYSTEM})  # keys name the model
+    journal = Job(cfg.judge_journal, fp) if cfg.judge_journal else None
     done = {e["key"]: e["judgment"] for e in journal.records} if journal else {}
     resumed = len(set(keys) & done.keys())
     first_of = {k: i for i, k in reversed(list(enumerate(keys)))}
@@ -425,7 +426,7 @@ def judge_conversations(
         ]
         if journal:
             journal.append(entries)
-            journal.save_state(model=lm.name, judged=len(journal.records))
+            journal.save_state(judged=len(journal.records))
         done.update((e["key"], e["judgment"]) for e in entries)
     return [done[k] for k in keys], {"model": lm.name, "calls": len(todo), "resumed": resumed}
 

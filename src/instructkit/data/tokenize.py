@@ -22,8 +22,8 @@ from typing import Any, Literal
 from instructkit.data.records import Conversation, Message
 from instructkit.data.templates import ChatTemplate, Segment, segment_conversation
 from instructkit.errors import DataFormatError
+from instructkit.losses import IGNORE_INDEX
 
-IGNORE_INDEX = -100
 TrainOn = Literal["all", "last"]
 
 __all__ = [

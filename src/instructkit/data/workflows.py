@@ -15,11 +15,11 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from instructkit.data.formats import Reject, load_records, save_records, save_rejects
-from instructkit.data.io import write_jsonl
 from instructkit.data.records import Conversation, PreferencePair
 from instructkit.data.templates import get_template, segment_conversation
 from instructkit.data.tokenize import TrainOn, encode_segments, tokenize_conversation, trained_text
 from instructkit.errors import DataFormatError
+from instructkit.io import write_jsonl
 
 __all__ = [
     "ConvertResult",

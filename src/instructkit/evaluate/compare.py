@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from instructkit.data.formats import Reject
-from instructkit.data.io import BadLine, read_rows
 from instructkit.errors import DataFormatError
 from instructkit.evaluate.stats import PairedComparison, compare_by_group
+from instructkit.io import BadLine, read_rows
 
 __all__ = ["CompareResult", "load_scores", "compare_files"]
 

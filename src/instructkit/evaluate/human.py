@@ -51,9 +51,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from instructkit.data.io import BadLine, read_rows, write_atomic, write_jsonl
 from instructkit.errors import DataFormatError
 from instructkit.evaluate.stats import PairedComparison, compare_paired, krippendorff_alpha
+from instructkit.io import BadLine, read_rows, write_atomic, write_jsonl
 
 __all__ = [
     "CRITERIA",

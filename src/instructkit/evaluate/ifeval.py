@@ -37,9 +37,9 @@ from types import MappingProxyType
 from typing import Any, Literal
 
 from instructkit.data.formats import Reject
-from instructkit.data.io import BadLine, read_rows, write_jsonl
 from instructkit.errors import DataFormatError
 from instructkit.evaluate import ifeval_checks as checks
+from instructkit.io import BadLine, read_rows, write_jsonl
 
 __all__ = [
     "INSTRUCTIONS",

@@ -17,7 +17,7 @@ orders agree. A judgment that cannot be parsed (or a grade outside 1-10) is neve
 score or outcome is None, it is counted in ``unparseable``, and the raw judge text is kept.
 
 Requests are deterministic (temperature 0). With ``journal=path`` each judge answer is appended
-to a JSONL :class:`~instructkit.synth.journal.Journal` keyed by a hash of the judge model, prompt
+to a JSONL :class:`~instructkit.jobs.Job` keyed by a hash of the judge model, prompt
 and parameters, so a re-run (after a crash or with more items) only asks what is missing.
 """
 
@@ -29,8 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from instructkit.jobs import Job, fingerprint
 from instructkit.lm.base import LM, ChatRequest, request_key
-from instructkit.synth.journal import Journal
 
 __all__ = [
     "JUDGE_SYSTEM",
@@ -307,7 +307,8 @@ def _ask(
 ) -> list[str]:
     """Judge texts for ``requests`` in order; journaled answers reused, duplicates asked once."""
     keys = [request_key(lm.name, r) for r in requests]
-    log = Journal(journal) if journal is not None else None
+    fp = fingerprint({"kind": "judge"})  # entries are keyed by model, prompt and parameters
+    log = Job(journal, fp) if journal is not None else None
     done = {r["key"]: r["text"] for r in (log.records if log else []) if "key" in r}
     todo: dict[str, ChatRequest] = {}
     for key, request in zip(keys, requests, strict=True):

@@ -246,7 +246,7 @@ def response_loss(
     """
     import torch  # here, so that text metrics do not pay for importing torch
 
-    from instructkit.train.batching import pad_batch
+    from instructkit.data.batching import pad_batch
 
     tpl = get_template(template, tokenizer) if isinstance(template, str) else template
     examples = [
@@ -275,7 +275,7 @@ def response_loss(
 
 def _batch_losses(decoder: Any, head: Any, batch: dict[str, Any]) -> list[tuple[float, int]]:
     """(mean NLL, token count) of each row of a right-padded batch: one forward, per-row loss."""
-    from instructkit.train.losses import response_only_loss
+    from instructkit.losses import response_only_loss
 
     hidden = decoder(
         input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False

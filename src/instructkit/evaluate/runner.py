@@ -26,10 +26,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from instructkit.data.io import read_rows, write_atomic, write_jsonl
 from instructkit.errors import ConfigError, DataFormatError
 from instructkit.evaluate.metrics import compute_metric
 from instructkit.evaluate.stats import compare_by_group, compare_paired
+from instructkit.io import read_rows, write_atomic, write_jsonl
 
 __all__ = ["SystemConfig", "EvalTaskConfig", "JudgeConfig", "EvalConfig", "run_eval"]
 

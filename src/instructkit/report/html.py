@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from instructkit.data.io import write_atomic
 from instructkit.evaluate.stats import PairedComparison
+from instructkit.io import write_atomic
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure

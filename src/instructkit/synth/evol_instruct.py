@@ -16,7 +16,7 @@ Output rows are Alpaca rows (``instruction``, ``output``) that carry their linea
 ``parent_id``, ``root_id`` (the seed), ``operation`` and ``round``; ``load_records`` reads them
 back directly. The seeds themselves are not copied to the output: the paper's training set is
 the seeds plus every round's output. Runs resume: each finished (round, item) unit is appended
-to the output or the rejects file (:class:`~instructkit.synth.journal.Journal`); a restart skips
+to the output or the rejects file (:class:`~instructkit.jobs.Job`); a restart skips
 finished units and rebuilds the pool from them. Every random choice and request seed derives from
 (seed, round, item id), so a resumed run writes exactly what an uninterrupted one would.
 """
@@ -24,7 +24,6 @@ finished units and rebuilds the pool from them. Every random choice and request 
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import random
 from collections.abc import Callable, Sequence
@@ -36,12 +35,12 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from tqdm.auto import tqdm
 
 from instructkit.data.formats import load_records
-from instructkit.data.io import read_rows
 from instructkit.data.records import Conversation
 from instructkit.data.similarity import normalize_for_exact, rouge_l_f, rouge_tokens
-from instructkit.errors import ConfigError, DataFormatError, LMError
+from instructkit.errors import DataFormatError, LMError
+from instructkit.io import read_rows
+from instructkit.jobs import Job, fingerprint
 from instructkit.lm.base import LM, ChatRequest
-from instructkit.synth.journal import Journal
 
 __all__ = [
     "OPERATIONS",
@@ -504,49 +503,29 @@ def _evolve_chunk(
 # ---------------------------------------------------------------------------- resume bookkeeping
 
 
-def _fingerprint(cfg: EvolConfig, lm: LM, seeds: list[dict[str, Any]]) -> str:
-    """What must match for a resume to continue the same run (rounds may grow, chunks change)."""
-    payload = {
-        "config": cfg.model_dump(exclude={"rounds", "chunk_size"}),
-        "lm": lm.name,
-        "seeds": [(s["id"], s["instruction"]) for s in seeds],
-    }
-    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
-
-
-def _open_journals(
+def _open_job(
     cfg: EvolConfig, lm: LM, seeds: list[dict[str, Any]], out: Path, rejects: Path, fresh: bool
-) -> tuple[Journal, Journal]:
-    kept, failed = Journal(out, fresh=fresh), Journal(rejects, fresh=fresh)
-    fp = _fingerprint(cfg, lm, seeds)
-    known = kept.state.get("fingerprint")
-    if known is None and (kept.records or failed.records):
-        raise ConfigError(
-            f"{out} (or {rejects}) holds rows that this evolution run did not write.",
-            fix="pass --fresh to start over, or choose another output path.",
-        )
-    if known is not None and known != fp:
-        raise ConfigError(
-            f"{out} was written by an evolution run with other settings, seeds or LM.",
-            fix="rerun with the same config, --lm and input to resume; or pass --fresh.",
-        )
-    kept.save_state(fingerprint=fp, config=cfg.model_dump(), lm=lm.name)
+) -> Job:
+    """The run's job; rounds may grow and chunks change between a run and its resumption."""
+    seed_rows = [(s["id"], s["instruction"]) for s in seeds]
+    fp = fingerprint(cfg, exclude=("rounds", "chunk_size"), seeds=seed_rows, lm=lm.name)
+    job = Job(out, fp, fresh=fresh, journals={"rejects": rejects})
     if cfg.keep_failed:  # a kill between the two appends of a unit: finish the second one
-        have = {r["id"] for r in kept.records}
-        kept.append(r for r in failed.records if r["id"] not in have)
-    return kept, failed
+        have = {r["id"] for r in job.records}
+        job.append(r for r in job.records_of("rejects") if r["id"] not in have)
+    return job
 
 
-def _finished_units(kept: Journal, failed: Journal) -> dict[tuple[int, str], dict[str, Any]]:
+def _finished_units(job: Job) -> dict[tuple[int, str], dict[str, Any]]:
     """(round, root id) -> the row that finished that unit, read back from both files."""
-    done = {(r["round"], r["root_id"]): r for r in failed.records}
-    done.update({(r["round"], r["root_id"]): r for r in kept.records if "reason" not in r})
+    done = {(r["round"], r["root_id"]): r for r in job.records_of("rejects")}
+    done.update({(r["round"], r["root_id"]): r for r in job.records if "reason" not in r})
     return done
 
 
-def _record(rows: list[dict[str, Any]], kept: Journal, failed: Journal, keep_failed: bool) -> None:
-    failed.append(r for r in rows if "reason" in r)  # first: see _open_journals
-    kept.append(r for r in rows if keep_failed or "reason" not in r)
+def _record(rows: list[dict[str, Any]], job: Job, keep_failed: bool) -> None:
+    job.append((r for r in rows if "reason" in r), to="rejects")  # first: see _open_job
+    job.append(r for r in rows if keep_failed or "reason" not in r)
 
 
 def _tally(result: EvolResult, rnd: int, rows: list[dict[str, Any]]) -> None:
@@ -600,8 +579,8 @@ def run_evol(
     out_path = Path(out_path)
     rejects_path = Path(rejects_path or out_path.with_name(out_path.stem + ".rejects.jsonl"))
     seeds = _seed_items(instructions)
-    kept, failed = _open_journals(cfg, lm, seeds, out_path, rejects_path, fresh)
-    done = _finished_units(kept, failed)
+    job = _open_job(cfg, lm, seeds, out_path, rejects_path, fresh)
+    done = _finished_units(job)
     result = EvolResult(out_path, rejects_path, len(seeds))
     pool = {s["root_id"]: s for s in seeds}  # root id -> its latest kept evolution
     for rnd in range(1, cfg.rounds + 1):
@@ -617,7 +596,7 @@ def run_evol(
         )
         for start in range(0, len(todo), size):
             rows = _evolve_chunk(cfg, lm, todo[start : start + size], rnd, progress)
-            _record(rows, kept, failed, cfg.keep_failed)
+            _record(rows, job, cfg.keep_failed)
             done.update({(rnd, r["root_id"]): r for r in rows})
             bar.update(len(rows))
         bar.close()
@@ -625,5 +604,5 @@ def run_evol(
         pool.update({r["root_id"]: r for r in rows if "reason" not in r})
         _tally(result, rnd, rows)
         _log_round(result, rnd, rows)
-        kept.save_state(rounds_done=rnd)
+        job.save_state(rounds_done=rnd)
     return result

@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from instructkit.data.formats import Reject
-from instructkit.data.io import BadLine, read_rows
 from instructkit.errors import DataFormatError
+from instructkit.io import BadLine, read_rows
 
 __all__ = ["Instance", "SeedTask", "SeedTasks", "load_seed_tasks", "BUNDLED_SEEDS"]
 

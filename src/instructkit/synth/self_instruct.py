@@ -34,7 +34,7 @@ reason in :class:`SelfInstructResult` (with a few examples each, also logged), a
 tasks of the last round that the target leaves no room for (``n_surplus``).
 
 **Resuming.** Kept tasks are appended to the output file with a
-:class:`~instructkit.synth.journal.Journal` after each round (and counters go to its state
+:class:`~instructkit.jobs.Job` after each round (and counters go to its state
 file). Rerunning the same command continues where it stopped: the similarity pool is rebuilt from
 the seeds and the file, the round's random state depends only on ``(seed, round)``, and a task
 already in the file is never written again (it is in the pool, so an identical instruction is
@@ -49,7 +49,6 @@ adds video, audio, music, flowchart and diagram; ROUGE-L ties at the threshold a
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import random
 import re
@@ -65,8 +64,8 @@ from tqdm.auto import tqdm
 
 from instructkit.data.similarity import NearDupIndex, rouge_tokens
 from instructkit.errors import ConfigError, DataFormatError
+from instructkit.jobs import Job, fingerprint
 from instructkit.lm.base import LM, ChatRequest, Completion
-from instructkit.synth.journal import Journal
 from instructkit.synth.seeds import SeedTask
 
 __all__ = [
@@ -437,7 +436,7 @@ def validate_instances(
 def to_alpaca_rows(tasks: Iterable[Mapping[str, Any] | tuple[int, Any]]) -> list[dict[str, str]]:
     """One ``{"instruction", "input", "output"}`` row per instance of each task row.
 
-    Accepts task dicts or the ``(row_no, row)`` pairs of :func:`~instructkit.data.io.read_rows`.
+    Accepts task dicts or the ``(row_no, row)`` pairs of :func:`~instructkit.io.read_rows`.
     """
     rows = []
     for task in tasks:
@@ -674,24 +673,19 @@ def _run_round(
     return rows
 
 
-def _fingerprint(cfg: SelfInstructConfig, seeds: list[SeedTask]) -> dict[str, Any]:
-    """What must not change between a run and its resumption (the target may grow)."""
-    settings = cfg.model_dump(mode="json", exclude={"num_instructions", "max_stale_rounds"})
-    seed_text = json.dumps(
-        [
-            [s.id, s.instruction, [[x.input, x.output] for x in s.instances], s.is_classification]
-            for s in seeds
-        ]
+def _open_job(
+    cfg: SelfInstructConfig, lm: LM, seeds: list[SeedTask], out_path: str | Path, fresh: bool
+) -> Job:
+    seed_rows = [
+        [s.id, s.instruction, [[x.input, x.output] for x in s.instances], s.is_classification]
+        for s in seeds
+    ]
+    # the target may grow between a run and its resumption; everything else must match
+    fp = fingerprint(
+        cfg, exclude=("num_instructions", "max_stale_rounds"), seeds=seed_rows, lm=lm.name
     )
-    return {"config": settings, "seeds": hashlib.sha256(seed_text.encode()).hexdigest()[:16]}
-
-
-def _open_journal(
-    cfg: SelfInstructConfig, seeds: list[SeedTask], out_path: str | Path, fresh: bool
-) -> Journal:
-    journal = Journal(out_path, fresh=fresh)
-    fix = "choose another output path, or start over with --fresh (fresh=True)."
-    for row_no, row in enumerate(journal.records, start=1):
+    job = Job(out_path, fp, fresh=fresh)
+    for row_no, row in enumerate(job.records, start=1):
         ok = isinstance(row, dict) and row.get("source") == SOURCE
         if not ok or not isinstance(row.get("instruction"), str) or "instances" not in row:
             raise DataFormatError(
@@ -699,24 +693,9 @@ def _open_journal(
                 path=out_path,
                 row=row_no,
                 field="source",
-                fix=fix,
+                fix="choose another output path, or start over with --fresh (fresh=True).",
             )
-    new, old = _fingerprint(cfg, seeds), journal.state.get("fingerprint")
-    if old is not None and old != new:
-        diffs = [
-            f"{k}: {v!r} -> {new['config'].get(k)!r}"
-            for k, v in old["config"].items()
-            if new["config"].get(k) != v
-        ]
-        if old["seeds"] != new["seeds"]:
-            diffs.append("the seed tasks differ")
-        raise ConfigError(
-            f"{out_path} was started with other settings ({'; '.join(diffs)}), so resuming "
-            "would not continue the same job.",
-            fix="rerun with the original settings, write to a new output path, or use --fresh.",
-        )
-    journal.save_state(fingerprint=new)
-    return journal
+    return job
 
 
 def _check_seeds(seeds: list[SeedTask], cfg: SelfInstructConfig) -> list[SeedTask]:
@@ -729,10 +708,10 @@ def _check_seeds(seeds: list[SeedTask], cfg: SelfInstructConfig) -> list[SeedTas
     return seeds
 
 
-def _next_round(journal: Journal) -> int:
+def _next_round(job: Job) -> int:
     """The state's next round; the rows' last round + 1 if a kill came before the state save."""
-    last = max((int(r.get("round", -1)) for r in journal.records), default=-1)
-    return max(int(journal.state.get("next_round", 0)), last + 1)
+    last = max((int(r.get("round", -1)) for r in job.records), default=-1)
+    return max(int(job.state.get("next_round", 0)), last + 1)
 
 
 def run_self_instruct(
@@ -750,9 +729,9 @@ def run_self_instruct(
     keep nothing. ``fresh=True`` deletes an earlier output and its state first.
     """
     seeds = _check_seeds(list(seeds), cfg)
-    journal = _open_journal(cfg, seeds, out_path, fresh)
-    tally, pool = _Tally(journal.state), _Pool.build(cfg, seeds, journal.records)
-    n_resumed, round_no = len(journal.records), _next_round(journal)
+    job = _open_job(cfg, lm, seeds, out_path, fresh)
+    tally, pool = _Tally(job.state), _Pool.build(cfg, seeds, job.records)
+    n_resumed, round_no = len(job.records), _next_round(job)
     if n_resumed and progress:
         tqdm.write(
             f"resuming {out_path}: {n_resumed} of {cfg.num_instructions} tasks already "
@@ -767,28 +746,28 @@ def run_self_instruct(
         disable=not progress,
     )
     with bar:
-        while len(journal.records) < cfg.num_instructions and stale < cfg.max_stale_rounds:
-            rows = _run_round(cfg, lm, pool, round_no, len(journal.records), tally)
-            need = cfg.num_instructions - len(journal.records)
+        while len(job.records) < cfg.num_instructions and stale < cfg.max_stale_rounds:
+            rows = _run_round(cfg, lm, pool, round_no, len(job.records), tally)
+            need = cfg.num_instructions - len(job.records)
             tally.n_surplus += len(rows[need:])
-            journal.append(rows[:need])
+            job.append(rows[:need])
             pool.add(rows[:need])
             round_no += 1
-            journal.save_state(next_round=round_no, **tally.state())
+            job.save_state(next_round=round_no, **tally.state())
             stale = 0 if rows else stale + 1
             bar.update(len(rows[:need]))
             bar.set_postfix(
                 round=round_no, rejected=sum(tally.counts["rejected_instructions"].values())
             )
-    return _result(cfg, journal, tally, n_resumed, round_no)
+    return _result(cfg, job, tally, n_resumed, round_no)
 
 
 def _result(
-    cfg: SelfInstructConfig, journal: Journal, tally: _Tally, n_resumed: int, rounds: int
+    cfg: SelfInstructConfig, job: Job, tally: _Tally, n_resumed: int, rounds: int
 ) -> SelfInstructResult:
-    rows = journal.records
+    rows = job.records
     return SelfInstructResult(
-        out_path=str(journal.out),
+        out_path=str(job.out),
         n_kept=len(rows),
         n_new=len(rows) - n_resumed,
         n_resumed=n_resumed,

@@ -29,10 +29,11 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from tqdm.auto import tqdm
 
+from instructkit.data.batching import length_grouped_batches, pad_batch
 from instructkit.data.tokenize import TokenizedExample
 from instructkit.errors import TrainingError
+from instructkit.losses import response_only_loss
 from instructkit.train.attention import use_varlen_attention
-from instructkit.train.batching import length_grouped_batches, pad_batch
 from instructkit.train.checkpoint import (
     latest_checkpoint,
     load_checkpoint,
@@ -42,7 +43,6 @@ from instructkit.train.checkpoint import (
     set_rng_state,
     trainable_state,
 )
-from instructkit.train.losses import response_only_loss
 from instructkit.train.packing import pack_bfd, packed_batch
 
 __all__ = [

@@ -20,11 +20,11 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from instructkit.config import save_config
-from instructkit.data.io import write_atomic
 from instructkit.data.mixing import MixtureConfig, Source, build_mixture
 from instructkit.data.templates import get_template
 from instructkit.data.tokenize import TokenizedExample, TrainOn, tokenize_conversation
 from instructkit.errors import ConfigError, DataFormatError, TrainingError
+from instructkit.io import write_atomic
 from instructkit.models import DEFAULT_MODEL, load_model
 from instructkit.train.checkpoint import latest_checkpoint
 from instructkit.train.loop import FitResult, TrainConfig, fit

@@ -109,7 +109,7 @@ def truncate_metrics(path: str | Path, last_step: int) -> None:
     path = Path(path)
     if not path.exists():
         return
-    from instructkit.data.io import write_jsonl
+    from instructkit.io import write_jsonl
 
     write_jsonl([e for e in read_metrics(path) if e.get("step", 0) <= last_step], path)
 

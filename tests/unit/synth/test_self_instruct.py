@@ -427,19 +427,21 @@ def test_kill_and_resume_continues_exactly(tmp_path, seeds):
     assert r.n_candidates == ref.n_candidates and r.n_surplus == ref.n_surplus
 
 
-def test_resume_without_state_file_and_with_a_larger_target(tmp_path, seeds):
+def test_resume_with_a_larger_target_and_refusal_without_state_file(tmp_path, seeds):
     cfg = SelfInstructConfig(num_instructions=8, prompts_per_round=2)
     out = tmp_path / "o.jsonl"
     run_self_instruct(cfg, ScriptedLM(plausible), seeds, out, progress=False)
-    (tmp_path / "o.jsonl.state.json").unlink()
     bigger = cfg.model_copy(update={"num_instructions": 16})
     r = run_self_instruct(bigger, ScriptedLM(plausible), seeds, out, progress=False)
-    ref = tmp_path / "ref"  # the same two runs, state file kept
+    ref = tmp_path / "ref"  # the same two runs again: the same rows
     run_self_instruct(cfg, ScriptedLM(plausible), seeds, ref, progress=False)
     run_self_instruct(bigger, ScriptedLM(plausible), seeds, ref, progress=False)
-    assert r.n_resumed == 8 and lines(out) == lines(ref)
+    assert r.n_resumed == 8 and len(lines(out)) == 16 and lines(out) == lines(ref)
     again = run_self_instruct(bigger, ScriptedLM(_crash_after(0)), seeds, out, progress=False)
     assert again.n_new == 0 and len(lines(out)) == 16  # target reached: no LM call at all
+    (tmp_path / "o.jsonl.state.json").unlink()  # rows whose job cannot be known: refused
+    with pytest.raises(ConfigError, match="did not write.*--fresh"):
+        run_self_instruct(bigger, ScriptedLM(plausible), seeds, out, progress=False)
 
 
 def test_resume_refuses_other_settings_and_foreign_files(tmp_path, seeds):
@@ -449,13 +451,13 @@ def test_resume_refuses_other_settings_and_foreign_files(tmp_path, seeds):
     other = cfg.model_copy(update={"temperature": 0.9})
     with pytest.raises(ConfigError, match=r"temperature: 0\.7 -> 0\.9"):
         run_self_instruct(other, ScriptedLM(plausible), seeds, out, progress=False)
-    with pytest.raises(ConfigError, match="seed tasks differ"):
+    with pytest.raises(ConfigError, match="the seeds differ"):
         run_self_instruct(cfg, ScriptedLM(plausible), seeds[1:], out, progress=False)
     r = run_self_instruct(other, ScriptedLM(plausible), seeds, out, fresh=True, progress=False)
     assert r.n_resumed == 0 and r.n_kept == 2
     alien = tmp_path / "alpaca.jsonl"
     alien.write_text('{"instruction": "a", "output": "b"}\n')
-    with pytest.raises(DataFormatError, match=r"alpaca.jsonl:1: field 'source'"):
+    with pytest.raises(ConfigError, match=r"alpaca.jsonl holds rows that this job did not write"):
         run_self_instruct(cfg, ScriptedLM(plausible), seeds, alien, progress=False)
     with pytest.raises(ConfigError, match="fewer than num_prompt_instructions"):
         run_self_instruct(cfg, ScriptedLM(plausible), seeds[:5], tmp_path / "x", progress=False)

@@ -1,8 +1,8 @@
 import torch
 
 from instructkit.data.tokenize import TokenizedExample
+from instructkit.losses import response_only_loss
 from instructkit.train.attention import use_varlen_attention
-from instructkit.train.losses import response_only_loss
 from instructkit.train.packing import packed_batch
 
 

@@ -5,7 +5,7 @@ import torch
 from transformers.masking_utils import create_causal_mask
 
 from instructkit.data.tokenize import IGNORE_INDEX, TokenizedExample
-from instructkit.train.losses import response_only_loss
+from instructkit.losses import response_only_loss
 from instructkit.train.packing import (
     pack_bfd,
     packed_batch,

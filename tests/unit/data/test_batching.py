@@ -1,7 +1,7 @@
 import torch
 
+from instructkit.data.batching import length_grouped_batches, pad_batch
 from instructkit.data.tokenize import IGNORE_INDEX, TokenizedExample
-from instructkit.train.batching import length_grouped_batches, pad_batch
 
 
 def test_length_grouped_batches_cover_each_index_once():

@@ -1,4 +1,5 @@
-"""JSON and JSONL rows on disk: read them with their row numbers, write them atomically.
+"""JSON and JSONL rows on disk: read them with their row numbers, write them atomically,
+append to them durably, and repair a torn last line by truncation.
 
 ``read_rows(path)`` returns ``(row_no, value)`` pairs. Row numbers are 1-based: the line number in
 a JSONL file, the array index + 1 in a JSON file. A JSONL line that is not valid JSON comes back
@@ -9,6 +10,11 @@ as a :class:`BadLine` so the caller can reject it and keep going; problems with 
 ``write_rows(rows, path)`` writes a JSON array when the path ends in ``.json`` and JSONL otherwise,
 UTF-8 with non-ASCII text kept as is, through a temporary file in the same folder that replaces
 the target only once it is complete.
+
+``append_jsonl(rows, path)`` appends and fsyncs, so a row is on disk once the call returns; a
+kill in the middle of an append can leave a torn last line, which ``repair_torn_tail(path)``
+cuts off by truncating the file at its last newline. The repair never rewrites the file, so a
+kill during the repair itself loses nothing that was complete.
 """
 
 from __future__ import annotations
@@ -24,7 +30,16 @@ from typing import Any
 
 from instructkit.errors import DataFormatError
 
-__all__ = ["BadLine", "RECORD_KEYS", "read_rows", "write_rows", "write_jsonl", "write_atomic"]
+__all__ = [
+    "BadLine",
+    "RECORD_KEYS",
+    "read_rows",
+    "write_rows",
+    "write_jsonl",
+    "write_atomic",
+    "append_jsonl",
+    "repair_torn_tail",
+]
 
 # Keys that mark an object as one record rather than a wrapper around a list of records.
 RECORD_KEYS = frozenset(
@@ -168,3 +183,51 @@ def write_rows(rows: list[Any], path: str | Path) -> None:
         write_atomic(path, [json.dumps(rows, ensure_ascii=False, indent=2), "\n"])
     else:
         write_jsonl(rows, path)
+
+
+def append_jsonl(rows: Iterable[Any], path: str | Path) -> int:
+    """Append one JSON value per line and fsync; returns the number of rows written.
+
+    The rows go out in one write, so a kill leaves at most one torn line at the end (see
+    :func:`repair_torn_tail`), never a gap.
+    """
+    text = "".join(_jsonl_chunks(rows))
+    if not text:
+        return 0
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a", encoding="utf-8", newline="\n") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    return text.count("\n")
+
+
+def repair_torn_tail(path: str | Path) -> int:
+    """Cut a torn last line (bytes after the last newline) off ``path``; returns bytes cut.
+
+    Truncation is one system call that only shortens the file: a kill before it leaves the
+    torn file (repaired next time), a kill after it leaves the repaired one. Missing file: 0.
+    """
+    try:
+        f = open(path, "r+b")  # noqa: SIM115 - closed below
+    except FileNotFoundError:
+        return 0
+    with f:
+        size = f.seek(0, os.SEEK_END)
+        end = size
+        while end > 0:
+            start = max(0, end - 65536)
+            f.seek(start)
+            block = f.read(end - start)
+            newline = block.rfind(b"\n")
+            if newline >= 0:
+                end = start + newline + 1
+                break
+            end = start
+        if end == size:
+            return 0
+        f.truncate(end)
+        f.flush()
+        os.fsync(f.fileno())
+        return size - end

@@ -2,7 +2,7 @@ import math
 
 import torch
 
-from instructkit.train.losses import IGNORE_INDEX, response_only_loss
+from instructkit.losses import IGNORE_INDEX, response_only_loss
 
 
 def test_hand_computed_two_token_loss():

@@ -1,4 +1,7 @@
-"""Batching: length-grouped batches and right-padded tensors for training."""
+"""Batching of tokenized examples: length-grouped batches and right-padded tensors.
+
+Used by training (padded batches when packing is off) and by evaluation (response loss).
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""Losses as small pure functions.
+"""Losses as small pure functions, shared by training and evaluation (response loss, perplexity).
+
+This module sits below ``data``, ``train`` and ``evaluate`` so that all three can use it; it
+also owns ``IGNORE_INDEX``, the label of positions that carry no loss.
 
 ``response_only_loss`` computes the LM head only at positions whose next-token label carries
 loss: for an instruction model most positions are prompt, and the head (vocabulary x hidden)
@@ -7,10 +10,12 @@ is a large share of a small model's FLOPs.
 
 from __future__ import annotations
 
-import torch
-import torch.nn.functional as F
+from typing import TYPE_CHECKING
 
-IGNORE_INDEX = -100
+if TYPE_CHECKING:  # torch loads on first use, so that importing the data layer stays light
+    import torch
+
+IGNORE_INDEX = -100  # the label of a position that carries no loss (PyTorch's default)
 
 __all__ = ["response_only_loss", "IGNORE_INDEX"]
 
@@ -24,6 +29,8 @@ def response_only_loss(
     Position t predicts labels[t + 1]. Returns (sum of token losses, number of tokens): divide
     by the token count of the whole (accumulated) batch to get a token-weighted mean.
     """
+    import torch.nn.functional as F
+
     targets = labels[:, 1:]  # (B, T-1)
     mask = targets != IGNORE_INDEX
     n = int(mask.sum())
