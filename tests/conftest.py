@@ -1,4 +1,30 @@
+import re
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def readme_python_blocks() -> list[str]:
+    return re.findall(r"```python\n(.*?)```", README.read_text("utf-8"), re.S)
+
+
+@pytest.fixture()
+def run_readme_python(tmp_path):
+    """Run the README's Python blocks in tmp_path with ``model`` in place of the default model."""
+
+    def run(model: str) -> str:
+        code = "\n".join(readme_python_blocks()).replace('"smollm2-135m-instruct"', f'"{model}"')
+        proc = subprocess.run(
+            [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=600
+        )
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        return proc.stdout
+
+    return run
 
 
 @pytest.fixture(scope="session")

@@ -1,3 +1,169 @@
-"""instructkit: instruction tuning of language models, from data to weights to prompts."""
+"""instructkit: instruction tuning of language models, from data to weights to prompts.
+
+The curated public API; everything here loads on first use, so ``import instructkit`` is fast
+and does not import torch::
+
+    import instructkit as ik
+
+    records = ik.load_records("data.jsonl").records          # any supported format
+    model, tok = ik.load_model("smollm2-135m-instruct")       # the embedded default model
+    ex = ik.tokenize_conversation(records[0], ik.get_template("tokenizer", tok), tok)
+    print(ik.trained_text(ex, tok))                          # exactly what carries loss
+
+    lm = ik.CachedLM(ik.LocalLM.load(), "lm-cache.sqlite")    # one LM protocol for every caller
+    ik.run_self_instruct(ik.SelfInstructConfig(num_instructions=20), lm,
+                         ik.load_seed_tasks().tasks, "synth.jsonl")
+    ik.run_sft(ik.load_config(ik.SFTConfig, "recipes/sft_lora_smollm2.yaml"))
+
+Workflows are ``run_*(cfg)`` functions over one typed config each (``load_config`` reads YAML
+plus ``--set`` style overrides); errors are :class:`InstructkitError` subclasses whose message
+names the file, row, field and the fix. Deeper modules stay importable, but only the names in
+``__all__`` are the stable API.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
+
+# public name -> module that defines it
+_EXPORTS: dict[str, str] = {
+    # errors
+    "InstructkitError": "instructkit.errors",
+    "ConfigError": "instructkit.errors",
+    "DataFormatError": "instructkit.errors",
+    "TemplateError": "instructkit.errors",
+    "ModelError": "instructkit.errors",
+    "LMError": "instructkit.errors",
+    "TrainingError": "instructkit.errors",
+    # files, jobs, configs
+    "read_rows": "instructkit.io",
+    "write_rows": "instructkit.io",
+    "Job": "instructkit.jobs",
+    "fingerprint": "instructkit.jobs",
+    "load_config": "instructkit.config",
+    "save_config": "instructkit.config",
+    # models
+    "load_model": "instructkit.models",
+    "load_tokenizer": "instructkit.models",
+    "DEFAULT_MODEL": "instructkit.models",
+    # data
+    "Message": "instructkit.data.records",
+    "Conversation": "instructkit.data.records",
+    "PreferencePair": "instructkit.data.records",
+    "load_records": "instructkit.data.formats",
+    "save_records": "instructkit.data.formats",
+    "get_template": "instructkit.data.templates",
+    "tokenize_conversation": "instructkit.data.tokenize",
+    "trained_text": "instructkit.data.tokenize",
+    "render": "instructkit.data.workflows",
+    "convert": "instructkit.data.workflows",
+    "validate": "instructkit.data.workflows",
+    "stats": "instructkit.data.workflows",
+    "build_mixture": "instructkit.data.mixing",
+    "build_task_mixture": "instructkit.data.tasks",
+    "load_task_templates": "instructkit.data.tasks",
+    "render_task_example": "instructkit.data.tasks",
+    # language models
+    "LM": "instructkit.lm.base",
+    "ChatRequest": "instructkit.lm.base",
+    "Completion": "instructkit.lm.base",
+    "build_lm": "instructkit.lm",
+    "LocalLM": "instructkit.lm.local",
+    "OpenAILM": "instructkit.lm.openai",
+    "CachedLM": "instructkit.lm.cache",
+    "ScriptedLM": "instructkit.lm.scripted",
+    # synthetic data
+    "SelfInstructConfig": "instructkit.synth.self_instruct",
+    "run_self_instruct": "instructkit.synth.self_instruct",
+    "load_seed_tasks": "instructkit.synth.seeds",
+    "EvolConfig": "instructkit.synth.evol_instruct",
+    "run_evol": "instructkit.synth.evol_instruct",
+    # training
+    "SFTConfig": "instructkit.train.sft",
+    "run_sft": "instructkit.train.sft",
+    "TrainConfig": "instructkit.train.loop",
+    "fit": "instructkit.train.loop",
+    # evaluation
+    "EvalConfig": "instructkit.evaluate.runner",
+    "run_eval": "instructkit.evaluate.runner",
+    "compute_metric": "instructkit.evaluate.metrics",
+    "score_ifeval": "instructkit.evaluate.ifeval",
+    "compare_paired": "instructkit.evaluate.stats",
+    "grade": "instructkit.evaluate.judge",
+    "compare": "instructkit.evaluate.judge",
+    # reports and the demo
+    "write_report": "instructkit.report",
+    "DemoConfig": "instructkit.demo",
+    "run_demo": "instructkit.demo",
+}
+
+# short names the issue and README use for the main workflows
+_ALIASES: dict[str, str] = {
+    "self_instruct": "run_self_instruct",
+    "evol_instruct": "run_evol",
+    "ifeval": "score_ifeval",
+}
+
+__all__ = ["__version__", *_EXPORTS, *_ALIASES]
+
+
+def __getattr__(name: str) -> Any:
+    # PEP 562: import the defining module on first access and cache the attribute here.
+    target = _ALIASES.get(name, name)
+    module = _EXPORTS.get(target)
+    if module is None:
+        raise AttributeError(f"module 'instructkit' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), target)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
+
+if TYPE_CHECKING:  # static type checkers and IDEs see the real names
+    from instructkit.config import load_config, save_config
+    from instructkit.data.formats import load_records, save_records
+    from instructkit.data.mixing import build_mixture
+    from instructkit.data.records import Conversation, Message, PreferencePair
+    from instructkit.data.tasks import build_task_mixture, load_task_templates, render_task_example
+    from instructkit.data.templates import get_template
+    from instructkit.data.tokenize import tokenize_conversation, trained_text
+    from instructkit.data.workflows import convert, render, stats, validate
+    from instructkit.demo import DemoConfig, run_demo
+    from instructkit.errors import (
+        ConfigError,
+        DataFormatError,
+        InstructkitError,
+        LMError,
+        ModelError,
+        TemplateError,
+        TrainingError,
+    )
+    from instructkit.evaluate.ifeval import score_ifeval
+    from instructkit.evaluate.ifeval import score_ifeval as ifeval
+    from instructkit.evaluate.judge import compare, grade
+    from instructkit.evaluate.metrics import compute_metric
+    from instructkit.evaluate.runner import EvalConfig, run_eval
+    from instructkit.evaluate.stats import compare_paired
+    from instructkit.io import read_rows, write_rows
+    from instructkit.jobs import Job, fingerprint
+    from instructkit.lm import build_lm
+    from instructkit.lm.base import LM, ChatRequest, Completion
+    from instructkit.lm.cache import CachedLM
+    from instructkit.lm.local import LocalLM
+    from instructkit.lm.openai import OpenAILM
+    from instructkit.lm.scripted import ScriptedLM
+    from instructkit.models import DEFAULT_MODEL, load_model, load_tokenizer
+    from instructkit.report import write_report
+    from instructkit.synth.evol_instruct import EvolConfig, run_evol
+    from instructkit.synth.evol_instruct import run_evol as evol_instruct
+    from instructkit.synth.seeds import load_seed_tasks
+    from instructkit.synth.self_instruct import SelfInstructConfig, run_self_instruct
+    from instructkit.synth.self_instruct import run_self_instruct as self_instruct
+    from instructkit.train.loop import TrainConfig, fit
+    from instructkit.train.sft import SFTConfig, run_sft

@@ -86,3 +86,8 @@ def test_demo_small_run_writes_metrics(tmp_path):
     metrics = json.loads((out / "metrics.json").read_text())
     assert set(metrics["before"]) >= {"per_task", "seen", "unseen", "overall"}
     assert metrics["unseen_tasks"] and (out / "adapter" / "adapter_config.json").exists()
+
+
+def test_readme_python_examples_run_as_written(run_readme_python):
+    out = run_readme_python("smollm2-135m-instruct")
+    assert "Red.<|im_end|>" in out

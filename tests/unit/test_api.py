@@ -1,0 +1,59 @@
+"""The curated public API: `import instructkit as ik` exposes exactly these names, lazily."""
+
+import subprocess
+import sys
+
+import instructkit as ik
+
+PINNED = {
+    "__version__",
+    # errors
+    "InstructkitError", "ConfigError", "DataFormatError", "TemplateError", "ModelError",
+    "LMError", "TrainingError",
+    # files, jobs, configs
+    "read_rows", "write_rows", "Job", "fingerprint", "load_config", "save_config",
+    # models
+    "load_model", "load_tokenizer", "DEFAULT_MODEL",
+    # data
+    "Message", "Conversation", "PreferencePair", "load_records", "save_records", "get_template",
+    "tokenize_conversation", "trained_text", "render", "convert", "validate", "stats",
+    "build_mixture", "build_task_mixture", "load_task_templates", "render_task_example",
+    # language models
+    "LM", "ChatRequest", "Completion", "build_lm", "LocalLM", "OpenAILM", "CachedLM",
+    "ScriptedLM",
+    # synthetic data
+    "SelfInstructConfig", "run_self_instruct", "self_instruct", "load_seed_tasks", "EvolConfig",
+    "run_evol", "evol_instruct",
+    # training
+    "SFTConfig", "run_sft", "TrainConfig", "fit",
+    # evaluation and reports
+    "EvalConfig", "run_eval", "compute_metric", "score_ifeval", "ifeval", "compare_paired",
+    "grade", "compare", "write_report", "DemoConfig", "run_demo",
+}  # fmt: skip
+
+
+def test_all_is_pinned_and_every_name_resolves():
+    assert set(ik.__all__) == PINNED and len(ik.__all__) == len(PINNED)
+    for name in ik.__all__:
+        assert getattr(ik, name) is not None, name
+    assert ik.self_instruct is ik.run_self_instruct and ik.ifeval is ik.score_ifeval
+    assert set(dir(ik)) == PINNED
+
+
+def test_unknown_names_raise_attribute_error():
+    try:
+        ik.no_such_thing  # noqa: B018
+    except AttributeError as e:
+        assert "no_such_thing" in str(e)
+    else:
+        raise AssertionError("expected AttributeError")
+
+
+def test_import_is_light_and_lazy():
+    code = (
+        "import sys, instructkit as ik\n"
+        "assert 'torch' not in sys.modules and 'instructkit.data' not in sys.modules\n"
+        "ik.load_records\n"
+        "assert 'instructkit.data.formats' in sys.modules and 'torch' not in sys.modules\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
