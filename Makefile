@@ -30,6 +30,7 @@ test-slow: setup
 
 lint: setup
 	$(VENV)/bin/ruff check src tests && $(VENV)/bin/ruff format --check src tests
+	$(VENV)/bin/mypy
 
 clean:
 	rm -rf $(VENV) out

@@ -144,7 +144,8 @@ def _unwrap(data: dict[str, Any], path: str | Path) -> list[Any]:
             path=path,
             fix="store the rows as a top-level JSON array, or as JSONL.",
         )
-    return data[lists[0]]
+    rows: list[Any] = data[lists[0]]
+    return rows
 
 
 def write_atomic(path: str | Path, chunks: Iterable[str]) -> None:

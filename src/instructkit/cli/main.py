@@ -7,7 +7,7 @@ Errors that instructkit raises on purpose print as one line (``error: ...``) and
 from __future__ import annotations
 
 import json
-import sys
+from typing import Any
 
 import click
 
@@ -20,7 +20,7 @@ FORMAT_CHOICES = ["alpaca", "sharegpt", "messages", "prompt-completion", "prefer
 class _Group(click.Group):
     """Turns InstructkitError into a one-line message and exit code 1 (unless --debug)."""
 
-    def invoke(self, ctx: click.Context):  # type: ignore[override]
+    def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except InstructkitError as e:
@@ -272,4 +272,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

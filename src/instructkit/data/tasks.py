@@ -201,6 +201,7 @@ def _task_settings(
                 field=f"{loc}.{key}",
                 fix=_FIX_SETTINGS[key],
             )
+    assert isinstance(inputs, list)  # checked above
     return dict(
         task=task,
         inputs=tuple(inputs),

@@ -175,8 +175,10 @@ def _tokenizer_template(tokenizer: Any) -> ChatTemplate:
 
     def render(messages: list[dict[str, Any]], add_generation_prompt: bool) -> str:
         chat = [{"role": m["role"], "content": m["content"]} for m in messages]
-        return tokenizer.apply_chat_template(
-            chat, tokenize=False, add_generation_prompt=add_generation_prompt
+        return str(
+            tokenizer.apply_chat_template(
+                chat, tokenize=False, add_generation_prompt=add_generation_prompt
+            )
         )
 
     specials = [t for t in getattr(tokenizer, "all_special_tokens", []) if t]

@@ -130,4 +130,4 @@ def trained_text(example: TokenizedExample, tokenizer: Any) -> str:
     ids = [
         t for t, lab in zip(example.input_ids, example.labels, strict=False) if lab != IGNORE_INDEX
     ]
-    return tokenizer.decode(ids, skip_special_tokens=False)
+    return str(tokenizer.decode(ids, skip_special_tokens=False))

@@ -30,7 +30,7 @@ import math
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import sacrebleu
 
@@ -149,11 +149,13 @@ def _check_lengths(predictions: Sequence[str], references: References) -> None:
         raise ValueError("no predictions to score")
 
 
-def _ref_streams(references: References) -> list[list[str | None]]:
-    """Per-item reference lists as sacrebleu's reference streams (None pads missing ones)."""
+def _ref_streams(references: References) -> Sequence[Sequence[str]]:
+    """Per-item reference lists as sacrebleu's reference streams (None pads missing ones;
+    sacrebleu accepts None there, although its annotations say str)."""
     refs = [_refs(r) for r in references]
     width = max(len(r) for r in refs)
-    return [[r[k] if k < len(r) else None for r in refs] for k in range(width)]
+    streams = [[r[k] if k < len(r) else None for r in refs] for k in range(width)]
+    return cast(Sequence[Sequence[str]], streams)
 
 
 def corpus_bleu(predictions: Sequence[str], references: References) -> float:
