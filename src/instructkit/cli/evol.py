@@ -56,7 +56,7 @@ def format_evol_table(result: EvolResult) -> str:
     "config_path",
     type=click.Path(exists=True, dir_okay=False),
     default=None,
-    help="YAML config (keys as in EvolConfig).",
+    help="YAML config; its keys are listed in docs/synth.md.",
 )
 @click.option(
     "--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a config key."

@@ -230,14 +230,14 @@ def train_sft_cmd(config_path, overrides) -> None:
     "config_path",
     type=click.Path(exists=True, dir_okay=False),
     default=None,
-    help="YAML config (keys as in DemoConfig).",
+    help="YAML config; its keys are listed in docs/demo.md.",
 )
 @click.option(
     "--set",
     "overrides",
     multiple=True,
     metavar="KEY=VALUE",
-    help="Override a config key, e.g. --set epochs=1 (repeatable).",
+    help="Override a config key, e.g. --set train.epochs=1 (repeatable).",
 )
 def demo_cmd(out, config_path, overrides) -> None:
     """Evaluate, LoRA-tune and re-evaluate the embedded model on a bundled task set (offline)."""

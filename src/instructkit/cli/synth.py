@@ -84,7 +84,7 @@ def format_self_instruct_table(result: SelfInstructResult) -> str:
     "config_path",
     type=click.Path(exists=True, dir_okay=False),
     default=None,
-    help="YAML config (keys as in SelfInstructConfig).",
+    help="YAML config; its keys are listed in docs/synth.md.",
 )
 @click.option(
     "--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a config key."
