@@ -113,13 +113,12 @@ def self_instruct_cmd(
 ) -> None:
     """Self-Instruct (Wang et al. 2022): grow N instruction tasks from seed tasks with an LM."""
     from instructkit.config import load_config
-    from instructkit.io import write_jsonl
     from instructkit.lm import build_lm
     from instructkit.synth.seeds import load_seed_tasks
     from instructkit.synth.self_instruct import (
         SelfInstructConfig,
+        export_alpaca,
         run_self_instruct,
-        to_alpaca_rows,
     )
 
     flags = {
@@ -149,12 +148,5 @@ def self_instruct_cmd(
             f"{cfg.max_stale_rounds} rounds kept nothing (see the reasons above)"
         )
     if alpaca_path:
-        rows = to_alpaca_rows(_read_tasks(out)) if r.n_kept else []
-        write_jsonl(rows, alpaca_path)
-        click.echo(f"wrote {len(rows)} Alpaca rows to {alpaca_path}")
-
-
-def _read_tasks(path: str) -> list[dict]:
-    from instructkit.io import read_rows
-
-    return [row for _, row in read_rows(path)]
+        n = export_alpaca(out, alpaca_path)
+        click.echo(f"wrote {n} Alpaca rows to {alpaca_path}")

@@ -64,6 +64,7 @@ from tqdm.auto import tqdm
 
 from instructkit.data.similarity import NearDupIndex, rouge_tokens
 from instructkit.errors import ConfigError, DataFormatError
+from instructkit.io import read_rows, write_jsonl
 from instructkit.jobs import Job, fingerprint
 from instructkit.lm.base import LM, ChatRequest, Completion
 from instructkit.synth.seeds import SeedTask
@@ -81,6 +82,7 @@ __all__ = [
     "parse_instances",
     "validate_instances",
     "to_alpaca_rows",
+    "export_alpaca",
     "BLACKLIST",
     "SOURCE",
 ]
@@ -446,6 +448,13 @@ def to_alpaca_rows(tasks: Iterable[Mapping[str, Any] | tuple[int, Any]]) -> list
                 {"instruction": t["instruction"], "input": x["input"], "output": x["output"]}
             )
     return rows
+
+
+def export_alpaca(tasks_path: str | Path, alpaca_path: str | Path) -> int:
+    """Write one Alpaca row per instance of the tasks in ``tasks_path``; returns the count."""
+    rows = to_alpaca_rows(read_rows(tasks_path)) if Path(tasks_path).stat().st_size else []
+    write_jsonl(rows, alpaca_path)
+    return len(rows)
 
 
 # --- the job --------------------------------------------------------------------------------
