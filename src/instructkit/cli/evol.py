@@ -10,16 +10,9 @@ from __future__ import annotations
 
 import click
 
-from instructkit.lm.base import LM
 from instructkit.synth.evol_instruct import EvolResult
 
 __all__ = ["evol", "format_evol_table"]
-
-
-def _build_lm(spec: str) -> LM:
-    from instructkit.lm import build_lm
-
-    return build_lm(spec)
 
 
 def format_evol_table(result: EvolResult) -> str:
@@ -41,6 +34,8 @@ def format_evol_table(result: EvolResult) -> str:
 @click.argument("src", type=click.Path(exists=True, dir_okay=False))
 @click.option("-o", "--out", "out", required=True, type=click.Path(dir_okay=False))
 @click.option("--lm", "lm_spec", required=True, metavar="BACKEND[:MODEL]", help="LM to use.")
+@click.option("--base-url", default=None, help="Server URL for --lm openai:MODEL.")
+@click.option("--cache", type=click.Path(dir_okay=False), default=None, help="LM request cache.")
 @click.option("--rounds", type=int, default=None, help="Evolution rounds (default 4).")
 @click.option("--seed", type=int, default=None, help="Seed of every random choice (default 0).")
 @click.option("--temperature", type=float, default=None, help="Sampling temperature.")
@@ -67,6 +62,8 @@ def evol(
     src,
     out,
     lm_spec,
+    base_url,
+    cache,
     rounds,
     seed,
     temperature,
@@ -79,12 +76,13 @@ def evol(
 ) -> None:
     """Evolve the instructions of SRC (any instruction format, or JSONL with "instruction")."""
     from instructkit.config import load_config
+    from instructkit.lm import build_lm
     from instructkit.synth.evol_instruct import EvolConfig, load_instructions, run_evol
 
     flags = {"rounds": rounds, "seed": seed, "temperature": temperature, "max_tokens": max_tokens}
     cfg = load_config(EvolConfig, config_path, overrides, **flags)
     seeds = load_instructions(src)
-    lm = _build_lm(lm_spec)
+    lm = build_lm(lm_spec, base_url=base_url, cache=cache)
     r = run_evol(cfg, lm, seeds, out, rejects, progress=not no_progress, fresh=fresh)
     resumed = f" ({r.n_resumed} resumed from an earlier run)" if r.n_resumed else ""
     click.echo(f"{r.n_seeds} seeds, {cfg.rounds} rounds{resumed}")

@@ -384,7 +384,9 @@ def test_seed_ids_must_be_unique(tmp_path):
 def test_cli_prints_the_summary_table(tmp_path, monkeypatch):
     from instructkit.cli import evol as evol_cli
 
-    monkeypatch.setattr(evol_cli, "_build_lm", lambda spec: ScriptedLM(script(), name=spec))
+    monkeypatch.setattr(
+        "instructkit.lm.build_lm", lambda spec, **kw: ScriptedLM(script(), name=spec)
+    )
     src = tmp_path / "seeds.jsonl"
     src.write_text("".join(json.dumps(s) + "\n" for s in SEEDS))
     out = tmp_path / "evol.jsonl"
