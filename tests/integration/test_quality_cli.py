@@ -7,8 +7,10 @@ from click.testing import CliRunner
 
 from instructkit.cli.main import cli
 from instructkit.cli.quality import data_dedup, data_filter
-from instructkit.data.quality import QualityConfig, run_filter
+from instructkit.data.quality import run_filter
+from instructkit.data.quality_config import QualityConfig
 from instructkit.errors import ConfigError
+from instructkit.evaluate.quality_judge import quality_scorer
 from instructkit.lm.scripted import ScriptedLM
 
 
@@ -171,12 +173,15 @@ def test_dedup_end_to_end(tmp_path):
     assert [x["row"] for x in read_jsonl(tmp_path / "u.rejects.jsonl")] == [3, 6]
 
 
-def test_run_filter_with_judge_journals_beside_output(alpaca_file, tmp_path):
+def test_run_filter_with_a_journaled_llm_scorer(alpaca_file, tmp_path):
     lm = ScriptedLM(["Score: 5", "Score: 2"], name="judge")
-    out = tmp_path / "clean.json"
-    result = run_filter(alpaca_file, out, QualityConfig(), judge_lm=lm)
+    out, journal = tmp_path / "clean.json", tmp_path / "clean.judge.jsonl"
+    scorer = quality_scorer(lm, journal=journal, progress=False)
+    result = run_filter(alpaca_file, out, QualityConfig(), scorer=scorer)
     assert (result.n_kept, result.n_rejected) == (1, 6) and result.counts["judge"] == 1
-    assert len(read_jsonl(tmp_path / "clean.judge.jsonl")) == 2
+    assert len(read_jsonl(journal)) == 2
     again = ScriptedLM(["Score: 1"], name="judge")
-    assert run_filter(alpaca_file, out, QualityConfig(), judge_lm=again).n_kept == 1
+    scorer = quality_scorer(again, journal=journal, progress=False)
+    assert run_filter(alpaca_file, out, QualityConfig(), scorer=scorer).n_kept == 1
     assert again.calls == []  # everything came from the journal
+    assert scorer.summary().endswith(f"0 requests sent, 2 ratings resumed from {journal}")

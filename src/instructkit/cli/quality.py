@@ -1,5 +1,7 @@
 """``instructkit data filter`` and ``instructkit data dedup``: thin wrappers of
 :func:`instructkit.data.quality.run_filter` and :func:`~instructkit.data.quality.run_dedup`.
+With ``--judge``, the filter rates records through
+:func:`instructkit.evaluate.quality_judge.build_quality_scorer` (journaled, resumable).
 
 Register them under the ``data`` group: ``data.add_command(data_filter)`` and
 ``data.add_command(data_dedup)``. The output keeps the input's format; every row read ends up
@@ -89,31 +91,47 @@ def _echo_run(r: QualityRun, dst: str) -> None:
     default=None,
     help="Write the quality report (counts, score distributions, examples) as JSON.",
 )
+@click.option(
+    "--fresh",
+    is_flag=True,
+    help="Delete the judge journal (OUT.judge.jsonl or judge_journal) and rate everything again.",
+)
+@click.option("--no-progress", is_flag=True, help="Hide the judge's progress bar.")
 def data_filter(
-    src, dst, rejects, fmt, skip_invalid, config_path, overrides, judge, report_path
+    src,
+    dst,
+    rejects,
+    fmt,
+    skip_invalid,
+    config_path,
+    overrides,
+    judge,
+    report_path,
+    fresh,
+    no_progress,
 ) -> None:
     """Drop low-quality rows of SRC: length, refusal, copy, format, repetition, garbage and
-    unsafe-word heuristics, optionally an LLM judge (resumable)."""
+    unsafe-word heuristics, optionally an LLM judge (journaled: a rerun resumes)."""
     from instructkit.config import load_config
-    from instructkit.data.quality import QualityConfig, run_filter
+    from instructkit.data.quality import run_filter
+    from instructkit.data.quality_config import QualityConfig
+    from instructkit.evaluate.quality_judge import build_quality_scorer
 
     cfg = load_config(QualityConfig, config_path, overrides, judge=judge)
-    judge_lm = None
-    if cfg.judge:
-        from instructkit.lm import build_lm
-
-        judge_lm = build_lm(cfg.judge)
+    scorer = build_quality_scorer(cfg, dst, progress=not no_progress, fresh=fresh)
     r = run_filter(
         src,
         dst,
         cfg,
-        judge_lm=judge_lm,
+        scorer=scorer,
         rejects=rejects,
         report=report_path,
         fmt=fmt,
         skip_invalid=skip_invalid,
     )
     _echo_run(r, dst)
+    if scorer is not None:
+        click.echo(scorer.summary())
 
 
 @click.command("dedup")
@@ -135,7 +153,8 @@ def data_filter(
 def data_dedup(src, dst, rejects, fmt, skip_invalid, threshold, field) -> None:
     """Drop exact (normalized) and near-duplicate (ROUGE-L) rows of SRC; first occurrence kept."""
     from instructkit.config import load_config
-    from instructkit.data.quality import DedupConfig, run_dedup
+    from instructkit.data.dedup import DedupConfig
+    from instructkit.data.quality import run_dedup
 
     cfg = load_config(DedupConfig, threshold=threshold, field=field)
     r = run_dedup(src, dst, cfg, rejects=rejects, fmt=fmt, skip_invalid=skip_invalid)

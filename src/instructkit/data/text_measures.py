@@ -3,7 +3,7 @@
 Word counts, phrase matching in a folded form, code-fence handling, n-gram repetition, copying
 of the instruction, the share of unreadable characters, list and JSON detection, signs of a
 truncated response, and format problems against what the instruction asks for (a count of
-items, a list, JSON). :mod:`instructkit.data.quality` turns them into filter reasons::
+items, a list, JSON). :mod:`instructkit.data.heuristics` turns them into filter reasons::
 
     repetition_ratio("a b c a b c a b c")  # share of repeated word 3-grams
     format_problem("List three fruits.", "1. apple\n2. pear", min_words=1)

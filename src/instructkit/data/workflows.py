@@ -7,7 +7,6 @@ Bad rows raise :class:`~instructkit.errors.DataFormatError` (file, row, field, f
 
 from __future__ import annotations
 
-import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from instructkit.data.formats import Reject, load_records, save_records, save_rejects
+from instructkit.data.quantiles import describe
 from instructkit.data.records import Conversation, PreferencePair
 from instructkit.data.templates import get_template, segment_conversation
 from instructkit.data.tokenize import TrainOn, encode_segments, tokenize_conversation, trained_text
@@ -105,22 +105,6 @@ def validate(
     )
 
 
-def _describe(values: list[int]) -> dict[str, float]:
-    if not values:
-        return {}
-    q = sorted(values)
-    pick = lambda f: q[min(len(q) - 1, int(f * len(q)))]  # noqa: E731
-    return {
-        "min": q[0],
-        "p50": pick(0.5),
-        "p90": pick(0.9),
-        "p99": pick(0.99),
-        "max": q[-1],
-        "mean": round(statistics.fmean(q), 1),
-        "total": sum(q),
-    }
-
-
 @dataclass
 class StatsResult:
     path: str
@@ -130,7 +114,7 @@ class StatsResult:
     n_preference: int
     turns: dict[str, float]
     with_system: int
-    tokens: dict[str, dict[str, float]]  # "total"/"prompt"/"response" -> distribution
+    tokens: dict[str, dict[str, float]]  # "total"/"prompt"/"response" -> describe() of lengths
     model: str | None
 
     def to_dict(self) -> dict[str, Any]:
@@ -160,9 +144,9 @@ def stats(
             totals.append(len(ex.input_ids))
             trained.append(ex.n_trained)
         tokens = {
-            "total": _describe(totals),
-            "response": _describe(trained),
-            "prompt": _describe([a - b for a, b in zip(totals, trained, strict=False)]),
+            "total": describe(totals),
+            "response": describe(trained),
+            "prompt": describe([a - b for a, b in zip(totals, trained, strict=False)]),
         }
     n_pref = sum(isinstance(r, PreferencePair) for r in loaded.records)
     return StatsResult(
@@ -171,7 +155,7 @@ def stats(
         len(loaded.records),
         len(convs) - n_pref,
         n_pref,
-        _describe(turns),
+        describe(turns),
         sum(c.system is not None for c in convs),
         tokens,
         model,

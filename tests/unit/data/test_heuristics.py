@@ -1,12 +1,10 @@
-import json
+"""The heuristic checks of instructkit.data.heuristics and the QualityConfig they read."""
 
 import pytest
 
 from instructkit.config import load_config
-from instructkit.data.quality import (
+from instructkit.data.heuristics import (
     HEURISTICS,
-    DedupConfig,
-    QualityConfig,
     check_copy,
     check_format,
     check_garbage,
@@ -15,13 +13,10 @@ from instructkit.data.quality import (
     check_repetition,
     check_response_length,
     check_unsafe,
-    dedup_records,
-    dedup_text,
     exchanges,
-    filter_records,
-    judge_request,
-    parse_score,
 )
+from instructkit.data.quality_config import QualityConfig
+from instructkit.data.quality_filter import filter_records
 from instructkit.data.records import Conversation, Message, PreferencePair
 from instructkit.data.text_measures import (
     contains_json,
@@ -31,8 +26,7 @@ from instructkit.data.text_measures import (
     strip_code_blocks,
     truncation,
 )
-from instructkit.errors import ConfigError, LMError
-from instructkit.lm.scripted import ScriptedLM
+from instructkit.errors import ConfigError
 
 CFG = QualityConfig()
 
@@ -252,195 +246,3 @@ def test_config_errors_are_collected():
         load_config(QualityConfig, overrides=["min_response_words=9", "max_response_words=3"])
     cfg = load_config(QualityConfig, overrides=["filters=[refusal]"])
     assert filter_records([conv("Hi", "x")], cfg).kept != []  # length checks are off
-
-
-# --- filter_records and the report ----------------------------------------------------------
-
-
-def test_filter_records_report_counts_distributions_examples():
-    records = [conv("Say one word please.", "word " * n) for n in (1, 2, 3, 4, 10)]
-    records += [conv("Tell me a fact.", "As an AI, I cannot.")] * 4
-    result = filter_records(records, QualityConfig(filters=["refusal"]), rows=range(11, 20))
-    report = result.report
-    assert (report.n_records, report.n_kept, report.n_rejected) == (9, 5, 4)
-    assert report.counts == {"refusal": 4}
-    assert [e["row"] for e in report.examples["refusal"]] == [16, 17, 18]  # three examples
-    words = report.distributions["response_words"]  # 1 2 3 4 5 5 5 5 10: p90 at 7.2 -> 5 + 0.2*5
-    assert words == {"min": 1, "p50": 5, "p90": 6.0, "max": 10}
-    d = report.to_dict()
-    assert json.loads(json.dumps(d))["counts"] == {"refusal": 4} and d["judge"] is None
-    text = report.format()
-    assert "9 records: 5 kept, 4 rejected" in text and "refusal" in text and "p90" in text
-    assert len(result.kept) + len(result.rejected) == len(records)
-
-
-def test_distribution_quantiles_interpolate():
-    records = [conv("Say one word please.", "word " * n) for n in (1, 2, 3, 4, 10)]
-    dist = filter_records(records, CFG).report.distributions["response_words"]
-    assert dist == {"min": 1, "p50": 3, "p90": pytest.approx(7.6), "max": 10}
-
-
-# --- LLM judge ------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    "text, score",
-    [
-        ("Score: 4\nAccurate and clear.", 4.0),
-        ("**Score:** 4.5/5", 4.5),
-        ("score = 3. The answer misses a step.", 3.0),
-        ("Score: 3\nOn reflection the answer is right.\nScore: 5", 5.0),  # the last one
-        ("4\nGood answer.", 4.0),
-        ("**5**", 5.0),
-        ("I would rate this 4/5 overall.", 4.0),
-        ("Four out of five? No: 2 out of 5.", 2.0),
-        ("Score: 4.5.", 4.5),
-        ("Score: 7", None),  # out of range
-        ("Score: 10", None),  # not read as 1
-        ("Score: N/A", None),
-        ("Either 3/5 or 4/5.", None),  # ambiguous
-        ("Great answer!", None),
-        ("", None),
-    ],
-)
-def test_parse_score(text, score):
-    assert parse_score(text) == score
-
-
-def test_judge_request_holds_the_record():
-    c = Conversation(
-        [
-            Message("system", "Be brief."),
-            Message("user", "Hi."),
-            Message("assistant", "Hello."),
-            Message("user", "Add the numbers.", input="2 and 3"),
-            Message("assistant", "5"),
-        ]
-    )
-    request = judge_request(c, CFG)
-    prompt = request.messages[1][1]
-    assert request.temperature == 0.0 and request.messages[0][0] == "system"
-    assert "System: Be brief.\nUser: Hi.\nAssistant: Hello." in prompt
-    assert "### Instruction\nAdd the numbers." in prompt and "### Input\n2 and 3" in prompt
-    assert prompt.index("### Response\n5") > prompt.index("### Input")
-
-
-def scored_lm(scores, die_after=None):
-    """Judge answering with scores[instruction] (a float, or a raw string); with ``die_after``,
-    a connection that fails on every call after that many answers."""
-    answered = []
-
-    def answer(request):
-        if die_after is not None and len(answered) >= die_after:
-            raise LMError("connection lost")
-        prompt = request.messages[1][1]
-        score = scores[prompt.split("### Instruction\n")[1].split("\n")[0]]
-        answered.append(request)
-        return score if isinstance(score, str) else f"Score: {score}\nBecause."
-
-    return ScriptedLM(answer, name="judge")
-
-
-def test_judge_threshold_and_unparsed_flags():
-    scores = {"Task a.": 5, "Task b.": 4, "Task c.": 3.5, "Task d.": "Lovely!"}
-    records = [conv(f"Task {x}.", f"Answer {x} here.") for x in "abcd"]
-    cfg = QualityConfig(min_instruction_words=1)
-    result = filter_records(records, cfg, judge_lm=scored_lm(scores))
-    assert [v.kept for v in result.verdicts] == [True, True, False, True]
-    assert result.verdicts[2].reasons == [("judge", "judge score 3.5 < judge_threshold=4")]
-    assert [n for n, _ in result.verdicts[3].flags] == ["judge_unparsed"]
-    assert result.verdicts[0].scores["judge"] == 5.0 and "judge" not in result.verdicts[3].scores
-    report = result.report
-    assert report.counts == {"judge": 1} and report.flags == {"judge_unparsed": 1}
-    assert report.judge == {
-        "model": "judge",
-        "calls": 4,
-        "resumed": 0,
-        "threshold": 4.0,
-        "unparsed": 1,
-    }
-    assert "judge_unparsed (kept)" in report.format()
-
-    strict = cfg.model_copy(update={"judge_threshold": 4.5, "drop_unparsed": True})
-    result = filter_records(records, strict, judge_lm=scored_lm(scores))
-    assert [v.kept for v in result.verdicts] == [True, False, False, False]
-    assert result.report.counts == {"judge": 2, "judge_unparsed": 1}
-
-
-def test_judge_sees_only_heuristic_survivors_and_duplicates_once():
-    lm = scored_lm({"Task a.": 5})
-    records = [conv("Task a.", "Fine answer.")] * 3 + [conv("Task b.", "As an AI, no.")]
-    result = filter_records(records, QualityConfig(min_instruction_words=1), judge_lm=lm)
-    assert len(lm.calls) == 1 and len(result.kept) == 3
-    assert result.report.judge["calls"] == 1
-
-
-def test_judging_resumes_from_the_journal(tmp_path):
-    scores = {f"Task {i}.": 5 if i % 2 else 3 for i in range(7)}
-    records = [conv(f"Task {i}.", f"Answer {i} here.") for i in range(7)]
-    cfg = QualityConfig(
-        min_instruction_words=1, judge_batch_size=2, judge_journal=str(tmp_path / "j.jsonl")
-    )
-    with pytest.raises(LMError):
-        filter_records(records, cfg, judge_lm=scored_lm(scores, die_after=4))
-    journaled = [json.loads(x) for x in (tmp_path / "j.jsonl").read_text().splitlines()]
-    assert len(journaled) == 4  # two whole batches; the batch in flight is lost
-
-    again = scored_lm(scores)
-    resumed = filter_records(records, cfg, judge_lm=again)
-    assert len(again.calls) == 3  # only the records not yet judged
-    assert resumed.report.judge["resumed"] == 4 and resumed.report.judge["calls"] == 3
-    fresh = filter_records(records, QualityConfig(min_instruction_words=1), scored_lm(scores))
-    assert [v.kept for v in resumed.verdicts] == [v.kept for v in fresh.verdicts]
-    assert [v.kept for v in fresh.verdicts] == [False, True, False, True, False, True, False]
-
-    other_judge = ScriptedLM(["Score: 5"], name="another-model")
-    filter_records(records, cfg, judge_lm=other_judge)
-    assert len(other_judge.calls) == 7  # the journal is keyed by model too
-
-
-# --- dedup ----------------------------------------------------------------------------------
-
-
-def alpaca(instruction, input=None, output="ok"):
-    return conv(instruction, output, input=input)
-
-
-def test_dedup_exact_and_near_first_kept():
-    records = [
-        alpaca("Write a poem about the sea."),  # 0 kept
-        alpaca("write a poem, about the SEA!"),  # 1 exact dup of 0
-        alpaca("Give three tips for staying healthy."),  # 2 kept
-        alpaca("Give three good tips for staying healthy."),  # 3 near dup of 2
-        alpaca("Explain photosynthesis to a child."),  # 4 kept
-        alpaca("Give three good tips for staying healthy!"),  # 5 exact dup of 3 -> matches 2
-    ]
-    result = dedup_records(records, DedupConfig(), rows=[10, 11, 12, 13, 14, 15])
-    assert result.kept == [records[0], records[2], records[4]]
-    got = [(d.index, d.match, d.reason) for d in result.duplicates]
-    assert got == [(1, 0, "exact_duplicate"), (3, 2, "near_duplicate"), (5, 2, "exact_duplicate")]
-    assert result.duplicates[0].similarity == 1.0
-    assert result.duplicates[1].similarity == pytest.approx(2 * 6 / (6 + 7))
-    assert result.rejected[1][1] == [
-        ("near_duplicate", "ROUGE-L 0.923 >= 0.7 on instruction with row 12")
-    ]
-    assert result.rejected[2][1][0][1] == (
-        "same instruction (normalized) as row 13, itself a near duplicate of row 12"
-    )
-
-
-def test_dedup_field_and_threshold():
-    records = [
-        alpaca("Classify the sentiment.", "I love it."),
-        alpaca("Classify the sentiment.", "Awful."),
-    ]
-    assert len(dedup_records(records, DedupConfig()).kept) == 1
-    assert len(dedup_records(records, DedupConfig(field="instruction+input")).kept) == 2
-    assert dedup_text(records[0], "instruction+input") == "Classify the sentiment.\n\nI love it."
-    near = [
-        alpaca("Give three tips for staying healthy."),
-        alpaca("Give three good tips for staying healthy."),
-    ]
-    assert len(dedup_records(near, DedupConfig(threshold=0.95)).kept) == 2
-    with pytest.raises(ConfigError):
-        load_config(DedupConfig, threshold=1.5)
