@@ -8,6 +8,8 @@ import pytest
 from click.testing import CliRunner
 
 from instructkit.cli.main import cli
+from instructkit.data.dedup import DedupConfig
+from instructkit.data.quality_config import QualityConfig
 from instructkit.demo import DemoConfig
 from instructkit.synth.evol_instruct import EvolConfig
 from instructkit.synth.self_instruct import SelfInstructConfig
@@ -18,6 +20,8 @@ PAGES = [
     (SelfInstructConfig, "synth.md"),
     (EvolConfig, "synth.md"),
     (DemoConfig, "demo.md"),
+    (QualityConfig, "data-quality.md"),
+    (DedupConfig, "data-quality.md"),
 ]
 
 

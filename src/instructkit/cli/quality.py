@@ -69,7 +69,7 @@ def _echo_run(r: QualityRun, dst: str) -> None:
     "config_path",
     type=click.Path(exists=True, dir_okay=False),
     default=None,
-    help="YAML config (keys as in QualityConfig).",
+    help="YAML config; its keys are listed in docs/data-quality.md.",
 )
 @click.option(
     "--set",
