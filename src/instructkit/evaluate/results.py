@@ -66,6 +66,7 @@ __all__ = [
     "parse_eval_results",
     "load_eval_results",
     "save_eval_results",
+    "format_results",
 ]
 
 SCHEMA_VERSION = 1
@@ -114,7 +115,9 @@ class Comparison(_Model):
             total = self.wins + self.losses + self.ties
             problems.append(f"wins + losses + ties = {total}, not n = {self.n}")
         if not _close(self.diff, self.mean_b - self.mean_a):
-            problems.append(f"diff {self.diff} is not mean_b - mean_a = {self.mean_b - self.mean_a}")
+            problems.append(
+                f"diff {self.diff} is not mean_b - mean_a = {self.mean_b - self.mean_a}"
+            )
         if problems:
             raise ValueError("; ".join(problems))
         return self
@@ -293,7 +296,9 @@ def _system_problems(results: EvalResults) -> list[tuple[str, str]]:
 def _keys_problems(
     scores: Mapping[str, Any], systems: list[str], where: str
 ) -> list[tuple[str, str]]:
-    return [(f"{where}[{k!r}]", f"not one of the systems {systems}") for k in scores if k not in systems]
+    return [
+        (f"{where}[{k!r}]", f"not one of the systems {systems}") for k in scores if k not in systems
+    ]
 
 
 def _row_problems(row: ScoreRow, systems: list[str], where: str) -> list[tuple[str, str]]:
@@ -328,7 +333,9 @@ def _judge_problems(judge: JudgeSection | None, systems: list[str]) -> list[tupl
     for key, expected in (("a", systems[0]), ("b", systems[1])):
         value = getattr(judge, key)
         if value is not None and value != expected:
-            problems.append((f"judge.{key}", f"{value!r} is not systems[{key == 'b':d}] {expected!r}"))
+            problems.append(
+                (f"judge.{key}", f"{value!r} is not systems[{key == 'b':d}] {expected!r}")
+            )
     return problems
 
 
@@ -477,3 +484,46 @@ def _unwrap(node: Any) -> Any:
                 node = args[0]
                 continue
         return node
+
+
+# --- the console summary ---------------------------------------------------------------------
+
+
+def format_results(results: EvalResults) -> str:
+    """Plain-text summary: a row per task and group and overall, IFEval's four accuracies,
+    the judge's counts and the warnings (e.g. truncated responses)."""
+    systems = results.systems
+    two = len(systems) == 2
+    head = f"{'task':<20}{'n':>5}" + "".join(f"{s:>12}" for s in systems)
+    lines = [head + ("   diff [95% CI]  p" if two else "")]
+    named = {**results.tasks, **{f"[{k}]": r for k, r in results.groups.items()}}
+    named |= {"[overall]": results.overall} if results.overall else {}
+    for name, row in named.items():
+        cells = "".join(_cell(row.scores.get(s)) for s in systems)
+        line = f"{name:<20}{row.n:>5}{cells}"
+        c = row.comparison
+        if c is not None:
+            line += f"   {c.diff:+.3f} [{c.ci_low:+.3f}, {c.ci_high:+.3f}]  {c.p_permutation:.4f}"
+        lines.append(line)
+    for system, section in (results.ifeval or {}).items():
+        acc = "  ".join(f"{k} {_cell(v).strip()}" for k, v in section.accuracies().items())
+        lines.append(f"IFEval {system}: {acc}")
+    lines += _judge_lines(results.judge)
+    lines += [f"warning: {w}" for w in results.meta.get("warnings", [])]
+    return "\n".join(lines)
+
+
+def _cell(value: float | None) -> str:
+    return f"{'-':>12}" if value is None else f"{value:>12.4f}"
+
+
+def _judge_lines(judge: JudgeSection | None) -> list[str]:
+    if judge is None:
+        return []
+    if judge.mode == "grade":
+        mean = "-" if judge.mean is None else f"{judge.mean:.2f}"
+        return [f"judge {judge.judge}: mean grade {mean} of {judge.n}, {judge.unparseable} unparseable"]
+    return [
+        f"judge {judge.judge}: {judge.a} preferred {judge.wins}, {judge.b} preferred "
+        f"{judge.losses}, ties {judge.ties}, unparseable {judge.unparseable}"
+    ]
