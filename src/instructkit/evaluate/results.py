@@ -522,7 +522,9 @@ def _judge_lines(judge: JudgeSection | None) -> list[str]:
         return []
     if judge.mode == "grade":
         mean = "-" if judge.mean is None else f"{judge.mean:.2f}"
-        return [f"judge {judge.judge}: mean grade {mean} of {judge.n}, {judge.unparseable} unparseable"]
+        return [
+            f"judge {judge.judge}: mean grade {mean} of {judge.n}, {judge.unparseable} unparseable"
+        ]
     return [
         f"judge {judge.judge}: {judge.a} preferred {judge.wins}, {judge.b} preferred "
         f"{judge.losses}, ties {judge.ties}, unparseable {judge.unparseable}"
