@@ -220,8 +220,8 @@ def _no_items(task: EvalTaskConfig, rows: list[Any]) -> DataFormatError:
     first = next((r for r in rows if isinstance(r, dict)), {})
     if {"instruction_id_list", "prompt"} <= first.keys():
         return DataFormatError(
-            f"0 items matched for task '{task.name}': this looks like IFEval (its rows have "
-            "'prompt' and 'instruction_id_list'), set kind: ifeval",
+            f"0 items matched for task '{task.name}': this looks like IFEval, set kind: ifeval "
+            "(its rows have 'prompt' and 'instruction_id_list', no 'task'/'split')",
             path=task.path,
             fix=f"add `kind: ifeval` to the task '{task.name}' in the config.",
         )
