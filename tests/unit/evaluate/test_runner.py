@@ -48,7 +48,9 @@ def _test_items(tasks=("sentiment", "yes_no")):
 
 def _two_systems(tmp_path, items, **extra):
     """System "gold" answers with the references, "bad" with "no idea"."""
-    gold = _jsonl(tmp_path / "gold.jsonl", [{"id": r["id"], "response": r["answer"]} for r in items])
+    gold = _jsonl(
+        tmp_path / "gold.jsonl", [{"id": r["id"], "response": r["answer"]} for r in items]
+    )
     bad = _jsonl(tmp_path / "bad.jsonl", [{"id": r["id"], "response": "no idea"} for r in items])
     return EvalConfig.model_validate(
         {
@@ -92,9 +94,12 @@ def test_grade_judge_of_one_system_and_unparseable_ids(tmp_path):
     assert res.judge.mode == "grade" and res.judge.mean == 8.0
     assert res.judge.unparseable == len(items) // 2
     assert res.judge.unparseable_ids == [f"sentiment/{r['id']}" for r in items[1::2]]
-    assert "LLM judge" in __import__("instructkit.report", fromlist=["x"]).write_report(
-        [cfg.out], tmp_path / "r.html"
-    ).read_text()
+    assert (
+        "LLM judge"
+        in __import__("instructkit.report", fromlist=["x"])
+        .write_report([cfg.out], tmp_path / "r.html")
+        .read_text()
+    )
 
 
 def test_results_and_rows_are_written_through_the_schema(tmp_path):
