@@ -93,7 +93,7 @@ def _unwrap(node: Any) -> Any:
             return node
 
 
-def _describe(cls: type[BaseModel], err: dict[str, Any], source: str) -> str:
+def _describe(cls: type[BaseModel], err: Any, source: str) -> str:
     loc = ".".join(str(p) for p in err["loc"])
     if err["type"] == "extra_forbidden":
         names = list((_model_at(cls, tuple(err["loc"])) or cls).model_fields)

@@ -1,6 +1,5 @@
 """Tests on the embedded SmolLM2-135M-Instruct (marked slow: `make test-slow`)."""
 
-
 import pytest
 from click.testing import CliRunner
 

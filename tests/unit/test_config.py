@@ -59,5 +59,7 @@ def test_unknown_key_in_an_optional_nested_model(tmp_path):
 
     p = tmp_path / "c.yaml"
     p.write_text("systems: [{name: a, model: m}]\ntasks: []\njudge: {lm: local, max_item: 3}\n")
-    with pytest.raises(ConfigError, match=r"unknown key 'judge.max_item' \(did you mean 'max_items'"):
+    with pytest.raises(
+        ConfigError, match=r"unknown key 'judge.max_item' \(did you mean 'max_items'"
+    ):
         load_config(EvalConfig, p)

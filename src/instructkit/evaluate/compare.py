@@ -97,7 +97,7 @@ def _bad(
     path: Path,
     row: int,
     item: object,
-    fld: str,
+    fld: str | None,
     reason: str,
     fix: str,
     raw: object,

@@ -49,7 +49,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from instructkit.errors import DataFormatError
 from instructkit.evaluate.results import EvalResults, now, save_eval_results
@@ -73,7 +73,7 @@ __all__ = [
 ]
 
 CRITERIA = ("helpfulness", "accuracy", "harmlessness", "coherence")
-ALPHA_LEVELS = ("ordinal", "interval")
+ALPHA_LEVELS: tuple[Literal["ordinal"], Literal["interval"]] = ("ordinal", "interval")
 _KEY_KIND = "instructkit-human-eval-key"
 _CRITERION = re.compile(r"[a-z][a-z0-9_]*")
 _SCORE_COLUMN = re.compile(r"response_(\d+)(?:_(.+))?")
@@ -611,7 +611,7 @@ def _read_table(path: Path) -> tuple[list[str], list[tuple[int, Mapping[str, Any
     if not table:
         raise DataFormatError("the file is empty.", path=path, fix="point at a filled sheet.")
     header = [h.strip() for h in table[0]]
-    records = [
+    records: list[tuple[int, Mapping[str, Any]]] = [
         # Short rows leave their last cells empty, as a spreadsheet does.
         (n, dict(zip(header, cells, strict=False)))
         for n, cells in enumerate(table[1:], start=1)

@@ -453,15 +453,12 @@ def ifeval_rejects_path(out_path: str | Path) -> Path:
 def ifeval_results(report: IFEvalReport, system: str, title: str | None = None) -> EvalResults:
     """The report as :class:`~instructkit.evaluate.results.EvalResults` (one system; task
     "ifeval" with prompt-level strict accuracy per prompt; the IFEval section in full)."""
+    scores = [float(bool(r.follow_all_instructions("strict"))) for r in report.results]
     per_item = [
-        {
-            "id": str(r.key if r.key is not None else r.row),
-            "task": "ifeval",
-            "scores": {system: float(bool(r.follow_all_instructions("strict")))},
-        }
-        for r in report.results
+        {"id": str(r.key if r.key is not None else r.row), "task": "ifeval", "scores": {system: x}}
+        for r, x in zip(report.results, scores, strict=True)
     ]
-    mean = sum(it["scores"][system] for it in per_item) / len(per_item) if per_item else None
+    mean = sum(scores) / len(scores) if scores else None
     accuracies = {
         "prompt_strict": report.prompt_level.strict.value,
         "prompt_loose": report.prompt_level.loose.value,

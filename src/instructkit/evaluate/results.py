@@ -69,7 +69,7 @@ __all__ = [
     "format_results",
 ]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION: Literal[1] = 1
 _MAX_LISTED = 20
 _FIX = "follow the results schema (docs/eval.md, or the docstring of instructkit.evaluate.results)."
 

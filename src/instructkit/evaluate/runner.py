@@ -319,7 +319,9 @@ def _generate(
         ]
         completions = lm.complete(requests, progress=True)
         yield [
-            _row(task, system, it, c.text.strip(), (c.finish_reasons or [None])[0])
+            _row(
+                task, system, it, c.text.strip(), c.finish_reasons[0] if c.finish_reasons else None
+            )
             for it, c in zip(chunk, completions, strict=True)
         ]
 
@@ -560,17 +562,20 @@ def _judge(cfg: EvalConfig, rows: list[dict[str, Any]], judge_lm: LM | None) -> 
     refs = [r["reference"] for r in first]
     reference = refs if any(x is not None for x in refs) else None
     ids = [f"{r['task']}/{r['id']}" for r in first]
-    opts = {
-        "journal": judge_journal_path(cfg.out),
-        "max_tokens": cfg.judge.max_tokens,
-        "batch_size": cfg.judge.batch_size,
-        "progress": True,
-    }
+    journal, budget, batch = judge_journal_path(cfg.out), cfg.judge.max_tokens, cfg.judge.batch_size
     if len(names) == 1:
-        res = grade(lm, [(r["prompt"], r["response"]) for r in first], reference, **opts)
+        answers = [(r["prompt"], r["response"]) for r in first]
+        res = grade(
+            lm, answers, reference, journal=journal, max_tokens=budget, batch_size=batch,
+            progress=True,
+        )  # fmt: skip
         return _judge_section({"mode": "grade", **res.to_dict()}, ids, "score")
     answers_b = [(r["prompt"], by_sys[(r["eval_task"], r["id"], names[1])]) for r in first]
-    pair = compare(lm, [(r["prompt"], r["response"]) for r in first], answers_b, reference, **opts)
+    answers_a = [(r["prompt"], r["response"]) for r in first]
+    pair = compare(
+        lm, answers_a, answers_b, reference, journal=journal, max_tokens=budget, batch_size=batch,
+        progress=True,
+    )  # fmt: skip
     d = {"mode": "pairwise", "a": names[0], "b": names[1], **pair.to_dict()}
     return _judge_section(d, ids, "outcome")
 

@@ -309,7 +309,7 @@ def demo_metrics_to_results(metrics: Mapping[str, Any], *, created: str) -> dict
         "groups": groups,
     }
     if _get(before, "overall") is not None:
-        results["overall"] = row("all", before["overall"], _get(after, "overall"))
+        results["overall"] = row("all", _get(before, "overall"), _get(after, "overall"))
     return results
 
 
