@@ -124,7 +124,7 @@ def run_eval(cfg: EvalConfig, *, judge_lm: LM | None = None, fresh: bool = False
     """Run (or resume) the evaluation described by ``cfg``; returns the results written to
     ``cfg.out``. ``judge_lm`` replaces the LM built from ``cfg.judge.lm``."""
     _check(cfg)
-    items = {t.name: _items(t, cfg.seed) for t in cfg.tasks}  # every file read before any model
+    items = {t.name: _unique(t, _items(t, cfg.seed)) for t in cfg.tasks}  # before any model
     job = Job(per_item_path(cfg.out), _fingerprint(cfg), fresh=fresh)
     if fresh:
         for p in (judge_journal_path(cfg.out), Path(f"{judge_journal_path(cfg.out)}.state.json")):
@@ -211,6 +211,26 @@ def _items(task: EvalTaskConfig, seed: int) -> list[dict[str, Any]]:
                 "reference": r["answer"],
                 "seen": None if task.seen_tasks is None else r["task"] in task.seen_tasks,
             }
+        )
+    return items
+
+
+def _unique(task: EvalTaskConfig, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The items, checked: each id once (rows are keyed by it), and at least one item."""
+    seen: set[str] = set()
+    for n, it in enumerate(items, start=1):
+        if it["id"] in seen:
+            raise DataFormatError(
+                f"item id {it['id']!r} of task '{task.name}' repeats an earlier item's id",
+                path=task.path,
+                row=n,
+                field="id",
+                fix="give every item its own id.",
+            )
+        seen.add(it["id"])
+    if not items:
+        raise DataFormatError(
+            f"task '{task.name}' has no items.", path=task.path, fix="check the file."
         )
     return items
 
@@ -412,6 +432,11 @@ def _results(
         scored = {s: [by_unit[(task.name, it["id"], s)] for it in items[task.name]] for s in names}
         primary = next(iter(scored[names[0]][0]["scores"]))
         for sub in dict.fromkeys(it["task"] for it in items[task.name]):
+            if sub in tasks:
+                raise ConfigError(
+                    f"task '{task.name}' reports a task named '{sub}', as an earlier task does.",
+                    fix="rename one of the tasks (tasks of kind 'tasks' report each item task).",
+                )
             idx = [i for i, it in enumerate(items[task.name]) if it["task"] == sub]
             tasks[sub] = _task_row(scored, names, primary, idx, items[task.name])
             warnings += _truncation_warnings(tasks[sub], sub, task, cfg)

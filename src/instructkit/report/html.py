@@ -1,7 +1,7 @@
 """A self-contained HTML report of evaluation results: one file, plots embedded as PNG.
 
-The results schema, its validation and loading live in :mod:`instructkit.report.results`;
-this module draws the plots and writes the page. Usage::
+The results schema lives in :mod:`instructkit.evaluate.results`; loading and merging files in
+:mod:`instructkit.report.results`; this module draws the plots and writes the page. Usage::
 
     write_report(["eval/results.json"], "report.html")
 """
