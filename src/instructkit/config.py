@@ -55,8 +55,29 @@ def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     for k, v in extra.items():
         if isinstance(v, dict) and isinstance(merged.get(k), dict):
             merged[k] = _merge(merged[k], v)
+        elif (
+            isinstance(v, dict)
+            and isinstance(merged.get(k), list)
+            and all(str(i).isdigit() for i in v)
+        ):
+            merged[k] = _merge_list(merged[k], v, k)
         else:
             merged[k] = v
+    return merged
+
+
+def _merge_list(base: list[Any], extra: dict[str, Any], key: str) -> list[Any]:
+    """``--set tasks.0.limit=5``: override inside the list's entry 0."""
+    merged = list(base)
+    for index, value in extra.items():
+        i = int(index)
+        if i >= len(merged):
+            raise ConfigError(
+                f"--set {key}.{index}...: '{key}' has {len(merged)} entries (0 to {len(merged) - 1}).",
+                fix="override an existing entry, or add the entry in the config file.",
+            )
+        both = isinstance(value, dict) and isinstance(merged[i], dict)
+        merged[i] = _merge(merged[i], value) if both else value
     return merged
 
 

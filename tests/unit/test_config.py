@@ -63,3 +63,16 @@ def test_unknown_key_in_an_optional_nested_model(tmp_path):
         ConfigError, match=r"unknown key 'judge.max_item' \(did you mean 'max_items'"
     ):
         load_config(EvalConfig, p)
+
+
+def test_overrides_reach_into_list_entries(tmp_path):
+    from instructkit.evaluate.runner import EvalConfig
+
+    p = tmp_path / "c.yaml"
+    p.write_text(
+        "systems: [{name: a, model: m}]\ntasks: [{name: t, path: p}, {name: u, path: q}]\n"
+    )
+    cfg = load_config(EvalConfig, p, ["tasks.1.limit=5", "systems.0.adapter=ad"])
+    assert cfg.tasks[1].limit == 5 and cfg.tasks[0].limit is None and cfg.systems[0].adapter == "ad"
+    with pytest.raises(ConfigError, match="'tasks' has 2 entries"):
+        load_config(EvalConfig, p, ["tasks.2.limit=5"])
