@@ -73,7 +73,8 @@ def _merge_list(base: list[Any], extra: dict[str, Any], key: str) -> list[Any]:
         i = int(index)
         if i >= len(merged):
             raise ConfigError(
-                f"--set {key}.{index}...: '{key}' has {len(merged)} entries (0 to {len(merged) - 1}).",
+                f"--set {key}.{index}...: '{key}' has {len(merged)} entries "
+                f"(0 to {len(merged) - 1}).",
                 fix="override an existing entry, or add the entry in the config file.",
             )
         both = isinstance(value, dict) and isinstance(merged[i], dict)
