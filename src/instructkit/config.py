@@ -8,6 +8,8 @@ bad key (with the nearest valid key) and every bad value.
 from __future__ import annotations
 
 import difflib
+import types
+import typing
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -53,15 +55,70 @@ def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     for k, v in extra.items():
         if isinstance(v, dict) and isinstance(merged.get(k), dict):
             merged[k] = _merge(merged[k], v)
+        elif (
+            isinstance(v, dict)
+            and isinstance(merged.get(k), list)
+            and all(str(i).isdigit() for i in v)
+        ):
+            merged[k] = _merge_list(merged[k], v, k)
         else:
             merged[k] = v
     return merged
 
 
-def _describe(cls: type[BaseModel], err: dict[str, Any], source: str) -> str:
+def _merge_list(base: list[Any], extra: dict[str, Any], key: str) -> list[Any]:
+    """``--set tasks.0.limit=5``: override inside the list's entry 0."""
+    merged = list(base)
+    for index, value in extra.items():
+        i = int(index)
+        if i >= len(merged):
+            raise ConfigError(
+                f"--set {key}.{index}...: '{key}' has {len(merged)} entries "
+                f"(0 to {len(merged) - 1}).",
+                fix="override an existing entry, or add the entry in the config file.",
+            )
+        both = isinstance(value, dict) and isinstance(merged[i], dict)
+        merged[i] = _merge(merged[i], value) if both else value
+    return merged
+
+
+def _model_at(cls: type[BaseModel], loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    """The config model that holds the key at ``loc`` (``("systems", 0, "lm")`` ->
+    SystemConfig), walking field annotations through lists, dicts and optionals."""
+    node: Any = cls
+    for part in loc[:-1]:
+        node = _unwrap(node)
+        if isinstance(node, type) and issubclass(node, BaseModel):
+            if part not in node.model_fields:
+                return None
+            node = node.model_fields[part].annotation
+        elif typing.get_origin(node) in (list, dict, tuple):
+            node = typing.get_args(node)[-1]
+        else:
+            return None
+    node = _unwrap(node)
+    return node if isinstance(node, type) and issubclass(node, BaseModel) else None
+
+
+def _unwrap(node: Any) -> Any:
+    """``Annotated[X, ...]`` and ``X | None`` -> X."""
+    while True:
+        origin = typing.get_origin(node)
+        if origin is typing.Annotated:
+            node = typing.get_args(node)[0]
+        elif origin in (typing.Union, types.UnionType):
+            args = [a for a in typing.get_args(node) if a is not type(None)]
+            if len(args) != 1:
+                return node
+            node = args[0]
+        else:
+            return node
+
+
+def _describe(cls: type[BaseModel], err: Any, source: str) -> str:
     loc = ".".join(str(p) for p in err["loc"])
     if err["type"] == "extra_forbidden":
-        names = list(cls.model_fields)
+        names = list((_model_at(cls, tuple(err["loc"])) or cls).model_fields)
         near = difflib.get_close_matches(str(err["loc"][-1]), names, n=1)
         hint = f" (did you mean '{near[0]}'?)" if near else f" (valid: {', '.join(names)})"
         return f"{source}: unknown key '{loc}'{hint}"

@@ -4,8 +4,9 @@
 held out entirely) are rendered through the FLAN-style templates, the model answers the test
 prompts, is fine-tuned with LoRA and response-only loss on the training mixture, answers again,
 and the before/after accuracy is printed per task and for seen vs unseen tasks. Outputs in
-``cfg.out``: metrics.json, report.html, config.yaml, predictions.jsonl, train_log.jsonl,
-adapter/.
+``cfg.out``: results.json (:class:`~instructkit.evaluate.results.EvalResults`, systems "before"
+and "after"; the training summary in ``meta``), report.html (from results.json), config.yaml,
+predictions.jsonl, train_log.jsonl, adapter/.
 """
 
 from __future__ import annotations
@@ -30,15 +31,23 @@ from instructkit.data.tasks import (
 from instructkit.data.templates import get_template
 from instructkit.data.tokenize import TrainOn, tokenize_conversation
 from instructkit.evaluate.checks import score_answer
-from instructkit.evaluate.stats import compare_by_group
-from instructkit.io import write_atomic, write_jsonl
+from instructkit.evaluate.results import EvalResults, now, save_eval_results
+from instructkit.evaluate.stats import compare_by_group, compare_paired
+from instructkit.io import write_jsonl
 from instructkit.lm.base import ChatRequest
 from instructkit.lm.local import LocalLM
 from instructkit.models import DEFAULT_MODEL, load_model
 from instructkit.train.loop import TrainConfig, fit
 from instructkit.train.sft import AdapterConfig, apply_lora
 
-__all__ = ["DemoConfig", "run_demo", "load_demo_items", "evaluate_items", "summarize"]
+__all__ = [
+    "DemoConfig",
+    "run_demo",
+    "load_demo_items",
+    "evaluate_items",
+    "summarize",
+    "demo_results",
+]
 
 
 class DemoConfig(BaseModel):
@@ -187,8 +196,67 @@ def format_table(before: dict[str, Any], after: dict[str, Any], seen_tasks: set[
     return "\n".join(lines)
 
 
-def run_demo(cfg: DemoConfig) -> dict[str, Any]:
-    """Run the whole demo; returns the metrics dict also written to ``out/metrics.json``."""
+def _row(
+    before: list[dict[str, Any]], after: list[dict[str, Any]], seed: int, seen: bool | None
+) -> dict[str, Any]:
+    a, b = [float(r["score"]) for r in before], [float(r["score"]) for r in after]
+    c = compare_paired(a, b, seed=seed)
+    scores = {"before": c.mean_a, "after": c.mean_b}
+    return {
+        "metric": "accuracy",
+        "n": c.n,
+        "scores": scores,
+        "comparison": c.to_dict(),
+        "seen": seen,
+    }
+
+
+def demo_results(
+    before_rows: list[dict[str, Any]],
+    after_rows: list[dict[str, Any]],
+    seen_tasks: set[str],
+    *,
+    title: str,
+    meta: dict[str, Any],
+    seed: int = 0,
+) -> EvalResults:
+    """Before vs after as results: a row per task, seen/unseen groups and overall, each with
+    its paired comparison on the same items; per-item scores; ``meta`` as given."""
+    tasks = sorted({r["task"] for r in before_rows})
+
+    def pick(keep: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        idx = [i for i, r in enumerate(before_rows) if keep(r["task"])]
+        return [before_rows[i] for i in idx], [after_rows[i] for i in idx]
+
+    groups = {
+        name: _row(*pick(lambda t, s=seen: (t in seen_tasks) == s), seed, seen)
+        for name, seen in (("seen", True), ("unseen", False))
+        if pick(lambda t, s=seen: (t in seen_tasks) == s)[0]
+    }
+    per_item = [
+        {
+            "id": str(b["id"]),
+            "task": b["task"],
+            "scores": {"before": b["score"], "after": a["score"]},
+        }
+        for b, a in zip(before_rows, after_rows, strict=True)
+    ]
+    return EvalResults.model_validate(
+        {
+            "title": title,
+            "created": now(),
+            "systems": ["before", "after"],
+            "tasks": {t: _row(*pick(lambda x, t=t: x == t), seed, t in seen_tasks) for t in tasks},
+            "groups": groups,
+            "overall": {**_row(before_rows, after_rows, seed, None), "seen": None},
+            "per_item": per_item,
+            "meta": meta,
+        }
+    )
+
+
+def run_demo(cfg: DemoConfig) -> EvalResults:
+    """Run the whole demo; returns the results also written to ``out/results.json``."""
     started = time.perf_counter()
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -228,11 +296,8 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
     print(format_table(before, after, seen_tasks))
     sig = significance(before_rows, after_rows, seen_tasks, cfg.seed)
     print(format_significance(sig))
-    metrics = {
+    meta = {
         "model": cfg.model,
-        "before": before,
-        "after": after,
-        "significance": sig,
         "seen_tasks": sorted(seen_tasks),
         "unseen_tasks": sorted({it["task"] for it in test_items} - seen_tasks),
         "train": {
@@ -246,6 +311,10 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
         },
         "seconds_total": round(time.perf_counter() - started, 1),
     }
+    title = f"Demo: {cfg.model}, before vs after fine-tuning"
+    results = demo_results(
+        before_rows, after_rows, seen_tasks, title=title, meta=meta, seed=cfg.seed
+    )
     write_jsonl(
         [{"step": i, "loss": x} for i, x in enumerate(result.losses)], out / "train_log.jsonl"
     )
@@ -260,12 +329,12 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
         for b, a in zip(before_rows, after_rows, strict=True)
     ]
     write_jsonl(predictions, out / "predictions.jsonl")
-    write_atomic(out / "metrics.json", [json.dumps(metrics, indent=2)])
+    save_eval_results(results, out / "results.json")
     from instructkit.report import write_report
 
-    write_report([out / "metrics.json"], out / "report.html")
+    write_report([out / "results.json"], out / "report.html")
     print(
-        f"wrote {out}/metrics.json, report.html, adapter/, predictions.jsonl "
-        f"in {metrics['seconds_total']} s"
+        f"wrote {out}/results.json, report.html, adapter/, predictions.jsonl "
+        f"in {meta['seconds_total']} s"
     )
-    return metrics
+    return results

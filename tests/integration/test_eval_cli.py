@@ -53,7 +53,7 @@ def test_eval_run_compares_two_systems(tmp_path):
     assert r.exit_code == 0, r.output
     html = (tmp_path / "r.html").read_text()
     assert "tiny vs gold" in html and "data:image/png;base64" in html
-    per_item = (tmp_path / "res" / "per_item.jsonl").read_text().splitlines()
+    per_item = (tmp_path / "res" / "results.per_item.jsonl").read_text().splitlines()
     assert len(per_item) == 2 * len(keep)
 
 

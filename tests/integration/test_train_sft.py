@@ -202,7 +202,7 @@ def test_bundled_recipes_are_valid_configs():
     from instructkit.config import load_config
     from instructkit.train.sft import SFTConfig
 
-    recipes = sorted(Path(__file__).parents[2].joinpath("recipes").glob("*.yaml"))
+    recipes = sorted(Path(__file__).parents[2].joinpath("recipes").glob("sft_*.yaml"))
     assert recipes
     for recipe in recipes:
         cfg = load_config(SFTConfig, recipe)

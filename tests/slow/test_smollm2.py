@@ -1,7 +1,5 @@
 """Tests on the embedded SmolLM2-135M-Instruct (marked slow: `make test-slow`)."""
 
-import json
-
 import pytest
 from click.testing import CliRunner
 
@@ -77,15 +75,18 @@ def test_generation_answers(smol):
     assert "Paris" in lm.complete([req])[0].text
 
 
-def test_demo_small_run_writes_metrics(tmp_path):
+def test_demo_small_run_writes_results(tmp_path):
     out = tmp_path / "demo"
     r = CliRunner().invoke(
         cli, ["demo", "--out", str(out), "--set", "limit=2", "--set", "train.epochs=1"]
     )
     assert r.exit_code == 0, r.output
-    metrics = json.loads((out / "metrics.json").read_text())
-    assert set(metrics["before"]) >= {"per_task", "seen", "unseen", "overall"}
-    assert metrics["unseen_tasks"] and (out / "adapter" / "adapter_config.json").exists()
+    from instructkit.evaluate.results import load_eval_results
+
+    results = load_eval_results(out / "results.json")
+    assert results.systems == ["before", "after"] and {"seen", "unseen"} <= set(results.groups)
+    assert results.meta["unseen_tasks"] and (out / "adapter" / "adapter_config.json").exists()
+    assert (out / "report.html").exists()
 
 
 def test_readme_python_examples_run_as_written(run_readme_python):

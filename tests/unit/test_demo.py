@@ -1,4 +1,4 @@
-from instructkit.demo import format_table, load_demo_items, significance, summarize
+from instructkit.demo import demo_results, format_table, load_demo_items, significance, summarize
 
 
 def rows(scores, tasks):
@@ -25,3 +25,20 @@ def test_bundled_items_have_an_unseen_task():
     train = {i["task"] for i in items if i["split"] == "train"}
     test = {i["task"] for i in items if i["split"] == "test"}
     assert len(items) >= 150 and len(test) >= 6 and test - train
+
+
+def test_demo_results_are_in_the_one_schema_and_render(tmp_path):
+    from instructkit.evaluate.results import load_eval_results, save_eval_results
+    from instructkit.report import write_report
+
+    tasks = ["a", "a", "a", "b", "b"]
+    before = [{"id": i, **r} for i, r in enumerate(rows([0, 0, 1, 0, 1], tasks))]
+    after = [{"id": i, **r} for i, r in enumerate(rows([1, 1, 1, 0, 1], tasks))]
+    res = demo_results(before, after, {"a"}, title="demo", meta={"model": "m"}, seed=0)
+    assert res.systems == ["before", "after"]
+    assert res.tasks["a"].scores == {"before": 1 / 3, "after": 1.0} and res.tasks["b"].seen is False
+    assert res.groups["seen"].comparison.wins == 2 and res.overall.n == 5
+    path = save_eval_results(res, tmp_path / "results.json")
+    assert load_eval_results(path).meta == {"model": "m"}
+    html = write_report([path], tmp_path / "report.html").read_text()
+    assert "+0.400" in html and "unseen" in html

@@ -1,4 +1,8 @@
-"""``instructkit eval ...``: run evaluations, score IFEval files, compare, human sheets, reports."""
+"""``instructkit eval ...``: run evaluations, score IFEval files, compare, human sheets, reports.
+
+Every command parses its options, calls one API function and prints; every results file it
+writes is :class:`~instructkit.evaluate.results.EvalResults`, which ``eval report`` reads.
+"""
 
 from __future__ import annotations
 
@@ -18,65 +22,96 @@ def eval_group() -> None:
     "config_path",
     required=True,
     type=click.Path(exists=True, dir_okay=False),
-    help="YAML config (EvalConfig).",
+    help="YAML config (EvalConfig; every key in docs/eval.md).",
 )
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a key.")
-def eval_run(config_path, overrides) -> None:
-    """Evaluate one system, or compare two on the same items (results JSON + per-item JSONL)."""
+@click.option("--fresh", is_flag=True, help="Start over instead of resuming a killed run.")
+def eval_run(config_path, overrides, fresh) -> None:
+    """Evaluate one system, or compare two on the same items (results JSON + per-item JSONL).
+
+    Resumable: a killed run continues where it stopped when started again."""
     from instructkit.config import load_config
-    from instructkit.evaluate.runner import EvalConfig, run_eval
+    from instructkit.evaluate.results import format_results
+    from instructkit.evaluate.runner import EvalConfig, per_item_path, run_eval
 
     cfg = load_config(EvalConfig, config_path, overrides)
-    res = run_eval(cfg)
-    systems = res["systems"]
-    click.echo(
-        f"{'task':<20}{'n':>5}"
-        + "".join(f"{s:>12}" for s in systems)
-        + ("   diff [95% CI]  p" if len(systems) == 2 else "")
-    )
-    for name, t in {**res["tasks"], "[overall]": res["overall"]}.items():
-        line = f"{name:<20}{t['n']:>5}" + "".join(f"{t['scores'][s]:>12.4f}" for s in systems)
-        c = t.get("comparison")
-        if c:
-            ci = f"[{c['ci_low']:+.3f}, {c['ci_high']:+.3f}]"
-            line += f"   {c['diff']:+.3f} {ci}  {c['p_permutation']:.4f}"
-        click.echo(line)
-    click.echo(f"wrote {cfg.out}")
+    results = run_eval(cfg, fresh=fresh)
+    click.echo(format_results(results))
+    click.echo(f"wrote {cfg.out} and {per_item_path(cfg.out)}")
 
 
 @eval_group.command("ifeval")
 @click.argument("src", type=click.Path(exists=True, dir_okay=False))
 @click.option("-o", "--out", "dst", required=True, type=click.Path(dir_okay=False))
-@click.option("--skip-invalid", is_flag=True, help="Write bad rows to OUT.rejects.jsonl.")
+@click.option(
+    "--skip-invalid",
+    is_flag=True,
+    help="Set bad rows aside in OUT_STEM.rejects.jsonl (with reasons) instead of failing.",
+)
+@click.option("--system", default=None, help="System name in the results JSON (default: SRC stem).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-def eval_ifeval(src, dst, skip_invalid, as_json) -> None:
-    """Score IFEval rows (key, prompt, instruction_id_list, kwargs, response)."""
-    from instructkit.evaluate.ifeval import evaluate_ifeval_file
+def eval_ifeval(src, dst, skip_invalid, system, as_json) -> None:
+    """Score IFEval rows (key, prompt, instruction_id_list, kwargs, response): one result row
+    per prompt in OUT, and the results JSON OUT_STEM.results.json for `eval report`."""
+    from instructkit.evaluate.ifeval import (
+        evaluate_ifeval_file,
+        ifeval_rejects_path,
+        ifeval_results_path,
+    )
 
-    report = evaluate_ifeval_file(src, dst, skip_invalid=skip_invalid)
+    report = evaluate_ifeval_file(src, dst, skip_invalid=skip_invalid, system=system)
     click.echo(json.dumps(report.to_dict(), indent=2) if as_json else report.format())
+    if not as_json:
+        click.echo(f"wrote {dst} and {ifeval_results_path(dst)}")
+        if skip_invalid:
+            click.echo(f"rejected: {len(report.rejects)} rows ({ifeval_rejects_path(dst)})")
 
 
 @eval_group.command("compare")
 @click.argument("a", type=click.Path(exists=True, dir_okay=False))
 @click.argument("b", type=click.Path(exists=True, dir_okay=False))
-@click.option("--key", default="id", show_default=True, help="Item id field.")
-@click.option("--field", "field_name", default="score", show_default=True, help="Score field.")
+@click.option("--key", default="id", show_default=True, help="Item id field (dotted path).")
+@click.option(
+    "--field",
+    "field_name",
+    default="score",
+    show_default=True,
+    help="Score field, a dotted path: scores.exact_match (eval run rows), "
+    "strict.follow_all_instructions (eval ifeval rows).",
+)
+@click.option("--a-system", default=None, help="System of A's rows, if A holds several.")
+@click.option("--b-system", default=None, help="System of B's rows, if B holds several.")
 @click.option("--skip-invalid", is_flag=True, help="Drop bad/unmatched items into --rejects.")
 @click.option("--rejects", type=click.Path(dir_okay=False), default=None)
+@click.option("-o", "--out", "dst", type=click.Path(dir_okay=False), default=None,
+              help="Write the comparison as results JSON (for `eval report`).")  # fmt: skip
 @click.option("--seed", default=0, show_default=True)
 @click.option("--json", "as_json", is_flag=True)
-def eval_compare(a, b, key, field_name, skip_invalid, rejects, seed, as_json) -> None:
+def eval_compare(
+    a, b, key, field_name, a_system, b_system, skip_invalid, rejects, dst, seed, as_json
+) -> None:
     """Paired statistics (B - A) over per-item scores: bootstrap CI, permutation, McNemar."""
     from instructkit.data.formats import save_rejects
     from instructkit.evaluate.compare import compare_files
 
-    res = compare_files(a, b, key=key, field_name=field_name, skip_invalid=skip_invalid, seed=seed)
-    click.echo(json.dumps(res.to_dict(), indent=2) if as_json else res.format("A", "B"))
+    res = compare_files(
+        a,
+        b,
+        key=key,
+        field_name=field_name,
+        skip_invalid=skip_invalid,
+        seed=seed,
+        system_a=a_system,
+        system_b=b_system,
+        out=dst,
+    )
+    click.echo(json.dumps(res.to_dict(), indent=2) if as_json else res.format(*res.names))
     if res.rejects:
         path = rejects or "compare.rejects.jsonl"
         save_rejects(res.rejects, path)
         click.echo(f"rejected: {len(res.rejects)} rows (reasons in {path})")
+    if dst and not as_json:
+        click.echo(f"wrote {dst}")
 
 
 @eval_group.group("human")
@@ -96,31 +131,12 @@ def eval_human() -> None:
 )
 @click.option("--seed", default=0, show_default=True, help="Seed of the blinded order.")
 def eval_human_export(per_item, dst, seed) -> None:
-    """Export a sheet from an `eval run` per_item.jsonl (prompt + each system's response)."""
-    from pathlib import Path
+    """Export a sheet from `eval run`'s per-item rows (prompt + each system's response)."""
+    from instructkit.evaluate.human import export_run_sheet
 
-    from instructkit.errors import DataFormatError
-    from instructkit.evaluate.human import export_sheet
-    from instructkit.io import read_rows
-
-    prompts: dict[str, str] = {}
-    answers: dict[str, dict[str, str]] = {}
-    for n, r in read_rows(per_item):
-        if not isinstance(r, dict) or not {"task", "id", "system", "response"} <= set(r):
-            raise DataFormatError(
-                "expected task, id, system, prompt and response",
-                path=per_item,
-                row=n,
-                fix="pass the per_item.jsonl written by `eval run`.",
-            )
-        key = f"{r['task']}/{r['id']}"
-        prompts[key] = r.get("prompt", "")
-        answers.setdefault(r["system"], {})[key] = r["response"]
-    items = [{"id": k, "prompt": p} for k, p in prompts.items()]
-    systems = {s: [a.get(it["id"], "") for it in items] for s, a in answers.items()}
-    key_path = export_sheet(items, systems, dst, Path(dst).with_suffix(".jsonl"), seed=seed)
+    key_path, n_items, n_systems = export_run_sheet(per_item, dst, seed=seed)
     click.echo(
-        f"sheet: {dst} ({len(items)} items, {len(systems)} responses each); "
+        f"sheet: {dst} ({n_items} items, {n_systems} responses each); "
         f"keep the key {key_path} away from raters"
     )
 
@@ -128,12 +144,14 @@ def eval_human_export(per_item, dst, seed) -> None:
 @eval_human.command("import")
 @click.argument("sheets", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
 @click.option("--key", "key_path", required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("-o", "--out", "dst", type=click.Path(dir_okay=False), default=None,
+              help="Write the ratings as results JSON (for `eval report`).")  # fmt: skip
 @click.option("--json", "as_json", is_flag=True)
-def eval_human_import(sheets, key_path, as_json) -> None:
+def eval_human_import(sheets, key_path, dst, as_json) -> None:
     """Import filled sheets (one per rater): means, paired comparison, Krippendorff's alpha."""
     from instructkit.evaluate.human import import_sheets
 
-    res = import_sheets(list(sheets), key_path)
+    res = import_sheets(list(sheets), key_path, out=dst)
     click.echo(json.dumps(res.to_dict(), indent=2) if as_json else res.format())
 
 
@@ -141,8 +159,7 @@ def eval_human_import(sheets, key_path, as_json) -> None:
 @click.argument("results", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
 @click.option("-o", "--out", "dst", required=True, type=click.Path(dir_okay=False))
 def eval_report(results, dst) -> None:
-    """Write a self-contained HTML report (plots embedded) from results JSON files or a demo
-    metrics.json."""
+    """Write a self-contained HTML report (plots embedded) from results JSON files."""
     from instructkit.report import write_report
 
     path = write_report(list(results), dst)

@@ -49,9 +49,10 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from instructkit.errors import DataFormatError
+from instructkit.evaluate.results import EvalResults, now, save_eval_results
 from instructkit.evaluate.stats import PairedComparison, compare_paired, krippendorff_alpha
 from instructkit.io import BadLine, read_rows, write_atomic, write_jsonl
 
@@ -63,13 +64,16 @@ __all__ = [
     "SystemComparison",
     "HumanEvalResult",
     "export_sheet",
+    "export_run_sheet",
+    "load_run_responses",
     "import_sheets",
+    "human_results",
     "parse_score",
     "summarize_ratings",
 ]
 
 CRITERIA = ("helpfulness", "accuracy", "harmlessness", "coherence")
-ALPHA_LEVELS = ("ordinal", "interval")
+ALPHA_LEVELS: tuple[Literal["ordinal"], Literal["interval"]] = ("ordinal", "interval")
 _KEY_KIND = "instructkit-human-eval-key"
 _CRITERION = re.compile(r"[a-z][a-z0-9_]*")
 _SCORE_COLUMN = re.compile(r"response_(\d+)(?:_(.+))?")
@@ -270,6 +274,38 @@ def export_sheet(
     return key_path
 
 
+def load_run_responses(
+    per_item: str | Path,
+) -> tuple[list[dict[str, str]], dict[str, list[str]]]:
+    """Items (``{"id": "task/id", "prompt"}``) and each system's responses in item order, from
+    the per-item rows ``eval run`` writes (``<out stem>.per_item.jsonl``)."""
+    prompts: dict[str, str] = {}
+    answers: dict[str, dict[str, str]] = {}
+    for n, r in read_rows(per_item):
+        if not isinstance(r, dict) or not {"task", "id", "system", "response"} <= set(r):
+            raise DataFormatError(
+                "expected task, id, system, prompt and response",
+                path=per_item,
+                row=n,
+                fix="pass the per-item rows written by `eval run` (<out stem>.per_item.jsonl).",
+            )
+        key = f"{r['task']}/{r['id']}"
+        prompts[key] = r.get("prompt", "")
+        answers.setdefault(str(r["system"]), {})[key] = r["response"]
+    items = [{"id": k, "prompt": p} for k, p in prompts.items()]
+    return items, {s: [a.get(it["id"], "") for it in items] for s, a in answers.items()}
+
+
+def export_run_sheet(
+    per_item: str | Path, out_csv: str | Path, *, seed: int = 0
+) -> tuple[Path, int, int]:
+    """Export the blinded sheet of an ``eval run``'s per-item rows, with a JSONL mirror beside
+    it; returns (key path, number of items, number of systems)."""
+    items, systems = load_run_responses(per_item)
+    key = export_sheet(items, systems, out_csv, Path(out_csv).with_suffix(".jsonl"), seed=seed)
+    return key, len(items), len(systems)
+
+
 def _check_criteria(criteria: Sequence[str]) -> tuple[str, ...]:
     names = (criteria,) if isinstance(criteria, str) else tuple(criteria)
     bad = [c for c in names if not isinstance(c, str) or not _CRITERION.fullmatch(c)]
@@ -406,11 +442,13 @@ def import_sheets(
     *,
     n_resamples: int = 10000,
     seed: int = 0,
+    out: str | Path | None = None,
 ) -> HumanEvalResult:
     """Read filled sheets (CSV or JSONL), check every score, un-blind them and summarise.
 
     One rater per file (its stem), or per value of a ``rater`` column. Every rater must have one
-    row for each item of the key. ``n_resamples`` and ``seed`` go to ``compare_paired``.
+    row for each item of the key. ``n_resamples`` and ``seed`` go to ``compare_paired``. With
+    ``out``, the summary is also written as results JSON (:func:`human_results`).
     """
     key = _load_key(Path(key_path))
     if not paths:
@@ -430,8 +468,55 @@ def import_sheets(
             owner[rater] = path
         ratings += sheet_ratings
         comments += sheet_comments
-    return summarize_ratings(
+    result = summarize_ratings(
         ratings, systems=key.systems, comments=comments, n_resamples=n_resamples, seed=seed
+    )
+    if out is not None:
+        save_eval_results(human_results(result), out)
+    return result
+
+
+def human_results(result: HumanEvalResult, title: str = "Human evaluation") -> EvalResults:
+    """The ratings as results: a row per criterion (mean rating 1-5 per system; the paired
+    comparison of the first two systems), per-item means of the first criterion, and the
+    agreement (ordinal alpha of the first criterion) in the human section."""
+    systems = list(result.systems)
+    first = result.criteria[0]
+    tasks = {}
+    for c in result.criteria:
+        comparison = next(
+            (x.result for x in result.comparisons if x.criterion == c and x.result), None
+        )
+        scores = {s: result.scores[s][c].mean for s in systems}
+        if comparison is not None:  # the comparison's means are over items both systems have
+            scores |= {systems[0]: comparison.mean_a, systems[1]: comparison.mean_b}
+        tasks[c] = {
+            "metric": "rating 1-5",
+            "n": comparison.n if comparison else len(result.item_ids),
+            "scores": scores,
+            "comparison": comparison.to_dict() if comparison else None,
+        }
+    per_item = [
+        {"id": i, "task": first, "scores": {s: result.item_means[first][s][i] for s in systems}}
+        for i in result.item_ids
+    ]
+    human = {
+        "alpha": result.agreement[first]["ordinal"],
+        "level": "ordinal",
+        "n_items": len(result.item_ids),
+        "n_raters": len(result.raters),
+        "metric": f"{first}, rating 1-5",
+        "scores": {s: result.scores[s][first].mean for s in systems},
+    }
+    return EvalResults.model_validate(
+        {
+            "title": title,
+            "created": now(),
+            "systems": systems,
+            "tasks": tasks,
+            "per_item": per_item,
+            "human": human,
+        }  # fmt: skip
     )
 
 
@@ -526,7 +611,7 @@ def _read_table(path: Path) -> tuple[list[str], list[tuple[int, Mapping[str, Any
     if not table:
         raise DataFormatError("the file is empty.", path=path, fix="point at a filled sheet.")
     header = [h.strip() for h in table[0]]
-    records = [
+    records: list[tuple[int, Mapping[str, Any]]] = [
         # Short rows leave their last cells empty, as a spreadsheet does.
         (n, dict(zip(header, cells, strict=False)))
         for n, cells in enumerate(table[1:], start=1)

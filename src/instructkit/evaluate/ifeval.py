@@ -36,9 +36,10 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Literal
 
-from instructkit.data.formats import Reject
+from instructkit.data.formats import Reject, save_rejects
 from instructkit.errors import DataFormatError
 from instructkit.evaluate import ifeval_checks as checks
+from instructkit.evaluate.results import EvalResults, now, save_eval_results
 from instructkit.io import BadLine, read_rows, write_jsonl
 
 __all__ = [
@@ -57,6 +58,9 @@ __all__ = [
     "summarize_ifeval",
     "score_ifeval",
     "evaluate_ifeval_file",
+    "ifeval_results",
+    "ifeval_results_path",
+    "ifeval_rejects_path",
 ]
 
 Mode = Literal["strict", "loose"]
@@ -414,13 +418,69 @@ def score_ifeval(rows: Iterable[IFEvalRow | Mapping[str, Any]]) -> IFEvalReport:
 
 
 def evaluate_ifeval_file(
-    in_path: str | Path, out_path: str | Path, skip_invalid: bool = False
+    in_path: str | Path,
+    out_path: str | Path,
+    skip_invalid: bool = False,
+    *,
+    system: str | None = None,
 ) -> IFEvalReport:
-    """Score a responses file and write one result line per row (see RowResult.to_dict)."""
+    """Score a responses file and write, beside one result line per row (see
+    RowResult.to_dict) at ``out_path``: its results JSON (:func:`ifeval_results_path`, the
+    schema ``eval report`` reads; the system is named ``system`` or the input's stem) and,
+    with ``skip_invalid``, the bad rows with their reasons (:func:`ifeval_rejects_path`)."""
     rows, rejects = load_ifeval(in_path, skip_invalid=skip_invalid)
     report = summarize_ifeval((check_row(r) for r in rows), rejects)
     write_jsonl((r.to_dict() for r in report.results), out_path)
+    if skip_invalid:
+        save_rejects(rejects, ifeval_rejects_path(out_path))
+    name = system or Path(in_path).stem
+    save_eval_results(ifeval_results(report, name), ifeval_results_path(out_path))
     return report
+
+
+def ifeval_results_path(out_path: str | Path) -> Path:
+    """``scored.jsonl`` -> ``scored.results.json``."""
+    out = Path(out_path)
+    return out.with_name(f"{out.stem}.results.json")
+
+
+def ifeval_rejects_path(out_path: str | Path) -> Path:
+    """``scored.jsonl`` -> ``scored.rejects.jsonl``."""
+    out = Path(out_path)
+    return out.with_name(f"{out.stem}.rejects.jsonl")
+
+
+def ifeval_results(report: IFEvalReport, system: str, title: str | None = None) -> EvalResults:
+    """The report as :class:`~instructkit.evaluate.results.EvalResults` (one system; task
+    "ifeval" with prompt-level strict accuracy per prompt; the IFEval section in full)."""
+    scores = [float(bool(r.follow_all_instructions("strict"))) for r in report.results]
+    per_item = [
+        {"id": str(r.key if r.key is not None else r.row), "task": "ifeval", "scores": {system: x}}
+        for r, x in zip(report.results, scores, strict=True)
+    ]
+    mean = sum(scores) / len(scores) if scores else None
+    accuracies = {
+        "prompt_strict": report.prompt_level.strict.value,
+        "prompt_loose": report.prompt_level.loose.value,
+        "instruction_strict": report.instruction_level.strict.value,
+        "instruction_loose": report.instruction_level.loose.value,
+    }
+    row = {
+        "metric": "prompt_strict",
+        "n": len(per_item),
+        "scores": {system: mean},
+        "metrics": {k: {system: v} for k, v in accuracies.items()},
+    }
+    return EvalResults.model_validate(
+        {
+            "title": title or f"IFEval: {system}",
+            "created": now(),
+            "systems": [system],
+            "tasks": {"ifeval": row},
+            "per_item": per_item,
+            "ifeval": {system: report.to_dict()},
+        }
+    )
 
 
 # ---------------------------------------------------------------------------- loading, checking

@@ -1,5 +1,6 @@
 """Reports of evaluation results: one self-contained HTML file (:mod:`.html`) from results
-files (:mod:`.results`)."""
+files in the one schema (:mod:`instructkit.evaluate.results`), loaded and merged by
+:mod:`.results`."""
 
 from instructkit.report.html import render_report, write_report
 from instructkit.report.results import (
@@ -13,6 +14,7 @@ from instructkit.report.results import (
     holm_adjust,
     load_results,
     parse_results,
+    report_data,
 )
 
 __all__ = [
@@ -26,6 +28,7 @@ __all__ = [
     "holm_adjust",
     "load_results",
     "parse_results",
+    "report_data",
     "render_report",
     "write_report",
 ]

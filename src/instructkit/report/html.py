@@ -1,7 +1,7 @@
 """A self-contained HTML report of evaluation results: one file, plots embedded as PNG.
 
-The results schema, its validation and loading live in :mod:`instructkit.report.results`;
-this module draws the plots and writes the page. Usage::
+The results schema lives in :mod:`instructkit.evaluate.results`; loading and merging files in
+:mod:`instructkit.report.results`; this module draws the plots and writes the page. Usage::
 
     write_report(["eval/results.json"], "report.html")
 """
@@ -390,6 +390,19 @@ def _judge_section(judge: JudgeSummary, systems: tuple[str, ...]) -> str:
     return f'<section id="judge"><h2>LLM judge</h2><table>{table}</table>{figure}</section>'
 
 
+def _grade_section(judge: JudgeSummary, systems: tuple[str, ...]) -> str:
+    mean = _DASH if judge.mean is None else f"{judge.mean:.2f}"
+    rows = [
+        ("judge", _e(judge.judge) if judge.judge else _DASH),
+        ("system graded", _e(systems[0])),
+        ("items", _DASH if judge.n is None else str(judge.n)),
+        ("mean grade (1-10, parsed grades)", mean),
+        ("unparseable", str(judge.unparseable)),
+    ]
+    table = "".join(f'<tr><th scope="row">{k}</th><td class="num">{v}</td></tr>' for k, v in rows)
+    return f'<section id="judge"><h2>LLM judge</h2><table>{table}</table></section>'
+
+
 def _ifeval_section(ifeval: Mapping[str, IFEvalSummary]) -> str:
     head = ["system", "prompt strict", "prompt loose", "instruction strict", "instruction loose"]
     lines = ["<table><thead><tr>", *(f'<th scope="col">{h}</th>' for h in head + ["prompts"])]
@@ -429,7 +442,9 @@ def render_report(data: ReportData, *, alpha: float = 0.05) -> str:
         _summary_section(data, alpha),
         _plots_section(data),
     ]
-    if data.judge is not None and len(data.systems) >= 2:
+    if data.judge is not None and data.judge.mode == "grade":
+        parts.append(_grade_section(data.judge, data.systems))
+    elif data.judge is not None and len(data.systems) >= 2:
         parts.append(_judge_section(data.judge, data.systems))
     if data.ifeval:
         parts.append(_ifeval_section(data.ifeval))

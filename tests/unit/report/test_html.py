@@ -320,30 +320,50 @@ def _set(path, value):
     return change
 
 
+def _shift_mean_a(results):
+    """A comparison whose A is not systems[0]: consistent in itself, not with the row."""
+    c = results["tasks"]["qa"]["comparison"]
+    c["mean_a"], c["diff"] = 0.6, 0.0
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        (_set(["title"], KeyError), "title: expected a non-empty string, got nothing"),
+        (_set(["title"], KeyError), "title: missing"),
         (_set(["systems"], KeyError), "systems: missing"),
         (_set(["systems"], ["base", "base"]), "distinct"),
         (_set(["taks"], {}), "taks: unknown key"),
-        (_set(["schema_version"], 2), "unsupported version 2"),
-        (_set(["tasks"], {}), "tasks: expected at least one task"),
-        (_set(["tasks", "qa", "n"], -1), "tasks['qa'].n: expected a whole number >= 0, got -1"),
+        (_set(["schema_version"], 2), "schema_version: Input should be 1 (got 2)"),
+        (_set(["tasks"], {}), "tasks: Dictionary should have at least 1 item"),
+        (
+            _set(["tasks", "qa", "n"], -1),
+            "tasks['qa'].n: Input should be greater than or equal to 0 (got -1)",
+        ),
         (_set(["tasks", "qa", "scores", "gpt"], 0.5), "tasks['qa'].scores['gpt']: not one of"),
-        (_set(["tasks", "qa", "scores", "sft"], "high"), "got a string"),
-        (_set(["tasks", "qa", "seen"], "yes"), "expected true, false or null"),
-        (_set(["tasks", "qa", "comparison", "p_permutation"], 1.5), "between 0 and 1"),
-        (_set(["tasks", "qa", "comparison", "p_mcnemar"], KeyError), "p_mcnemar: expected"),
+        (_set(["tasks", "qa", "scores", "sft"], "high"), "valid number (got 'high')"),
+        (_set(["tasks", "qa", "seen"], "yes"), "tasks['qa'].seen: Input should be a valid boolean"),
+        (_set(["tasks", "qa", "comparison", "p_permutation"], 1.5), "less than or equal to 1"),
+        (
+            _set(["tasks", "qa", "comparison", "p_mcnemar"], KeyError),
+            "comparison.p_mcnemar: missing",
+        ),
         (_set(["tasks", "qa", "comparison", "wins"], 9), "wins + losses + ties = 21, not n = 20"),
         (_set(["tasks", "qa", "comparison", "ci_low"], 9.0), "is above ci_high"),
         (_set(["tasks", "qa", "comparison", "diff"], 0.9), "is not mean_b - mean_a"),
-        (_set(["tasks", "qa", "comparison", "mean_a"], 0.6), "differs from the score of 'base'"),
+        (_set(["judge", "a"], "sft"), "judge.a: 'sft' is not systems[0] 'base'"),
+        (_set(["per_item", 0, "scores", "gpt"], 1.0), "per_item[0].scores['gpt']: not one of"),
+        (_shift_mean_a, "comparison.mean_a: 0.6 differs from the score of 'base'"),
         (_set(["per_item", 0, "task"], "nope"), "'nope' is not one of the tasks"),
-        (_set(["judge", "wins"], "5"), "judge.wins: expected a whole number"),
-        (_set(["ifeval", "gpt"], {}), "ifeval['gpt']: not one of the systems"),
+        (_set(["judge", "wins"], "5"), "judge.wins: Input should be a valid integer"),
+        (
+            _set(["ifeval", "gpt"], _results()["ifeval"]["sft"]),
+            "ifeval['gpt']: not one of the systems",
+        ),
         (_set(["human", "alpha"], KeyError), "human.alpha: missing"),
-        (_set(["overall", "scores", "sft"], math.inf), "expected a finite number, got inf"),
+        (
+            _set(["overall", "scores", "sft"], math.inf),
+            "overall.scores['sft']: Input should be a finite number (got inf)",
+        ),
     ],
 )
 def test_invalid_results_are_reported_where_they_are_wrong(tmp_path, change, message):
