@@ -88,6 +88,8 @@ _EXPORTS: dict[str, str] = {
     "fit": "instructkit.train.loop",
     # evaluation
     "EvalConfig": "instructkit.evaluate.runner",
+    "EvalResults": "instructkit.evaluate.results",
+    "load_eval_results": "instructkit.evaluate.results",
     "run_eval": "instructkit.evaluate.runner",
     "compute_metric": "instructkit.evaluate.metrics",
     "score_ifeval": "instructkit.evaluate.ifeval",
@@ -148,6 +150,7 @@ if TYPE_CHECKING:  # static type checkers and IDEs see the real names
     from instructkit.evaluate.ifeval import score_ifeval as ifeval
     from instructkit.evaluate.judge import compare, grade
     from instructkit.evaluate.metrics import compute_metric
+    from instructkit.evaluate.results import EvalResults, load_eval_results
     from instructkit.evaluate.runner import EvalConfig, run_eval
     from instructkit.evaluate.stats import compare_paired
     from instructkit.io import read_rows, write_rows

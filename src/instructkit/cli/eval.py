@@ -22,7 +22,7 @@ def eval_group() -> None:
     "config_path",
     required=True,
     type=click.Path(exists=True, dir_okay=False),
-    help="YAML config (EvalConfig; every key in docs/eval.md).",
+    help="YAML config; every key is listed in docs/eval.md.",
 )
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a key.")
 @click.option("--fresh", is_flag=True, help="Start over instead of resuming a killed run.")

@@ -223,7 +223,7 @@ def train_sft_cmd(config_path, overrides) -> None:
     "--out",
     required=True,
     type=click.Path(file_okay=False),
-    help="Output directory (metrics.json, config.yaml, adapter/, predictions).",
+    help="Output directory (results.json, report.html, config.yaml, adapter/, predictions).",
 )
 @click.option(
     "--config",
