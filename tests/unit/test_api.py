@@ -27,7 +27,8 @@ PINNED = {
     # training
     "SFTConfig", "run_sft", "TrainConfig", "fit",
     # evaluation and reports
-    "EvalConfig", "EvalResults", "load_eval_results", "run_eval", "compute_metric", "score_ifeval", "ifeval", "compare_paired",
+    "EvalConfig", "EvalResults", "load_eval_results", "run_eval", "compute_metric",
+    "score_ifeval", "ifeval", "compare_paired",
     "grade", "compare", "write_report", "DemoConfig", "run_demo",
 }  # fmt: skip
 
