@@ -25,7 +25,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from instructkit.config import save_config
-from instructkit.data.mixing import MixtureConfig, Source, build_mixture
+from instructkit.data.mixing import Mixture, MixtureConfig, Source, build_mixture
 from instructkit.data.tasks import MixConfig
 from instructkit.data.templates import get_template
 from instructkit.data.tokenize import TokenizedExample, TrainOn, tokenize_conversation
@@ -253,6 +253,34 @@ def _dtype(name: str) -> Any:
     return getattr(torch, name)
 
 
+def _training_data(
+    cfg: SFTConfig, tokenizer: Any, template: Any
+) -> tuple[Mixture, list[TokenizedExample], list[Any]]:
+    """Read, tokenize and mix every dataset; returns the mixture, eval examples, rejects."""
+    sources, rejects, eval_ex = [], [], []
+    for i, spec in enumerate(cfg.datasets):
+        examples, bad = load_examples(spec, cfg, tokenizer, template)
+        rejects.extend(bad)
+        _check_not_emptied(spec, examples, bad, cfg)
+        if spec.kind != "text" and not cfg.eval_path:  # hold out before mixing/up-sampling
+            examples, held = _split_eval(examples, cfg.eval_ratio, cfg.train.seed + i)
+            eval_ex.extend(held)
+        name = spec.name or f"{i}:{Path(spec.path).stem}"
+        kind: Literal["sft", "text"] = "text" if spec.kind == "text" else "sft"
+        sources.append(Source(name, examples, spec.weight, spec.cap, kind))
+    if cfg.eval_path:
+        eval_ex, _ = load_examples(DatasetConfig(path=cfg.eval_path), cfg, tokenizer, template)
+    mixture = build_mixture(sources, cfg.mixture)
+    if all(ex.n_trained == 0 for _, ex in mixture.items):
+        raise TrainingError(
+            f"none of the {len(mixture.items)} examples has a token that carries loss "
+            f"(max_seq_len={cfg.max_seq_len}, train_on={cfg.train_on}).",
+            fix="check that responses are non-empty and that not every message is marked "
+            "train: false.",
+        )
+    return mixture, eval_ex, rejects
+
+
 def run_sft(cfg: SFTConfig, *, progress: bool = True) -> SFTResult:
     """Run the SFT workflow described by ``cfg``; see the module docstring."""
     import torch
@@ -270,28 +298,8 @@ def run_sft(cfg: SFTConfig, *, progress: bool = True) -> SFTResult:
         model, tokenizer = load_model(cfg.model, dtype=_dtype(cfg.dtype))
         template = get_template(cfg.template, tokenizer)
 
-        sources, rejects, eval_ex = [], [], []
-        for i, spec in enumerate(cfg.datasets):
-            examples, bad = load_examples(spec, cfg, tokenizer, template)
-            rejects.extend(bad)
-            _check_not_emptied(spec, examples, bad, cfg)
-            if spec.kind != "text" and not cfg.eval_path:  # hold out before mixing/up-sampling
-                examples, held = _split_eval(examples, cfg.eval_ratio, cfg.train.seed + i)
-                eval_ex.extend(held)
-            name = spec.name or f"{i}:{Path(spec.path).stem}"
-            kind: Literal["sft", "text"] = "text" if spec.kind == "text" else "sft"
-            sources.append(Source(name, examples, spec.weight, spec.cap, kind))
-        if cfg.eval_path:
-            eval_ex, _ = load_examples(DatasetConfig(path=cfg.eval_path), cfg, tokenizer, template)
-        mixture = build_mixture(sources, cfg.mixture)
+        mixture, eval_ex, rejects = _training_data(cfg, tokenizer, template)
         train_ex = [ex for _, ex in mixture.items]
-        if all(e.n_trained == 0 for e in train_ex):
-            raise TrainingError(
-                f"none of the {len(train_ex)} examples has a token that carries loss "
-                f"(max_seq_len={cfg.max_seq_len}, train_on={cfg.train_on}).",
-                fix="check that responses are non-empty and that not every message is marked "
-                "train: false.",
-            )
         if main:
             print(mixture.report.format_table())
             print(
