@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -233,6 +234,7 @@ def test_report_has_epochs_trained_fair_losses_and_step_0_eval(tmp_path):
     assert events[0]["step"] == 0 and "eval_loss" in events[0]
     per_source = json.loads((tmp_path / "report" / "summary.json").read_text())["mixture"]
     assert all(s["epochs_trained"] < 1 for s in per_source["per_source"].values())
+    assert re.search(r"epochs trained per source: 0:data 0\.\d\d\n", r.output), r.output
 
 
 def test_train_sft_prints_no_future_warning(tmp_path):

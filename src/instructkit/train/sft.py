@@ -302,6 +302,7 @@ def run_sft(cfg: SFTConfig, *, progress: bool = True) -> SFTResult:
         train_ex = [ex for _, ex in mixture.items]
         if main:
             print(mixture.report.format_table())
+            print("(epochs above: draws per available example in one pass over the mixture)")
             print(
                 f"train: {len(train_ex)} examples, eval: {len(eval_ex)}, rejected: {len(rejects)}"
             )
@@ -405,6 +406,12 @@ def format_summary(result: SFTResult) -> str:
             f"eval loss {f['eval_loss_start']:.4f} at step {f['eval_loss_start_step']} -> "
             f"best {f['best_eval_loss']:.4f} at step {f['best_eval_step']} "
             f"(perplexity {f['eval_ppl']:.2f}; the best weights are kept)"
+        )
+    per_source = (result.mixture or {}).get("per_source", {})
+    if per_source:
+        lines.append(
+            "epochs trained per source: "
+            + ", ".join(f"{name} {s['epochs_trained']:.2f}" for name, s in per_source.items())
         )
     lines.append(f"outputs in {result.output_dir}")
     return "\n".join(lines)
