@@ -281,3 +281,15 @@ def test_failed_run_keeps_a_resumable_checkpoint(tmp_path, monkeypatch):
     r = CliRunner().invoke(cli, ["train", "sft", "--config", str(cfg)])
     assert r.exit_code != 0
     assert (tmp_path / "late" / "checkpoints" / "checkpoint-00000002" / "state.json").exists()
+
+
+def test_fresh_run_drops_metrics_of_a_run_killed_before_its_first_checkpoint(tmp_path):
+    cfg = write_config(tmp_path, "stale", max_steps=2)
+    (tmp_path / "stale").mkdir()
+    stale = [{"step": 0, "eval_loss": 9.0}, {"step": 1, "loss": 9.9}]
+    (tmp_path / "stale" / "metrics.jsonl").write_text("".join(json.dumps(e) + "\n" for e in stale))
+    r = CliRunner().invoke(cli, ["train", "sft", "--config", str(cfg)])
+    assert r.exit_code == 0, r.output
+    lines = (tmp_path / "stale" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(x)["step"] for x in lines] == [1, 2]
+    assert 9.9 not in [json.loads(x).get("loss") for x in lines]

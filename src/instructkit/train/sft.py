@@ -314,9 +314,11 @@ def run_sft(cfg: SFTConfig, *, progress: bool = True) -> SFTResult:
 
         model = apply_lora(model, cfg.lora).to(accelerator.device)
         ckpt = latest_checkpoint(out / "checkpoints") if cfg.train.resume else None
-        if main and ckpt is not None:
-            print(f"resuming from {ckpt}")
-            truncate_metrics(out / "metrics.jsonl", int(ckpt.name.split("-")[-1]))
+        if main:  # a resumed run logs the steps after its checkpoint again; a fresh one all
+            if ckpt is not None:
+                print(f"resuming from {ckpt}")
+            last = int(ckpt.name.split("-")[-1]) if ckpt is not None else -1
+            truncate_metrics(out / "metrics.jsonl", last)
         logger = MetricsLogger(out, cfg.report_to, run_name=out.name, enabled=main)
         pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         started = time.perf_counter()
