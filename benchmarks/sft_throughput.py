@@ -150,12 +150,12 @@ def run_instructkit(model: Any, examples: list[Any], args: argparse.Namespace) -
     import torch
 
     from instructkit.train.attention import use_varlen_attention
-    from instructkit.train.loop import ResponseLoss, TrainConfig, _collate, fit
+    from instructkit.train.loop import FitData, ResponseLoss, TrainConfig, collate, fit
 
     base_impl = model.config._attn_implementation
     use_varlen_attention(model)
     with torch.no_grad():
-        s, n = ResponseLoss(model)(_collate(examples[:8], True, 0, torch.device(args.device)))
+        s, n = ResponseLoss(model)(collate(examples[:8], True, 0, torch.device(args.device)))
     model.set_attn_implementation(base_impl)
     fixed_loss = float(s) / n
     events: list[dict[str, Any]] = []
@@ -167,7 +167,7 @@ def run_instructkit(model: Any, examples: list[Any], args: argparse.Namespace) -
         grad_clip=None,
         schedule="constant",
     )
-    fit(model, examples, cfg=cfg, log=events.append, progress=False)
+    fit(model, FitData(examples), cfg, log=events.append, progress=False)
     # tok_per_s in the events is cumulative since the start; take the timed window
     timed = [e for e in events if e["step"] > args.warmup]
     t_start = events[args.warmup - 1]["tokens"] / events[args.warmup - 1]["tok_per_s"]

@@ -37,7 +37,7 @@ from instructkit.io import write_jsonl
 from instructkit.lm.base import ChatRequest
 from instructkit.lm.local import LocalLM
 from instructkit.models import DEFAULT_MODEL, load_model
-from instructkit.train.loop import TrainConfig, fit
+from instructkit.train.loop import FitData, TrainConfig, fit
 from instructkit.train.sft import AdapterConfig, apply_lora
 
 __all__ = [
@@ -287,7 +287,7 @@ def run_demo(cfg: DemoConfig) -> EvalResults:
     ]
     model = apply_lora(model, cfg.lora)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    result = fit(model, examples, cfg=cfg.train, pad_id=pad_id)
+    result = fit(model, FitData(examples, pad_id=pad_id), cfg.train)
     model.save_pretrained(out / "adapter")
 
     after_rows = evaluate_items(model, tokenizer, test_items, prompts, cfg, "eval after")

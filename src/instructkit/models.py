@@ -16,6 +16,9 @@ import importlib.util
 import os
 import shutil
 import tempfile
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +34,7 @@ __all__ = [
     "smollm2_gguf_path",
     "build_tiny_tokenizer",
     "build_tiny_model",
+    "peft_checkpointing_warning_ignored",
 ]
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
@@ -93,7 +97,7 @@ def _convert_gguf(gguf: Path, target: Path) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    model: Any = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
     # The weights are plain dequantized tensors now; drop the GGUF bookkeeping so that
     # save_pretrained writes ordinary safetensors.
     model.hf_quantizer = None
@@ -176,6 +180,21 @@ def build_tiny_model(tokenizer: Any | None = None, *, seed: int = 0, dtype: Any 
     torch.manual_seed(seed)
     model = LlamaForCausalLM(config)
     return model.to(dtype) if dtype is not None else model
+
+
+@contextmanager
+def peft_checkpointing_warning_ignored() -> Iterator[None]:
+    """Hide exactly one FutureWarning that PEFT triggers whenever it wraps a model.
+
+    ``PeftModel.__init__`` (peft 0.17-0.21) reads ``model.is_gradient_checkpointing``, which
+    transformers 5.x deprecated in favour of ``is_activation_checkpointing``; there is no call
+    of ours to change, so wrap ``get_peft_model`` / ``PeftModel.from_pretrained`` in this.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings(
+            "ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning
+        )
+        yield
 
 
 def load_tokenizer(name: str = DEFAULT_MODEL) -> Any:

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -28,7 +29,6 @@ def write_config(tmp: Path, name: str, **train) -> Path:
         "output_dir": str(tmp / name),
         "max_seq_len": 64,
         "datasets": [{"path": str(data)}],
-        "merge": False,
         "lora": {"r": 4},
         "train": {"batch_tokens": 128, "lr": 1e-2, "seed": 3, **train},
     }
@@ -207,3 +207,89 @@ def test_bundled_recipes_are_valid_configs():
     for recipe in recipes:
         cfg = load_config(SFTConfig, recipe)
         assert cfg.datasets, recipe
+
+
+def test_lora_run_writes_no_merged_model_by_default(tmp_path):
+    cfg = write_config(tmp_path, "lora", max_steps=1)
+    r = CliRunner().invoke(cli, ["train", "sft", "--config", str(cfg)])
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "lora" / "adapter" / "adapter_config.json").exists()
+    assert not (tmp_path / "lora" / "merged").exists()
+
+
+def test_report_has_epochs_trained_fair_losses_and_step_0_eval(tmp_path):
+    cfg = write_config(tmp_path, "report", max_steps=3, eval_every=2)
+    r = CliRunner().invoke(cli, ["train", "sft", "--config", str(cfg), "--set", "eval_ratio=0.1"])
+    assert r.exit_code == 0, r.output
+    summary = json.loads((tmp_path / "report" / "summary.json").read_text())["fit"]
+    assert 0 < summary["epochs"] < 1  # 3 steps of 128 tokens: a fraction of the 48 examples
+    assert f"trained 3 of 3 steps ({summary['epochs']:.2f} epochs" in r.output
+    assert "epochs 1.00" not in r.output and "(1.00 epochs" not in r.output
+    assert "(mean of the first and last 1 steps)" in r.output
+    assert [s for s, _ in summary["eval_losses"]] == [0, 2, 3]
+    assert "at step 0 -> best" in r.output
+    events = [
+        json.loads(x) for x in (tmp_path / "report" / "metrics.jsonl").read_text().splitlines()
+    ]
+    assert events[0]["step"] == 0 and "eval_loss" in events[0]
+    per_source = json.loads((tmp_path / "report" / "summary.json").read_text())["mixture"]
+    assert all(s["epochs_trained"] < 1 for s in per_source["per_source"].values())
+    assert re.search(r"epochs trained per source: 0:data 0\.\d\d\n", r.output), r.output
+
+
+def test_train_sft_prints_no_future_warning(tmp_path):
+    cfg = write_config(tmp_path, "quiet", max_steps=1, grad_checkpointing=True)
+    env = {**os.environ, "PYTHONWARNINGS": "default"}
+    out = subprocess.run(
+        cli_cmd("train", "sft", "--config", str(cfg)), capture_output=True, text=True, env=env
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "FutureWarning" not in out.stdout + out.stderr, out.stderr[-2000:]
+
+
+def _bad_data(tmp_path: Path) -> Path:
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"instruction": "Echo a.", "output": "a"}) + "\n" + "{oops\n")
+    return bad
+
+
+def test_failed_run_removes_the_folder_it_created(tmp_path):
+    cfg = write_config(tmp_path, "failed", max_steps=1)
+    bad = _bad_data(tmp_path)
+    r = CliRunner().invoke(
+        cli, ["train", "sft", "--config", str(cfg), "--set", f"datasets=[{{path: {bad}}}]"]
+    )
+    assert r.exit_code == 1 and "skip_invalid: true" in r.output, r.output
+    assert not (tmp_path / "failed").exists()
+    (tmp_path / "failed").mkdir()
+    (tmp_path / "failed" / "mine.txt").write_text("keep")
+    r = CliRunner().invoke(
+        cli, ["train", "sft", "--config", str(cfg), "--set", f"datasets=[{{path: {bad}}}]"]
+    )
+    assert r.exit_code == 1
+    assert (tmp_path / "failed" / "mine.txt").exists()  # it existed before the run
+
+
+def test_failed_run_keeps_a_resumable_checkpoint(tmp_path, monkeypatch):
+    import instructkit.train.sft as sft
+
+    def disk_full(*a, **k):
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(sft, "plot_losses", disk_full)
+    cfg = write_config(tmp_path, "late", max_steps=2, save_every=1)
+    r = CliRunner().invoke(cli, ["train", "sft", "--config", str(cfg)])
+    assert r.exit_code != 0
+    assert (tmp_path / "late" / "checkpoints" / "checkpoint-00000002" / "state.json").exists()
+
+
+def test_fresh_run_drops_metrics_of_a_run_killed_before_its_first_checkpoint(tmp_path):
+    cfg = write_config(tmp_path, "stale", max_steps=2)
+    (tmp_path / "stale").mkdir()
+    stale = [{"step": 0, "eval_loss": 9.0}, {"step": 1, "loss": 9.9}]
+    (tmp_path / "stale" / "metrics.jsonl").write_text("".join(json.dumps(e) + "\n" for e in stale))
+    r = CliRunner().invoke(cli, ["train", "sft", "--config", str(cfg)])
+    assert r.exit_code == 0, r.output
+    lines = (tmp_path / "stale" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(x)["step"] for x in lines] == [1, 2]
+    assert 9.9 not in [json.loads(x).get("loss") for x in lines]

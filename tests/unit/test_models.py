@@ -36,3 +36,26 @@ def test_unknown_model_path_is_one_clear_error(tmp_path):
 def test_cache_dir_respects_env(monkeypatch, tmp_path):
     monkeypatch.setenv("INSTRUCTKIT_CACHE", str(tmp_path))
     assert models.cache_dir() == tmp_path
+
+
+def test_loading_an_adapter_prints_no_future_warning(tmp_path):
+    """serve and eval load adapters through LocalLM; PEFT reads a deprecated transformers
+    property while wrapping, and that FutureWarning must not reach users."""
+    import warnings
+
+    from peft import LoraConfig, get_peft_model
+
+    from instructkit.lm.local import LocalLM
+    from instructkit.models import build_tiny_model, peft_checkpointing_warning_ignored
+
+    with peft_checkpointing_warning_ignored():
+        peft_model = get_peft_model(
+            build_tiny_model(), LoraConfig(r=2, target_modules="all-linear")
+        )
+    peft_model.save_pretrained(tmp_path / "adapter")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)
+        lm = LocalLM.load("tiny-random-llama", adapter=str(tmp_path / "adapter"), template="chatml")
+    assert lm is not None
+    with pytest.warns(FutureWarning, match="is_gradient_checkpointing"):  # the filter is needed
+        get_peft_model(build_tiny_model(), LoraConfig(r=2, target_modules="all-linear"))

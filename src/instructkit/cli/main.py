@@ -193,29 +193,22 @@ def train() -> None:
     "config_path",
     type=click.Path(exists=True, dir_okay=False),
     default=None,
-    help="YAML config (keys as in SFTConfig; see docs/sft.md).",
+    help="YAML file describing the run (every key is listed in docs/sft.md).",
 )
 @click.option(
     "--set",
     "overrides",
     multiple=True,
     metavar="KEY=VALUE",
-    help="Override a key, e.g. --set train.lr=1e-4 (repeatable).",
+    help="Override a config key, e.g. --set train.lr=1e-4 or --set skip_invalid=true (repeatable).",
 )
 def train_sft_cmd(config_path, overrides) -> None:
     """Supervised fine-tuning (LoRA or full) with response-only loss, packing and resume."""
     from instructkit.config import load_config
-    from instructkit.train.sft import SFTConfig, run_sft
+    from instructkit.train.sft import SFTConfig, format_summary, run_sft
 
     cfg = load_config(SFTConfig, config_path, overrides)
-    r = run_sft(cfg)
-    f = r.fit
-    click.echo(
-        f"trained {f['steps']} steps on {r.n_train} examples ({f['tokens']} tokens, "
-        f"{f['seconds']} s); loss {f['loss_first']:.4f} -> {f['loss_last']:.4f}"
-        + (f"; best eval loss {f['best_eval_loss']:.4f}" if f["best_eval_loss"] else "")
-    )
-    click.echo(f"outputs in {r.output_dir}")
+    click.echo(format_summary(run_sft(cfg)))
 
 
 @cli.command("demo")

@@ -72,7 +72,10 @@ _EXPECTED = {
     "preference": "'chosen' + 'rejected' (optional 'prompt')",
 }
 _RESERVED = frozenset(k for _, keys in _DETECT for k in keys) | {"rejected"}
-_SKIP_HINT = "pass --skip-invalid to write bad rows to a rejects file."
+_SKIP_HINT = (
+    "pass --skip-invalid (in a train sft config: skip_invalid: true) to write bad rows to a "
+    "rejects file."
+)
 _FROM_SHAREGPT: dict[str, Role] = {
     "human": "user",
     "user": "user",

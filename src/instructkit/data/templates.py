@@ -170,7 +170,8 @@ def _tokenizer_template(tokenizer: Any) -> ChatTemplate:
     if not getattr(tokenizer, "chat_template", None):
         raise TemplateError(
             f"tokenizer '{getattr(tokenizer, 'name_or_path', '?')}' has no chat template.",
-            fix="pass --template with one of: alpaca, vicuna, chatml, llama3.",
+            fix="pass --template (in a train sft config: template:) with one of: alpaca, vicuna, "
+            "chatml, llama3.",
         )
 
     def render(messages: list[dict[str, Any]], add_generation_prompt: bool) -> str:
@@ -224,7 +225,8 @@ def segment_conversation(conv: Conversation, template: ChatTemplate) -> list[Seg
             raise TemplateError(
                 f"template '{template.name}' renders turn {i} differently depending on what "
                 "follows it, so responses cannot be located.",
-                fix="use a built-in template (--template chatml|llama3|alpaca|vicuna).",
+                fix="use a built-in template: --template (in a train sft config: template:) "
+                "chatml, llama3, alpaca or vicuna.",
             )
         start, end = _locate_response(upto, len(prompt), m.content, template, i)
         segments.append(Segment(full[cursor:start], False))
@@ -243,7 +245,8 @@ def _locate_response(
     if start < 0 or not needle:
         raise TemplateError(
             f"template '{template.name}' does not show the response of turn {turn} verbatim.",
-            fix="use a built-in template (--template chatml|llama3|alpaca|vicuna).",
+            fix="use a built-in template: --template (in a train sft config: template:) "
+            "chatml, llama3, alpaca or vicuna.",
         )
     end = start + len(needle)
     tail = text[end:]

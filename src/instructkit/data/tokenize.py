@@ -118,7 +118,8 @@ def _cut_response(
             f"the prompt of the last exchange is {prompt_len} tokens, which leaves no room for "
             f"its response within max_seq_len={max_seq_len}",
             field="messages",
-            fix="raise max_seq_len, shorten the prompt, or pass --skip-invalid to reject it.",
+            fix="raise max_seq_len, shorten the prompt, or reject such rows with --skip-invalid "
+            "(in a train sft config: skip_invalid: true).",
         )
     return TokenizedExample(
         example.input_ids[:max_seq_len], example.labels[:max_seq_len], dropped, True

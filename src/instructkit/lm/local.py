@@ -243,7 +243,10 @@ def _apply_adapter(model: Any, adapter: Path) -> Any:
         )
     from peft import PeftModel
 
-    return PeftModel.from_pretrained(model, str(adapter))
+    from instructkit.models import peft_checkpointing_warning_ignored
+
+    with peft_checkpointing_warning_ignored():
+        return PeftModel.from_pretrained(model, str(adapter))
 
 
 def _stop_token_ids(tokenizer: Any, template: ChatTemplate) -> list[int]:

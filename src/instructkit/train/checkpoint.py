@@ -51,8 +51,12 @@ def _tupled(x: Any) -> Any:
 
 
 def trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """A copy of the trainable parameters on the CPU (``.cpu()`` alone would alias them on a
+    CPU model, and later optimizer steps would change the "saved" weights)."""
     return {
-        n: p.detach().cpu().contiguous() for n, p in model.named_parameters() if p.requires_grad
+        n: p.detach().to("cpu", copy=True).contiguous()
+        for n, p in model.named_parameters()
+        if p.requires_grad
     }
 
 

@@ -2,7 +2,7 @@
 
 Use it in two steps::
 
-    bins = packed_batches(examples, budget=4096, seed=epoch)  # lists of example indices
+    bins = packed_batches([len(e.input_ids) for e in examples], budget=4096, seed=epoch)
     batch = packed_batch([examples[i] for i in bins[0]])
     hidden = decoder(
         input_ids=batch["input_ids"], position_ids=batch["position_ids"], use_cache=False
@@ -96,11 +96,12 @@ def pack_bfd(lengths: Sequence[int], budget: int) -> list[list[int]]:
     return bins
 
 
-def packed_batches(
-    examples: Sequence[TokenizedExample], budget: int, *, seed: int = 0
-) -> list[list[int]]:
-    """:func:`pack_bfd` over the examples' lengths, then the bins shuffled with ``seed``."""
-    bins = pack_bfd([len(e.input_ids) for e in examples], budget)
+def packed_batches(lengths: Sequence[int], budget: int, *, seed: int = 0) -> list[list[int]]:
+    """:func:`pack_bfd` over the examples' lengths, then the bins shuffled with ``seed``.
+
+    The training loop's packed micro-batches (one epoch): lists of example indices.
+    """
+    bins = pack_bfd(lengths, budget)
     random.Random(seed).shuffle(bins)
     return bins
 

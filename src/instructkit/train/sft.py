@@ -4,8 +4,10 @@
 any supported format, FLAN task items rendered with zero-/few-shot/chain-of-thought mixing, or
 plain text trained with full loss); mix them (proportional with caps, temperature, or explicit
 weights; text at a set ratio); tokenize with response-only masks; hold out an eval split;
-wrap in LoRA (or train all weights); :func:`~instructkit.train.loop.fit`; write the adapter,
-the merged model, the resolved config, metrics.jsonl and loss_curve.png into ``output_dir``.
+wrap in LoRA (or train all weights); :func:`~instructkit.train.loop.fit`; write the adapter
+(and, with ``merge: true``, the merged model), the resolved config, metrics.jsonl,
+loss_curve.png and summary.json into ``output_dir``. A run that fails before its first
+checkpoint removes the ``output_dir`` it created.
 """
 
 from __future__ import annotations
@@ -13,21 +15,25 @@ from __future__ import annotations
 import json
 import math
 import random
+import shutil
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from instructkit.config import save_config
-from instructkit.data.mixing import MixtureConfig, Source, build_mixture
+from instructkit.data.mixing import Mixture, MixtureConfig, Source, build_mixture
+from instructkit.data.tasks import MixConfig
 from instructkit.data.templates import get_template
 from instructkit.data.tokenize import TokenizedExample, TrainOn, tokenize_conversation
 from instructkit.errors import ConfigError, DataFormatError, TrainingError
 from instructkit.io import write_atomic
-from instructkit.models import DEFAULT_MODEL, load_model
+from instructkit.models import DEFAULT_MODEL, load_model, peft_checkpointing_warning_ignored
 from instructkit.train.checkpoint import latest_checkpoint
-from instructkit.train.loop import FitResult, TrainConfig, fit
+from instructkit.train.loop import FitData, FitResult, TrainConfig, fit, window_means
 from instructkit.train.tracking import MetricsLogger, plot_losses, read_metrics, truncate_metrics
 
 __all__ = [
@@ -47,9 +53,9 @@ class AdapterConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     enabled: bool = True
-    r: int = Field(16, gt=0)
-    alpha: float = Field(32, gt=0)
-    dropout: float = Field(0.0, ge=0, lt=1)
+    r: int = Field(default=16, gt=0)
+    alpha: float = Field(default=32, gt=0)
+    dropout: float = Field(default=0.0, ge=0, lt=1)
     target: str | list[str] = "all-linear"
 
 
@@ -62,8 +68,8 @@ class DatasetConfig(BaseModel):
     kind: Literal["sft", "tasks", "text"] = "sft"  # tasks: FLAN items; text: plain text
     format: str | None = None  # sft only; auto-detected when None
     name: str | None = None
-    weight: float | None = Field(None, ge=0)
-    cap: int | None = Field(None, gt=0)
+    weight: float | None = Field(default=None, ge=0)
+    cap: int | None = Field(default=None, gt=0)
     split: str | None = None  # tasks only: keep the items of this split (e.g. train)
 
 
@@ -76,17 +82,18 @@ class SFTConfig(BaseModel):
     output_dir: str = "runs/sft"
     datasets: list[DatasetConfig] = Field(default_factory=list)
     eval_path: str | None = None
-    eval_ratio: float = Field(0.0, ge=0, lt=1)
+    eval_ratio: float = Field(default=0.0, ge=0, lt=1)
     template: str = "tokenizer"
-    max_seq_len: int = Field(1024, gt=8)
+    max_seq_len: int = Field(default=1024, gt=8)
     train_on: TrainOn = "all"
     skip_invalid: bool = False
-    mixture: MixtureConfig = MixtureConfig()
-    task_mix: dict[str, Any] = Field(default_factory=dict)  # MixConfig for kind=tasks sources
-    lora: AdapterConfig = AdapterConfig()
-    train: TrainConfig = TrainConfig()
+    mixture: MixtureConfig = Field(default_factory=lambda: MixtureConfig.model_validate({}))
+    # how kind=tasks sources are rendered (zero-/few-shot, chain of thought)
+    task_mix: MixConfig = Field(default_factory=lambda: MixConfig.model_validate({}))
+    lora: AdapterConfig = Field(default_factory=AdapterConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
     dtype: Literal["auto", "float32", "bfloat16"] = "auto"
-    merge: bool = True  # also write the merged full model (LoRA only)
+    merge: bool = False  # LoRA only: also write the merged full model (a full-size copy)
     report_to: list[str] = Field(default_factory=list)
 
 
@@ -107,12 +114,13 @@ def apply_lora(model: Any, cfg: AdapterConfig) -> Any:
 
     lora = LoraConfig(
         r=cfg.r,
-        lora_alpha=cfg.alpha,
+        lora_alpha=cfg.alpha,  # type: ignore[arg-type]  # typed int, any number works
         lora_dropout=cfg.dropout,
         target_modules=cfg.target,
         task_type="CAUSAL_LM",
     )
-    return get_peft_model(model, lora)
+    with peft_checkpointing_warning_ignored():
+        return get_peft_model(model, lora)
 
 
 def _text_examples(path: str, tokenizer: Any, max_seq_len: int) -> list[TokenizedExample]:
@@ -149,13 +157,13 @@ def _text_examples(path: str, tokenizer: Any, max_seq_len: int) -> list[Tokenize
 def _conversations(spec: DatasetConfig, cfg: SFTConfig) -> tuple[list[Any], list[Any]]:
     """Conversations of an sft or tasks source, and the rejects of its reader."""
     if spec.kind == "tasks":
-        from instructkit.data.tasks import MixConfig, build_task_mixture, load_task_templates
+        from instructkit.data.tasks import build_task_mixture, load_task_templates
 
         items = [
             json.loads(x) for x in Path(spec.path).read_text("utf-8").splitlines() if x.strip()
         ]
         items = [it for it in items if spec.split is None or it.get("split") == spec.split]
-        return build_task_mixture(items, load_task_templates(), MixConfig(**cfg.task_mix)), []
+        return build_task_mixture(items, load_task_templates(), cfg.task_mix), []
     from instructkit.data.formats import load_records
     from instructkit.data.workflows import conversations_of
 
@@ -197,7 +205,8 @@ def _check_not_emptied(
     raise TrainingError(
         f"{spec.path}: no trainable tokens left: {len(bad)} of {len(bad) + len(examples)} rows "
         f"rejected (first: {first}); max_seq_len={cfg.max_seq_len}, train_on={cfg.train_on}.",
-        fix="raise max_seq_len, fix the rows listed in rejects, or check train flags.",
+        fix="raise max_seq_len, mend the rows listed in rejects.jsonl, or check that "
+        "messages marked train: false leave a response to train on.",
     )
 
 
@@ -244,6 +253,34 @@ def _dtype(name: str) -> Any:
     return getattr(torch, name)
 
 
+def _training_data(
+    cfg: SFTConfig, tokenizer: Any, template: Any
+) -> tuple[Mixture, list[TokenizedExample], list[Any]]:
+    """Read, tokenize and mix every dataset; returns the mixture, eval examples, rejects."""
+    sources, rejects, eval_ex = [], [], []
+    for i, spec in enumerate(cfg.datasets):
+        examples, bad = load_examples(spec, cfg, tokenizer, template)
+        rejects.extend(bad)
+        _check_not_emptied(spec, examples, bad, cfg)
+        if spec.kind != "text" and not cfg.eval_path:  # hold out before mixing/up-sampling
+            examples, held = _split_eval(examples, cfg.eval_ratio, cfg.train.seed + i)
+            eval_ex.extend(held)
+        name = spec.name or f"{i}:{Path(spec.path).stem}"
+        kind: Literal["sft", "text"] = "text" if spec.kind == "text" else "sft"
+        sources.append(Source(name, examples, spec.weight, spec.cap, kind))
+    if cfg.eval_path:
+        eval_ex, _ = load_examples(DatasetConfig(path=cfg.eval_path), cfg, tokenizer, template)
+    mixture = build_mixture(sources, cfg.mixture)
+    if all(ex.n_trained == 0 for _, ex in mixture.items):
+        raise TrainingError(
+            f"none of the {len(mixture.items)} examples has a token that carries loss "
+            f"(max_seq_len={cfg.max_seq_len}, train_on={cfg.train_on}).",
+            fix="check that responses are non-empty and that not every message is marked "
+            "train: false.",
+        )
+    return mixture, eval_ex, rejects
+
+
 def run_sft(cfg: SFTConfig, *, progress: bool = True) -> SFTResult:
     """Run the SFT workflow described by ``cfg``; see the module docstring."""
     import torch
@@ -254,114 +291,148 @@ def run_sft(cfg: SFTConfig, *, progress: bool = True) -> SFTResult:
     accelerator = Accelerator(cpu=not torch.cuda.is_available())
     main = accelerator.is_main_process
     out = Path(cfg.output_dir)
-    if main:
-        out.mkdir(parents=True, exist_ok=True)
-        save_config(cfg, out / "config.yaml")
-    model, tokenizer = load_model(cfg.model, dtype=_dtype(cfg.dtype))
-    template = get_template(cfg.template, tokenizer)
+    with _removed_on_failure(out, enabled=main):
+        if main:
+            out.mkdir(parents=True, exist_ok=True)
+            save_config(cfg, out / "config.yaml")
+        model, tokenizer = load_model(cfg.model, dtype=_dtype(cfg.dtype))
+        template = get_template(cfg.template, tokenizer)
 
-    sources, rejects, eval_ex = [], [], []
-    for i, spec in enumerate(cfg.datasets):
-        examples, bad = load_examples(spec, cfg, tokenizer, template)
-        rejects.extend(bad)
-        _check_not_emptied(spec, examples, bad, cfg)
-        if spec.kind != "text" and not cfg.eval_path:  # hold out before mixing/up-sampling
-            examples, held = _split_eval(examples, cfg.eval_ratio, cfg.train.seed + i)
-            eval_ex.extend(held)
-        name = spec.name or f"{i}:{Path(spec.path).stem}"
-        sources.append(
-            Source(name, examples, spec.weight, spec.cap, "text" if spec.kind == "text" else "sft")
-        )
-    if cfg.eval_path:
-        eval_ex, _ = load_examples(DatasetConfig(path=cfg.eval_path), cfg, tokenizer, template)
-    mixture = build_mixture(sources, cfg.mixture)
-    train_ex = [ex for _, ex in mixture.items]
-    if all(e.n_trained == 0 for e in train_ex):
-        raise TrainingError(
-            f"none of the {len(train_ex)} examples has a token that carries loss "
-            f"(max_seq_len={cfg.max_seq_len}, train_on={cfg.train_on}).",
-            fix="check that responses are non-empty and train flags are not all false.",
-        )
-    if main:
-        print(mixture.report.format_table())
-        print(f"train: {len(train_ex)} examples, eval: {len(eval_ex)}, rejected: {len(rejects)}")
-        if rejects:
-            write_atomic(
-                out / "rejects.jsonl",
-                [json.dumps(r, default=str) + "\n" for r in _reject_rows(rejects)],
+        mixture, eval_ex, rejects = _training_data(cfg, tokenizer, template)
+        train_ex = [ex for _, ex in mixture.items]
+        if main:
+            print(mixture.report.format_table())
+            print("(epochs above: draws per available example in one pass over the mixture)")
+            print(
+                f"train: {len(train_ex)} examples, eval: {len(eval_ex)}, rejected: {len(rejects)}"
             )
+            if rejects:
+                write_atomic(
+                    out / "rejects.jsonl",
+                    [json.dumps(r, default=str) + "\n" for r in _reject_rows(rejects)],
+                )
 
-    model = apply_lora(model, cfg.lora).to(accelerator.device)
-    ckpt = latest_checkpoint(out / "checkpoints") if cfg.train.resume else None
-    if main and ckpt is not None:
-        print(f"resuming from {ckpt}")
-        truncate_metrics(out / "metrics.jsonl", int(ckpt.name.split("-")[-1]))
-    logger = MetricsLogger(out, cfg.report_to, run_name=out.name, enabled=main)
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    started = time.perf_counter()
-    result = fit(
-        model,
-        train_ex,
-        eval_ex,
-        cfg.train,
-        pad_id=pad_id,
-        run_dir=out / "checkpoints",
-        accelerator=accelerator if accelerator.num_processes > 1 else None,
-        log=logger.log,
-        progress=progress,
-    )
-    logger.close()
-    if main:
-        _write_outputs(
+        model = apply_lora(model, cfg.lora).to(accelerator.device)
+        ckpt = latest_checkpoint(out / "checkpoints") if cfg.train.resume else None
+        if main:  # a resumed run logs the steps after its checkpoint again; a fresh one all
+            if ckpt is not None:
+                print(f"resuming from {ckpt}")
+            last = int(ckpt.name.split("-")[-1]) if ckpt is not None else -1
+            truncate_metrics(out / "metrics.jsonl", last)
+        logger = MetricsLogger(out, cfg.report_to, run_name=out.name, enabled=main)
+        pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        started = time.perf_counter()
+        result = fit(
             model,
-            tokenizer,
-            cfg,
-            out,
-            result,
-            mixture.report.to_dict(),
-            time.perf_counter() - started,
+            FitData(train_ex, eval_ex, pad_id),
+            cfg.train,
+            run_dir=out / "checkpoints",
+            accelerator=accelerator if accelerator.num_processes > 1 else None,
+            log=logger.log,
+            progress=progress,
         )
-    accelerator.wait_for_everyone()
-    return SFTResult(
-        output_dir=str(out),
-        fit=_fit_summary(result),
-        mixture=mixture.report.to_dict(),
-        n_train=len(train_ex),
-        n_eval=len(eval_ex),
-        rejected=len(rejects),
-    )
+        logger.close()
+        summary = SFTResult(
+            output_dir=str(out),
+            fit=fit_summary(result),
+            mixture=_trained_mixture(mixture.report.to_dict(), result.epochs),
+            n_train=len(train_ex),
+            n_eval=len(eval_ex),
+            rejected=len(rejects),
+        )
+        if main:
+            _write_outputs(model, tokenizer, cfg, summary, time.perf_counter() - started)
+        accelerator.wait_for_everyone()
+    return summary
+
+
+@contextmanager
+def _removed_on_failure(out: Path, *, enabled: bool) -> Iterator[None]:
+    """If the run fails before its first checkpoint, remove ``out`` when this run created it.
+
+    A folder that existed before, or that holds a checkpoint a re-run can resume from, stays.
+    """
+    existed = out.exists()
+    try:
+        yield
+    except BaseException:
+        if enabled and not existed and latest_checkpoint(out / "checkpoints") is None:
+            shutil.rmtree(out, ignore_errors=True)
+        raise
 
 
 def _reject_rows(rejects: list[Any]) -> list[dict[str, Any]]:
     return [r if isinstance(r, dict) else r.to_dict() for r in rejects]
 
 
-def _fit_summary(r: FitResult) -> dict[str, Any]:
+def fit_summary(r: FitResult) -> dict[str, Any]:
+    """The numbers a run reports: a fair start/end loss, epochs trained, evaluations."""
+    start, end, k = window_means(r.losses) if r.losses else (None, None, 0)
+    first_eval = r.eval_losses[0] if r.eval_losses else None
     return {
         "steps": r.steps,
         "total_steps": r.total_steps,
+        "epochs": round(r.epochs, 4),
         "tokens": r.tokens,
         "trained_tokens": r.trained_tokens,
         "seconds": round(r.seconds, 2),
-        "loss_first": r.losses[0] if r.losses else None,
-        "loss_last": r.losses[-1] if r.losses else None,
+        "loss_start": start,  # mean over the first loss_window steps
+        "loss_end": end,  # mean over the last loss_window steps
+        "loss_window": k,
         "eval_losses": r.eval_losses,
+        "eval_loss_start": first_eval[1] if first_eval else None,
+        "eval_loss_start_step": first_eval[0] if first_eval else None,
         "best_eval_loss": r.best_eval_loss,
-        "eval_ppl": math.exp(min(r.best_eval_loss, 50)) if r.best_eval_loss else None,
+        "best_eval_step": r.best_eval_step,
+        "eval_ppl": math.exp(min(r.best_eval_loss, 50)) if r.best_eval_loss is not None else None,
         "stopped_early": r.stopped_early,
         "resumed_from": r.resumed_from,
     }
 
 
+def format_summary(result: SFTResult) -> str:
+    """What ``train sft`` prints at the end of a run."""
+    f = result.fit
+    lines = [
+        f"trained {f['steps']} of {f['total_steps']} steps ({f['epochs']:.2f} epochs of "
+        f"{result.n_train} examples, {f['tokens']} tokens, {f['seconds']} s)"
+        + ("; stopped early" if f["stopped_early"] else "")
+    ]
+    if f["loss_start"] is not None:
+        lines.append(
+            f"train loss {f['loss_start']:.4f} -> {f['loss_end']:.4f} "
+            f"(mean of the first and last {f['loss_window']} steps)"
+        )
+    if f["best_eval_loss"] is not None:
+        lines.append(
+            f"eval loss {f['eval_loss_start']:.4f} at step {f['eval_loss_start_step']} -> "
+            f"best {f['best_eval_loss']:.4f} at step {f['best_eval_step']} "
+            f"(perplexity {f['eval_ppl']:.2f}; the best weights are kept)"
+        )
+    per_source = (result.mixture or {}).get("per_source", {})
+    if per_source:
+        lines.append(
+            "epochs trained per source: "
+            + ", ".join(f"{name} {s['epochs_trained']:.2f}" for name, s in per_source.items())
+        )
+    lines.append(f"outputs in {result.output_dir}")
+    return "\n".join(lines)
+
+
+def _trained_mixture(report: dict[str, Any], epochs: float) -> dict[str, Any]:
+    """The mixture report plus, per source, the passes over its examples actually trained
+    (the mixture's up-sampling ``epochs`` times the passes over the mixture)."""
+    per_source = {
+        name: {**s, "epochs_trained": round(s["epochs"] * epochs, 4)}
+        for name, s in report["per_source"].items()
+    }
+    return {**report, "per_source": per_source}
+
+
 def _write_outputs(
-    model: Any,
-    tokenizer: Any,
-    cfg: SFTConfig,
-    out: Path,
-    result: FitResult,
-    mixture: dict[str, Any],
-    seconds: float,
+    model: Any, tokenizer: Any, cfg: SFTConfig, result: SFTResult, seconds: float
 ) -> None:
+    out = Path(result.output_dir)
     if cfg.lora.enabled:
         model.save_pretrained(out / "adapter")
         tokenizer.save_pretrained(out / "adapter")
@@ -375,5 +446,5 @@ def _write_outputs(
     plot_losses(
         read_metrics(out / "metrics.jsonl"), out / "loss_curve.png", title=f"SFT {cfg.model}"
     )
-    summary = {"fit": _fit_summary(result), "mixture": mixture, "seconds": round(seconds, 2)}
+    summary = {"fit": result.fit, "mixture": result.mixture, "seconds": round(seconds, 2)}
     write_atomic(out / "summary.json", [json.dumps(summary, indent=2)])

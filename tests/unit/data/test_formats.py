@@ -737,7 +737,10 @@ def test_first_bad_row_raises_with_row_field_and_fix(tmp_path, row, fmt, field, 
     assert text in err.reason
     assert str(err).startswith(f"{path}:3: ")
     assert "Fix: " in str(err)
-    assert str(err).endswith("or pass --skip-invalid to write bad rows to a rejects file.")
+    assert str(err).endswith(
+        "or pass --skip-invalid (in a train sft config: skip_invalid: true) to write bad rows "
+        "to a rejects file."
+    )
 
 
 def test_error_message_reads_as_one_line_with_the_fix(tmp_path):
@@ -746,7 +749,8 @@ def test_error_message_reads_as_one_line_with_the_fix(tmp_path):
         load_records(path)
     assert str(e.value) == (
         f"{path}:7: field 'output': expected a non-empty string, got null. Fix: give every row a "
-        "non-empty 'output' string, or pass --skip-invalid to write bad rows to a rejects file."
+        "non-empty 'output' string, or pass --skip-invalid (in a train sft config: "
+        "skip_invalid: true) to write bad rows to a rejects file."
     )
 
 
