@@ -115,7 +115,7 @@ class CachedLM:
         return fresh
 
     def _load(self, keys: set[str]) -> dict[str, str]:
-        wanted, found = sorted(keys), {}
+        wanted, found = sorted(keys), dict[str, str]()
         with self._lock:
             for b in range(0, len(wanted), _CHUNK):
                 chunk = wanted[b : b + _CHUNK]

@@ -8,7 +8,7 @@ from instructkit.evaluate.judge import (
     JudgeItem,
     compare,
     grade,
-    parse_rating,
+    parse_score,
     parse_verdict,
 )
 from instructkit.lm.scripted import ScriptedLM
@@ -19,6 +19,7 @@ from instructkit.lm.scripted import ScriptedLM
 @pytest.mark.parametrize(
     ("text", "score"),
     [
+        # the judge's 1-10 formats
         ("Solid answer.\nRating: [[7]]", 7.0),
         ("Rating: [[ 8 ]].", 8.0),
         ("I would give it [[7.5]]", 7.5),
@@ -30,10 +31,13 @@ from instructkit.lm.scripted import ScriptedLM
         ('You asked for "Rating: [[6]]" format. Rating: [[3]]', 3.0),  # the last one wins
         ("Rating: [[10]]", 10.0),
         ("Rating: [[1]]", 1.0),
+        ("Fine.\n7\n", 7.0),  # a line holding only the number
+        ("Seven out of ten? I say 6 out of 10.", 6.0),
     ],
 )
-def test_parse_rating(text, score):
-    assert parse_rating(text) == (score, None)
+def test_parse_score_on_ten(text, score):
+    assert parse_score(text) == (score, None)
+    assert parse_score(text, (1, 10)).score == score
 
 
 @pytest.mark.parametrize(
@@ -43,14 +47,48 @@ def test_parse_rating(text, score):
         ("Rating: [[0]]", "outside 1-10"),
         ("Rating: 0", "outside 1-10"),
         ("That is 17/10 good", "outside 1-10"),
-        ("A fine answer overall.", "no rating found"),
-        ("Rating: [[N]]", "no rating found"),
-        ("", "no rating found"),
+        ("Clarity 7/10, accuracy 5/10.", "several scores"),  # which one? none is guessed
+        ("A fine answer overall.", "no score found"),
+        ("Rating: [[N]]", "no score found"),
+        ("", "no score found"),
     ],
 )
-def test_parse_rating_failures(text, reason):
-    score, error = parse_rating(text)
+def test_parse_score_failures(text, reason):
+    score, error = parse_score(text)
     assert score is None and reason in error
+
+
+@pytest.mark.parametrize(
+    "text, score",
+    [
+        # the data-quality judge's 1-5 formats (moved from tests/unit/data/test_quality.py)
+        ("Score: 4\nAccurate and clear.", 4.0),
+        ("**Score:** 4.5/5", 4.5),
+        ("score = 3. The answer misses a step.", 3.0),
+        ("Score: 3\nOn reflection the answer is right.\nScore: 5", 5.0),  # the last one
+        ("4\nGood answer.", 4.0),
+        ("**5**", 5.0),
+        ("I would rate this 4/5 overall.", 4.0),
+        ("Four out of five? No: 2 out of 5.", 2.0),
+        ("Score: 4.5.", 4.5),
+        ("Rating: [[4]]", 4.0),
+        ("Score: 7", None),  # out of range
+        ("Score: 10", None),  # not read as 1
+        ("Score: N/A", None),
+        ("Either 3/5 or 4/5.", None),  # ambiguous
+        ("Great answer!", None),
+        ("", None),
+    ],
+)
+def test_parse_score_on_five(text, score):
+    parsed = parse_score(text, (1, 5))
+    assert parsed.score == score
+    assert (parsed.error is None) == (score is not None)
+
+
+def test_parse_score_names_the_scale_in_its_error():
+    assert parse_score("Score: 7", (1, 5)).error == "score 7 is outside 1-5"
+    assert parse_score("Score: 7", (1, 10)) == (7.0, None)
 
 
 @pytest.mark.parametrize(
@@ -90,7 +128,7 @@ def test_grade_scores_unparseable_and_request_shape():
     result = grade(lm, items, reference=[None, "ref two", None, None])
     assert result.scores == [9.0, 4.0, None, None]
     assert (result.parsed, result.unparseable, result.mean) == (2, 2, 6.5)
-    assert result.grades[2].raw == "Mediocre." and "no rating" in result.grades[2].error
+    assert result.grades[2].raw == "Mediocre." and "no score" in result.grades[2].error
     assert "outside 1-10" in result.grades[3].error
     request = lm.calls[1]
     assert request.temperature == 0.0
