@@ -1,4 +1,5 @@
 import json
+import math
 import re
 
 import pytest
@@ -11,6 +12,9 @@ from instructkit.evaluate.judge import (
     parse_score,
     parse_verdict,
 )
+from instructkit.errors import ConfigError, LMError
+from instructkit.jobs import Job, fingerprint
+from instructkit.lm.base import Completion
 from instructkit.lm.scripted import ScriptedLM
 
 # --- parsing messy judge outputs -------------------------------------------------------------
@@ -278,3 +282,149 @@ def test_compare_resumes_from_journal(tmp_path):
     result = compare(lm, a, b, journal=journal, batch_size=1)
     assert len(lm.calls) == 3  # 8 requests, 5 journaled
     assert result.per_item == [1, -1, 1, -1]
+
+
+class _DiesAfter:
+    """A judge whose batch number ``k + 1`` fails after answering its first request: like
+    OpenAILM, the exception carries that answer in ``completed``. ``error`` is what it raises."""
+
+    def __init__(self, k, error=None, name="judge"):
+        self.k, self.error, self.name = k, error, name
+        self.batches: list[list[str]] = []
+
+    def complete(self, requests, *, progress=False):
+        self.batches.append([_user(r) for r in requests])
+        answers = [
+            Completion([f"Rating: [[{len(_user(r)) % 10 + 1}]]"], finish_reasons=["stop"])
+            for r in requests
+        ]
+        if self.k is not None and len(self.batches) > self.k:
+            error = self.error or LMError("timed out")
+            error.completed = {0: answers[0]}
+            raise error
+        return answers
+
+
+@pytest.mark.parametrize("error", [None, KeyboardInterrupt()])
+def test_a_judge_that_dies_after_k_batches_resumes_with_only_the_rest(tmp_path, error):
+    items = [(f"question {i}", f"answer {i}") for i in range(10)]
+    journal = tmp_path / "judge.jsonl"
+    dying = _DiesAfter(2, error)
+    with pytest.raises(type(error) if error else LMError):
+        grade(dying, items, journal=journal, batch_size=3)
+    # 2 finished batches of 3, and the first answer of the batch that failed
+    assert len(journal.read_text().splitlines()) == 7
+    again = _DiesAfter(None)
+    resumed = grade(again, items, journal=journal, batch_size=3)
+    asked = [q for batch in again.batches for q in batch]
+    assert len(asked) == 3 and all(f"question {i}\n" in q for i, q in zip((7, 8, 9), asked))
+    assert resumed.scores == grade(_DiesAfter(None), items).scores
+
+
+def test_journal_may_be_a_job_and_its_judge_journal_takes_the_rows(tmp_path):
+    job = Job(tmp_path / "eval.jsonl", fingerprint({"run": 1}), journals={"judge": tmp_path / "j"})
+    items = [("q1", "a1"), ("q2", "a2")]
+    grade(ScriptedLM(["Rating: [[6]]"]), items, journal=job)
+    assert [r["text"] for r in job.records_of("judge")] == ["Rating: [[6]]"] * 2
+    assert job.records == []
+    reopened = Job(
+        tmp_path / "eval.jsonl", fingerprint({"run": 1}), journals={"judge": tmp_path / "j"}
+    )
+    lm = ScriptedLM(["Rating: [[2]]"])
+    assert grade(lm, items, journal=reopened).scores == [6.0, 6.0] and lm.calls == []
+    plain = Job(tmp_path / "other.jsonl", fingerprint({"run": 2}))
+    grade(ScriptedLM(["Rating: [[6]]"]), items, journal=plain)
+    assert len(plain.records) == 2  # no journal named "judge": the main one
+
+
+def test_unparseable_verdicts_are_named_by_id_and_warned_about(caplog):
+    replies = iter(["Rating: [[5]]", "no idea", "Rating: [[8]]"] + ["hmm"] * 12)
+    items = [(f"q{i}", "a") for i in range(15)]
+    ids = [f"task/{i}" for i in range(15)]
+    with caplog.at_level("WARNING", logger="instructkit.evaluate.judge"):
+        result = grade(ScriptedLM(lambda r: next(replies)), items, ids=ids, progress=False)
+    assert result.unparseable_ids == ["task/1"] + [f"task/{i}" for i in range(3, 15)]
+    d = result.to_dict()
+    assert d["unparseable_ids"] == result.unparseable_ids
+    assert [e["id"] for e in d["items"]] == ids
+    [record] = caplog.records
+    message = record.getMessage()
+    assert "13 of 15 verdicts" in message and "task/1, task/3" in message
+    assert "task/11" in message and "task/12" not in message and "3 more" in message
+    with pytest.raises(ValueError, match="15 items but 2 ids"):
+        grade(ScriptedLM(["x"]), items, ids=["a", "b"])
+
+
+def test_compare_names_unparseable_items_by_position_by_default(caplog):
+    lm = ScriptedLM(lambda r: "[[A]]" if "q0" in _user(r) else "undecided")
+    with caplog.at_level("WARNING", logger="instructkit.evaluate.judge"):
+        result = compare(lm, [("q0", "x"), ("q1", "y")], [("q0", "z"), ("q1", "w")])
+    assert result.unparseable_ids == ["1"]
+    assert [item["id"] for item in result.to_dict()["items"]] == ["0", "1"]
+    assert "1 of 2 verdicts" in caplog.text
+
+
+def test_progress_bar_counts_judge_requests(capsys):
+    grade(ScriptedLM(["Rating: [[5]]"]), [("q", "a"), ("q2", "b")], progress=True)
+    err = capsys.readouterr().err
+    assert "judge scripted" in err and "2/2" in err
+    grade(ScriptedLM(["Rating: [[5]]"]), [("q", "a")], progress=False)
+    assert capsys.readouterr().err == ""
+
+
+# --- probability scoring (G-Eval) ------------------------------------------------------------
+
+
+class _Scorer(ScriptedLM):
+    """A ScoresChoices fake: log-probabilities from a function of (prompt, prefix, choice)."""
+
+    def __init__(self, logprob, name="scorer"):
+        super().__init__(lambda r: "unused", name=name)
+        self.logprob, self.asked = logprob, []
+
+    def choice_logprobs(self, requests, prefix, choices):
+        self.asked.append((len(requests), prefix, tuple(choices)))
+        return [{c: self.logprob(_user(r), prefix, c) for c in choices} for r in requests]
+
+
+def test_probability_grading_is_the_expected_grade(tmp_path):
+    def logprob(prompt, prefix, choice):  # q1: all mass on 3 and 10; q2: uniform
+        if "Q1" in prompt:
+            return math.log(0.25) if choice == "3" else math.log(0.75) if choice == "10" else -50
+        return -1.0
+
+    scorer = _Scorer(logprob)
+    result = grade(
+        scorer, [("Q1", "a"), ("Q2", "b")], scoring="probabilities", journal=tmp_path / "j"
+    )
+    assert result.scores[0] == pytest.approx(0.25 * 3 + 0.75 * 10, abs=1e-6)
+    assert result.scores[1] == pytest.approx(5.5)
+    assert sum(result.grades[1].probabilities.values()) == pytest.approx(1.0)
+    assert scorer.asked == [(2, "Rating: [[", tuple(str(i) for i in range(1, 11)))]
+    assert result.unparseable == 0 and "p(10)=0.750" in result.grades[0].raw
+    again = _Scorer(lambda *a: 0.0)
+    assert grade(again, [("Q1", "a")], scoring="probabilities", journal=tmp_path / "j").scores == [
+        result.scores[0]
+    ]
+    assert again.asked == []  # journaled
+    assert scorer.calls == []  # nothing was generated
+
+
+def test_probability_compare_picks_the_likeliest_verdict_in_both_orders():
+    def logprob(prompt, prefix, choice):  # prefers whichever answer is "good"
+        first = _answer(prompt, "A")
+        return {"A": -0.1 if first == "good" else -3.0, "B": -0.5, "C": -2.0}[choice]
+
+    lm = _Scorer(logprob)
+    result = compare(
+        lm, _items(["good", "bad"] * 2), _items(["bad", "good"] * 2), scoring="probabilities"
+    )
+    assert result.per_item == [1, -1, 1, -1] and result.agreement == 1.0
+    assert lm.asked[0][1:] == ("[[", ("A", "B", "C"))
+
+
+def test_probability_scoring_needs_a_backend_that_scores_choices():
+    with pytest.raises(ConfigError, match='scoring "text"'):
+        grade(ScriptedLM(["[[5]]"]), [("q", "a")], scoring="probabilities")
+    with pytest.raises(ConfigError, match="unknown judge scoring"):
+        grade(ScriptedLM(["[[5]]"]), [("q", "a")], scoring="logits")
