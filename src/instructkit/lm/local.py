@@ -6,6 +6,9 @@ causal LM (optionally with a PEFT adapter)::
     lm = LocalLM.load("smollm2-135m-instruct")            # or LocalLM(model, tokenizer)
     [c] = lm.complete([ChatRequest.from_messages([{"role": "user", "content": "Hi"}])])
 
+It also has the :class:`~instructkit.lm.base.ScoresChoices` capability: ``choice_logprobs``
+gives the exact log-probability of fixed answers (one forward pass per batch, no generation),
+which probability judging uses.
 """
 
 from __future__ import annotations
@@ -22,13 +25,9 @@ from transformers import StoppingCriteria, StoppingCriteriaList
 
 from instructkit.data.templates import ChatTemplate, get_template
 from instructkit.errors import ModelError
-from instructkit.lm.base import ChatRequest, Completion
+from instructkit.lm.base import DEFAULT_BATCH, ChatRequest, Completion
 
 __all__ = ["LocalLM"]
-
-# 32 prompts per batch: on 2 CPU cores the embedded model generates ~160 tok/s at 32 against
-# ~83 at 8 (benchmarks/RESULTS.md); memory stays small for a 135M model.
-DEFAULT_BATCH = 32
 
 
 @dataclass(frozen=True)
@@ -135,6 +134,85 @@ class LocalLM:
                         bar.update(len(batch))
         return [c for c in results if c is not None]
 
+    def choice_logprobs(
+        self, requests: Sequence[ChatRequest], prefix: str, choices: Sequence[str]
+    ) -> list[dict[str, float]]:
+        """Per request, the log-probability of each choice's full token sequence right after
+        ``prefix`` at the start of the assistant's answer (see ``ScoresChoices``).
+
+        A choice's tokens are what the tokenizer makes of prompt + prefix + choice beyond the
+        tokens of prompt + prefix (the choice alone if the two texts tokenize differently at
+        the boundary). Each multi-token choice gets a row (context + its tokens); single-token
+        choices are read from the logits after the context of any row, so "1".."10" costs one
+        row per request when digits are single tokens. Rows of several requests (at most
+        ``batch_size``) share one forward pass, with only the scored positions' logits computed.
+        """
+        plans = [self._choice_plan(r, prefix, choices) for r in requests]
+        results: list[dict[str, float]] = [{} for _ in requests]
+        self.model.eval()
+        order = sorted(range(len(plans)), key=lambda i: len(plans[i].context))
+        batches: list[list[int]] = [[]]
+        for i in order:  # consecutive requests, at most batch_size rows (at least one request)
+            if (
+                batches[-1]
+                and sum(len(plans[j].rows) for j in batches[-1]) + len(plans[i].rows)
+                > self.batch_size
+            ):
+                batches.append([])
+            batches[-1].append(i)
+        for batch in batches if requests else []:
+            for j, lps in zip(batch, self._score_rows([plans[j] for j in batch]), strict=True):
+                results[j] = lps
+        return results
+
+    def _choice_plan(self, r: ChatRequest, prefix: str, choices: Sequence[str]) -> _ChoicePlan:
+        text = self.template.render(r.chat(), True) + prefix
+        context = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        tokens = {}
+        for choice in choices:
+            joint = self.tokenizer(text + choice, add_special_tokens=False)["input_ids"]
+            ids = joint[len(context) :] if joint[: len(context)] == context else []
+            ids = ids or self.tokenizer(choice, add_special_tokens=False)["input_ids"]
+            if not ids:
+                raise ModelError(f"the choice {choice!r} has no tokens: give non-empty choices.")
+            tokens[choice] = ids
+        rows = list(dict.fromkeys(tuple(t) for t in tokens.values() if len(t) > 1)) or [()]
+        return _ChoicePlan(context, tokens, rows)
+
+    def _score_rows(self, plans: list[_ChoicePlan]) -> list[dict[str, float]]:
+        """One forward pass over every row of ``plans``; the choices' log-probabilities."""
+        rows = [
+            (plan.context + list(row[:-1]), max(1, len(row))) for plan in plans for row in plan.rows
+        ]
+        width, keep = max(len(ids) for ids, _ in rows), max(k for _, k in rows)
+        ids = torch.full((len(rows), width), self._pad_id, dtype=torch.long)  # (R, T)
+        mask = torch.zeros_like(ids)  # (R, T)
+        for n, (row, _) in enumerate(rows):
+            ids[n, width - len(row) :] = torch.tensor(row, dtype=torch.long)
+            mask[n, width - len(row) :] = 1
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)  # (R, T): left padding shifts nothing
+        device = self.model.device
+        with torch.no_grad():
+            logits = self.model(
+                input_ids=ids.to(device),
+                attention_mask=mask.to(device),
+                position_ids=positions.to(device),
+                logits_to_keep=keep,
+            ).logits  # (R, keep, V)
+        logp = logits.float().log_softmax(-1).cpu()  # (R, keep, V)
+        out, n = [], 0
+        for plan in plans:
+            at = {row: (n + r, keep - max(1, len(row))) for r, row in enumerate(plan.rows)}
+            n += len(plan.rows)
+            start = next(iter(at.values()))  # any row: the logits right after the context
+            out.append(
+                {
+                    c: _sequence_logprob(logp, at.get(tuple(t), start), t)
+                    for c, t in plan.tokens.items()
+                }
+            )
+        return out
+
     def _encode(self, r: ChatRequest) -> list[int]:
         prompt = self.template.render(r.chat(), True)
         return self.tokenizer(prompt, add_special_tokens=False)["input_ids"]
@@ -199,6 +277,22 @@ class LocalLM:
         if cut is not None:
             return text[:cut], "stop", used
         return text, "stop" if end is not None else "length", used
+
+
+@dataclass(frozen=True)
+class _ChoicePlan:
+    """How to score one request's choices: its context tokens, each choice's tokens, and the
+    continuations (multi-token choices) that need a row of their own; ``()``: the context."""
+
+    context: list[int]
+    tokens: dict[str, list[int]]
+    rows: list[tuple[int, ...]]
+
+
+def _sequence_logprob(logp: torch.Tensor, at: tuple[int, int], tokens: list[int]) -> float:
+    """Sum of log p(token j) read at row ``at[0]``, kept position ``at[1] + j``."""
+    row, start = at
+    return float(sum(logp[row, start + j, t] for j, t in enumerate(tokens)))
 
 
 class _StopStrings(StoppingCriteria):
