@@ -8,13 +8,15 @@ the SQLite request cache compose around any of them. Build one from a CLI spec w
 Optional capability: an LM that can also say how likely each of a few fixed answers is
 (:class:`ScoresChoices`, implemented by the local backend and forwarded by the cache) lets a
 judge score by probability instead of parsing generated text. :func:`require_choice_scores`
-checks for it with an error that says what to use instead.
+checks for it with an error that says what to use instead. Another (:class:`Abandonable`) lets
+a server stop generating for a client that went away.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import threading
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol, runtime_checkable
@@ -26,6 +28,7 @@ __all__ = [
     "ChatRequest",
     "Completion",
     "LM",
+    "Abandonable",
     "ScoresChoices",
     "choice_key",
     "request_key",
@@ -137,3 +140,17 @@ def require_choice_scores(lm: object) -> ScoresChoices:
             '(local or local:NAME_OR_PATH) for scoring "probabilities".',
         )
     return lm
+
+
+@runtime_checkable
+class Abandonable(Protocol):
+    """An LM that stops generating for a request whose caller went away (a server's client).
+
+    ``complete_abandonable`` is ``complete`` with one event per request: once a request's event
+    is set, its generation stops at the next decode step (and a batch whose requests are all
+    abandoned is not started); its completion then has finish reason ``"abandoned"``.
+    """
+
+    def complete_abandonable(
+        self, requests: Sequence[ChatRequest], abandoned: Sequence[threading.Event]
+    ) -> list[Completion]: ...

@@ -6,6 +6,8 @@ causal LM (optionally with a PEFT adapter)::
     lm = LocalLM.load("smollm2-135m-instruct")            # or LocalLM(model, tokenizer)
     [c] = lm.complete([ChatRequest.from_messages([{"role": "user", "content": "Hi"}])])
 
+``complete_abandonable`` (the :class:`~instructkit.lm.base.Abandonable` capability, used by
+``instructkit serve``) stops generating, between decode steps, for requests whose event is set.
 It also has the :class:`~instructkit.lm.base.ScoresChoices` capability: ``choice_logprobs``
 gives the exact log-probability of fixed answers (one forward pass per batch, no generation),
 which probability judging uses.
@@ -13,6 +15,7 @@ which probability judging uses.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -118,6 +121,20 @@ class LocalLM:
         self, requests: Sequence[ChatRequest], *, progress: bool = False
     ) -> list[Completion]:
         """One :class:`Completion` per request, in input order."""
+        return self._complete(requests, progress, None)
+
+    def complete_abandonable(
+        self, requests: Sequence[ChatRequest], abandoned: Sequence[threading.Event]
+    ) -> list[Completion]:
+        """``complete``, stopping a request's generation once its ``abandoned`` event is set."""
+        return self._complete(requests, False, abandoned)
+
+    def _complete(
+        self,
+        requests: Sequence[ChatRequest],
+        progress: bool,
+        abandoned: Sequence[threading.Event] | None,
+    ) -> list[Completion]:
         encoded = [self._encode(r) for r in requests]
         groups: dict[_Sampling, list[int]] = {}
         for i, r in enumerate(requests):
@@ -128,7 +145,8 @@ class LocalLM:
             for sampling, members in groups.items():
                 with _seeded(sampling.seed, self.model):
                     for batch in self._batches(members, encoded, sampling.n):
-                        outs = self._generate([encoded[i] for i in batch], sampling)
+                        events = [abandoned[i] for i in batch] if abandoned else None
+                        outs = self._generate([encoded[i] for i in batch], sampling, events)
                         for i, c in zip(batch, outs, strict=True):
                             results[i] = _repeat(c, requests[i].n) if sampling.n == 1 else c
                         bar.update(len(batch))
@@ -222,7 +240,11 @@ class LocalLM:
         size = max(1, self.batch_size // n)
         return [order[b : b + size] for b in range(0, len(order), size)]
 
-    def _generate(self, encoded: list[list[int]], s: _Sampling) -> list[Completion]:
+    def _generate(
+        self, encoded: list[list[int]], s: _Sampling, abandoned: list[threading.Event] | None
+    ) -> list[Completion]:
+        if abandoned and all(e.is_set() for e in abandoned):  # nobody waits for this batch
+            return [Completion([""] * s.n, len(e), 0, ["abandoned"] * s.n) for e in encoded]
         width = max(len(e) for e in encoded)
         ids = torch.full((len(encoded), width), self._pad_id, dtype=torch.long)  # (B, T)
         mask = torch.zeros_like(ids)  # (B, T)
@@ -237,7 +259,11 @@ class LocalLM:
                 "top_p": s.top_p,
                 "top_k": 0,
             }
-        stopping = [_StopStrings(self.tokenizer, s.stop, width)] if s.stop else []
+        stopping: list[StoppingCriteria] = []
+        if s.stop:
+            stopping.append(_StopStrings(self.tokenizer, s.stop, width))
+        if abandoned:
+            stopping.append(_Abandoned(abandoned, s.n))
         device = self.model.device
         with torch.no_grad():
             out = self.model.generate(
@@ -255,6 +281,8 @@ class LocalLM:
         completions = []
         for row, e in enumerate(encoded):
             decoded = [self._decode(new[row * s.n + j], s.stop) for j in range(s.n)]
+            if abandoned and abandoned[row].is_set():  # cut short unless it had ended anyway
+                decoded = [(t, "abandoned" if r == "length" else r, k) for t, r, k in decoded]
             completions.append(
                 Completion(
                     texts=[text for text, _, _ in decoded],
@@ -309,6 +337,17 @@ class _StopStrings(StoppingCriteria):
         texts = self.tokenizer.batch_decode(input_ids[:, self.width :], skip_special_tokens=True)
         done = [any(s in t for s in self.stop) for t in texts]
         return torch.tensor(done, dtype=torch.bool, device=input_ids.device)  # (B,)
+
+
+class _Abandoned(StoppingCriteria):
+    """Ends the rows of requests whose event is set (their caller went away); ``n`` rows each."""
+
+    def __init__(self, events: list[threading.Event], n: int) -> None:
+        self.events, self.n = events, n
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, **kw: Any) -> torch.Tensor:
+        done = [e.is_set() for e in self.events for _ in range(self.n)]
+        return torch.tensor(done, dtype=torch.bool, device=input_ids.device)  # (B * n,)
 
 
 def _repeat(c: Completion, n: int) -> Completion:

@@ -10,6 +10,9 @@ threads, and from code that already runs a loop (there it runs the loop on a hel
 
 Faults:
 
+- ``timeout`` (default 600 s) bounds the wait for one answer. A local server on CPU that
+  generates a batch of long answers (an LLM judge's, say) takes minutes; a shorter timeout only
+  makes the client give up and resend work the server is already doing.
 - 429, 408, 5xx and timeouts are retried up to ``max_retries`` times with exponential backoff and
   full jitter ("Exponential Backoff And Jitter", AWS Architecture Blog, 2015), honouring
   ``Retry-After``.
@@ -38,9 +41,10 @@ from tqdm.auto import tqdm
 from instructkit.errors import LMError
 from instructkit.lm.base import ChatRequest, Completion
 
-__all__ = ["Backoff", "OpenAILM", "DEFAULT_BASE_URL"]
+__all__ = ["Backoff", "OpenAILM", "DEFAULT_BASE_URL", "DEFAULT_TIMEOUT"]
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
+DEFAULT_TIMEOUT = 600.0  # seconds for one answer: long enough for a slow local server
 _RETRY_STATUSES = {408, 429}  # and every 5xx
 
 
@@ -74,7 +78,9 @@ class OpenAILM:
 
     ``base_url`` defaults to ``$OPENAI_BASE_URL``, else the OpenAI API; ``api_key`` to
     ``$OPENAI_API_KEY`` (local servers need none). ``name`` (default ``openai:MODEL``) is the
-    identity used in cache keys. ``retries`` counts every retry made, for logs and tests.
+    identity used in cache keys. ``concurrency``, ``max_retries``, ``timeout`` and
+    ``retry_window`` are also :func:`~instructkit.lm.build_lm` keyword arguments. ``retries``
+    counts every retry made, for logs and tests.
     """
 
     def __init__(
@@ -85,7 +91,7 @@ class OpenAILM:
         *,
         concurrency: int = 8,
         max_retries: int = 6,
-        timeout: float = 60.0,
+        timeout: float = DEFAULT_TIMEOUT,
         retry_window: float = 60.0,
         backoff: Backoff | None = None,
         name: str | None = None,
@@ -187,7 +193,8 @@ class OpenAILM:
             )
         return LMError(
             f"gave up on {self.url} after {retries} retries; last error: {e.reason}.",
-            fix="check the server's logs and load, or raise max_retries / retry_window.",
+            fix="check the server's logs and load, or raise timeout / max_retries / "
+            "retry_window (options of the openai backend, e.g. build_lm(spec, timeout=1200)).",
         )
 
     async def _post(self, client: httpx.AsyncClient, body: dict[str, Any]) -> Completion:
