@@ -21,6 +21,8 @@ Faults:
 - Once the server has answered, connection errors are retried for at least ``retry_window``
   seconds, so a job survives a server restart.
 - 401/403 (auth), 404 (URL or model) and other 4xx fail at once with an error that says what to fix.
+- Whatever ends ``complete`` early (an LMError, Ctrl+C) carries the completions that did arrive
+  as ``completed`` (``{index: Completion}``), so a cache or a journal can keep them.
 """
 
 from __future__ import annotations
@@ -118,20 +120,26 @@ class OpenAILM:
         """One :class:`Completion` per request, in input order; raises LMError on failure."""
         if not requests:
             return []
-        job = self._complete_all(list(requests), progress)
+        results: list[Completion | None] = [None] * len(requests)
+        job = self._complete_all(list(requests), progress, results)
         try:
-            asyncio.get_running_loop()
-        except RuntimeError:  # no loop in this thread: the usual case
-            return asyncio.run(job)
-        with concurrent.futures.ThreadPoolExecutor(1) as pool:  # a loop runs here already
-            return pool.submit(asyncio.run, job).result()
+            try:
+                asyncio.get_running_loop()
+            except RuntimeError:  # no loop in this thread: the usual case
+                return asyncio.run(job)
+            with concurrent.futures.ThreadPoolExecutor(1) as pool:  # a loop runs here already
+                return pool.submit(asyncio.run, job).result()
+        except BaseException as e:  # an LMError, or Ctrl+C: say what did arrive (see CachedLM)
+            e.completed = {i: c for i, c in enumerate(results) if c is not None}  # type: ignore[attr-defined]
+            raise
 
-    async def _complete_all(self, requests: list[ChatRequest], progress: bool) -> list[Completion]:
+    async def _complete_all(
+        self, requests: list[ChatRequest], progress: bool, results: list[Completion | None]
+    ) -> list[Completion]:
         headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
         limits = httpx.Limits(max_connections=self.concurrency)
         timeout = httpx.Timeout(self.timeout, connect=min(self.timeout, 10.0))
         gate = asyncio.Semaphore(self.concurrency)
-        results: list[Completion | None] = [None] * len(requests)
         async with httpx.AsyncClient(headers=headers, limits=limits, timeout=timeout) as client:
             with tqdm(total=len(requests), desc=self.name, unit="req", disable=not progress) as bar:
 
@@ -147,10 +155,7 @@ class OpenAILM:
                 await asyncio.gather(*pending, return_exceptions=True)
         errors = [t.exception() for t in done if not t.cancelled() and t.exception()]
         if errors:
-            error = errors[0]
-            # Completions that did arrive, so that a cache can keep them (see CachedLM).
-            error.completed = {i: c for i, c in enumerate(results) if c is not None}  # type: ignore[union-attr]
-            raise error  # type: ignore[misc]
+            raise errors[0]  # type: ignore[misc]  # complete() adds what did arrive
         return [c for c in results if c is not None]
 
     async def _complete_one(self, client: httpx.AsyncClient, request: ChatRequest) -> Completion:

@@ -4,6 +4,7 @@ import re
 
 import pytest
 
+from instructkit.errors import ConfigError, LMError
 from instructkit.evaluate.judge import (
     JUDGE_SYSTEM,
     JudgeItem,
@@ -12,7 +13,6 @@ from instructkit.evaluate.judge import (
     parse_score,
     parse_verdict,
 )
-from instructkit.errors import ConfigError, LMError
 from instructkit.jobs import Job, fingerprint
 from instructkit.lm.base import Completion
 from instructkit.lm.scripted import ScriptedLM
@@ -317,7 +317,9 @@ def test_a_judge_that_dies_after_k_batches_resumes_with_only_the_rest(tmp_path, 
     again = _DiesAfter(None)
     resumed = grade(again, items, journal=journal, batch_size=3)
     asked = [q for batch in again.batches for q in batch]
-    assert len(asked) == 3 and all(f"question {i}\n" in q for i, q in zip((7, 8, 9), asked))
+    assert len(asked) == 3 and all(
+        f"question {i}\n" in q for i, q in zip((7, 8, 9), asked, strict=True)
+    )
     assert resumed.scores == grade(_DiesAfter(None), items).scores
 
 
