@@ -490,25 +490,26 @@ def _ask(
     requests: list[ChatRequest],
     scoring: Scoring,
     choices: tuple[str, str, tuple[str, ...]],
-    **kw: Any,
+    *,
+    journal: str | Path | Job | None,
+    batch_size: int,
+    progress: bool,
 ) -> list[dict[str, Any]]:
-    """Answer rows: ``{"text"}`` for text scoring, ``{"logprobs"}`` of ``choices[1:]`` else."""
+    """Answer rows: ``{"text"}`` for text scoring; for probabilities, ``{"logprobs"}`` of the
+    options after the prefix, ``choices`` being (label for the progress bar, prefix, options)."""
     label, prefix, options = choices
-    progress = f"judge {lm.name} ({label})" if kw.pop("progress") else None
+    kw: dict[str, Any] = {"journal": journal, "batch_size": batch_size}
+    kw["progress"] = f"judge {lm.name} ({label})" if progress else None
     if scoring == "text":
         keys = [request_key(lm.name, r) for r in requests]
-        return _answers(lambda rs: lm.complete(rs), requests, keys, progress=progress, **kw)
+        return _answers(lambda rs: lm.complete(rs), requests, keys, **kw)
     if scoring != "probabilities":
         raise ConfigError(
             f"unknown judge scoring '{scoring}'.", fix='use "text" or "probabilities".'
         )
     scorer = require_choice_scores(lm)
     keys = [choice_key(lm.name, r, prefix, options) for r in requests]
-
-    def ask(rs: list[ChatRequest]) -> list[dict[str, float]]:
-        return scorer.choice_logprobs(rs, prefix, options)
-
-    return _answers(ask, requests, keys, progress=progress, **kw)
+    return _answers(lambda rs: scorer.choice_logprobs(rs, prefix, options), requests, keys, **kw)
 
 
 def _pairs(items: Sequence[tuple[str, str]], name: str) -> list[tuple[str, str]]:
