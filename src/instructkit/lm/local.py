@@ -168,17 +168,15 @@ class LocalLM:
         plans = [self._choice_plan(r, prefix, choices) for r in requests]
         results: list[dict[str, float]] = [{} for _ in requests]
         self.model.eval()
-        order = sorted(range(len(plans)), key=lambda i: len(plans[i].context))
-        batches: list[list[int]] = [[]]
-        for i in order:  # consecutive requests, at most batch_size rows (at least one request)
-            if (
-                batches[-1]
-                and sum(len(plans[j].rows) for j in batches[-1]) + len(plans[i].rows)
-                > self.batch_size
-            ):
+        batches: list[list[int]] = []  # requests by prompt length, at most batch_size rows
+        rows = 0
+        for i in sorted(range(len(plans)), key=lambda i: len(plans[i].context)):
+            if not batches or rows + len(plans[i].rows) > self.batch_size:
                 batches.append([])
+                rows = 0
             batches[-1].append(i)
-        for batch in batches if requests else []:
+            rows += len(plans[i].rows)
+        for batch in batches:
             for j, lps in zip(batch, self._score_rows([plans[j] for j in batch]), strict=True):
                 results[j] = lps
         return results
@@ -296,6 +294,9 @@ class LocalLM:
     def _decode(self, tokens: list[int], stop: tuple[str, ...]) -> tuple[str, str, int]:
         """(text, finish reason, tokens generated) of one generated sequence."""
         end = next((k for k, t in enumerate(tokens) if t in self._stop_ids), None)
+        if end is None:  # a row that a stopping criterion ended while others ran on: padded
+            while tokens and tokens[-1] == self._pad_id:
+                tokens = tokens[:-1]
         used = len(tokens) if end is None else end + 1  # the end-of-turn token counts as generated
         text = self.tokenizer.decode(tokens[:end], skip_special_tokens=True)
         cut = min(

@@ -161,3 +161,17 @@ def test_probability_grading_with_a_tiny_model_always_gives_a_verdict(lm):
         assert sum(g.probabilities.values()) == pytest.approx(1.0)
         expected = sum(int(c) * p for c, p in g.probabilities.items())
         assert g.score == pytest.approx(expected)
+
+
+def test_abandoned_requests_are_not_generated(lm):
+    import threading
+
+    gone, waiting = threading.Event(), threading.Event()
+    gone.set()
+    requests = [ask("hi", max_tokens=6), ask("The quick brown fox", max_tokens=6)]
+    [alone] = lm.complete_abandonable(requests[:1], [gone])  # a batch nobody waits for
+    assert alone.finish_reasons == ["abandoned"] and alone.completion_tokens == 0
+    out = lm.complete_abandonable(requests, [gone, waiting])  # one batch of 2
+    assert out[0].finish_reasons == ["abandoned"] and out[0].completion_tokens == 1
+    assert out[1].texts == lm.complete(requests[1:])[0].texts  # the other is answered as usual
+    assert out[1].completion_tokens == 6
