@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from instructkit.lm.base import DEFAULT_BATCH
+
 __all__ = ["serve"]
 
 
@@ -32,9 +34,9 @@ __all__ = ["serve"]
 @click.option(
     "--max-batch",
     type=click.IntRange(min=1),
-    default=32,
+    default=DEFAULT_BATCH,
     show_default=True,
-    help="Most requests generated together in one batch.",
+    help="Most requests generated together in one batch (the local backend's default batch).",
 )
 @click.option(
     "--max-wait-ms",
@@ -52,8 +54,9 @@ def serve(model, adapter, host, port, template, max_batch, max_wait_ms, name) ->
     """Serve MODEL at /v1/chat/completions and /v1/models (OpenAI schema) until Ctrl+C.
 
     Requests with the same sampling parameters are batched together: a batch takes what is
-    queued and waits up to --max-wait-ms for as many clients as recent batches held.
-    Point any OpenAI client at http://HOST:PORT/v1.
+    queued and waits up to --max-wait-ms for as many clients as recent batches held. A request
+    whose client disconnects (or times out) is dropped, or its generation stopped; GET /health
+    counts them. Point any OpenAI client at http://HOST:PORT/v1.
     """
     from instructkit.lm.serve import check_adapter_dir, run_server
 

@@ -14,23 +14,52 @@ A pairwise item is judged twice, once with A shown first and once with B shown f
 a judge's preference for a position cancels (MT-Bench's "swap positions"): the orders must agree
 for a win; if they disagree the item is a tie, and ``agreement`` is the share of items whose two
 orders agree. A judgment that cannot be parsed (or a grade outside 1-10) is never dropped: its
-score or outcome is None, it is counted in ``unparseable``, and the raw judge text is kept.
+score or outcome is None, it is counted in ``unparseable`` and named in ``unparseable_ids``
+(``ids=`` names the items; default: their positions), its raw judge text is kept, and a warning
+is logged with the first ten ids. :func:`parse_score` is the one score parser of the project
+(any scale: the judge's 1-10, the data-quality judge's 1-5).
 
-Requests are deterministic (temperature 0). With ``journal=path`` each judge answer is appended
-to a JSONL :class:`~instructkit.jobs.Job` keyed by a hash of the judge model, prompt
-and parameters, so a re-run (after a crash or with more items) only asks what is missing.
+Scoring. ``scoring="text"`` (default) parses the verdict the judge writes. ``"probabilities"``
+follows G-Eval (Liu et al. 2023, "G-Eval: NLG Evaluation using GPT-4 with Better Human
+Alignment"): the judge's answer is started with "Rating: [[" and the score is the expected
+grade, sum(p_i * i) / sum(p_i) over the exact probabilities of "1".."10" (each a full token
+sequence, so "10" counts right however it is tokenized); pairwise, the verdict is the likeliest
+of "A", "B", "C" after "[[". It needs an LM with the
+:class:`~instructkit.lm.base.ScoresChoices` capability (the local backend, or a cache over it)
+and always yields a verdict, even from a 135M model that cannot follow the output format.
+
+Requests are deterministic (temperature 0) and a progress bar counts them (``progress=False``
+hides it). With ``journal=`` (a path, or a :class:`~instructkit.jobs.Job` whose journal named
+"judge", else its main journal, takes the rows) each batch of answers is durable before the next
+is asked, keyed by a hash of the judge model, prompt and parameters: a re-run (after a crash, a
+timeout, Ctrl+C, or with more items) asks only what is missing, and answers that arrived from a
+batch that failed part-way (an exception's ``completed``, see
+:class:`~instructkit.lm.openai.OpenAILM`) are kept too.
 """
 
 from __future__ import annotations
 
+import functools
+import logging
+import math
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 
+from tqdm.auto import tqdm
+
+from instructkit.errors import ConfigError, LMError
 from instructkit.jobs import Job, fingerprint
-from instructkit.lm.base import LM, ChatRequest, request_key
+from instructkit.lm.base import (
+    LM,
+    ChatRequest,
+    Completion,
+    choice_key,
+    request_key,
+    require_choice_scores,
+)
 
 __all__ = [
     "JUDGE_SYSTEM",
@@ -38,16 +67,29 @@ __all__ = [
     "GRADE_PROMPT_WITH_REFERENCE",
     "PAIRWISE_PROMPT",
     "PAIRWISE_PROMPT_WITH_REFERENCE",
+    "GRADE_PREFIX",
+    "GRADES",
+    "VERDICT_PREFIX",
+    "VERDICTS",
+    "Scoring",
     "JudgeItem",
+    "ParsedScore",
     "Grade",
     "JudgeResult",
     "PairwiseOutcome",
     "PairwiseResult",
-    "parse_rating",
+    "parse_score",
     "parse_verdict",
+    "choice_probabilities",
+    "expected_grade",
     "grade",
     "compare",
 ]
+
+log = logging.getLogger(__name__)
+
+Scoring = Literal["text", "probabilities"]
+_MAIN, _JUDGE = "out", "judge"  # Job journal names: its main one, or one named "judge"
 
 # --- prompts (data) --------------------------------------------------------------------------
 
@@ -86,6 +128,9 @@ _PAIR_ANSWERS = (
     "[Assistant B's answer]\n{answer_2}\n[End of assistant B's answer]"
 )
 PAIRWISE_PROMPT = _PAIRWISE_TASK.format(ref_hint="") + "[Question]\n{question}\n\n" + _PAIR_ANSWERS
+# Probability scoring: the answer starts with the prefix, the choices are what may follow.
+GRADE_PREFIX, GRADES = "Rating: [[", tuple(str(i) for i in range(1, 11))
+VERDICT_PREFIX, VERDICTS = "[[", ("A", "B", "C")
 PAIRWISE_PROMPT_WITH_REFERENCE = (
     _PAIRWISE_TASK.format(
         ref_hint=" A reference answer is given: check both answers against it for mistakes."
@@ -97,13 +142,6 @@ PAIRWISE_PROMPT_WITH_REFERENCE = (
 # --- parsing ---------------------------------------------------------------------------------
 
 _NUMBER = r"(\d+(?:\.\d+)?)"
-# Tried in order; the first pattern that occurs decides, and its last occurrence wins (a judge
-# may quote the requested format before giving its own rating).
-_RATING_PATTERNS = (
-    re.compile(r"\[\[\s*" + _NUMBER + r"\s*\]\]"),
-    re.compile(r"rating[\s*:=]*\[?\s*" + _NUMBER, re.IGNORECASE),  # also "**Rating:** 7"
-    re.compile(r"(?<![\d.])" + _NUMBER + r"\s*/\s*10(?!\d)"),
-)
 _VERDICT_PATTERNS = (
     re.compile(r"\[\[\s*(A|B|C|tie)\s*\]\]", re.IGNORECASE),
     # letters are case-sensitive here, so that "verdict: a tie" does not read as "A"
@@ -113,17 +151,53 @@ _VERDICT_PATTERNS = (
 )
 
 
-def parse_rating(text: str) -> tuple[float | None, str | None]:
-    """(score, None) for a 1-10 rating in ``text``; (None, reason) when there is none or it is
-    out of range. Accepts "Rating: [[7]]", "[[7.5]]", "Rating: 7", "7/10"."""
-    for pattern in _RATING_PATTERNS:
-        found = pattern.findall(text)
-        if found:
-            score = float(found[-1])
-            if not 1.0 <= score <= 10.0:
-                return None, f"rating {found[-1]} is outside 1-10"
-            return score, None
-    return None, "no rating found"
+class ParsedScore(NamedTuple):
+    """A score read from a judgment: ``score`` on the scale, or None and ``error`` says why."""
+
+    score: float | None
+    error: str | None
+
+
+@functools.lru_cache(maxsize=8)
+def _score_patterns(top: int) -> tuple[re.Pattern[str], ...]:
+    of_top = rf"\s*(?:/\s*{top}|out\s+of\s+{top})"
+    return (
+        re.compile(r"\[\[\s*" + _NUMBER + r"\s*\]\]"),  # "[[7]]", "Rating: [[7.5]]"
+        re.compile(r"\b(?:rating|score)\b[\s*:=]*\[?\s*" + _NUMBER, re.IGNORECASE),
+        re.compile(r"^\W*" + _NUMBER + rf"(?:{of_top})?\W*$", re.MULTILINE | re.IGNORECASE),
+        re.compile(r"(?<![\d.])" + _NUMBER + of_top + r"(?!\d)", re.IGNORECASE),
+    )
+
+
+def parse_score(text: str, scale: tuple[int, int] = (1, 10)) -> ParsedScore:
+    """The score on ``scale`` (inclusive) in a judge's text, the one parser of every judge.
+
+    Tried in order, the first form found decides: "[[7]]" (MT-Bench's "Rating: [[7]]"); a
+    keyed "Rating: 7" / "Score: 4" / "**Score:** 4.5/5"; a line holding only a number ("4",
+    "**5**", "4/5"); a number "out of" the top ("7/10", "4 out of 5") when the text gives only
+    one such value. For the first two the last occurrence wins (a judge may quote the requested
+    format, or revise itself, before its own score). A value outside the scale is an error,
+    never clipped.
+    """
+    low, top = scale
+    brackets, keyed, alone, out_of = _score_patterns(top)
+    found: str | None = None
+    for pattern in (brackets, keyed):
+        if hits := pattern.findall(text):
+            found = hits[-1]
+            break
+    else:
+        if match := alone.search(text):
+            found = match.group(1)
+        elif hits := out_of.findall(text):
+            if len(set(map(float, hits))) > 1:
+                return ParsedScore(None, f"several scores ({', '.join(hits)}) and none marked")
+            found = hits[0]
+    if found is None:
+        return ParsedScore(None, "no score found")
+    if not low <= float(found) <= top:
+        return ParsedScore(None, f"score {found} is outside {low}-{top}")
+    return ParsedScore(float(found), None)
 
 
 def parse_verdict(text: str) -> str | None:
@@ -148,11 +222,17 @@ class JudgeItem(NamedTuple):
 
 @dataclass(frozen=True)
 class Grade:
-    """One graded answer: ``score`` in 1-10, or None and ``error`` says why; ``raw`` judge text."""
+    """One graded answer: ``score`` in 1-10, or None and ``error`` says why; ``raw`` judge text.
+
+    With probability scoring, ``probabilities`` holds p(grade) for "1".."10" (normalized over
+    them) and ``score`` is their expected value.
+    """
 
     score: float | None
     raw: str
     error: str | None = None
+    id: str = ""
+    probabilities: dict[str, float] | None = None
 
 
 @dataclass
@@ -175,19 +255,29 @@ class JudgeResult:
         return len(self.grades) - self.parsed
 
     @property
+    def unparseable_ids(self) -> list[str]:
+        return [g.id for g in self.grades if g.score is None]
+
+    @property
     def mean(self) -> float | None:
         """Mean over parsed grades (None if there is none); see ``unparseable`` for the rest."""
         scores = [s for s in self.scores if s is not None]
         return sum(scores) / len(scores) if scores else None
 
     def to_dict(self) -> dict[str, Any]:
+        items = [
+            {"id": g.id, "score": g.score, "error": g.error, "raw": g.raw}
+            | ({"probabilities": g.probabilities} if g.probabilities is not None else {})
+            for g in self.grades
+        ]
         return {
             "judge": self.judge,
             "n": len(self.grades),
             "mean": self.mean,
             "parsed": self.parsed,
             "unparseable": self.unparseable,
-            "items": [{"score": g.score, "error": g.error, "raw": g.raw} for g in self.grades],
+            "unparseable_ids": self.unparseable_ids,
+            "items": items,
         }
 
 
@@ -202,6 +292,7 @@ class PairwiseOutcome:
     verdict_ba: str | None
     raw_ab: str
     raw_ba: str
+    id: str = ""
 
     @property
     def agree(self) -> bool | None:
@@ -243,6 +334,10 @@ class PairwiseResult:
         return self._count(None)
 
     @property
+    def unparseable_ids(self) -> list[str]:
+        return [o.id for o in self.outcomes if o.outcome is None]
+
+    @property
     def inconsistent(self) -> int:
         """Items whose two orders disagreed (counted as ties)."""
         return sum(o.agree is False for o in self.outcomes)
@@ -260,9 +355,10 @@ class PairwiseResult:
         return (self.wins + 0.5 * self.ties) / n if n else None
 
     def to_dict(self) -> dict[str, Any]:
-        keys = ("wins", "losses", "ties", "unparseable", "inconsistent", "agreement", "win_rate")
+        keys = ("wins", "losses", "ties", "unparseable", "unparseable_ids", "inconsistent")
         items = [
             {
+                "id": o.id,
                 "outcome": o.outcome,
                 "verdict_ab": o.verdict_ab,
                 "verdict_ba": o.verdict_ba,
@@ -271,7 +367,7 @@ class PairwiseResult:
             }
             for o in self.outcomes
         ]
-        counts = {k: getattr(self, k) for k in keys}
+        counts = {k: getattr(self, k) for k in (*keys, "agreement", "win_rate")}
         return {"judge": self.judge, "n": len(self.outcomes), **counts, "items": items}
 
 
@@ -288,6 +384,40 @@ def _combine(verdict_ab: str | None, verdict_ba: str | None) -> int | None:
     return first if first == second else 0
 
 
+def _warn_unparseable(judge: str, ids: list[str], n: int) -> None:
+    if ids:
+        shown = ", ".join(ids[:10]) + (f", ... ({len(ids) - 10} more)" if len(ids) > 10 else "")
+        log.warning(
+            "judge %s: %d of %d verdicts could not be parsed (ids: %s); their raw text is kept "
+            'in the result. A small judge model may do better with scoring="probabilities".',
+            judge,
+            len(ids),
+            n,
+            shown,
+        )
+
+
+# --- probability scoring (G-Eval) ------------------------------------------------------------
+
+
+def choice_probabilities(logprobs: dict[str, float]) -> dict[str, float]:
+    """Log-probabilities of the choices, normalized over them: p_i / sum(p_j)."""
+    top = max(logprobs.values())
+    weights = {c: math.exp(lp - top) for c, lp in logprobs.items()}  # no underflow to 0/0
+    total = sum(weights.values())
+    return {c: w / total for c, w in weights.items()}
+
+
+def expected_grade(logprobs: dict[str, float]) -> tuple[float, dict[str, float]]:
+    """G-Eval's score sum(p_i * i) / sum(p_i) over numeric choices, and the normalized p_i."""
+    probs = choice_probabilities(logprobs)
+    return sum(float(c) * p for c, p in probs.items()), probs
+
+
+def _describe(probs: dict[str, float]) -> str:
+    return " ".join(f"p({c})={p:.3f}" for c, p in probs.items())
+
+
 # --- asking the judge ------------------------------------------------------------------------
 
 
@@ -297,32 +427,89 @@ def _request(prompt: str, max_tokens: int) -> ChatRequest:
     )
 
 
-def _ask(
-    lm: LM,
+def _open_journal(journal: str | Path | Job | None) -> tuple[Job | None, str]:
+    """The job and the name of its journal that holds judge answers."""
+    if journal is None:
+        return None, _MAIN
+    if isinstance(journal, Job):
+        return journal, _JUDGE if _JUDGE in journal.paths else _MAIN
+    return Job(journal, fingerprint({"kind": "judge"})), _MAIN  # rows are keyed by model+prompt
+
+
+def _payload(answer: Completion | dict[str, float]) -> dict[str, Any]:
+    if isinstance(answer, Completion):
+        return {"text": answer.text}
+    return {"logprobs": answer}
+
+
+def _answers(
+    ask: Callable[[list[ChatRequest]], Sequence[Completion | dict[str, float]]],
     requests: Sequence[ChatRequest],
+    keys: list[str],
     *,
-    journal: str | Path | None,
+    journal: str | Path | Job | None,
     batch_size: int,
-    progress: bool,
-) -> list[str]:
-    """Judge texts for ``requests`` in order; journaled answers reused, duplicates asked once."""
-    keys = [request_key(lm.name, r) for r in requests]
-    fp = fingerprint({"kind": "judge"})  # entries are keyed by model, prompt and parameters
-    log = Job(journal, fp) if journal is not None else None
-    done = {r["key"]: r["text"] for r in (log.records if log else []) if "key" in r}
+    progress: str | None,
+) -> list[dict[str, Any]]:
+    """The judge's answer row per request, in order: journaled rows are reused, identical
+    requests asked once, and each batch is durable before the next is asked; on a failure,
+    the answers that did arrive (an exception's ``completed``, see OpenAILM) are kept too."""
+    job, name = _open_journal(journal)
+    done = {r["key"]: r for r in (job.records_of(name) if job else []) if "key" in r}
     todo: dict[str, ChatRequest] = {}
     for key, request in zip(keys, requests, strict=True):
         if key not in done:
             todo.setdefault(key, request)
-    pending = list(todo.items())
-    for start in range(0, len(pending), batch_size):
-        chunk = pending[start : start + batch_size]
-        completions = lm.complete([r for _, r in chunk], progress=progress)
-        rows = [{"key": k, "text": c.text} for (k, _), c in zip(chunk, completions, strict=True)]
-        if log is not None:
-            log.append(rows)  # durable before the next batch: a crash loses at most this one
-        done.update((row["key"], row["text"]) for row in rows)
+    pending, unique = list(todo.items()), len(set(keys))
+
+    def record(answered: list[tuple[str, Completion | dict[str, float]]]) -> None:
+        rows = [{"key": k, **_payload(a)} for k, a in answered]
+        if job is not None:
+            job.append(rows, to=name)
+        done.update((row["key"], row) for row in rows)
+
+    disable = progress is None
+    with tqdm(total=unique, initial=unique - len(pending), desc=progress, disable=disable) as bar:
+        for start in range(0, len(pending), batch_size):
+            chunk = pending[start : start + batch_size]
+            try:
+                answers = ask([r for _, r in chunk])
+            except BaseException as e:  # KeyboardInterrupt too: keep what did arrive
+                partial = getattr(e, "completed", None) or {}
+                record([(chunk[i][0], a) for i, a in sorted(partial.items())])
+                raise
+            if len(answers) != len(chunk):
+                raise LMError(f"the judge answered {len(answers)} of {len(chunk)} requests.")
+            record([(k, a) for (k, _), a in zip(chunk, answers, strict=True)])
+            bar.update(len(chunk))
     return [done[k] for k in keys]
+
+
+def _ask(
+    lm: LM,
+    requests: list[ChatRequest],
+    scoring: Scoring,
+    choices: tuple[str, str, tuple[str, ...]],
+    *,
+    journal: str | Path | Job | None,
+    batch_size: int,
+    progress: bool,
+) -> list[dict[str, Any]]:
+    """Answer rows: ``{"text"}`` for text scoring; for probabilities, ``{"logprobs"}`` of the
+    options after the prefix, ``choices`` being (label for the progress bar, prefix, options)."""
+    label, prefix, options = choices
+    kw: dict[str, Any] = {"journal": journal, "batch_size": batch_size}
+    kw["progress"] = f"judge {lm.name} ({label})" if progress else None
+    if scoring == "text":
+        keys = [request_key(lm.name, r) for r in requests]
+        return _answers(lambda rs: lm.complete(rs), requests, keys, **kw)
+    if scoring != "probabilities":
+        raise ConfigError(
+            f"unknown judge scoring '{scoring}'.", fix='use "text" or "probabilities".'
+        )
+    scorer = require_choice_scores(lm)
+    keys = [choice_key(lm.name, r, prefix, options) for r in requests]
+    return _answers(lambda rs: scorer.choice_logprobs(rs, prefix, options), requests, keys, **kw)
 
 
 def _pairs(items: Sequence[tuple[str, str]], name: str) -> list[tuple[str, str]]:
@@ -342,18 +529,35 @@ def _references(reference: Sequence[str | None] | None, n: int) -> list[str | No
     return list(reference)
 
 
+def _ids(ids: Sequence[str] | None, n: int) -> list[str]:
+    if ids is None:
+        return [str(i) for i in range(n)]
+    if len(ids) != n:
+        raise ValueError(f"{n} items but {len(ids)} ids: give one per item")
+    return [str(i) for i in ids]
+
+
 def grade(
     lm: LM,
     items: Sequence[tuple[str, str]],
     reference: Sequence[str | None] | None = None,
     *,
-    journal: str | Path | None = None,
+    ids: Sequence[str] | None = None,
+    journal: str | Path | Job | None = None,
+    scoring: Scoring = "text",
     max_tokens: int = 1024,
     batch_size: int = 16,
-    progress: bool = False,
+    progress: bool = True,
 ) -> JudgeResult:
-    """Grade each (question, answer) from 1 to 10, against ``reference[i]`` where one is given."""
+    """Grade each (question, answer) from 1 to 10, against ``reference[i]`` where one is given.
+
+    ``ids`` name the items in warnings and results (default: their positions). ``journal`` (a
+    path or a :class:`~instructkit.jobs.Job`) makes the run resumable. ``scoring="text"``
+    parses the generated "Rating: [[N]]"; ``"probabilities"`` takes G-Eval's expected grade
+    from a local judge's probabilities of "1".."10" after "Rating: [[".
+    """
     pairs = _pairs(items, "items")
+    names = _ids(ids, len(pairs))
     prompts = [
         GRADE_PROMPT.format(question=q, answer=a)
         if ref is None
@@ -361,13 +565,29 @@ def grade(
         for (q, a), ref in zip(pairs, _references(reference, len(pairs)), strict=True)
     ]
     requests = [_request(p, max_tokens) for p in prompts]
-    texts = _ask(lm, requests, journal=journal, batch_size=batch_size, progress=progress)
-    return JudgeResult(lm.name, [_grade(t) for t in texts])
+    choices = ("grade", GRADE_PREFIX, GRADES)
+    rows = _ask(
+        lm, requests, scoring, choices, journal=journal, batch_size=batch_size, progress=progress
+    )
+    result = JudgeResult(lm.name, [_grade(row, i) for row, i in zip(rows, names, strict=True)])
+    _warn_unparseable(lm.name, result.unparseable_ids, len(result.grades))
+    return result
 
 
-def _grade(text: str) -> Grade:
-    score, error = parse_rating(text)
-    return Grade(score, text, error)
+def _grade(row: dict[str, Any], item_id: str) -> Grade:
+    if "logprobs" in row:
+        expected, probs = expected_grade(row["logprobs"])
+        return Grade(expected, _describe(probs), None, item_id, probs)
+    parsed = parse_score(row["text"], (1, 10))
+    return Grade(parsed.score, row["text"], parsed.error, item_id)
+
+
+def _verdict(row: dict[str, Any]) -> tuple[str | None, str]:
+    """(verdict, raw) of one judged order: the likeliest of A/B/C, or the parsed text."""
+    if "logprobs" in row:
+        probs = choice_probabilities(row["logprobs"])
+        return max(probs, key=probs.__getitem__), _describe(probs)
+    return parse_verdict(row["text"]), row["text"]
 
 
 def _pair_prompt(question: str, first: str, second: str, reference: str | None) -> str:
@@ -384,26 +604,37 @@ def compare(
     items_b: Sequence[tuple[str, str]],
     reference: Sequence[str | None] | None = None,
     *,
-    journal: str | Path | None = None,
+    ids: Sequence[str] | None = None,
+    journal: str | Path | Job | None = None,
+    scoring: Scoring = "text",
     max_tokens: int = 1024,
     batch_size: int = 16,
-    progress: bool = False,
+    progress: bool = True,
 ) -> PairwiseResult:
-    """Compare A's and B's answers to the same questions, each item judged in both orders."""
+    """Compare A's and B's answers to the same questions, each item judged in both orders.
+
+    ``ids``, ``journal`` and ``scoring`` as in :func:`grade`; with ``"probabilities"`` each
+    order's verdict is the likeliest of "A", "B", "C" after "[[".
+    """
     a, b = _pairs(items_a, "items_a"), _pairs(items_b, "items_b")
     if len(a) != len(b):
         raise ValueError(f"{len(a)} answers from A but {len(b)} from B: give one each per item")
     for i, ((qa, _), (qb, _)) in enumerate(zip(a, b, strict=True)):
         if qa != qb:
             raise ValueError(f"item {i}: A and B answer different questions ({qa!r} vs {qb!r})")
-    refs = _references(reference, len(a))
+    names, refs = _ids(ids, len(a)), _references(reference, len(a))
     prompts = []
     for (q, ans_a), (_, ans_b), ref in zip(a, b, refs, strict=True):
         prompts += [_pair_prompt(q, ans_a, ans_b, ref), _pair_prompt(q, ans_b, ans_a, ref)]
     requests = [_request(p, max_tokens) for p in prompts]
-    texts = _ask(lm, requests, journal=journal, batch_size=batch_size, progress=progress)
+    choices = ("pairwise", VERDICT_PREFIX, VERDICTS)
+    rows = _ask(
+        lm, requests, scoring, choices, journal=journal, batch_size=batch_size, progress=progress
+    )
     outcomes = []
-    for raw_ab, raw_ba in zip(texts[0::2], texts[1::2], strict=True):
-        v_ab, v_ba = parse_verdict(raw_ab), parse_verdict(raw_ba)
-        outcomes.append(PairwiseOutcome(_combine(v_ab, v_ba), v_ab, v_ba, raw_ab, raw_ba))
-    return PairwiseResult(lm.name, outcomes)
+    for row_ab, row_ba, item_id in zip(rows[0::2], rows[1::2], names, strict=True):
+        (v_ab, raw_ab), (v_ba, raw_ba) = _verdict(row_ab), _verdict(row_ba)
+        outcomes.append(PairwiseOutcome(_combine(v_ab, v_ba), v_ab, v_ba, raw_ab, raw_ba, item_id))
+    result = PairwiseResult(lm.name, outcomes)
+    _warn_unparseable(lm.name, result.unparseable_ids, len(outcomes))
+    return result

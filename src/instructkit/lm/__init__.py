@@ -5,7 +5,7 @@ Specs (the CLI's ``--lm`` values):
 - ``local``: the embedded model (transformers); ``local:NAME_OR_PATH``: a registered model, a
   Hugging Face id or a model directory (``adapter=``, ``template=``, ``batch_size=`` apply).
 - ``openai:MODEL``: any OpenAI-compatible server (``base_url=``, ``api_key=``, ``concurrency=``,
-  ``max_retries=``, ``timeout=``, ``retry_window=`` apply).
+  ``max_retries=``, ``timeout=`` (seconds per answer, default 600), ``retry_window=`` apply).
 - ``llamacpp`` / ``llamacpp:PATH``: a GGUF file through ``llama-cpp-python`` (optional extra).
 
 ``cache=PATH`` wraps the LM in a :class:`CachedLM`. ``LocalLM`` and ``LlamaCppLM`` are imported
@@ -17,7 +17,15 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from instructkit.errors import ConfigError
-from instructkit.lm.base import LM, ChatRequest, Completion, request_key
+from instructkit.lm.base import (
+    DEFAULT_BATCH,
+    LM,
+    Abandonable,
+    ChatRequest,
+    Completion,
+    ScoresChoices,
+    request_key,
+)
 from instructkit.lm.cache import CachedLM
 from instructkit.lm.openai import OpenAILM
 from instructkit.lm.scripted import ScriptedLM
@@ -28,13 +36,16 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BACKENDS",
+    "DEFAULT_BATCH",
     "LM",
+    "Abandonable",
     "CachedLM",
     "ChatRequest",
     "Completion",
     "LlamaCppLM",
     "LocalLM",
     "OpenAILM",
+    "ScoresChoices",
     "ScriptedLM",
     "build_lm",
     "request_key",

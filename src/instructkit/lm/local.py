@@ -6,10 +6,16 @@ causal LM (optionally with a PEFT adapter)::
     lm = LocalLM.load("smollm2-135m-instruct")            # or LocalLM(model, tokenizer)
     [c] = lm.complete([ChatRequest.from_messages([{"role": "user", "content": "Hi"}])])
 
+``complete_abandonable`` (the :class:`~instructkit.lm.base.Abandonable` capability, used by
+``instructkit serve``) stops generating, between decode steps, for requests whose event is set.
+It also has the :class:`~instructkit.lm.base.ScoresChoices` capability: ``choice_logprobs``
+gives the exact log-probability of fixed answers (one forward pass per batch, no generation),
+which probability judging uses.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -22,13 +28,9 @@ from transformers import StoppingCriteria, StoppingCriteriaList
 
 from instructkit.data.templates import ChatTemplate, get_template
 from instructkit.errors import ModelError
-from instructkit.lm.base import ChatRequest, Completion
+from instructkit.lm.base import DEFAULT_BATCH, ChatRequest, Completion
 
 __all__ = ["LocalLM"]
-
-# 32 prompts per batch: on 2 CPU cores the embedded model generates ~160 tok/s at 32 against
-# ~83 at 8 (benchmarks/RESULTS.md); memory stays small for a 135M model.
-DEFAULT_BATCH = 32
 
 
 @dataclass(frozen=True)
@@ -119,6 +121,20 @@ class LocalLM:
         self, requests: Sequence[ChatRequest], *, progress: bool = False
     ) -> list[Completion]:
         """One :class:`Completion` per request, in input order."""
+        return self._complete(requests, progress, None)
+
+    def complete_abandonable(
+        self, requests: Sequence[ChatRequest], abandoned: Sequence[threading.Event]
+    ) -> list[Completion]:
+        """``complete``, stopping a request's generation once its ``abandoned`` event is set."""
+        return self._complete(requests, False, abandoned)
+
+    def _complete(
+        self,
+        requests: Sequence[ChatRequest],
+        progress: bool,
+        abandoned: Sequence[threading.Event] | None,
+    ) -> list[Completion]:
         encoded = [self._encode(r) for r in requests]
         groups: dict[_Sampling, list[int]] = {}
         for i, r in enumerate(requests):
@@ -129,11 +145,89 @@ class LocalLM:
             for sampling, members in groups.items():
                 with _seeded(sampling.seed, self.model):
                     for batch in self._batches(members, encoded, sampling.n):
-                        outs = self._generate([encoded[i] for i in batch], sampling)
+                        events = [abandoned[i] for i in batch] if abandoned else None
+                        outs = self._generate([encoded[i] for i in batch], sampling, events)
                         for i, c in zip(batch, outs, strict=True):
                             results[i] = _repeat(c, requests[i].n) if sampling.n == 1 else c
                         bar.update(len(batch))
         return [c for c in results if c is not None]
+
+    def choice_logprobs(
+        self, requests: Sequence[ChatRequest], prefix: str, choices: Sequence[str]
+    ) -> list[dict[str, float]]:
+        """Per request, the log-probability of each choice's full token sequence right after
+        ``prefix`` at the start of the assistant's answer (see ``ScoresChoices``).
+
+        A choice's tokens are what the tokenizer makes of prompt + prefix + choice beyond the
+        tokens of prompt + prefix (the choice alone if the two texts tokenize differently at
+        the boundary). Each multi-token choice gets a row (context + its tokens); single-token
+        choices are read from the logits after the context of any row, so "1".."10" costs one
+        row per request when digits are single tokens. Rows of several requests (at most
+        ``batch_size``) share one forward pass, with only the scored positions' logits computed.
+        """
+        plans = [self._choice_plan(r, prefix, choices) for r in requests]
+        results: list[dict[str, float]] = [{} for _ in requests]
+        self.model.eval()
+        batches: list[list[int]] = []  # requests by prompt length, at most batch_size rows
+        rows = 0
+        for i in sorted(range(len(plans)), key=lambda i: len(plans[i].context)):
+            if not batches or rows + len(plans[i].rows) > self.batch_size:
+                batches.append([])
+                rows = 0
+            batches[-1].append(i)
+            rows += len(plans[i].rows)
+        for batch in batches:
+            for j, lps in zip(batch, self._score_rows([plans[j] for j in batch]), strict=True):
+                results[j] = lps
+        return results
+
+    def _choice_plan(self, r: ChatRequest, prefix: str, choices: Sequence[str]) -> _ChoicePlan:
+        text = self.template.render(r.chat(), True) + prefix
+        context = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        tokens = {}
+        for choice in choices:
+            joint = self.tokenizer(text + choice, add_special_tokens=False)["input_ids"]
+            ids = joint[len(context) :] if joint[: len(context)] == context else []
+            ids = ids or self.tokenizer(choice, add_special_tokens=False)["input_ids"]
+            if not ids:
+                raise ModelError(f"the choice {choice!r} has no tokens: give non-empty choices.")
+            tokens[choice] = ids
+        rows = list(dict.fromkeys(tuple(t) for t in tokens.values() if len(t) > 1)) or [()]
+        return _ChoicePlan(context, tokens, rows)
+
+    def _score_rows(self, plans: list[_ChoicePlan]) -> list[dict[str, float]]:
+        """One forward pass over every row of ``plans``; the choices' log-probabilities."""
+        rows = [
+            (plan.context + list(row[:-1]), max(1, len(row))) for plan in plans for row in plan.rows
+        ]
+        width, keep = max(len(ids) for ids, _ in rows), max(k for _, k in rows)
+        ids = torch.full((len(rows), width), self._pad_id, dtype=torch.long)  # (R, T)
+        mask = torch.zeros_like(ids)  # (R, T)
+        for n, (row, _) in enumerate(rows):
+            ids[n, width - len(row) :] = torch.tensor(row, dtype=torch.long)
+            mask[n, width - len(row) :] = 1
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)  # (R, T): left padding shifts nothing
+        device = self.model.device
+        with torch.no_grad():
+            logits = self.model(
+                input_ids=ids.to(device),
+                attention_mask=mask.to(device),
+                position_ids=positions.to(device),
+                logits_to_keep=keep,
+            ).logits  # (R, keep, V)
+        logp = logits.float().log_softmax(-1).cpu()  # (R, keep, V)
+        out, n = [], 0
+        for plan in plans:
+            at = {row: (n + r, keep - max(1, len(row))) for r, row in enumerate(plan.rows)}
+            n += len(plan.rows)
+            start = next(iter(at.values()))  # any row: the logits right after the context
+            out.append(
+                {
+                    c: _sequence_logprob(logp, at.get(tuple(t), start), t)
+                    for c, t in plan.tokens.items()
+                }
+            )
+        return out
 
     def _encode(self, r: ChatRequest) -> list[int]:
         prompt = self.template.render(r.chat(), True)
@@ -144,7 +238,11 @@ class LocalLM:
         size = max(1, self.batch_size // n)
         return [order[b : b + size] for b in range(0, len(order), size)]
 
-    def _generate(self, encoded: list[list[int]], s: _Sampling) -> list[Completion]:
+    def _generate(
+        self, encoded: list[list[int]], s: _Sampling, abandoned: list[threading.Event] | None
+    ) -> list[Completion]:
+        if abandoned and all(e.is_set() for e in abandoned):  # nobody waits for this batch
+            return [Completion([""] * s.n, len(e), 0, ["abandoned"] * s.n) for e in encoded]
         width = max(len(e) for e in encoded)
         ids = torch.full((len(encoded), width), self._pad_id, dtype=torch.long)  # (B, T)
         mask = torch.zeros_like(ids)  # (B, T)
@@ -159,7 +257,11 @@ class LocalLM:
                 "top_p": s.top_p,
                 "top_k": 0,
             }
-        stopping = [_StopStrings(self.tokenizer, s.stop, width)] if s.stop else []
+        stopping: list[StoppingCriteria] = []
+        if s.stop:
+            stopping.append(_StopStrings(self.tokenizer, s.stop, width))
+        if abandoned:
+            stopping.append(_Abandoned(abandoned, s.n))
         device = self.model.device
         with torch.no_grad():
             out = self.model.generate(
@@ -177,6 +279,8 @@ class LocalLM:
         completions = []
         for row, e in enumerate(encoded):
             decoded = [self._decode(new[row * s.n + j], s.stop) for j in range(s.n)]
+            if abandoned and abandoned[row].is_set():  # cut short unless it had ended anyway
+                decoded = [(t, "abandoned" if r == "length" else r, k) for t, r, k in decoded]
             completions.append(
                 Completion(
                     texts=[text for text, _, _ in decoded],
@@ -190,6 +294,9 @@ class LocalLM:
     def _decode(self, tokens: list[int], stop: tuple[str, ...]) -> tuple[str, str, int]:
         """(text, finish reason, tokens generated) of one generated sequence."""
         end = next((k for k, t in enumerate(tokens) if t in self._stop_ids), None)
+        if end is None:  # a row that a stopping criterion ended while others ran on: padded
+            while tokens and tokens[-1] == self._pad_id:
+                tokens = tokens[:-1]
         used = len(tokens) if end is None else end + 1  # the end-of-turn token counts as generated
         text = self.tokenizer.decode(tokens[:end], skip_special_tokens=True)
         cut = min(
@@ -199,6 +306,22 @@ class LocalLM:
         if cut is not None:
             return text[:cut], "stop", used
         return text, "stop" if end is not None else "length", used
+
+
+@dataclass(frozen=True)
+class _ChoicePlan:
+    """How to score one request's choices: its context tokens, each choice's tokens, and the
+    continuations (multi-token choices) that need a row of their own; ``()``: the context."""
+
+    context: list[int]
+    tokens: dict[str, list[int]]
+    rows: list[tuple[int, ...]]
+
+
+def _sequence_logprob(logp: torch.Tensor, at: tuple[int, int], tokens: list[int]) -> float:
+    """Sum of log p(token j) read at row ``at[0]``, kept position ``at[1] + j``."""
+    row, start = at
+    return float(sum(logp[row, start + j, t] for j, t in enumerate(tokens)))
 
 
 class _StopStrings(StoppingCriteria):
@@ -215,6 +338,17 @@ class _StopStrings(StoppingCriteria):
         texts = self.tokenizer.batch_decode(input_ids[:, self.width :], skip_special_tokens=True)
         done = [any(s in t for s in self.stop) for t in texts]
         return torch.tensor(done, dtype=torch.bool, device=input_ids.device)  # (B,)
+
+
+class _Abandoned(StoppingCriteria):
+    """Ends the rows of requests whose event is set (their caller went away); ``n`` rows each."""
+
+    def __init__(self, events: list[threading.Event], n: int) -> None:
+        self.events, self.n = events, n
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, **kw: Any) -> torch.Tensor:
+        done = [e.is_set() for e in self.events for _ in range(self.n)]
+        return torch.tensor(done, dtype=torch.bool, device=input_ids.device)  # (B * n,)
 
 
 def _repeat(c: Completion, n: int) -> Completion:

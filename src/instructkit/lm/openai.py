@@ -10,6 +10,9 @@ threads, and from code that already runs a loop (there it runs the loop on a hel
 
 Faults:
 
+- ``timeout`` (default 600 s) bounds the wait for one answer. A local server on CPU that
+  generates a batch of long answers (an LLM judge's, say) takes minutes; a shorter timeout only
+  makes the client give up and resend work the server is already doing.
 - 429, 408, 5xx and timeouts are retried up to ``max_retries`` times with exponential backoff and
   full jitter ("Exponential Backoff And Jitter", AWS Architecture Blog, 2015), honouring
   ``Retry-After``.
@@ -18,6 +21,8 @@ Faults:
 - Once the server has answered, connection errors are retried for at least ``retry_window``
   seconds, so a job survives a server restart.
 - 401/403 (auth), 404 (URL or model) and other 4xx fail at once with an error that says what to fix.
+- Whatever ends ``complete`` early (an LMError, Ctrl+C) carries the completions that did arrive
+  as ``completed`` (``{index: Completion}``), so a cache or a journal can keep them.
 """
 
 from __future__ import annotations
@@ -38,9 +43,10 @@ from tqdm.auto import tqdm
 from instructkit.errors import LMError
 from instructkit.lm.base import ChatRequest, Completion
 
-__all__ = ["Backoff", "OpenAILM", "DEFAULT_BASE_URL"]
+__all__ = ["Backoff", "OpenAILM", "DEFAULT_BASE_URL", "DEFAULT_TIMEOUT"]
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
+DEFAULT_TIMEOUT = 600.0  # seconds for one answer: long enough for a slow local server
 _RETRY_STATUSES = {408, 429}  # and every 5xx
 
 
@@ -74,7 +80,9 @@ class OpenAILM:
 
     ``base_url`` defaults to ``$OPENAI_BASE_URL``, else the OpenAI API; ``api_key`` to
     ``$OPENAI_API_KEY`` (local servers need none). ``name`` (default ``openai:MODEL``) is the
-    identity used in cache keys. ``retries`` counts every retry made, for logs and tests.
+    identity used in cache keys. ``concurrency``, ``max_retries``, ``timeout`` and
+    ``retry_window`` are also :func:`~instructkit.lm.build_lm` keyword arguments. ``retries``
+    counts every retry made, for logs and tests.
     """
 
     def __init__(
@@ -85,7 +93,7 @@ class OpenAILM:
         *,
         concurrency: int = 8,
         max_retries: int = 6,
-        timeout: float = 60.0,
+        timeout: float = DEFAULT_TIMEOUT,
         retry_window: float = 60.0,
         backoff: Backoff | None = None,
         name: str | None = None,
@@ -112,20 +120,26 @@ class OpenAILM:
         """One :class:`Completion` per request, in input order; raises LMError on failure."""
         if not requests:
             return []
-        job = self._complete_all(list(requests), progress)
+        results: list[Completion | None] = [None] * len(requests)
+        job = self._complete_all(list(requests), progress, results)
         try:
-            asyncio.get_running_loop()
-        except RuntimeError:  # no loop in this thread: the usual case
-            return asyncio.run(job)
-        with concurrent.futures.ThreadPoolExecutor(1) as pool:  # a loop runs here already
-            return pool.submit(asyncio.run, job).result()
+            try:
+                asyncio.get_running_loop()
+            except RuntimeError:  # no loop in this thread: the usual case
+                return asyncio.run(job)
+            with concurrent.futures.ThreadPoolExecutor(1) as pool:  # a loop runs here already
+                return pool.submit(asyncio.run, job).result()
+        except BaseException as e:  # an LMError, or Ctrl+C: say what did arrive (see CachedLM)
+            e.completed = {i: c for i, c in enumerate(results) if c is not None}  # type: ignore[attr-defined]
+            raise
 
-    async def _complete_all(self, requests: list[ChatRequest], progress: bool) -> list[Completion]:
+    async def _complete_all(
+        self, requests: list[ChatRequest], progress: bool, results: list[Completion | None]
+    ) -> list[Completion]:
         headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
         limits = httpx.Limits(max_connections=self.concurrency)
         timeout = httpx.Timeout(self.timeout, connect=min(self.timeout, 10.0))
         gate = asyncio.Semaphore(self.concurrency)
-        results: list[Completion | None] = [None] * len(requests)
         async with httpx.AsyncClient(headers=headers, limits=limits, timeout=timeout) as client:
             with tqdm(total=len(requests), desc=self.name, unit="req", disable=not progress) as bar:
 
@@ -141,10 +155,7 @@ class OpenAILM:
                 await asyncio.gather(*pending, return_exceptions=True)
         errors = [t.exception() for t in done if not t.cancelled() and t.exception()]
         if errors:
-            error = errors[0]
-            # Completions that did arrive, so that a cache can keep them (see CachedLM).
-            error.completed = {i: c for i, c in enumerate(results) if c is not None}  # type: ignore[union-attr]
-            raise error  # type: ignore[misc]
+            raise errors[0]  # type: ignore[misc]  # complete() adds what did arrive
         return [c for c in results if c is not None]
 
     async def _complete_one(self, client: httpx.AsyncClient, request: ChatRequest) -> Completion:
@@ -187,7 +198,8 @@ class OpenAILM:
             )
         return LMError(
             f"gave up on {self.url} after {retries} retries; last error: {e.reason}.",
-            fix="check the server's logs and load, or raise max_retries / retry_window.",
+            fix="check the server's logs and load, or raise timeout / max_retries / "
+            "retry_window (options of the openai backend, e.g. build_lm(spec, timeout=1200)).",
         )
 
     async def _post(self, client: httpx.AsyncClient, body: dict[str, Any]) -> Completion:

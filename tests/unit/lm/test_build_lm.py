@@ -46,3 +46,17 @@ def test_llamacpp_without_the_package_is_a_model_error(monkeypatch):
     monkeypatch.setitem(sys.modules, "llama_cpp", None)
     with pytest.raises(ModelError, match="llama-cpp-python"):
         build_lm("llamacpp")
+
+
+def test_openai_retry_settings_are_build_lm_options_and_the_timeout_suits_a_slow_server():
+    lm = build_lm(
+        "openai:m",
+        base_url="http://127.0.0.1:1/v1",
+        timeout=1200,
+        max_retries=2,
+        retry_window=30,
+        concurrency=4,
+        cache=None,
+    )
+    assert (lm.timeout, lm.max_retries, lm.retry_window, lm.concurrency) == (1200, 2, 30, 4)
+    assert build_lm("openai:m", base_url="http://127.0.0.1:1/v1").timeout >= 600

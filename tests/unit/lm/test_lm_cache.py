@@ -3,8 +3,8 @@ import threading
 
 import pytest
 
-from instructkit.errors import LMError
-from instructkit.lm.base import ChatRequest, Completion
+from instructkit.errors import ConfigError, LMError
+from instructkit.lm.base import ChatRequest, Completion, ScoresChoices
 from instructkit.lm.cache import CachedLM
 from instructkit.lm.scripted import ScriptedLM
 
@@ -124,3 +124,56 @@ def test_a_file_that_is_not_a_database_is_a_clear_error(tmp_path):
     bad.write_text("hello, this is not sqlite " * 100)
     with pytest.raises(LMError, match="cannot open the LM cache"):
         CachedLM(echo(), bad)
+
+
+def test_a_partial_failure_says_what_arrived_in_the_callers_indices(tmp_path):
+    class FailsOnB:
+        name = "fails"
+
+        def complete(self, requests, *, progress=False):
+            answers = {i: Completion([f"re: {r.messages[-1][1]}"]) for i, r in enumerate(requests)}
+            error = LMError("server gone")
+            error.completed = {i: c for i, c in answers.items() if "b" not in c.text}
+            raise error
+
+    path = tmp_path / "c.sqlite"
+    CachedLM(echo("fails"), path).complete([ask("hit")])
+    with pytest.raises(LMError) as e:
+        CachedLM(FailsOnB(), path).complete([ask("a"), ask("hit"), ask("b"), ask("c"), ask("a")])
+    got = {i: c.text for i, c in e.value.completed.items()}
+    assert got == {0: "re: a", 1: "re: hit", 3: "re: c", 4: "re: a"}
+
+
+class Scores(ScriptedLM):
+    def __init__(self):
+        super().__init__(lambda r: "text", name="scores")
+        self.scored = []
+
+    def choice_logprobs(self, requests, prefix, choices):
+        self.scored += [r.messages[-1][1] for r in requests]
+        return [{c: -float(len(r.messages[-1][1] + c)) for c in choices} for r in requests]
+
+
+def test_choice_logprobs_are_forwarded_and_cached(tmp_path):
+    path = tmp_path / "c.sqlite"
+    inner = Scores()
+    lm = CachedLM(inner, path)
+    assert isinstance(lm, ScoresChoices)
+    first = lm.choice_logprobs([ask("a"), ask("bb"), ask("a")], "[[", ["1", "10"])
+    assert first == [{"1": -2.0, "10": -3.0}, {"1": -3.0, "10": -4.0}, {"1": -2.0, "10": -3.0}]
+    assert inner.scored == ["a", "bb"]
+    again = Scores()
+    assert CachedLM(again, path).choice_logprobs([ask("bb"), ask("c")], "[[", ["1", "10"]) == [
+        first[1],
+        {"1": -2.0, "10": -3.0},
+    ]
+    assert again.scored == ["c"]
+    other = Scores()
+    CachedLM(other, path).choice_logprobs([ask("bb")], "Rating: [[", ["1", "10"])
+    assert other.scored == ["bb"]  # the prefix is part of the key
+    assert len(lm) == 0  # completions are counted apart
+
+
+def test_choice_logprobs_over_a_backend_without_them_says_use_text(tmp_path):
+    with pytest.raises(ConfigError, match='scoring "text"'):
+        CachedLM(echo(), tmp_path / "c.sqlite").choice_logprobs([ask("a")], "[[", ["A"])

@@ -111,3 +111,67 @@ def test_progress_bar_runs(lm, capsys):
     out = lm.complete([ask("hi", max_tokens=2)], progress=True)
     assert len(out) == 1
     assert "tiny" in capsys.readouterr().err
+
+
+CHOICES = ["1", "7", "10", "Paris", "Lyon"]
+
+
+def _plain_logprob(lm, tokenizer, request, prefix, choice):
+    """The choice's log-probability from one unpadded forward pass over prompt+prefix+choice,
+    summed token by token; also the number of tokens of the choice."""
+    text = lm.template.render(request.chat(), True) + prefix
+    context = tokenizer(text, add_special_tokens=False)["input_ids"]
+    full = tokenizer(text + choice, add_special_tokens=False)["input_ids"]
+    assert full[: len(context)] == context
+    with torch.no_grad():
+        logp = lm.model(torch.tensor([full])).logits[0].float().log_softmax(-1)  # (T, V)
+    tokens = full[len(context) :]
+    return sum(logp[len(context) - 1 + j, t].item() for j, t in enumerate(tokens)), len(tokens)
+
+
+def test_choice_logprobs_equal_the_token_sums_of_a_plain_forward_pass(lm, tiny_tokenizer):
+    requests = [ask(p) for p in PROMPTS]  # mixed lengths: padded rows, several forward passes
+    got = lm.choice_logprobs(requests, "Rating: [[", CHOICES)
+    lengths = set()
+    for request, logprobs in zip(requests, got, strict=True):
+        assert set(logprobs) == set(CHOICES)
+        for choice in CHOICES:
+            expected, n = _plain_logprob(lm, tiny_tokenizer, request, "Rating: [[", choice)
+            lengths.add(n)
+            assert logprobs[choice] == pytest.approx(expected, abs=1e-4)
+    assert max(lengths) > 1 and min(lengths) == 1  # multi-token and single-token choices
+    assert got[1] != got[2]  # depends on the prompt
+    alone = lm.choice_logprobs(requests[3:4], "Rating: [[", CHOICES)
+    assert alone[0] == pytest.approx(got[3], abs=1e-4)
+    wide = LocalLM(lm.model, tiny_tokenizer, batch_size=64)  # all requests in one forward pass
+    together = wide.choice_logprobs(requests, "Rating: [[", CHOICES)
+    for a, b in zip(together, got, strict=True):
+        assert a == pytest.approx(b, abs=1e-4)
+
+
+def test_probability_grading_with_a_tiny_model_always_gives_a_verdict(lm):
+    from instructkit.evaluate.judge import GRADES, grade
+
+    items = [(p, "an answer") for p in PROMPTS]
+    result = grade(lm, items, scoring="probabilities", progress=False)
+    assert result.unparseable == 0
+    for g in result.grades:
+        assert 1.0 <= g.score <= 10.0
+        assert set(g.probabilities) == set(GRADES)
+        assert sum(g.probabilities.values()) == pytest.approx(1.0)
+        expected = sum(int(c) * p for c, p in g.probabilities.items())
+        assert g.score == pytest.approx(expected)
+
+
+def test_abandoned_requests_are_not_generated(lm):
+    import threading
+
+    gone, waiting = threading.Event(), threading.Event()
+    gone.set()
+    requests = [ask("hi", max_tokens=6), ask("The quick brown fox", max_tokens=6)]
+    [alone] = lm.complete_abandonable(requests[:1], [gone])  # a batch nobody waits for
+    assert alone.finish_reasons == ["abandoned"] and alone.completion_tokens == 0
+    out = lm.complete_abandonable(requests, [gone, waiting])  # one batch of 2
+    assert out[0].finish_reasons == ["abandoned"] and out[0].completion_tokens == 1
+    assert out[1].texts == lm.complete(requests[1:])[0].texts  # the other is answered as usual
+    assert out[1].completion_tokens == 6

@@ -290,3 +290,37 @@ def test_retry_after_accepts_seconds_and_http_dates():
     assert _retry_after("2.5") == 2.5
     assert _retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0  # in the past
     assert _retry_after("soon") is None and _retry_after(None) is None
+
+
+def test_ctrl_c_carries_the_completions_that_did_arrive():
+    import os
+    import signal
+
+    gate, answered = threading.Event(), threading.Event()
+
+    def script(handler, body):
+        if body["messages"][-1]["content"] == "slow":
+            gate.wait(30)
+        return answer(body)
+
+    class Signals(OpenAILM):
+        async def _complete_one(self, client, request):
+            completion = await super()._complete_one(client, request)
+            if request.messages[-1][1] == "fast":
+                answered.set()
+            return completion
+
+    def interrupt():
+        if answered.wait(30):
+            os.kill(os.getpid(), signal.SIGINT)
+
+    with serving(script) as server:
+        thread = threading.Thread(target=interrupt)
+        thread.start()
+        try:
+            with pytest.raises(KeyboardInterrupt) as e:
+                Signals("m", server.base_url, concurrency=2).complete([ask("slow"), ask("fast")])
+        finally:
+            gate.set()
+            thread.join(30)
+    assert {i: c.text for i, c in e.value.completed.items()} == {1: "fast#0"}
