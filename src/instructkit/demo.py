@@ -37,7 +37,7 @@ from instructkit.io import write_jsonl
 from instructkit.lm.base import ChatRequest
 from instructkit.lm.local import LocalLM
 from instructkit.models import DEFAULT_MODEL, load_model
-from instructkit.train.loop import FitData, TrainConfig, fit
+from instructkit.train.loop import FitData, TrainConfig, fit, window_means
 from instructkit.train.sft import AdapterConfig, apply_lora
 
 __all__ = [
@@ -306,8 +306,15 @@ def run_demo(cfg: DemoConfig) -> EvalResults:
             "tokens": result.tokens,
             "trained_tokens": result.trained_tokens,
             "seconds": round(result.seconds, 1),
-            "loss_first": result.losses[0],
-            "loss_last": result.losses[-1],
+            "epochs": round(result.epochs, 3),
+            # means of the first and last k steps: one step's loss is one noisy batch
+            **dict(
+                zip(
+                    ("loss_start", "loss_end", "loss_window"),
+                    window_means(result.losses),
+                    strict=True,
+                )
+            ),
         },
         "seconds_total": round(time.perf_counter() - started, 1),
     }

@@ -68,7 +68,7 @@ __all__ = [
     "load_run_responses",
     "import_sheets",
     "human_results",
-    "parse_score",
+    "parse_sheet_cell",
     "summarize_ratings",
 ]
 
@@ -718,7 +718,7 @@ def _row_ratings(
         for criterion in key.criteria:
             column = f"response_{k}_{criterion}"
             try:
-                score = parse_score(record.get(column))
+                score = parse_sheet_cell(record.get(column))
             except ValueError as e:
                 raise DataFormatError(
                     f"score {record.get(column)!r} {e} (data row {data_row}, item {item_id!r}).",
@@ -731,7 +731,7 @@ def _row_ratings(
     return out
 
 
-def parse_score(value: object) -> int | None:
+def parse_sheet_cell(value: object) -> int | None:
     """A 1-5 score from a cell; None for an empty cell. ValueError says what else is wrong.
 
     Text and JSON numbers are accepted; so are whole numbers written as decimals ("4.0").

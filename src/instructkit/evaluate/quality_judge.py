@@ -20,7 +20,6 @@ most the batch in flight and a rerun asks only for the ratings still missing::
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -29,6 +28,7 @@ from tqdm.auto import tqdm
 from instructkit.data.quality_config import QualityConfig
 from instructkit.data.records import Conversation
 from instructkit.errors import ConfigError, LMError
+from instructkit.evaluate.judge import parse_score
 from instructkit.jobs import Job, fingerprint
 from instructkit.lm import build_lm
 from instructkit.lm.base import LM, ChatRequest, request_key
@@ -37,12 +37,14 @@ __all__ = [
     "RATING_SYSTEM",
     "RATING_TEMPLATE",
     "rating_request",
-    "parse_score",
+    "rating_of",
+    "QUALITY_SCALE",
     "QualityScorer",
     "quality_scorer",
     "build_quality_scorer",
 ]
 
+QUALITY_SCALE = (1, 5)  # the rating scale of the prompt below (AlpaGasus)
 RATING_SYSTEM = "You review training examples for an AI assistant and rate each response."
 RATING_TEMPLATE = """Rate the response to the instruction below on a scale from 1 to 5.
 
@@ -60,9 +62,6 @@ it could be.
 
 Answer with "Score: N" (N from 1 to 5) on the first line, then one sentence saying why."""
 
-_SCORE_KEYED = re.compile(r"\bscore\b\s*\**\s*[:=]\s*\**\s*(\d+(?:\.\d+)?)(?!\.?\d)", re.I)
-_SCORE_ALONE = re.compile(r"^\W*(\d(?:\.\d+)?)\s*(?:/\s*5|out of 5)?\W*$", re.M)
-_SCORE_OF_FIVE = re.compile(r"\b(\d(?:\.\d+)?)\s*(?:/\s*5|out of 5)\b", re.I)
 # The journal's identity: the prompt (keys name the model and the request parameters). The
 # same dict as before the rating left data/quality.py, so older journals still resume.
 _JOURNAL_FINGERPRINT = fingerprint({"prompt": RATING_TEMPLATE, "system": RATING_SYSTEM})
@@ -88,23 +87,9 @@ def rating_request(conv: Conversation, max_tokens: int = 256) -> ChatRequest:
     return ChatRequest(messages, temperature=0.0, max_tokens=max_tokens)
 
 
-# TODO(integrator): use evaluate.judge.parse_score
-def parse_score(text: str) -> float | None:
-    """The 1-5 score in a judgment, or None.
-
-    "Score: N" wins (its last occurrence: a judge may revise itself); else a line holding only
-    a number ("4", "4/5"); else one distinct "N/5" / "N out of 5". Values outside 1-5 are None.
-    """
-    keyed = _SCORE_KEYED.findall(text)
-    if keyed:
-        value = float(keyed[-1])
-    elif alone := _SCORE_ALONE.search(text):
-        value = float(alone.group(1))
-    elif len(of_five := set(map(float, _SCORE_OF_FIVE.findall(text)))) == 1:
-        value = of_five.pop()
-    else:
-        return None
-    return value if 1.0 <= value <= 5.0 else None
+def rating_of(text: str) -> float | None:
+    """The 1-5 score in a judgment (see :func:`~instructkit.evaluate.judge.parse_score`)."""
+    return parse_score(text, QUALITY_SCALE).score
 
 
 class QualityScorer:
@@ -137,7 +122,7 @@ class QualityScorer:
         requests = [rating_request(c, self.max_tokens) for c in convs]
         keys = [request_key(self.lm.name, r) for r in requests]
         texts = self._ask(dict(zip(keys, requests, strict=True)))
-        return [(parse_score(texts[k]), texts[k]) for k in keys]
+        return [(rating_of(texts[k]), texts[k]) for k in keys]
 
     def summary(self) -> str:
         """One line for people: the model, requests sent, ratings resumed, the journal."""
@@ -182,7 +167,7 @@ class QualityScorer:
         self.requests += len(chunk)
         texts = {k: c.text for (k, _), c in zip(chunk, completions, strict=True)}
         if job is not None:
-            job.append({"key": k, "score": parse_score(t), "judgment": t} for k, t in texts.items())
+            job.append({"key": k, "score": rating_of(t), "judgment": t} for k, t in texts.items())
             job.save_state(judged=len(job.records))
         return texts
 

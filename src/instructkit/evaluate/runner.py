@@ -40,7 +40,8 @@ from instructkit.evaluate.results import (
 from instructkit.evaluate.stats import compare_by_group, compare_paired
 from instructkit.io import read_rows
 from instructkit.jobs import Job, fingerprint
-from instructkit.lm.base import LM, ChatRequest
+from instructkit.lm.base import DEFAULT_BATCH, LM, ChatRequest
+from instructkit.lm.openai import DEFAULT_TIMEOUT
 
 __all__ = [
     "IFEVAL_MAX_NEW_TOKENS",
@@ -88,8 +89,11 @@ class JudgeConfig(BaseModel):
     max_items: int | None = Field(None, gt=0)
     max_tokens: int = Field(1024, gt=0)
     batch_size: int = Field(16, gt=0)
+    # "probabilities": G-Eval-style expected grade from the grade tokens' probabilities (local
+    # judges), so that a small model always gives a verdict; "text": parse the judge's answer
+    scoring: Literal["text", "probabilities"] = "text"
     # served judges (openai:MODEL) only:
-    timeout: float = Field(60.0, gt=0)
+    timeout: float = Field(DEFAULT_TIMEOUT, gt=0)
     max_retries: int = Field(6, ge=0)
     retry_window: float = Field(60.0, gt=0)
     concurrency: int = Field(8, gt=0)
@@ -104,7 +108,7 @@ class EvalConfig(BaseModel):
     judge: JudgeConfig | None = None
     out: str = "eval/results.json"
     max_new_tokens: int = Field(64, gt=0)
-    batch_size: int = Field(32, gt=0)
+    batch_size: int = Field(DEFAULT_BATCH, gt=0)
     cache: str | None = None  # SQLite request cache for generated responses
     seed: int = 0
 
@@ -591,15 +595,15 @@ def _judge(cfg: EvalConfig, rows: list[dict[str, Any]], judge_lm: LM | None) -> 
     if len(names) == 1:
         answers = [(r["prompt"], r["response"]) for r in first]
         res = grade(
-            lm, answers, reference, journal=journal, max_tokens=budget, batch_size=batch,
-            progress=True,
+            lm, answers, reference, ids=ids, journal=journal, scoring=cfg.judge.scoring,
+            max_tokens=budget, batch_size=batch, progress=True,
         )  # fmt: skip
         return _judge_section({"mode": "grade", **res.to_dict()}, ids, "score")
     answers_b = [(r["prompt"], by_sys[(r["eval_task"], r["id"], names[1])]) for r in first]
     answers_a = [(r["prompt"], r["response"]) for r in first]
     pair = compare(
-        lm, answers_a, answers_b, reference, journal=journal, max_tokens=budget, batch_size=batch,
-        progress=True,
+        lm, answers_a, answers_b, reference, ids=ids, journal=journal,
+        scoring=cfg.judge.scoring, max_tokens=budget, batch_size=batch, progress=True,
     )  # fmt: skip
     d = {"mode": "pairwise", "a": names[0], "b": names[1], **pair.to_dict()}
     return _judge_section(d, ids, "outcome")

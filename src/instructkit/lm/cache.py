@@ -135,7 +135,7 @@ class CachedLM:
 
     def __len__(self) -> int:
         with self._lock:
-            return self._db.execute("SELECT COUNT(*) FROM completions").fetchone()[0]
+            return int(self._db.execute("SELECT COUNT(*) FROM completions").fetchone()[0])
 
     def _cacheable(self, r: ChatRequest) -> bool:
         return r.temperature == 0 or r.seed is not None or self.cache_sampled

@@ -228,7 +228,7 @@ class Processes:
         """Skip DDP's gradient all-reduce on every micro-batch but the step's last."""
         if self.accelerator is None or last:
             return nullcontext()
-        return self.accelerator.no_sync(module)  # type: ignore[no-any-return]
+        return self.accelerator.no_sync(module)
 
     def backward(self, loss: torch.Tensor) -> None:
         if self.accelerator is not None:

@@ -10,7 +10,7 @@ from instructkit.evaluate.human import (
     Rating,
     export_sheet,
     import_sheets,
-    parse_score,
+    parse_sheet_cell,
     summarize_ratings,
 )
 from instructkit.evaluate.stats import compare_paired, krippendorff_alpha
@@ -448,8 +448,8 @@ def test_import_rejects_bad_files(tmp_path):
     [("4", 4), (" 5 ", 5), ("1.0", 1), (3, 3), (2.0, 2), ("", None), ("  ", None), (None, None)],
 )
 def test_parse_score_accepts_whole_numbers_1_to_5_and_empty(cell, score):
-    assert parse_score(cell) == score
-    assert parse_score(float("nan")) is None
+    assert parse_sheet_cell(cell) == score
+    assert parse_sheet_cell(float("nan")) is None
 
 
 @pytest.mark.parametrize(
@@ -466,7 +466,7 @@ def test_parse_score_accepts_whole_numbers_1_to_5_and_empty(cell, score):
 )
 def test_parse_score_rejects_everything_else(cell, why):
     with pytest.raises(ValueError, match=why):
-        parse_score(cell)
+        parse_sheet_cell(cell)
 
 
 def test_summarize_ratings_rejects_a_cell_rated_twice():

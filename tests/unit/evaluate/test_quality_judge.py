@@ -11,8 +11,8 @@ from instructkit.data.records import Conversation, Message
 from instructkit.errors import ConfigError, LMError
 from instructkit.evaluate.quality_judge import (
     build_quality_scorer,
-    parse_score,
     quality_scorer,
+    rating_of,
     rating_request,
 )
 from instructkit.lm.scripted import ScriptedLM
@@ -42,8 +42,8 @@ def conv(instruction, response):
         ("", None),
     ],
 )
-def test_parse_score(text, score):
-    assert parse_score(text) == score
+def test_rating_of(text, score):
+    assert rating_of(text) == score
 
 
 def test_rating_request_holds_the_record():
