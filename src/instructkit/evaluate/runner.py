@@ -611,7 +611,7 @@ def _judge(cfg: EvalConfig, rows: list[dict[str, Any]], judge_lm: LM | None) -> 
 
 def _judge_section(d: dict[str, Any], ids: list[str], verdict: str) -> JudgeSection:
     """The judge's dict with each item's id and the ids of unparseable verdicts."""
-    items = [{"id": i, **it} for i, it in zip(ids, d.get("items", []), strict=True)]
+    items = [{**it, "id": i} for i, it in zip(ids, d.get("items", []), strict=True)]
     d["items"] = items
-    d.setdefault("unparseable_ids", [it["id"] for it in items if it.get(verdict) is None])
+    d["unparseable_ids"] = [it["id"] for it in items if it.get(verdict) is None]
     return JudgeSection.model_validate(d)

@@ -34,11 +34,11 @@ def test_judge_dicts_are_accepted_as_the_judge_module_writes_them():
         return "[[A]]" if text.index("zzgood") < text.index("zzbad") else "[[B]]"
 
     items_a, items_b = [("q1", "zzgood"), ("q2", "zzgood")], [("q1", "zzbad"), ("q2", "zzbad")]
-    pair = compare(ScriptedLM(judge_lm), items_a, items_b).to_dict()
-    judge = {"mode": "pairwise", "a": "a", "b": "b", **pair, "unparseable_ids": ["qa/2"]}
-    judge["items"] = [{"id": f"qa/{i}", **it} for i, it in enumerate(judge["items"], 1)]
+    pair = compare(ScriptedLM(judge_lm), items_a, items_b, ids=["qa/1", "qa/2"]).to_dict()
+    judge = {"mode": "pairwise", "a": "a", "b": "b", **pair}
     res = parse_eval_results(_results(judge=judge))
     assert res.judge.wins == 1 and res.judge.unparseable == 1 and res.judge.items[0]["id"] == "qa/1"
+    assert res.judge.unparseable_ids == ["qa/2"]
     graded = {"mode": "grade", **grade(ScriptedLM(["Rating: [[6]]"]), items_a).to_dict()}
     assert parse_eval_results(_results(judge=graded, systems=["a", "b"])).judge.mean == 6.0
 
