@@ -37,6 +37,8 @@ __all__ = [
     "write_rows",
     "write_jsonl",
     "write_atomic",
+    "read_text",
+    "beside",
     "append_jsonl",
     "repair_torn_tail",
 ]
@@ -65,7 +67,7 @@ class BadLine:
 
 def read_rows(path: str | Path) -> list[tuple[int, Any]]:
     """Rows of a .json (array, or one object holding a list) or .jsonl file, with row numbers."""
-    text = _read_text(path)
+    text = read_text(path)
     if not text.strip():
         raise DataFormatError(
             "the file is empty.", path=path, fix="point at a file with at least one row."
@@ -80,7 +82,15 @@ def read_rows(path: str | Path) -> list[tuple[int, Any]]:
     return rows
 
 
-def _read_text(path: str | Path) -> str:
+def beside(path: str | Path, suffix: str) -> Path:
+    """A file next to ``path`` named after its stem: ``("a/b.jsonl", ".rejects.jsonl")`` ->
+    ``a/b.rejects.jsonl``. Every companion file (rejects, journals, per-item rows) is named so."""
+    p = Path(path)
+    return p.with_name(p.stem + suffix)
+
+
+def read_text(path: str | Path) -> str:
+    """The text of a UTF-8 file (a BOM is dropped); DataFormatError says what is wrong."""
     try:
         return Path(path).read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as e:

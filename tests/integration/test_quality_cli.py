@@ -10,7 +10,7 @@ from instructkit.cli.quality import data_dedup, data_filter
 from instructkit.data.quality import run_filter
 from instructkit.data.quality_config import QualityConfig
 from instructkit.errors import ConfigError
-from instructkit.evaluate.quality_judge import quality_scorer
+from instructkit.evaluate.quality_judge import QualityScorer
 from instructkit.lm.scripted import ScriptedLM
 
 
@@ -176,12 +176,12 @@ def test_dedup_end_to_end(tmp_path):
 def test_run_filter_with_a_journaled_llm_scorer(alpaca_file, tmp_path):
     lm = ScriptedLM(["Score: 5", "Score: 2"], name="judge")
     out, journal = tmp_path / "clean.json", tmp_path / "clean.judge.jsonl"
-    scorer = quality_scorer(lm, journal=journal, progress=False)
+    scorer = QualityScorer(lm, journal=journal, progress=False)
     result = run_filter(alpaca_file, out, QualityConfig(), scorer=scorer)
     assert (result.n_kept, result.n_rejected) == (1, 6) and result.counts["judge"] == 1
     assert len(read_jsonl(journal)) == 2
     again = ScriptedLM(["Score: 1"], name="judge")
-    scorer = quality_scorer(again, journal=journal, progress=False)
+    scorer = QualityScorer(again, journal=journal, progress=False)
     assert run_filter(alpaca_file, out, QualityConfig(), scorer=scorer).n_kept == 1
     assert again.calls == []  # everything came from the journal
     assert scorer.summary().endswith(f"0 requests sent, 2 ratings resumed from {journal}")

@@ -8,7 +8,7 @@ ends up in one of the two. The decisions live in their own modules: the heuristi
 scoring and filtering in :mod:`~instructkit.data.quality_filter`, the report in
 :mod:`~instructkit.data.quality_report`, dedup in :mod:`~instructkit.data.dedup`. A model
 score comes in as a scorer callable (see
-:func:`instructkit.evaluate.quality_judge.quality_scorer`)::
+:class:`instructkit.evaluate.quality_judge.QualityScorer`)::
 
     run_filter("train.json", "clean.json", QualityConfig())  # `instructkit data filter`
     run_filter("train.json", "clean.json", cfg, scorer=quality_scorer(lm, journal="j.jsonl"))
@@ -31,7 +31,7 @@ from instructkit.data.quality_filter import Scorer, filter_records
 from instructkit.data.quality_report import QualityReport
 from instructkit.data.records import Record
 from instructkit.errors import InstructkitError
-from instructkit.io import write_atomic, write_jsonl
+from instructkit.io import beside, write_atomic, write_jsonl
 
 __all__ = ["QualityRun", "run_filter", "run_dedup"]
 
@@ -48,11 +48,6 @@ class QualityRun:
     rejects_path: Path
     notes: list[str]
     report: QualityReport | None = None
-
-
-def _beside(out: str | Path, suffix: str) -> Path:
-    p = Path(out)
-    return p.with_name(p.stem + suffix)
 
 
 def _reject_row(
@@ -82,7 +77,7 @@ def _finish(
             f"internal error: {len(kept)} kept + {len(rejects)} rejected != {loaded.n_rows} rows."
         )
     notes = save_records(kept, out, loaded.format)
-    target = Path(rejects_path) if rejects_path else _beside(out, ".rejects.jsonl")
+    target = Path(rejects_path) if rejects_path else beside(out, ".rejects.jsonl")
     write_jsonl(rejects, target)
     counts = Counter(
         name for r in rejects for name in dict.fromkeys(x["reason"] for x in r["reasons"])

@@ -19,7 +19,7 @@ from instructkit.data.records import Conversation, PreferencePair
 from instructkit.data.templates import get_template, segment_conversation
 from instructkit.data.tokenize import TrainOn, encode_segments, tokenize_conversation, trained_text
 from instructkit.errors import DataFormatError
-from instructkit.io import write_jsonl
+from instructkit.io import beside, write_jsonl
 
 __all__ = [
     "ConvertResult",
@@ -36,7 +36,7 @@ __all__ = [
 
 def default_rejects_path(path: str | Path) -> Path:
     p = Path(path)
-    return p.with_name(p.stem + ".rejects.jsonl")
+    return beside(p, ".rejects.jsonl")
 
 
 def _write_rejects(rejects: list[Reject], path: str | Path | None, src: str | Path) -> Path | None:

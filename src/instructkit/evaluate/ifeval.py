@@ -40,7 +40,7 @@ from instructkit.data.formats import Reject, save_rejects
 from instructkit.errors import DataFormatError
 from instructkit.evaluate import ifeval_checks as checks
 from instructkit.evaluate.results import EvalResults, now, save_eval_results
-from instructkit.io import BadLine, read_rows, write_jsonl
+from instructkit.io import BadLine, beside, read_rows, write_jsonl
 
 __all__ = [
     "INSTRUCTIONS",
@@ -440,14 +440,12 @@ def evaluate_ifeval_file(
 
 def ifeval_results_path(out_path: str | Path) -> Path:
     """``scored.jsonl`` -> ``scored.results.json``."""
-    out = Path(out_path)
-    return out.with_name(f"{out.stem}.results.json")
+    return beside(out_path, ".results.json")
 
 
 def ifeval_rejects_path(out_path: str | Path) -> Path:
     """``scored.jsonl`` -> ``scored.rejects.jsonl``."""
-    out = Path(out_path)
-    return out.with_name(f"{out.stem}.rejects.jsonl")
+    return beside(out_path, ".rejects.jsonl")
 
 
 def ifeval_results(report: IFEvalReport, system: str, title: str | None = None) -> EvalResults:

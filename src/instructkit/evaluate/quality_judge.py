@@ -6,14 +6,14 @@ main prompt) and keeps those rated >= 4.5. Here the scale is 1-5 with every poin
 accuracy and helpfulness are judged together, the threshold is ``judge_threshold`` (default 4),
 and a multi-turn conversation is rated on its last exchange with the earlier turns as context.
 
-:func:`quality_scorer` wraps any :class:`~instructkit.lm.base.LM` into a
+:class:`QualityScorer` wraps any :class:`~instructkit.lm.base.LM` into a
 :data:`~instructkit.data.quality_filter.Scorer` for ``filter_records`` and ``run_filter``.
 Requests are greedy; identical records are rated once. With ``journal=PATH`` each batch of
 ratings is appended to a :class:`~instructkit.jobs.Job` journal keyed by
 :func:`~instructkit.lm.base.request_key` (model, prompt, parameters), so a killed run loses at
 most the batch in flight and a rerun asks only for the ratings still missing::
 
-    scorer = quality_scorer(lm, journal="clean.judge.jsonl", batch_size=16)
+    scorer = QualityScorer(lm, journal="clean.judge.jsonl", batch_size=16)
     result = filter_records(records, QualityConfig(), scorer=scorer)
     print(scorer.summary())  # requests sent, ratings read back from the journal
 """
@@ -29,6 +29,7 @@ from instructkit.data.quality_config import QualityConfig
 from instructkit.data.records import Conversation
 from instructkit.errors import ConfigError, LMError
 from instructkit.evaluate.judge import parse_score
+from instructkit.io import beside
 from instructkit.jobs import Job, fingerprint
 from instructkit.lm import build_lm
 from instructkit.lm.base import LM, ChatRequest, request_key
@@ -40,7 +41,6 @@ __all__ = [
     "rating_of",
     "QUALITY_SCALE",
     "QualityScorer",
-    "quality_scorer",
     "build_quality_scorer",
 ]
 
@@ -172,26 +172,6 @@ class QualityScorer:
         return texts
 
 
-def quality_scorer(
-    lm: LM,
-    *,
-    journal: str | Path | None = None,
-    batch_size: int = 16,
-    max_tokens: int = 256,
-    progress: bool = True,
-    fresh: bool = False,
-) -> QualityScorer:
-    """A scorer rating conversations 1-5 with ``lm`` (AlpaGasus), journaled to ``journal``."""
-    return QualityScorer(
-        lm,
-        journal=journal,
-        batch_size=batch_size,
-        max_tokens=max_tokens,
-        progress=progress,
-        fresh=fresh,
-    )
-
-
 def build_quality_scorer(
     cfg: QualityConfig, out: str | Path, *, progress: bool = True, fresh: bool = False
 ) -> QualityScorer | None:
@@ -199,8 +179,8 @@ def build_quality_scorer(
     or, by default, OUT.judge.jsonl beside the filter's output."""
     if not cfg.judge:
         return None
-    journal = cfg.judge_journal or Path(out).with_name(Path(out).stem + ".judge.jsonl")
-    return quality_scorer(
+    journal = cfg.judge_journal or beside(out, ".judge.jsonl")
+    return QualityScorer(
         build_lm(cfg.judge),
         journal=journal,
         batch_size=cfg.judge_batch_size,

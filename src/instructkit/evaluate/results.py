@@ -49,7 +49,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from instructkit.errors import DataFormatError
-from instructkit.io import write_atomic
+from instructkit.io import read_text, write_atomic
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -375,18 +375,7 @@ def load_eval_results(path: str | Path) -> EvalResults:
 
 def read_json(path: Path) -> Any:
     """The JSON value of a file; DataFormatError says what is wrong with it."""
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as e:
-        raise DataFormatError(
-            f"the file is not UTF-8 text (bad byte at offset {e.start}).",
-            path=path,
-            fix="re-save the file as UTF-8.",
-        ) from e
-    except OSError as e:
-        raise DataFormatError(
-            f"cannot read the file: {e.strerror or e}.", path=path, fix="check the path."
-        ) from e
+    text = read_text(path)
     try:
         return json.loads(text)
     except json.JSONDecodeError as e:

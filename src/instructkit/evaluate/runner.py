@@ -38,7 +38,7 @@ from instructkit.evaluate.results import (
     save_eval_results,
 )
 from instructkit.evaluate.stats import compare_by_group, compare_paired
-from instructkit.io import read_rows
+from instructkit.io import beside, read_rows
 from instructkit.jobs import Job, fingerprint
 from instructkit.lm.base import DEFAULT_BATCH, LM, ChatRequest
 from instructkit.lm.openai import DEFAULT_TIMEOUT
@@ -115,13 +115,11 @@ class EvalConfig(BaseModel):
 
 def per_item_path(out: str | Path) -> Path:
     """The per-item rows beside ``out``: ``eval/a.json`` -> ``eval/a.per_item.jsonl``."""
-    out = Path(out)
-    return out.with_name(f"{out.stem}.per_item.jsonl")
+    return beside(out, ".per_item.jsonl")
 
 
 def judge_journal_path(out: str | Path) -> Path:
-    out = Path(out)
-    return out.with_name(f"{out.stem}.judge.jsonl")
+    return beside(out, ".judge.jsonl")
 
 
 def run_eval(cfg: EvalConfig, *, judge_lm: LM | None = None, fresh: bool = False) -> EvalResults:

@@ -38,7 +38,7 @@ from instructkit.data.formats import load_records
 from instructkit.data.records import Conversation
 from instructkit.data.similarity import normalize_for_exact, rouge_l_f, rouge_tokens
 from instructkit.errors import DataFormatError, LMError
-from instructkit.io import read_rows
+from instructkit.io import beside, read_rows
 from instructkit.jobs import Job, fingerprint
 from instructkit.lm.base import LM, ChatRequest
 
@@ -577,7 +577,7 @@ def run_evol(
     resumed; ``fresh=True`` deletes it first.
     """
     out_path = Path(out_path)
-    rejects_path = Path(rejects_path or out_path.with_name(out_path.stem + ".rejects.jsonl"))
+    rejects_path = Path(rejects_path or beside(out_path, ".rejects.jsonl"))
     seeds = _seed_items(instructions)
     job = _open_job(cfg, lm, seeds, out_path, rejects_path, fresh)
     done = _finished_units(job)

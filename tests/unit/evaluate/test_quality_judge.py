@@ -10,8 +10,8 @@ from instructkit.data.quality_filter import filter_records
 from instructkit.data.records import Conversation, Message
 from instructkit.errors import ConfigError, LMError
 from instructkit.evaluate.quality_judge import (
+    QualityScorer,
     build_quality_scorer,
-    quality_scorer,
     rating_of,
     rating_request,
 )
@@ -22,28 +22,11 @@ def conv(instruction, response):
     return Conversation([Message("user", instruction), Message("assistant", response)])
 
 
-@pytest.mark.parametrize(
-    "text, score",
-    [
-        ("Score: 4\nAccurate and clear.", 4.0),
-        ("**Score:** 4.5/5", 4.5),
-        ("score = 3. The answer misses a step.", 3.0),
-        ("Score: 3\nOn reflection the answer is right.\nScore: 5", 5.0),  # the last one
-        ("4\nGood answer.", 4.0),
-        ("**5**", 5.0),
-        ("I would rate this 4/5 overall.", 4.0),
-        ("Four out of five? No: 2 out of 5.", 2.0),
-        ("Score: 4.5.", 4.5),
-        ("Score: 7", None),  # out of range
-        ("Score: 10", None),  # not read as 1
-        ("Score: N/A", None),
-        ("Either 3/5 or 4/5.", None),  # ambiguous
-        ("Great answer!", None),
-        ("", None),
-    ],
-)
-def test_rating_of(text, score):
-    assert rating_of(text) == score
+def test_rating_of_reads_the_1_to_5_scale():
+    # the formats themselves are tested with parse_score in test_judge.py
+    assert rating_of("Score: 4\nAccurate and clear.") == 4.0
+    assert rating_of("Score: 7") is None  # outside the prompt's 1-5 scale
+    assert rating_of("Great answer!") is None
 
 
 def test_rating_request_holds_the_record():
@@ -90,7 +73,7 @@ def read_jsonl(path):
 
 def test_scorer_returns_score_and_raw_text_and_rates_identical_records_once():
     lm = scored_lm({"Task a.": 5, "Task b.": "Lovely!"})
-    scorer = quality_scorer(lm, progress=False, max_tokens=32)
+    scorer = QualityScorer(lm, progress=False, max_tokens=32)
     convs = [conv("Task a.", "Fine.")] * 3 + [conv("Task b.", "Also fine.")]
     assert scorer(convs) == [(5.0, "Score: 5\nBecause.")] * 3 + [(None, "Lovely!")]
     assert len(lm.calls) == 2 and lm.calls[0].max_tokens == 32 and lm.calls[0].temperature == 0
@@ -102,7 +85,7 @@ def test_rating_resumes_from_the_journal(tmp_path):
     scores = {f"Task {i}.": 5 if i % 2 else 3 for i in range(7)}
     convs = [conv(f"Task {i}.", f"Answer {i} here.") for i in range(7)]
     journal = tmp_path / "j.jsonl"
-    dying = quality_scorer(
+    dying = QualityScorer(
         scored_lm(scores, die_after=4), journal=journal, batch_size=2, progress=False
     )
     with pytest.raises(LMError):
@@ -113,21 +96,21 @@ def test_rating_resumes_from_the_journal(tmp_path):
     assert json.loads((tmp_path / "j.jsonl.state.json").read_text())["state"] == {"judged": 4}
 
     again = scored_lm(scores)
-    scorer = quality_scorer(again, journal=journal, batch_size=2, progress=False)
+    scorer = QualityScorer(again, journal=journal, batch_size=2, progress=False)
     resumed = scorer(convs)
     assert len(again.calls) == 3  # only the records not yet rated
     assert (scorer.requests, scorer.resumed) == (3, 4)
-    assert resumed == quality_scorer(scored_lm(scores), progress=False)(convs)
+    assert resumed == QualityScorer(scored_lm(scores), progress=False)(convs)
     assert len(read_jsonl(journal)) == 7  # each record rated once
 
     done = scored_lm(scores)
-    quality_scorer(done, journal=journal, progress=False)(convs)
+    QualityScorer(done, journal=journal, progress=False)(convs)
     assert done.calls == []  # a finished job asks nothing
     other_judge = ScriptedLM(["Score: 5"], name="another-model")
-    quality_scorer(other_judge, journal=journal, progress=False)(convs)
+    QualityScorer(other_judge, journal=journal, progress=False)(convs)
     assert len(other_judge.calls) == 7  # the journal is keyed by model too
     fresh = scored_lm(scores)
-    quality_scorer(fresh, journal=journal, progress=False, fresh=True)(convs)
+    QualityScorer(fresh, journal=journal, progress=False, fresh=True)(convs)
     assert len(fresh.calls) == 7 and len(read_jsonl(journal)) == 7
 
 
@@ -136,7 +119,7 @@ def test_a_journal_from_another_prompt_is_refused(tmp_path):
     state = {"fingerprint": {"config": {"prompt": "old"}, "inputs": {}}, "state": {}}
     (tmp_path / "j.jsonl.state.json").write_text(json.dumps(state))
     with pytest.raises(ConfigError, match="--fresh"):
-        quality_scorer(ScriptedLM(["Score: 5"]), journal=journal, progress=False)(
+        QualityScorer(ScriptedLM(["Score: 5"]), journal=journal, progress=False)(
             [conv("Task a.", "Fine.")]
         )
 
@@ -145,13 +128,13 @@ def test_filter_records_with_the_llm_scorer():
     scores = {"Task a.": 5, "Task b.": 4, "Task c.": 3.5, "Task d.": "Lovely!"}
     records = [conv(f"Task {x}.", f"Answer {x} here.") for x in "abcd"]
     cfg = QualityConfig(min_instruction_words=1)
-    result = filter_records(records, cfg, scorer=quality_scorer(scored_lm(scores), progress=False))
+    result = filter_records(records, cfg, scorer=QualityScorer(scored_lm(scores), progress=False))
     assert [v.kept for v in result.verdicts] == [True, True, False, True]
     assert result.report.judge == {"model": None, "scored": 4, "threshold": 4.0, "unparsed": 1}
 
 
 def test_progress_bar_counts_records(capsys):
-    scorer = quality_scorer(scored_lm({"Task a.": 5, "Task b.": 4}), progress=True)
+    scorer = QualityScorer(scored_lm({"Task a.": 5, "Task b.": 4}), progress=True)
     scorer([conv("Task a.", "Fine."), conv("Task b.", "Fine.")])
     err = capsys.readouterr().err
     assert "judge judge" in err and "2/2" in err
@@ -166,4 +149,4 @@ def test_build_quality_scorer_journals_beside_the_output(tmp_path):
     cfg = cfg.model_copy(update={"judge_journal": str(tmp_path / "mine.jsonl")})
     assert build_quality_scorer(cfg, tmp_path / "clean.json").journal == tmp_path / "mine.jsonl"
     with pytest.raises(ConfigError, match="batch_size"):
-        quality_scorer(ScriptedLM(["x"]), batch_size=0)
+        QualityScorer(ScriptedLM(["x"]), batch_size=0)
