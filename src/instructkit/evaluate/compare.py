@@ -87,6 +87,10 @@ def _leaves(row: dict[str, Any], prefix: str = "") -> list[str]:
     return out
 
 
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
 def _absent(row: dict[str, Any], name: str, flag: str) -> str:
     fields = _leaves(row)
     shown = ", ".join(fields[:12]) + (" ..." if len(fields) > 12 else "")
@@ -168,7 +172,9 @@ def _item_score(row: Any, row_no: int, key: str, field_name: str) -> tuple[str, 
     score = field_value(row, field_name)
     if score is _ABSENT:
         reason = f"row {row_no} " + _absent(row, field_name, "--field")
-        raise _Bad(item, field_name, reason, f"give every row a numeric '{field_name}'.")
+        numeric = [f for f in _leaves(row) if _is_number(field_value(row, f))]
+        fix = f"pass --field {numeric[0]}" if numeric else f"give every row a numeric '{field_name}'"
+        raise _Bad(item, field_name, reason, fix + ".")
     if isinstance(score, bool):
         score = float(score)
     if not isinstance(score, (int, float)) or not math.isfinite(score):
