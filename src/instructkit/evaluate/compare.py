@@ -172,8 +172,10 @@ def _item_score(row: Any, row_no: int, key: str, field_name: str) -> tuple[str, 
     score = field_value(row, field_name)
     if score is _ABSENT:
         reason = f"row {row_no} " + _absent(row, field_name, "--field")
-        numeric = [f for f in _leaves(row) if _is_number(field_value(row, f))]
-        fix = f"pass --field {numeric[0]}" if numeric else f"give every row a numeric '{field_name}'"
+        numeric = [f for f in _leaves(row) if f != key and _is_number(field_value(row, f))]
+        fix = (
+            f"pass --field {numeric[0]}" if numeric else f"give every row a numeric '{field_name}'"
+        )
         raise _Bad(item, field_name, reason, fix + ".")
     if isinstance(score, bool):
         score = float(score)
