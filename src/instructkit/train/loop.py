@@ -352,7 +352,7 @@ def fit(
 
     start = result.resumed_from or 0
     warmup = int(cfg.warmup_ratio * len(plan))
-    started = time.perf_counter()
+    started, tokens_before = time.perf_counter(), result.tokens  # a resumed run's speed: its own
     quiet = not progress or procs.rank != 0
     bar = tqdm(total=len(plan), initial=start, desc="train", unit="step", disable=quiet)
     loss_fn.train()
@@ -391,7 +391,7 @@ def fit(
             done = step + 1
             if done % cfg.log_every == 0 or done == len(plan):
                 elapsed = max(time.perf_counter() - started, 1e-9)
-                tok_per_s = result.tokens / elapsed
+                tok_per_s = (result.tokens - tokens_before) / elapsed
                 emit(
                     {
                         "step": done,
