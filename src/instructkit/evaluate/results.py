@@ -152,6 +152,8 @@ class JudgeSection(_Model):
     """
 
     mode: Literal["grade", "pairwise"] = "pairwise"
+    # how verdicts were read: parsed from the answer text, or from grade-token probabilities
+    scoring: Literal["text", "probabilities"] = "text"
     judge: str | None = None
     a: str | None = None
     b: str | None = None

@@ -596,14 +596,16 @@ def _judge(cfg: EvalConfig, rows: list[dict[str, Any]], judge_lm: LM | None) -> 
             lm, answers, reference, ids=ids, journal=journal, scoring=cfg.judge.scoring,
             max_tokens=budget, batch_size=batch, progress=True,
         )  # fmt: skip
-        return _judge_section({"mode": "grade", **res.to_dict()}, ids, "score")
+        graded = {"mode": "grade", "scoring": cfg.judge.scoring, **res.to_dict()}
+        return _judge_section(graded, ids, "score")
     answers_b = [(r["prompt"], by_sys[(r["eval_task"], r["id"], names[1])]) for r in first]
     answers_a = [(r["prompt"], r["response"]) for r in first]
     pair = compare(
         lm, answers_a, answers_b, reference, ids=ids, journal=journal,
         scoring=cfg.judge.scoring, max_tokens=budget, batch_size=batch, progress=True,
     )  # fmt: skip
-    d = {"mode": "pairwise", "a": names[0], "b": names[1], **pair.to_dict()}
+    d = {"mode": "pairwise", "scoring": cfg.judge.scoring, "a": names[0], "b": names[1]}
+    d |= pair.to_dict()
     return _judge_section(d, ids, "outcome")
 
 

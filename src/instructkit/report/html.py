@@ -371,11 +371,18 @@ def _plots_section(data: ReportData) -> str:
     return '<section id="plots"><h2>Plots</h2>' + "\n".join(figures) + "</section>"
 
 
+_SCORING = {
+    "text": "the judge's answer",
+    "probabilities": "grade-token probabilities (G-Eval)",
+}
+
+
 def _judge_section(judge: JudgeSummary, systems: tuple[str, ...]) -> str:
     a, b = _e(systems[0]), _e(systems[1])
     agreement = _DASH if judge.agreement is None else f"{judge.agreement:.1%}"
     rows = [
         ("judge", _e(judge.judge) if judge.judge else _DASH),
+        ("verdicts read from", _SCORING.get(judge.scoring, _e(judge.scoring))),
         (f"{a} preferred", str(judge.wins)),
         (f"{b} preferred", str(judge.losses)),
         ("ties", str(judge.ties)),
@@ -394,6 +401,7 @@ def _grade_section(judge: JudgeSummary, systems: tuple[str, ...]) -> str:
     mean = _DASH if judge.mean is None else f"{judge.mean:.2f}"
     rows = [
         ("judge", _e(judge.judge) if judge.judge else _DASH),
+        ("verdicts read from", _SCORING.get(judge.scoring, _e(judge.scoring))),
         ("system graded", _e(systems[0])),
         ("items", _DASH if judge.n is None else str(judge.n)),
         ("mean grade (1-10, parsed grades)", mean),

@@ -102,6 +102,7 @@ class JudgeSummary:
     judge: str | None = None
     inconsistent: int | None = None
     mode: str = "pairwise"  # "grade": one system graded 1-10 (mean, n; no wins)
+    scoring: str = "text"  # "probabilities": G-Eval-style, from the grade tokens' probabilities
     n: int | None = None
     mean: float | None = None
 
@@ -204,6 +205,7 @@ def _judge(judge: JudgeSection | None) -> JudgeSummary | None:
         judge=judge.judge,
         inconsistent=judge.inconsistent,
         mode=judge.mode,
+        scoring=judge.scoring,
         n=judge.n,
         mean=judge.mean,
     )

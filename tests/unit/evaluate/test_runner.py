@@ -102,6 +102,20 @@ def test_grade_judge_of_one_system_and_unparseable_ids(tmp_path):
     )
 
 
+def test_probability_scoring_with_a_local_judge_gives_every_verdict(tmp_path):
+    from instructkit.lm.local import LocalLM
+    from instructkit.report import write_report
+
+    items = _test_items(("sentiment",))[:4]
+    cfg = _two_systems(tmp_path, items, judge={"lm": "unused", "scoring": "probabilities"})
+    cfg.systems = cfg.systems[:1]
+    res = run_eval(cfg, judge_lm=LocalLM.load("tiny-random-llama"))
+    assert res.judge.scoring == "probabilities" and res.judge.unparseable == 0
+    assert res.judge.mean is not None and 1.0 <= res.judge.mean <= 10.0
+    page = write_report([cfg.out], tmp_path / "r.html").read_text()
+    assert "grade-token probabilities (G-Eval)" in page
+
+
 def test_results_and_rows_are_written_through_the_schema(tmp_path):
     items = _test_items()
     cfg = _two_systems(tmp_path, items)
