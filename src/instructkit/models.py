@@ -147,7 +147,7 @@ def build_tiny_tokenizer() -> Any:
         show_progress=False,
     )
     tok.train_from_iterator(_TINY_CORPUS * 4, trainer=trainer)
-    wrapped = PreTrainedTokenizerFast(
+    wrapped = PreTrainedTokenizerFast(  # type: ignore[no-untyped-call]
         tokenizer_object=tok,
         bos_token="<|im_start|>",
         eos_token="<|im_end|>",

@@ -132,7 +132,7 @@ def data_stats(src, model, template, as_json, fmt) -> None:
         click.echo(f"tokens ({part}, {model}): " + _fmt_dist(dist))
 
 
-def _fmt_dist(d: dict) -> str:
+def _fmt_dist(d: dict[str, Any]) -> str:
     return " ".join(f"{k}={v}" for k, v in d.items())
 
 

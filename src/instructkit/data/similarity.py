@@ -289,7 +289,8 @@ class NearDupIndex:
         """One bucket key per band for each token list (vectorised; reuse them for many texts)."""
         sig = self._hasher.signatures(token_lists)  # (n, bands*rows)
         folded = sig.reshape(len(token_lists), self.params.bands, self.params.rows)
-        return (folded * self._band_mult).sum(axis=2, dtype=np.uint64).tolist()  # (n, bands)
+        keys: list[list[int]] = (folded * self._band_mult).sum(axis=2, dtype=np.uint64).tolist()
+        return keys  # (n, bands)
 
     def candidates(self, text: str) -> list[int]:
         """Positions of indexed texts that collide with ``text`` in at least ``min_hits`` bands."""

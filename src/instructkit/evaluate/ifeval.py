@@ -593,7 +593,8 @@ def _need_text(row: dict[str, Any], name: str, at: _At, fix: str) -> str:
         raise at.error(f"missing '{name}' (the row has {', '.join(row) or 'no keys'}).", name, fix)
     if not isinstance(row[name], str):
         raise at.error(f"expected a string, got {_describe(row[name])}.", name, fix)
-    return row[name]
+    text: str = row[name]
+    return text
 
 
 def _need_list(row: dict[str, Any], name: str, at: _At, fix: str) -> list[Any]:

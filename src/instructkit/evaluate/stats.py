@@ -220,7 +220,7 @@ def mcnemar_test(
     if exact:
         # Exact integer arithmetic: the binomial tail is a ratio of (big) integers.
         tail = sum(math.comb(discordant, k) for k in range(min(b01, b10) + 1))
-        return min(1.0, 2 * tail / 2**discordant)
+        return float(min(1.0, 2 * tail / 2**discordant))
     stat = max(abs(b01 - b10) - 1, 0) ** 2 / discordant
     return math.erfc(math.sqrt(stat / 2.0))  # chi-square(1) survival function
 
@@ -317,26 +317,32 @@ def _coincidences(units: list[list[Hashable]], index: dict[Hashable, int]) -> np
             counts[u, index[v]] += 1
     weights = 1.0 / (counts.sum(axis=1) - 1.0)  # (U,)
     weighted = counts * weights[:, None]
-    return weighted.T @ counts - np.diag(weighted.sum(axis=0))  # (V, V)
+    coincidences: np.ndarray = weighted.T @ counts - np.diag(weighted.sum(axis=0))  # (V, V)
+    return coincidences
 
 
 def _delta_squared(values: np.ndarray, n_c: np.ndarray, level: str) -> np.ndarray:
     """Difference function delta^2_ck of Krippendorff (2011), section C; shape (V, V)."""
+    delta: np.ndarray
     if level == "nominal":
-        return 1.0 - np.eye(len(n_c))
+        delta = 1.0 - np.eye(len(n_c))
+        return delta
     if level == "interval":
-        return (values[:, None] - values[None, :]) ** 2
+        delta = (values[:, None] - values[None, :]) ** 2
+        return delta
     if level == "ratio":
         total = values[:, None] + values[None, :]
         diff = values[:, None] - values[None, :]
-        return np.divide(diff, total, out=np.zeros_like(diff), where=total != 0) ** 2
+        delta = np.divide(diff, total, out=np.zeros_like(diff), where=total != 0) ** 2
+        return delta
     # ordinal: (sum_{g=c..k} n_g - (n_c + n_k) / 2)^2 over the ranks of the sorted values.
     cum = np.cumsum(n_c)
     ranks = np.arange(len(n_c))
     lo = np.minimum(ranks[:, None], ranks[None, :])
     hi = np.maximum(ranks[:, None], ranks[None, :])
     between = cum[hi] - cum[lo] + n_c[lo]
-    return (between - (n_c[lo] + n_c[hi]) / 2.0) ** 2
+    delta = (between - (n_c[lo] + n_c[hi]) / 2.0) ** 2
+    return delta
 
 
 def krippendorff_alpha(
@@ -383,4 +389,4 @@ def krippendorff_alpha(
     expected = float(np.outer(n_c, n_c).ravel() @ delta.ravel())
     if expected == 0.0:
         raise ValueError("Krippendorff's alpha is undefined: expected disagreement D_e is 0")
-    return 1.0 - (n_c.sum() - 1.0) * float(o.ravel() @ delta.ravel()) / expected
+    return float(1.0 - (n_c.sum() - 1.0) * float(o.ravel() @ delta.ravel()) / expected)

@@ -89,7 +89,7 @@ class LlamaCppLM:
 
     def _call(self, r: ChatRequest, seed: int | None) -> dict[str, Any]:
         with self._lock:
-            return self._llama.create_chat_completion(
+            answer: dict[str, Any] = self._llama.create_chat_completion(
                 messages=r.chat(),
                 temperature=max(r.temperature, 0.0),
                 top_p=r.top_p,
@@ -99,3 +99,4 @@ class LlamaCppLM:
                 stop=list(r.stop) or None,
                 seed=seed,
             )
+        return answer

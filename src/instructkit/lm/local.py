@@ -231,7 +231,8 @@ class LocalLM:
 
     def _encode(self, r: ChatRequest) -> list[int]:
         prompt = self.template.render(r.chat(), True)
-        return self.tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        ids: list[int] = self.tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        return ids
 
     def _batches(self, members: list[int], encoded: list[list[int]], n: int) -> list[list[int]]:
         order = sorted(members, key=lambda i: len(encoded[i]))

@@ -256,7 +256,7 @@ def chat_response(completion: Completion, model: str) -> dict[str, Any]:
 # ---------------------------------------------------------------- the generation worker
 
 
-class Pending(Future):
+class Pending(Future[Completion]):
     """A request's future completion; ``abandoned`` is set once its client went away."""
 
     def __init__(self) -> None:
@@ -270,7 +270,7 @@ class _Job:
     future: Pending = field(default_factory=Pending)
 
     @property
-    def key(self) -> tuple | None:
+    def key(self) -> tuple[Any, ...] | None:
         """Requests with equal keys may share a batch; None: generate this one alone."""
         r = self.request
         if r.temperature <= 0:  # greedy: top_p, seed and n do not change what is generated
@@ -417,7 +417,7 @@ class BatchWorker:
         return self.lm.complete(requests)
 
 
-def _drain(q: queue.Queue) -> list[_Job]:
+def _drain(q: queue.Queue[_Job | None]) -> list[_Job]:
     jobs: list[_Job] = []
     while True:
         try:
@@ -515,7 +515,7 @@ class _Handler(BaseHTTPRequestHandler):
             err = RequestError(500, f"internal error: {e}", type="server_error", code="internal")
             self._send(500, err.body())
 
-    def _route(self, path: str) -> tuple[Callable[[bytes], dict] | None, str]:
+    def _route(self, path: str) -> tuple[Callable[[bytes], dict[str, Any]] | None, str]:
         if path == "/v1/chat/completions":
             return self._chat, "POST"
         if path == "/v1/models":
@@ -562,7 +562,8 @@ class _Handler(BaseHTTPRequestHandler):
         """The completion, or _ClientGone (and the request abandoned) if the client left."""
         while True:
             try:
-                return future.result(timeout=_POLL_S)
+                completion: Completion = future.result(timeout=_POLL_S)
+                return completion
             except concurrent.futures.TimeoutError:
                 if _client_gone(self.connection):
                     self.server.worker.abandon(future)

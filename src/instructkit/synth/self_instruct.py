@@ -519,7 +519,9 @@ class _Pool:
     machine: list[tuple[str, str]]  # (id, instruction) of the kept tasks
 
     @classmethod
-    def build(cls, cfg: SelfInstructConfig, seeds: list[SeedTask], kept: list[dict]) -> _Pool:
+    def build(
+        cls, cfg: SelfInstructConfig, seeds: list[SeedTask], kept: list[dict[str, Any]]
+    ) -> _Pool:
         pool = cls(NearDupIndex(cfg.similarity_threshold), seeds, [])
         pool._index([s.instruction for s in seeds])
         pool.add(kept)
@@ -531,7 +533,7 @@ class _Pool:
             for tok, keys in zip(tokens, self.index.band_keys(tokens), strict=True):
                 self.index.add_tokens(tok, keys)
 
-    def add(self, rows: list[dict]) -> None:
+    def add(self, rows: list[dict[str, Any]]) -> None:
         self._index([r["instruction"] for r in rows])
         self.machine += [(r["id"], r["instruction"]) for r in rows]
 

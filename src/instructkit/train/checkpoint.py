@@ -126,4 +126,5 @@ def load_checkpoint(
         for name, value in weights.items():
             params[name].copy_(value)
     optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=True))
-    return json.loads((path / "state.json").read_text("utf-8"))
+    state: dict[str, Any] = json.loads((path / "state.json").read_text("utf-8"))
+    return state

@@ -228,13 +228,14 @@ class Processes:
         """Skip DDP's gradient all-reduce on every micro-batch but the step's last."""
         if self.accelerator is None or last:
             return nullcontext()
-        return self.accelerator.no_sync(module)
+        context: AbstractContextManager[Any] = self.accelerator.no_sync(module)
+        return context
 
     def backward(self, loss: torch.Tensor) -> None:
         if self.accelerator is not None:
             self.accelerator.backward(loss)
         else:
-            loss.backward()
+            loss.backward()  # type: ignore[no-untyped-call]
 
     def clip_grad_norm(self, params: list[torch.nn.Parameter], max_norm: float) -> None:
         if self.accelerator is not None:
