@@ -152,6 +152,21 @@ def test_a_planted_violation_is_caught(tmp_path):
     assert "evaluate imports its sibling instructkit.train" in found[2]
 
 
+def test_only_optimize_imports_dspy():
+    found = []
+    for path in sorted(SRC.rglob("*.py")):
+        if unit_of(module_name(path, SRC)) == "optimize":
+            continue
+        for node in ast.walk(ast.parse(path.read_text("utf-8"))):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and not node.level:
+                names = [node.module or ""]
+            found += [f"{path}:{node.lineno}" for n in names if n.split(".")[0] == "dspy"]
+    assert not found, f"dspy is imported outside instructkit.optimize: {found}"
+
+
 def test_every_layer_edge_points_down():
     for line in graph().splitlines()[1:]:
         a, _, b = line.strip().partition(" --> ")
