@@ -1,0 +1,1 @@
+"""Instruction optimization: candidate instructions, search over them, and the DSPy bridge."""
