@@ -77,19 +77,7 @@ class ComponentLibrary:
 
 def load_components(path: str | Path | None = None) -> ComponentLibrary:
     """Read and validate a component library from YAML; None reads the bundled one."""
-    if path is None:
-        where = "instructkit/resources/instruction_components.yaml"
-        text = (
-            resources.files("instructkit.resources").joinpath(Path(where).name).read_text("utf-8")
-        )
-    else:
-        where = str(path)
-        try:
-            text = Path(path).read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as e:
-            raise DataFormatError(
-                f"cannot read instruction components: {e}", path=path, fix="pass a UTF-8 YAML file."
-            ) from e
+    where, text = _read_source(path)
     try:
         doc = yaml.safe_load(text)
     except yaml.YAMLError as e:
@@ -99,13 +87,12 @@ def load_components(path: str | Path | None = None) -> ComponentLibrary:
         raise DataFormatError(
             "the file must hold one 'components' mapping.", path=where, fix=_FIX_KINDS
         )
-    if unknown := sorted(set(kinds) - set(KINDS)) or sorted(set(KINDS) - set(kinds)):
-        raise DataFormatError(
-            f"unknown or missing kind '{unknown[0]}'.",
-            path=where,
-            field=f"components.{unknown[0]}",
-            fix=_FIX_KINDS,
-        )
+    for bad, what in ((set(kinds) - set(KINDS), "unknown"), (set(KINDS) - set(kinds), "missing")):
+        if bad:
+            kind = sorted(bad)[0]
+            raise DataFormatError(
+                f"{what} kind '{kind}'.", path=where, field=f"components.{kind}", fix=_FIX_KINDS
+            )
     parsed = {kind: _parse_kind(kind, kinds[kind], where) for kind in KINDS}
     library = ComponentLibrary(
         alternatives={kind: alts for kind, (_, alts) in parsed.items()},
@@ -114,6 +101,20 @@ def load_components(path: str | Path | None = None) -> ComponentLibrary:
     )
     _check_library(library, where)
     return library
+
+
+def _read_source(path: str | Path | None) -> tuple[str, str]:
+    """(where, text) of the library: the bundled file when ``path`` is None."""
+    if path is None:
+        name = "instruction_components.yaml"
+        text = resources.files("instructkit.resources").joinpath(name).read_text("utf-8")
+        return f"instructkit/resources/{name}", text
+    try:
+        return str(path), Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise DataFormatError(
+            f"cannot read instruction components: {e}", path=path, fix="pass a UTF-8 YAML file."
+        ) from e
 
 
 _FIX_KINDS = f"write 'components:' with exactly the kinds {', '.join(KINDS)}."
@@ -175,14 +176,20 @@ def _parse_alternative(kind: str, raw: Any, where: str, loc: str) -> Component:
     return comp
 
 
+_FIX_BRACES = "write placeholders as {name}; write a literal brace as {{ or }}."
+
+
 def _placeholder_problem(comp: Component) -> tuple[str, str] | None:
     """(message, fix) when ``comp`` uses a placeholder its kind does not allow or lacks one."""
     names = set()
-    for _, name, spec, conversion in string.Formatter().parse(comp.text):
-        if name is not None and (not name.isidentifier() or spec or conversion):
-            return f"'{{{name}}}' is not a plain placeholder.", "write {name}; a brace as {{ or }}."
-        if name is not None:
-            names.add(name)
+    try:
+        fields = [(n, s, c) for _, n, s, c in string.Formatter().parse(comp.text) if n is not None]
+    except ValueError as e:  # an unmatched brace
+        return f"{e}.", _FIX_BRACES
+    for name, spec, conversion in fields:
+        if not name.isidentifier() or spec or conversion:
+            return f"'{{{name}}}' is not a plain placeholder.", _FIX_BRACES
+        names.add(name)
     allowed = _ALLOWED[comp.kind] - (set() if comp.formats == {"label"} else {"labels"})
     required = {"task": {"task"}, "inputs": {"inputs"}}.get(comp.kind, set())
     if comp.kind == "output":

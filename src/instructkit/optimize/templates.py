@@ -244,12 +244,10 @@ def render_candidate(
                 fix="choose an alternative whose formats include the task's output format.",
             )
         chosen[kind] = comp
-    return _render(spec, chosen, _values(spec, labels))
+    return _render(chosen, _values(spec, labels))
 
 
-def _render(
-    spec: TaskSpec, chosen: Mapping[str, Component | None], values: dict[str, str]
-) -> Candidate:
+def _render(chosen: Mapping[str, Component | None], values: dict[str, str]) -> Candidate:
     parts = [c.text.format_map(values) for c in chosen.values() if c is not None]
     ids = {kind: c.id if c is not None else NONE for kind, c in chosen.items()}
     return Candidate(" ".join(parts), ids)
@@ -339,9 +337,8 @@ def propose_candidates(
     seen: dict[str, int] = {}
     pool: list[list[str]] = []
     while len(kept) < n and (i := picker.pick()) is not None:
-        cand = _render(
-            spec, {k: choices[k][j] for k, j in zip(KINDS, combos[i].tolist(), strict=True)}, values
-        )
+        row = combos[i].tolist()
+        cand = _render({k: choices[k][j] for k, j in zip(KINDS, row, strict=True)}, values)
         if reason := _rejection(cand.text, spec, seen, pool, near_dup_threshold):
             rejected.append(Rejected(cand.components, cand.text, reason))
             continue

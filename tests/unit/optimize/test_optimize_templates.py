@@ -322,12 +322,22 @@ def _set(doc, kind, index, **changes):
             "unknown id 'no-such-id'",
         ),
         (
+            lambda d: _set(d, "role", 2, text="Use {braces."),
+            "components.role.alternatives[2]",
+            "alternative 'role-precise': expected '}'",
+        ),
+        (
+            lambda d: _set(d, "task", 0, text="Do {task!r}."),
+            "components.task.alternatives[0]",
+            "not a plain placeholder",
+        ),
+        (
             lambda d: _set(d, "role", 0, formats=["poem"]),
             "components.role.alternatives[0]",
             "bad formats",
         ),
         (lambda d: d["components"].pop("task"), "components.task", "missing kind 'task'"),
-        (lambda d: d["components"].update(tone={}), "components.tone", "unknown or missing"),
+        (lambda d: d["components"].update(tone={}), "components.tone", "unknown kind 'tone'"),
     ],
 )
 def test_bad_library_errors_name_the_file_and_the_entry(tmp_path, mutate, field, message):
