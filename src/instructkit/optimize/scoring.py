@@ -12,9 +12,11 @@ same items can be compared pairwise::
     result.scores[1].score, result.comparisons[0].comparison.ci_low, result.comparisons[0].p_holm
 
 Metrics: a name of an instructkit per-item metric (:mod:`instructkit.evaluate.metrics`:
-``exact_match`` (SQuAD EM), ``accuracy``/``label_match`` (lenient label match: case and
+``exact_match`` (SQuAD EM), ``accuracy``/``label_match`` (label match up to case and
 whitespace), ``f1``, ``rouge_l``, ``bleu``/``chrf`` (sentence-level); ``answer``
-(:func:`~instructkit.evaluate.checks.score_answer`)) applied to the target field, or any callable
+(:func:`~instructkit.evaluate.checks.score_answer`)) applied to the target field; for a task with
+labels, ``label`` (the default there: the reply names the right label, :func:`named_label`,
+the lenient choice for small models that answer "The text is positive."); or any callable
 ``metric(example, prediction) -> float`` (DSPy's metric signature; an IFEval check or a judge
 goes in this way). A reply the adapter cannot parse scores 0 and keeps its error.
 
@@ -40,7 +42,7 @@ import dspy
 from dspy.utils.exceptions import AdapterParseError
 
 from instructkit.errors import ConfigError, DataFormatError
-from instructkit.evaluate.checks import score_answer
+from instructkit.evaluate.checks import normalize_answer, score_answer
 from instructkit.evaluate.metrics import (
     exact_match,
     label_match,
@@ -61,6 +63,7 @@ __all__ = [
     "ProgramScore",
     "CandidateComparison",
     "InstructionComparison",
+    "named_label",
     "resolve_metric",
     "score_program",
     "score_instruction",
@@ -89,8 +92,8 @@ class InstructionTask:
     """A one-predictor task read from a dataset: ``inputs`` -> ``target`` (all text fields).
 
     ``labels``, when given, is the closed answer set: every row's target must be one of them
-    (up to case and whitespace) and the default metric is lenient label match (``accuracy``);
-    otherwise the default is ``exact_match``.
+    (up to case and whitespace) and the default metric is :meth:`label_metric` (named
+    ``label``); otherwise the default is ``exact_match``.
     """
 
     inputs: tuple[str, ...]
@@ -108,8 +111,21 @@ class InstructionTask:
             )
 
     @property
-    def default_metric(self) -> str:
-        return "accuracy" if self.labels else "exact_match"
+    def default_metric(self) -> str | MetricFn:
+        """:meth:`label_metric` with labels, else ``exact_match``."""
+        return self.label_metric() if self.labels else "exact_match"
+
+    def label_metric(self) -> MetricFn:
+        """1.0 when the reply names the right label (:func:`named_label`), else 0.0."""
+        if not self.labels:
+            raise ConfigError("the metric 'label' needs the task's labels.", fix="give labels=.")
+        labels, target = self.labels, self.target
+
+        def label(example: Any, prediction: Any) -> float:
+            named = named_label(str(prediction.get(target) or ""), labels)
+            return float(named is not None and label_match(named, example[target]) == 1.0)
+
+        return label
 
     def signature(self, instruction: str) -> Any:
         """The DSPy signature ``inputs -> target`` with ``instruction`` as its instructions."""
@@ -154,6 +170,23 @@ class InstructionTask:
                 field=self.target,
                 fix="correct the row, or add the label to the task's labels.",
             )
+
+
+def named_label(reply: str, labels: Sequence[str]) -> str | None:
+    """The one label that ``reply`` names, or None.
+
+    The reply is normalized as for exact match (first line, lowercase, no punctuation,
+    articles or "Answer:"); it names a label when it equals it, or else when exactly one label
+    occurs in it as whole words ("The text is positive." -> positive; "positive or negative"
+    -> None). Small models rarely answer with the bare label, hence this lenience.
+    """
+    text = normalize_answer(reply)
+    normalized = {normalize_answer(label): label for label in labels}
+    if text in normalized:
+        return normalized[text]
+    padded = f" {text} "
+    found = [label for norm, label in normalized.items() if norm and f" {norm} " in padded]
+    return found[0] if len(found) == 1 else None
 
 
 def _as_mapping(row: Any, number: int, source: object) -> Mapping[str, Any]:
@@ -446,7 +479,8 @@ def compare_instructions(
             f"baseline {baseline} is not one of the {len(instructions)} instructions."
         )
     examples = task.examples(data)
-    metric_name, fn = resolve_metric(metric or task.default_metric, task.target)
+    chosen_metric = task.label_metric() if metric == "label" else metric or task.default_metric
+    metric_name, fn = resolve_metric(chosen_metric, task.target)
     programs = [task.program(text) for text in instructions]
     _preflight(programs[0], examples, fn, metric_name, task.target, lm, runs=len(programs))
     chosen = adapter or PlainAdapter()

@@ -15,6 +15,7 @@ from instructkit.optimize import (
     bridge_lm,
     compare_instructions,
     compare_scores,
+    named_label,
     score_instruction,
     score_program,
 )
@@ -43,15 +44,39 @@ def _answers(request):
     return {"great": "positive", "lovely": "negative"}.get(_text(request), "negative")
 
 
-def test_an_instruction_is_scored_per_item_with_lenient_label_match():
+def test_an_instruction_is_scored_per_item_with_the_label_metric():
     counter = CallCounter()
     lm = bridge_lm(ScriptedLM(_answers), counter=counter)
     result = score_instruction(TASK, "Always say positive.", ROWS, lm=lm)
-    assert result.metric == "accuracy"
+    assert result.metric == "label"
     assert result.per_item == [1.0, 0.0, 1.0, 0.0]  # "Positive" matches "positive"
     assert result.score == 0.5
     assert result.calls == 4 and counter.count() == 4
     assert result.items[0].outputs == {"label": "Positive"}
+
+
+@pytest.mark.parametrize(
+    "reply,expected",
+    [
+        ("positive", "positive"),
+        ("Positive.", "positive"),
+        ("Answer: NEGATIVE!", "negative"),
+        ("The text is positive.\nIt is negative too.", "positive"),  # first line only
+        ("positive or negative", None),  # names both
+        ("The soup was cold.", None),  # names none
+        ("positively", None),  # whole words only
+    ],
+)
+def test_named_label(reply, expected):
+    assert named_label(reply, ["positive", "negative"]) == expected
+
+
+def test_the_label_metric_accepts_a_reply_that_names_the_right_label():
+    lm = bridge_lm(ScriptedLM(["The text is positive.", "It is positive.", "meh", "negative"]))
+    result = score_instruction(TASK, "Judge.", ROWS, lm=lm)
+    assert result.per_item == [1.0, 0.0, 0.0, 1.0]
+    strict = score_instruction(TASK, "Judge.", ROWS, lm=lm, metric="accuracy")
+    assert strict.per_item == [0.0, 0.0, 0.0, 1.0]
 
 
 def test_a_reply_that_does_not_parse_scores_zero_and_keeps_its_error():
