@@ -5,6 +5,7 @@ What exists so far (docs/optimize.md):
 * :mod:`.bridge`: any instructkit LM as a DSPy 3.4 engine (:func:`bridge_lm`), with a
   :class:`CallCounter` that counts task and proposer calls and enforces a call budget;
 * :mod:`.adapter`: :class:`PlainAdapter`, prompts small models can follow;
+* :mod:`.task`, :mod:`.metrics`: a one-predictor task read from a dataset; metrics by name;
 * :mod:`.scoring`: score an instruction or a program on a dataset with any instructkit metric and
   compare instructions with paired bootstrap CIs and Holm's correction.
 
@@ -26,19 +27,18 @@ from instructkit.optimize.bridge import (  # noqa: E402
     InstructkitEngine,
     bridge_lm,
 )
+from instructkit.optimize.metrics import named_label, resolve_metric  # noqa: E402
 from instructkit.optimize.scoring import (  # noqa: E402
     CandidateComparison,
     InstructionComparison,
-    InstructionTask,
     ItemResult,
     ProgramScore,
     compare_instructions,
     compare_scores,
-    named_label,
-    resolve_metric,
     score_instruction,
     score_program,
 )
+from instructkit.optimize.task import InstructionTask  # noqa: E402
 
 __all__ = [
     "PROPOSER",

@@ -1,7 +1,8 @@
 """Score instructions and DSPy programs on a dataset; compare instructions with paired statistics.
 
 An instruction is scored as the instructions of a one-predictor program built from a dataset
-(:class:`InstructionTask`: input field(s), a target field, optionally the label set); a whole
+(:class:`~instructkit.optimize.task.InstructionTask`: input field(s), a target field, optionally
+the label set); a whole
 DSPy program is scored as it is. Every item keeps its own score, so instructions scored on the
 same items can be compared pairwise::
 
@@ -11,12 +12,14 @@ same items can be compared pairwise::
                                   rows, lm=lm)             # InstructionComparison
     result.scores[1].score, result.comparisons[0].comparison.ci_low, result.comparisons[0].p_holm
 
-Metrics: a name of an instructkit per-item metric (:mod:`instructkit.evaluate.metrics`:
+Metrics (:mod:`instructkit.optimize.metrics`): a name of an instructkit per-item metric
+(:mod:`instructkit.evaluate.metrics`:
 ``exact_match`` (SQuAD EM), ``accuracy``/``label_match`` (label match up to case and
 whitespace), ``f1``, ``rouge_l``, ``bleu``/``chrf`` (sentence-level); ``answer``
 (:func:`~instructkit.evaluate.checks.score_answer`)) applied to the target field; for a task with
-labels, ``label`` (the default there: the reply names the right label, :func:`named_label`,
-the lenient choice for small models that answer "The text is positive."); or any callable
+labels, ``label`` (the default there: the reply names the right label,
+:func:`~instructkit.optimize.metrics.named_label`, the lenient choice for small models that
+answer "The text is positive."); or any callable
 ``metric(example, prediction) -> float`` (DSPy's metric signature; an IFEval check or a judge
 goes in this way). A reply the adapter cannot parse scores 0 and keeps its error.
 
@@ -33,8 +36,7 @@ budget smaller than one evaluation of the items.
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,164 +44,22 @@ import dspy
 from dspy.utils.exceptions import AdapterParseError
 
 from instructkit.errors import ConfigError, DataFormatError
-from instructkit.evaluate.checks import normalize_answer, score_answer
-from instructkit.evaluate.metrics import (
-    exact_match,
-    label_match,
-    rouge_l,
-    sentence_bleu,
-    sentence_chrf,
-    token_f1,
-)
 from instructkit.evaluate.stats import PairedComparison, compare_paired, holm_adjust
 from instructkit.optimize.adapter import PlainAdapter
 from instructkit.optimize.bridge import TASK, CallCounter, instructkit_cause
+from instructkit.optimize.metrics import MetricFn, metric_value, resolve_metric
+from instructkit.optimize.task import InstructionTask
 
 __all__ = [
-    "ITEM_METRICS",
-    "MetricFn",
-    "InstructionTask",
     "ItemResult",
     "ProgramScore",
     "CandidateComparison",
     "InstructionComparison",
-    "named_label",
-    "resolve_metric",
     "score_program",
     "score_instruction",
     "compare_scores",
     "compare_instructions",
 ]
-
-MetricFn = Callable[[Any, Any], float]  # (dspy.Example, dspy.Prediction) -> score
-
-ITEM_METRICS: dict[str, Callable[[str, Any], float]] = {
-    "exact_match": exact_match,
-    "accuracy": label_match,
-    "label_match": label_match,
-    "f1": token_f1,
-    "rouge_l": rouge_l,
-    "bleu": sentence_bleu,
-    "chrf": sentence_chrf,
-    "answer": lambda text, refs: max(
-        score_answer(text, r) for r in ([refs] if isinstance(refs, str) else refs)
-    ),
-}
-
-
-@dataclass(frozen=True)
-class InstructionTask:
-    """A one-predictor task read from a dataset: ``inputs`` -> ``target`` (all text fields).
-
-    ``labels``, when given, is the closed answer set: every row's target must be one of them
-    (up to case and whitespace) and the default metric is :meth:`label_metric` (named
-    ``label``); otherwise the default is ``exact_match``.
-    """
-
-    inputs: tuple[str, ...]
-    target: str
-    labels: tuple[str, ...] = ()
-
-    def __post_init__(self) -> None:
-        names = [*self.inputs, self.target]
-        bad = [n for n in names if not n.isidentifier()]
-        if not self.inputs or bad or len(set(names)) != len(names):
-            raise ConfigError(
-                f"task fields {names} are not usable: inputs {list(self.inputs)} must be "
-                f"non-empty, distinct from the target '{self.target}', and Python identifiers.",
-                fix="name the fields like text, question, answer.",
-            )
-
-    @property
-    def default_metric(self) -> str | MetricFn:
-        """:meth:`label_metric` with labels, else ``exact_match``."""
-        return self.label_metric() if self.labels else "exact_match"
-
-    def label_metric(self) -> MetricFn:
-        """1.0 when the reply names the right label (:func:`named_label`), else 0.0."""
-        if not self.labels:
-            raise ConfigError("the metric 'label' needs the task's labels.", fix="give labels=.")
-        labels, target = self.labels, self.target
-
-        def label(example: Any, prediction: Any) -> float:
-            named = named_label(str(prediction.get(target) or ""), labels)
-            return float(named is not None and label_match(named, example[target]) == 1.0)
-
-        return label
-
-    def signature(self, instruction: str) -> Any:
-        """The DSPy signature ``inputs -> target`` with ``instruction`` as its instructions."""
-        fields: dict[str, Any] = {name: (str, dspy.InputField()) for name in self.inputs}
-        fields[self.target] = (str, dspy.OutputField())
-        return dspy.Signature(fields, instruction)
-
-    def program(self, instruction: str) -> Any:
-        """A ``dspy.Predict`` over :meth:`signature`."""
-        return dspy.Predict(self.signature(instruction))
-
-    def examples(self, rows: Sequence[Any], *, source: object | None = None) -> list[Any]:
-        """Rows (mappings or ``dspy.Example``) as examples with the inputs marked, checked:
-        a missing field or an off-label target raises DataFormatError naming the row (1-based;
-        ``source`` names the file)."""
-        if not rows:
-            raise ConfigError("there are no items to score.", fix="give at least one row.")
-        out = []
-        for number, row in enumerate(rows, 1):
-            record = _as_mapping(row, number, source)
-            self._check_row(record, number, source)
-            values = {name: record[name] for name in (*self.inputs, self.target)}
-            out.append(dspy.Example(**values).with_inputs(*self.inputs))
-        return out
-
-    def _check_row(self, record: Mapping[str, Any], number: int, source: object) -> None:
-        for name in (*self.inputs, self.target):
-            if record.get(name) is None:
-                raise DataFormatError(
-                    f"missing the field '{name}' that the task reads "
-                    f"(inputs {list(self.inputs)}, target '{self.target}')",
-                    path=source,
-                    row=number,
-                    field=name,
-                    fix=f"give every row the fields {[*self.inputs, self.target]}.",
-                )
-        if self.labels and not label_match(str(record[self.target]), list(self.labels)):
-            raise DataFormatError(
-                f"the target {record[self.target]!r} is not one of the labels {list(self.labels)}",
-                path=source,
-                row=number,
-                field=self.target,
-                fix="correct the row, or add the label to the task's labels.",
-            )
-
-
-def named_label(reply: str, labels: Sequence[str]) -> str | None:
-    """The one label that ``reply`` names, or None.
-
-    The reply is normalized as for exact match (first line, lowercase, no punctuation,
-    articles or "Answer:"); it names a label when it equals it, or else when exactly one label
-    occurs in it as whole words ("The text is positive." -> positive; "positive or negative"
-    -> None). Small models rarely answer with the bare label, hence this lenience.
-    """
-    text = normalize_answer(reply)
-    normalized = {normalize_answer(label): label for label in labels}
-    if text in normalized:
-        return normalized[text]
-    padded = f" {text} "
-    found = [label for norm, label in normalized.items() if norm and f" {norm} " in padded]
-    return found[0] if len(found) == 1 else None
-
-
-def _as_mapping(row: Any, number: int, source: object) -> Mapping[str, Any]:
-    if isinstance(row, dspy.Example):
-        return dict(row.items())
-    if isinstance(row, Mapping):
-        return row
-    raise DataFormatError(
-        f"a row is a {type(row).__name__}, not an object with fields",
-        path=source,
-        row=number,
-        fix="give each row as a dict (or a dspy.Example) of field -> value.",
-    )
 
 
 @dataclass(frozen=True)
@@ -266,47 +126,6 @@ class InstructionComparison:
         return max(self.scores, key=lambda s: s.score)
 
 
-def resolve_metric(metric: str | MetricFn, target: str | None = None) -> tuple[str, MetricFn]:
-    """(name, ``metric(example, prediction) -> float``) for a metric name or callable."""
-    if callable(metric):
-        return getattr(metric, "__name__", type(metric).__name__), metric
-    if metric not in ITEM_METRICS:
-        raise ConfigError(
-            f"unknown metric '{metric}'.",
-            fix=f"use one of: {', '.join(ITEM_METRICS)}, or a callable (example, prediction).",
-        )
-    if target is None:
-        raise ConfigError(
-            f"the metric '{metric}' needs the name of the output field it scores.",
-            fix="pass target='<output field>'.",
-        )
-    item = ITEM_METRICS[metric]
-
-    def named(example: Any, prediction: Any) -> float:
-        value = prediction.get(target) if hasattr(prediction, "get") else None
-        return float(item("" if value is None else str(value), example[target]))
-
-    named.__name__ = metric
-    return metric, named
-
-
-def _metric_value(metric: MetricFn, name: str, example: Any, prediction: Any, index: int) -> float:
-    try:
-        value = metric(example, prediction)
-    except Exception as exc:
-        raise ConfigError(
-            f"the metric '{name}' failed on item {index}: {type(exc).__name__}: {exc}",
-            fix="a metric takes (example, prediction) and returns a number.",
-        ) from exc
-    if isinstance(value, bool) or isinstance(value, (int, float)):
-        if math.isfinite(float(value)):
-            return float(value)
-    raise ConfigError(
-        f"the metric '{name}' returned {value!r} on item {index}, not a finite number.",
-        fix="return a float (e.g. 1.0 for correct, 0.0 for wrong).",
-    )
-
-
 def _check_program_input(program: Any, examples: Sequence[Any], target: str | None) -> None:
     """Everything that can be checked before any call: items, predictors, fields."""
     if not examples:
@@ -349,8 +168,13 @@ def _preflight(
     runs: int,
 ) -> None:
     _check_program_input(program, examples, target)
+    if lm is None and dspy.settings.lm is None:
+        raise ConfigError(
+            "no LM to run the program with.",
+            fix="pass lm=bridge_lm(your_lm), or set one with dspy.configure(lm=...).",
+        )
     reference = dspy.Prediction(**examples[0].labels())
-    _metric_value(metric, name, examples[0], reference, 0)
+    metric_value(metric, name, examples[0], reference, 0)
     counted = _counter_of(lm)
     if counted is not None:
         counter, role = counted
@@ -369,7 +193,7 @@ def _run_item(program: Any, example: Any, metric: MetricFn, name: str, index: in
             raise cause from exc  # e.g. BudgetExceeded, which DSPy wraps as LMUnexpectedError
         raise
     outputs = dict(prediction.items())
-    return ItemResult(index, _metric_value(metric, name, example, prediction, index), outputs)
+    return ItemResult(index, metric_value(metric, name, example, prediction, index), outputs)
 
 
 def _score(

@@ -262,6 +262,11 @@ def test_examples_without_inputs_marked_are_refused(spy):
         score_program(program, [dspy.Example(**ROWS[0])], "accuracy", lm=spy[1], target="label")
 
 
+def test_no_lm_at_all_is_refused():
+    with pytest.raises(ConfigError, match="no LM to run the program"):
+        score_instruction(TASK, "a", ROWS)
+
+
 def test_a_bad_task_definition_is_refused():
     with pytest.raises(ConfigError, match="distinct from the target"):
         InstructionTask(inputs=("label",), target="label")
