@@ -143,3 +143,20 @@ def test_the_engine_streams_and_closes_without_closing_the_lm():
     assert events[0].type == "start" and events[-1].type == "end"
     engine.close()
     assert engine.counter.count() == 1
+
+
+def test_the_budget_holds_across_threads():
+    from concurrent.futures import ThreadPoolExecutor
+
+    counter = CallCounter(budget=30)
+
+    def call(_):
+        try:
+            counter.reserve(TASK)
+            return True
+        except BudgetExceeded:
+            return False
+
+    with ThreadPoolExecutor(8) as pool:
+        made = list(pool.map(call, range(50)))
+    assert sum(made) == 30 and counter.count() == 30
