@@ -160,3 +160,18 @@ def test_the_budget_holds_across_threads():
     with ThreadPoolExecutor(8) as pool:
         made = list(pool.map(call, range(50)))
     assert sum(made) == 30 and counter.count() == 30
+
+
+def test_the_bridge_never_loads_litellm_and_sets_the_local_cost_map():
+    import subprocess
+    import sys
+
+    code = (
+        "import os, sys\n"
+        "from instructkit.optimize import bridge_lm\n"
+        "from instructkit.lm.scripted import ScriptedLM\n"
+        "bridge_lm(ScriptedLM(['x']))('hi')\n"
+        "print(os.environ['LITELLM_LOCAL_MODEL_COST_MAP'], 'litellm' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["True", "False"]
