@@ -18,6 +18,8 @@ comparing two means. Everything here is numpy only and deterministic given ``see
 * ``paired_permutation_test``: approximate randomization (Noreen 1989; Riezler & Maxwell 2005,
   "On Some Pitfalls in Automatic Evaluation and Significance Testing for MT"), exact for few items.
 * ``mcnemar_test``: McNemar (1947) for paired binary outcomes (correct / wrong).
+* ``holm_adjust``: Holm (1979), "A Simple Sequentially Rejective Multiple Test Procedure":
+  step-down adjusted p-values for a family of tests (used by reports and instruction comparisons).
 * ``krippendorff_alpha``: Krippendorff (2011), "Computing Krippendorff's Alpha-Reliability".
 """
 
@@ -38,6 +40,7 @@ __all__ = [
     "mcnemar_test",
     "compare_paired",
     "compare_by_group",
+    "holm_adjust",
     "krippendorff_alpha",
 ]
 
@@ -293,6 +296,25 @@ def compare_by_group(
         mask = names == name
         out[name] = compare(a_arr[mask], b_arr[mask])
     return out
+
+
+def holm_adjust(pvalues: Sequence[float]) -> list[float]:
+    """Holm (1979) step-down adjusted p-values, in the order given.
+
+    With p sorted ascending, p_(1) <= ... <= p_(m): adj_(i) = max_{j <= i} min(1, (m - j + 1)
+    p_(j)). Calling adj < alpha significant keeps the family-wise error rate at most alpha under
+    any dependence between the tests.
+    """
+    for i, p in enumerate(pvalues):
+        if not 0.0 <= p <= 1.0:  # also rejects NaN
+            raise ValueError(f"p-value {i} is {p}, not between 0 and 1")
+    m = len(pvalues)
+    adjusted = [0.0] * m
+    running = 0.0
+    for rank, i in enumerate(sorted(range(m), key=lambda k: pvalues[k])):
+        running = max(running, min(1.0, (m - rank) * pvalues[i]))
+        adjusted[i] = running
+    return adjusted
 
 
 def _is_missing(value: object) -> bool:

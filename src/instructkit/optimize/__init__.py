@@ -1,1 +1,62 @@
-"""Instruction optimization: candidate instructions, search over them, and the DSPy bridge."""
+"""Instruction optimization over DSPy programs: the only package that imports ``dspy``.
+
+What exists so far (docs/optimize.md):
+
+* :mod:`.bridge`: any instructkit LM as a DSPy 3.4 engine (:func:`bridge_lm`), with a
+  :class:`CallCounter` that counts task and proposer calls and enforces a call budget;
+* :mod:`.adapter`: :class:`PlainAdapter`, prompts small models can follow;
+* :mod:`.task`, :mod:`.metrics`: a one-predictor task read from a dataset; metrics by name;
+* :mod:`.scoring`: score an instruction or a program on a dataset with any instructkit metric and
+  compare instructions with paired bootstrap CIs and Holm's correction.
+
+LiteLLM (under DSPy) would fetch its model cost map from the network when imported; the
+variable below makes it use its bundled copy. It must be set before ``dspy`` is first imported,
+which is why it is set here, before the submodules load.
+"""
+
+import os
+
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+from instructkit.optimize.adapter import PlainAdapter  # noqa: E402
+from instructkit.optimize.bridge import (  # noqa: E402
+    PROPOSER,
+    TASK,
+    BudgetExceeded,
+    CallCounter,
+    InstructkitEngine,
+    bridge_lm,
+)
+from instructkit.optimize.metrics import named_label, resolve_metric  # noqa: E402
+from instructkit.optimize.scoring import (  # noqa: E402
+    CandidateComparison,
+    InstructionComparison,
+    ItemResult,
+    ProgramScore,
+    compare_instructions,
+    compare_scores,
+    score_instruction,
+    score_program,
+)
+from instructkit.optimize.task import InstructionTask  # noqa: E402
+
+__all__ = [
+    "PROPOSER",
+    "TASK",
+    "BudgetExceeded",
+    "CallCounter",
+    "CandidateComparison",
+    "InstructionComparison",
+    "InstructionTask",
+    "InstructkitEngine",
+    "ItemResult",
+    "PlainAdapter",
+    "ProgramScore",
+    "bridge_lm",
+    "compare_instructions",
+    "compare_scores",
+    "named_label",
+    "resolve_metric",
+    "score_instruction",
+    "score_program",
+]

@@ -48,7 +48,7 @@ from instructkit.evaluate.results import (
     parse_eval_results,
     read_json,
 )
-from instructkit.evaluate.stats import PairedComparison
+from instructkit.evaluate.stats import PairedComparison, holm_adjust
 
 __all__ = [
     "TaskRow",
@@ -154,25 +154,6 @@ class ReportData:
     ifeval: dict[str, IFEvalSummary] = field(default_factory=dict)
     human: HumanSummary | None = None
     sources: tuple[Source, ...] = ()
-
-
-def holm_adjust(pvalues: Sequence[float]) -> list[float]:
-    """Holm (1979) step-down adjusted p-values, in the order given.
-
-    With p sorted ascending, p_(1) <= ... <= p_(m): adj_(i) = max_{j <= i} min(1, (m - j + 1)
-    p_(j)). Calling adj < alpha significant keeps the family-wise error rate at most alpha under
-    any dependence between the tests.
-    """
-    for i, p in enumerate(pvalues):
-        if not 0.0 <= p <= 1.0:  # also rejects NaN
-            raise ValueError(f"p-value {i} is {p}, not between 0 and 1")
-    m = len(pvalues)
-    adjusted = [0.0] * m
-    running = 0.0
-    for rank, i in enumerate(sorted(range(m), key=lambda k: pvalues[k])):
-        running = max(running, min(1.0, (m - rank) * pvalues[i]))
-        adjusted[i] = running
-    return adjusted
 
 
 # --- from the results schema -------------------------------------------------------------------

@@ -8,6 +8,7 @@ from instructkit.evaluate.stats import (
     PairedComparison,
     compare_by_group,
     compare_paired,
+    holm_adjust,
     krippendorff_alpha,
     mcnemar_test,
     paired_bootstrap_ci,
@@ -328,3 +329,24 @@ def test_krippendorff_drops_units_with_one_rating():
 def test_krippendorff_undefined_or_invalid(ratings, level, match):
     with pytest.raises(ValueError, match=match):
         krippendorff_alpha(ratings, level)
+
+
+@pytest.mark.parametrize(
+    ("pvalues", "expected"),
+    [
+        # sorted 0.005, 0.01, 0.03, 0.04 -> 4*0.005, 3*0.01, 2*0.03, max(0.06, 1*0.04)
+        ([0.01, 0.04, 0.03, 0.005], [0.03, 0.06, 0.06, 0.02]),
+        ([0.5, 0.6], [1.0, 1.0]),  # 2 * 0.5 caps at 1; the next may not fall below it
+        ([0.01, 0.01], [0.02, 0.02]),
+        ([0.2], [0.2]),
+        ([], []),
+    ],
+)
+def test_holm_adjust_matches_hand_computed_values(pvalues, expected):
+    assert holm_adjust(pvalues) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("bad", [1.5, -0.1, math.nan])
+def test_holm_adjust_rejects_values_that_are_not_p_values(bad):
+    with pytest.raises(ValueError, match="p-value 1"):
+        holm_adjust([0.1, bad])
