@@ -39,6 +39,7 @@ from instructkit.optimize.scoring import (  # noqa: E402
     score_program,
 )
 from instructkit.optimize.task import InstructionTask  # noqa: E402
+from instructkit.optimize.evolutionary import EvolutionResult, Evolutionary  # noqa: E402
 
 __all__ = [
     "PROPOSER",
@@ -59,4 +60,6 @@ __all__ = [
     "resolve_metric",
     "score_instruction",
     "score_program",
+    "Evolutionary",
+    "EvolutionResult",
 ]

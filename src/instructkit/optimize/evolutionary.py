@@ -1,0 +1,739 @@
+"""Evolutionary instruction search, a DSPy optimizer with a task-call budget it never exceeds.
+
+A genetic algorithm over the instruction of a program's predictor, after EvoPrompt (Guo et al.
+2023, "Connecting Large Language Models with Evolutionary Algorithms Yields Powerful Prompt
+Optimizers") and Promptbreeder (Fernando et al. 2023), with LM mutations grounded as in APE
+(Zhou et al. 2022). It has DSPy's optimizer contract, so it drops in where COPRO or MIPROv2
+would::
+
+    counter = CallCounter()
+    task_lm = bridge_lm(LocalLM.load("smollm2-135m-instruct"), counter=counter, role=TASK)
+    opt = Evolutionary(task_lm, None, counter, budget=2000, seed=0, history="evo.jsonl")
+    best = opt.compile(dspy.Predict("text -> label"), trainset=train, valset=val, metric=m)
+    opt.result.best_instruction, opt.result.best_score, opt.result.history
+
+Choices taken:
+
+- **Fitness** on a seeded minibatch of the valset (the trainset when there is no valset), a new
+  minibatch each generation and the same one for every candidate of it; the best ``elite``
+  candidates of a generation by minibatch score are then scored on the full valset, and only
+  full scores decide the elite and the result (the student's own instruction is scored in full
+  first, as the baseline, so the result is never worse than it on the valset).
+- **Selection**: tournament of ``tournament`` (fitness: full score, else minibatch score) with
+  elitism: the ``elite`` best by full score survive every generation.
+- **Crossover** (rate ``crossover_rate``): one-point, at sentence level, between two parents
+  (EvoPrompt's GA asks an LM to cross over; a sentence cut costs no call and keeps whole
+  sentences).
+- **Mutation**: with a ``proposer_lm``, the proposer rewrites the instruction from a data
+  summary, the program's structure and up to ``max_failures`` items it got wrong (inputs,
+  expected, got) -- :mod:`instructkit.optimize.propose`; without one (or when its proposal is
+  refused), a text operator: swap a sentence for a component-template sentence
+  (:mod:`instructkit.optimize.templates`), insert one, or drop one. So the search also works
+  with no usable proposer (SmolLM2-135M proposing for itself scored 0 on 8 of 8 proposals).
+- **Validity and novelty**: a child is refused when it is empty, longer than ``max_chars``,
+  drops the output field or a label its parent named, was evaluated before (after
+  normalization), or is a near duplicate of an evaluated one (ROUGE-L >= ``novelty``;
+  0.9, looser than Self-Instruct's 0.7, because a one-sentence edit must stay possible).
+- **Budget**: before every evaluation the search checks that its calls (items x predictor
+  calls) fit in what is left of ``budget`` and stops cleanly when they do not; the counter's
+  budget for the task role is lowered to the same limit while ``compile`` runs, as a backstop.
+- **Stopping**: ``generations`` generations, ``patience`` generations without a better full
+  score, or the budget.
+- **Resume**: with ``history=PATH`` every evaluation is a row of a :class:`~instructkit.jobs.Job`
+  journal and every proposer reply a row of ``PATH.proposals.jsonl``. The search is a
+  deterministic function of the seed and those rows, so a rerun replays the journaled rows
+  without calling any model and continues where the killed run stopped, ending where an
+  unkilled run would. Only the evaluation in flight at the kill is spent again.
+- **Scope**: one predictor. A program with more raises ConfigError (per-module search is a
+  separate optimizer).
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import dspy
+from dspy.teleprompt.teleprompt import Teleprompter
+
+from instructkit.data.similarity import normalize_for_exact, rouge_l_f, rouge_tokens
+from instructkit.errors import ConfigError, DataFormatError
+from instructkit.jobs import Job, fingerprint
+from instructkit.optimize.adapter import PlainAdapter
+from instructkit.optimize.bridge import PROPOSER, TASK, BudgetExceeded, CallCounter
+from instructkit.optimize.metrics import MetricFn, metric_value, resolve_metric
+from instructkit.optimize.propose import (
+    Failure,
+    mentions,
+    proposal_problems,
+    propose_rewrite,
+    rewrite_prompt,
+)
+from instructkit.optimize.scoring import score_program
+from instructkit.optimize.templates import (
+    TaskSpec,
+    describe_data,
+    generate_candidates,
+    infer_format,
+)
+
+__all__ = [
+    "Evolutionary",
+    "EvolutionResult",
+    "crossover_sentences",
+    "split_sentences",
+]
+
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+
+
+# ------------------------------------------------------------------------ text operators (pure)
+
+
+def split_sentences(text: str) -> list[str]:
+    """The sentences of ``text`` (split after ., ! or ? followed by whitespace)."""
+    return [s for s in (p.strip() for p in _SENTENCE_END.split(text.strip())) if s]
+
+
+def crossover_sentences(a: str, b: str, rng: random.Random) -> str:
+    """One-point crossover at sentence level: a prefix of ``a``'s sentences, then a suffix of
+    ``b``'s, without repeating a sentence."""
+    sa, sb = split_sentences(a), split_sentences(b)
+    cut_a, cut_b = rng.randint(1, len(sa)), rng.randint(0, len(sb) - 1)
+    child = list(dict.fromkeys([*sa[:cut_a], *sb[cut_b:]]))
+    return " ".join(child)
+
+
+def _drop(sentences: list[str], pool: Sequence[str], rng: random.Random) -> list[str]:
+    i = rng.randrange(len(sentences))
+    return sentences[:i] + sentences[i + 1 :]
+
+
+def _insert(sentences: list[str], pool: Sequence[str], rng: random.Random) -> list[str]:
+    i = rng.randint(0, len(sentences))
+    return [*sentences[:i], rng.choice(pool), *sentences[i:]]
+
+
+def _swap(sentences: list[str], pool: Sequence[str], rng: random.Random) -> list[str]:
+    i = rng.randrange(len(sentences))
+    return [*sentences[:i], rng.choice(pool), *sentences[i + 1 :]]
+
+
+_TEXT_OPERATORS: dict[str, Callable[[list[str], Sequence[str], random.Random], list[str]]] = {
+    "swap": _swap,
+    "insert": _insert,
+    "drop": _drop,
+}
+
+
+def mutate_text(text: str, pool: Sequence[str], rng: random.Random) -> tuple[str, str]:
+    """(child, operator name): swap, insert (needs ``pool``) or drop (needs 2+ sentences)."""
+    sentences = split_sentences(text) or [text]
+    ops = [
+        n for n in _TEXT_OPERATORS if (n != "drop" or len(sentences) > 1) and (n == "drop" or pool)
+    ]
+    if not ops:
+        return text, "none"
+    name = rng.choice(ops)
+    return " ".join(_TEXT_OPERATORS[name](sentences, pool, rng)), name
+
+
+# ------------------------------------------------------------------------------------- results
+
+
+@dataclass
+class Candidate:
+    """An instruction in the search, its lineage and its scores."""
+
+    instruction: str
+    generation: int
+    operator: str
+    parents: tuple[str, ...] = ()
+    minibatch: float | None = None
+    full: float | None = None
+    failures: list[Failure] = field(default_factory=list)
+
+    @property
+    def fitness(self) -> float:
+        return self.full if self.full is not None else (self.minibatch or 0.0)
+
+
+@dataclass
+class EvolutionResult:
+    """What a search found and spent.
+
+    ``history`` holds one row per evaluation (generation, instruction, parents, operator, kind
+    ``minibatch``/``full``, score, n, per-item scores, calls, calls_total); ``calls`` counts the
+    calls per role of the whole search, journaled ones included; ``stopped`` is ``generations``,
+    ``early_stop`` or ``budget``; ``rejected`` lists (text, reason) of refused children.
+    """
+
+    best_instruction: str
+    best_score: float
+    baseline_score: float
+    history: list[dict[str, Any]]
+    calls: dict[str, int]
+    wall_time: float
+    generations: int
+    stopped: str
+    rejected: list[tuple[str, str]] = field(default_factory=list)
+
+
+# ----------------------------------------------------------------------------------- optimizer
+
+
+class Evolutionary(Teleprompter):
+    """Evolutionary search over the instruction of a one-predictor DSPy program (see module).
+
+    ``task_lm`` must be a :func:`~instructkit.optimize.bridge.bridge_lm` counted by ``counter``
+    under the task role; ``proposer_lm`` (role proposer) is optional. ``budget`` is in task
+    calls. After :meth:`compile`, ``self.result`` is the :class:`EvolutionResult`.
+    """
+
+    def __init__(
+        self,
+        task_lm: Any,
+        proposer_lm: Any | None,
+        counter: CallCounter,
+        budget: int,
+        *,
+        population: int = 8,
+        minibatch: int = 16,
+        elite: int = 2,
+        tournament: int = 3,
+        generations: int = 10,
+        patience: int = 3,
+        seed: int = 0,
+        crossover_rate: float = 0.5,
+        mutation_rate: float = 0.5,
+        novelty: float = 0.9,
+        initial: Sequence[str] = (),
+        labels: Sequence[str] = (),
+        adapter: Any = None,
+        history: str | Path | None = None,
+        fresh: bool = False,
+        proposer_budget: int | None = None,
+        proposer_temperature: float = 0.7,
+        max_failures: int = 3,
+        max_attempts: int = 8,
+    ) -> None:
+        super().__init__()
+        self.task_lm, self.proposer_lm, self.counter = task_lm, proposer_lm, counter
+        self.budget, self.population, self.minibatch = budget, population, minibatch
+        self.elite, self.tournament, self.generations = elite, tournament, generations
+        self.patience, self.seed = patience, seed
+        self.crossover_rate, self.mutation_rate, self.novelty = (
+            crossover_rate,
+            mutation_rate,
+            novelty,
+        )
+        self.initial, self.labels = tuple(initial), tuple(labels)
+        self.adapter = adapter if adapter is not None else PlainAdapter()
+        self.history = Path(history) if history is not None else None
+        self.fresh, self.proposer_budget = fresh, proposer_budget
+        self.proposer_temperature, self.max_failures = proposer_temperature, max_failures
+        self.max_attempts = max_attempts
+        self.result: EvolutionResult | None = None
+        _check_settings(self)
+
+    def compile(
+        self,
+        student: Any,
+        *,
+        trainset: Sequence[Any],
+        valset: Sequence[Any] | None = None,
+        metric: str | MetricFn,
+        teacher: Any = None,
+    ) -> Any:
+        """A deep copy of ``student`` whose predictor carries the best instruction found.
+
+        Every check (predictors, data fields, metric, budget, LM wiring) runs before any call.
+        """
+        if teacher is not None:
+            raise ConfigError(
+                "Evolutionary searches instructions and takes no teacher program.",
+                fix="pass trainset=, valset= and metric= only.",
+            )
+        started = time.monotonic()
+        search = _Search(self, student, list(trainset), list(valset or trainset), metric)
+        try:
+            best = search.run()
+        finally:
+            search.restore_counter()
+        self.result = search.result(best, time.monotonic() - started)
+        program = student.deepcopy()
+        predictor = program.predictors()[0]
+        predictor.signature = predictor.signature.with_instructions(best.instruction)
+        return program
+
+
+def _check_settings(opt: Evolutionary) -> None:
+    problems = []
+    for name in ("population", "minibatch", "elite", "tournament", "generations", "patience"):
+        value = getattr(opt, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            problems.append(f"{name}={value!r} must be an integer >= 1")
+    if isinstance(opt.budget, bool) or not isinstance(opt.budget, int) or opt.budget < 1:
+        problems.append(f"budget={opt.budget!r} must be a number of task calls >= 1")
+    if (
+        isinstance(opt.elite, int)
+        and isinstance(opt.population, int)
+        and opt.elite >= opt.population
+    ):
+        problems.append(f"elite={opt.elite} must be smaller than population={opt.population}")
+    for name in ("crossover_rate", "mutation_rate"):
+        if not 0.0 <= getattr(opt, name) <= 1.0:
+            problems.append(f"{name}={getattr(opt, name)} must be in [0, 1]")
+    if not 0.0 < opt.novelty <= 1.0:
+        problems.append(f"novelty={opt.novelty} must be in (0, 1]")
+    if problems:
+        raise ConfigError("Evolutionary: " + "; ".join(problems) + ".", fix="fix these settings.")
+    engine = getattr(opt.task_lm, "engine", None)
+    if getattr(engine, "counter", None) is not opt.counter or getattr(engine, "role", None) != TASK:
+        raise ConfigError(
+            "task_lm is not counted by this counter under the task role, so the budget "
+            "could not hold.",
+            fix="build it with bridge_lm(lm, counter=counter, role='task').",
+        )
+
+
+# --------------------------------------------------------------------------------- the search
+
+
+class _Search:
+    """One run of :meth:`Evolutionary.compile`: checks, journal, budget tally, generations."""
+
+    def __init__(
+        self,
+        opt: Evolutionary,
+        student: Any,
+        trainset: list[Any],
+        valset: list[Any],
+        metric: str | MetricFn,
+    ) -> None:
+        self.opt, self.student = opt, student
+        self.predictor = _single_predictor(student)
+        self.output = list(self.predictor.signature.output_fields)[-1]
+        self.valset = valset
+        _check_examples(valset, "valset" if valset is not trainset else "trainset")
+        self.metric_name, self.metric = resolve_metric(metric, target=self.output)
+        metric_value(
+            self.metric, self.metric_name, valset[0], dspy.Prediction(**valset[0].labels()), 0
+        )
+        if opt.budget < len(valset):
+            raise BudgetExceeded(
+                f"a budget of {opt.budget} task calls is smaller than one evaluation of the "
+                f"{len(valset)} valset items (the baseline is scored on all of them first).",
+                fix=f"raise the budget to at least {len(valset)}; several times that to search.",
+            )
+        opt.counter.require(len(valset), TASK, "one evaluation of the valset")
+        self.baseline_text = str(self.predictor.signature.instructions)
+        self.spec = _task_spec(
+            self.baseline_text, self.predictor, trainset, self.output, opt.labels
+        )
+        self.summary = describe_data(self.spec) if self.spec else f"Output field: {self.output}."
+        self.sentences = _sentence_pool(self.spec, opt.seed)
+        self.required = [self.output, *(infer_format(self.spec)[1] if self.spec else ())]
+        self.max_chars = max(600, 3 * max(len(t) for t in (self.baseline_text, *opt.initial)))
+        self.rng = random.Random(opt.seed)
+        self.spent = self.proposer_spent = self.proposal_no = 0
+        self.seen: dict[str, int] = {}
+        self.tokens: list[list[str]] = []
+        self.rejected: list[tuple[str, str]] = []
+        self.rows: list[dict[str, Any]] = []
+        self.stopped, self.generation = "generations", 0
+        self.saved_budgets = dict(opt.counter.budgets)
+        self.job = self._open_job(trainset)
+        self.done = {_row_key(r): r for r in self.job.records}
+        self.proposals = {int(r["number"]): r for r in self.job.records_of("proposals")}
+
+    # -- the run, top to bottom
+
+    def run(self) -> Candidate:
+        baseline = Candidate(self.baseline_text, 0, "baseline")
+        self._remember(baseline.instruction)
+        if not self._evaluate(baseline, "full", self.valset):
+            self.stopped = "budget"
+            return baseline
+        population = [baseline, *self._seed_population(baseline)]
+        best, stale = baseline, 0
+        for generation in range(self.opt.generations + 1):
+            self.generation = generation
+            if generation > 0:
+                population = [*self._elite(population), *self._breed(population)]
+            if not self._score_generation(population):
+                self.stopped = "budget"
+            top = max(self._fully_scored(population), key=lambda c: c.full or 0.0)
+            improved = (top.full or 0.0) > (best.full or 0.0)
+            best, stale = (top, 0) if improved or generation == 0 else (best, stale + 1)
+            if self.stopped == "budget":
+                break
+            if stale >= self.opt.patience:
+                self.stopped = "early_stop"
+                break
+        return best
+
+    def _score_generation(self, population: list[Candidate]) -> bool:
+        """Minibatch scores for the new ones, then full scores for the best ``elite`` of them;
+        False when the budget stops the generation."""
+        batch = self._minibatch(self.generation)
+        for cand in population:
+            if cand.minibatch is None and cand.full is None:
+                if not self._evaluate(cand, "minibatch", batch):
+                    return False
+        fresh = [c for c in population if c.full is None]
+        fresh.sort(key=lambda c: -(c.minibatch or 0.0))
+        for cand in fresh[: self.opt.elite]:
+            if not self._evaluate(cand, "full", self.valset):
+                return False
+        return True
+
+    def _elite(self, population: list[Candidate]) -> list[Candidate]:
+        scored = self._fully_scored(population)
+        return sorted(scored, key=lambda c: -(c.full or 0.0))[: self.opt.elite]
+
+    @staticmethod
+    def _fully_scored(population: list[Candidate]) -> list[Candidate]:
+        return [c for c in population if c.full is not None]
+
+    # -- variation
+
+    def _seed_population(self, baseline: Candidate) -> list[Candidate]:
+        seeds: list[Candidate] = []
+        for text in self.opt.initial:
+            if len(seeds) + 1 >= self.opt.population:
+                break
+            if reason := self._refusal(text.strip(), []):
+                self.rejected.append((text, reason))
+                continue
+            seeds.append(Candidate(text.strip(), 0, "initial"))
+            self._remember(text.strip())
+        while len(seeds) + 1 < self.opt.population:
+            child = self._child([baseline], 0)
+            if child is None:
+                break
+            seeds.append(child)
+        return seeds
+
+    def _breed(self, population: list[Candidate]) -> list[Candidate]:
+        children: list[Candidate] = []
+        for _ in range(self.opt.population - min(self.opt.elite, len(population))):
+            child = self._child(population, self.generation)
+            if child is not None:
+                children.append(child)
+        return children
+
+    def _child(self, population: list[Candidate], generation: int) -> Candidate | None:
+        """A valid, novel child of tournament-selected parents, or None after max_attempts."""
+        for _ in range(self.opt.max_attempts):
+            first = self._tournament(population)
+            parents, text, operator = [first], first.instruction, ""
+            if len(population) > 1 and self.rng.random() < self.opt.crossover_rate:
+                second = self._tournament([c for c in population if c is not first])
+                parents.append(second)
+                text, operator = (
+                    crossover_sentences(text, second.instruction, self.rng),
+                    "crossover",
+                )
+            if not operator or self.rng.random() < self.opt.mutation_rate:
+                text, name = self._mutate(text, first)
+                operator = f"{operator}+{name}" if operator else name
+            required = [w for w in self.required if mentions(first.instruction, w)]
+            if reason := self._refusal(text, required):
+                self.rejected.append((text, reason))
+                continue
+            self._remember(text)
+            return Candidate(text, generation, operator, tuple(p.instruction for p in parents))
+        return None
+
+    def _tournament(self, population: list[Candidate]) -> Candidate:
+        k = min(self.opt.tournament, len(population))
+        picked = sorted(self.rng.sample(range(len(population)), k))
+        return max((population[i] for i in picked), key=lambda c: c.fitness)
+
+    def _mutate(self, text: str, parent: Candidate) -> tuple[str, str]:
+        """LM rewrite when a proposer is there and its proposal is usable, else a text operator."""
+        if self.opt.proposer_lm is not None and self._proposer_left():
+            prompt = rewrite_prompt(
+                text, parent.failures, self.summary, structure=self._structure()
+            )
+            proposal = self._propose(prompt)
+            required = [w for w in self.required if mentions(text, w)]
+            problems = proposal_problems(proposal, required=required, max_chars=self.max_chars)
+            if not problems:
+                return proposal, "lm_mutation"
+            self.rejected.append((proposal, "proposer: " + "; ".join(problems)))
+        return mutate_text(text, self.sentences, self.rng)
+
+    def _proposer_left(self) -> bool:
+        limit = self.opt.proposer_budget
+        return limit is None or self.proposer_spent < limit
+
+    def _propose(self, prompt: str) -> str:
+        """A proposer reply: journaled ones are replayed; new ones are asked and journaled."""
+        number = self.proposal_no
+        self.proposal_no += 1
+        seed = self.rng.randrange(2**31)
+        if number in self.proposals:
+            row = self.proposals[number]
+        else:
+            before = self.opt.counter.count(PROPOSER)
+            try:
+                text = propose_rewrite(
+                    self.opt.proposer_lm,
+                    prompt,
+                    seed=seed,
+                    temperature=self.opt.proposer_temperature,
+                )
+            except BudgetExceeded:
+                text = ""  # the counter's own proposer budget ran out: text operators from now
+            row = {
+                "number": number,
+                "text": text,
+                "calls": self.opt.counter.count(PROPOSER) - before,
+            }
+            self.job.append([row], to="proposals")
+        self.proposer_spent += int(row["calls"])
+        return str(row["text"])
+
+    def _structure(self) -> str:
+        sig = self.predictor.signature
+        ins, outs = ", ".join(sig.input_fields), ", ".join(sig.output_fields)
+        return f"{type(self.predictor).__name__}({ins} -> {outs})"
+
+    def _refusal(self, text: str, required: Sequence[str]) -> str | None:
+        if problems := proposal_problems(text, required=required, max_chars=self.max_chars):
+            return "; ".join(problems)
+        if normalize_for_exact(text) in self.seen:
+            return "already evaluated"
+        tokens = rouge_tokens(text)
+        for other in self.tokens:
+            if (sim := rouge_l_f(tokens, other)) >= self.opt.novelty:
+                return f"near duplicate of an evaluated instruction (ROUGE-L {sim:.2f})"
+        return None
+
+    def _remember(self, text: str) -> None:
+        self.seen[normalize_for_exact(text)] = len(self.seen)
+        self.tokens.append(rouge_tokens(text))
+
+    # -- evaluation under the budget
+
+    def _minibatch(self, generation: int) -> list[Any]:
+        n = len(self.valset)
+        if self.opt.minibatch >= n:
+            return self.valset
+        picked = random.Random(self.opt.seed * 1_000_003 + generation).sample(
+            range(n), self.opt.minibatch
+        )
+        return [self.valset[i] for i in sorted(picked)]
+
+    def _evaluate(self, cand: Candidate, kind: str, examples: list[Any]) -> bool:
+        """Score ``cand`` (replayed from the journal when it is there); False when the calls
+        would not fit in the budget (nothing is spent then)."""
+        if kind == "minibatch" and examples is self.valset:
+            kind = "full"  # the minibatch is the whole valset: one score serves both
+        key = (kind, self.generation if kind == "minibatch" else -1, cand.instruction)
+        row = self.done.get(key)
+        if row is None:
+            row = self._run_evaluation(cand, kind, examples)
+            if row is None:
+                return False
+        self.spent = int(row["calls_total"])
+        setattr(cand, kind, float(row["score"]))
+        cand.failures = [Failure(f["inputs"], f["expected"], f["got"]) for f in row["failures"]]
+        self.rows.append(row)
+        return True
+
+    def _run_evaluation(
+        self, cand: Candidate, kind: str, examples: list[Any]
+    ) -> dict[str, Any] | None:
+        planned = len(examples) * len(self.student.predictors())
+        if self.spent + planned > self.opt.budget:
+            return None
+        counter = self.opt.counter
+        limit = counter.count(TASK) + self.opt.budget - self.spent
+        counter.budgets[TASK] = min(limit, self.saved_budgets.get(TASK, limit))  # the backstop
+        before = counter.count(TASK)
+        program = self.student.deepcopy()
+        program.predictors()[0].signature = self.predictor.signature.with_instructions(
+            cand.instruction
+        )
+        try:
+            scored = score_program(
+                program, examples, self.metric, lm=self.opt.task_lm, adapter=self.opt.adapter
+            )
+        except BudgetExceeded:
+            self.spent += counter.count(TASK) - before
+            return None
+        calls = counter.count(TASK) - before
+        row = {
+            "generation": self.generation,
+            "instruction": cand.instruction,
+            "parents": list(cand.parents),
+            "operator": cand.operator,
+            "kind": kind,
+            "score": scored.score,
+            "n": scored.n,
+            "per_item": scored.per_item,
+            "failures": self._failures(examples, scored.items),
+            "calls": calls,
+            "calls_total": self.spent + calls,
+        }
+        self.job.append([row])
+        return row
+
+    def _failures(self, examples: list[Any], items: Sequence[Any]) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        for item in items:
+            if item.score >= 1.0 or len(out) >= self.opt.max_failures:
+                continue
+            example = examples[item.index]
+            got = (item.outputs or {}).get(self.output) if item.error is None else item.error
+            expected = example.get(self.output, "")
+            out.append(
+                {"inputs": dict(example.inputs()), "expected": str(expected), "got": str(got or "")}
+            )
+        return out
+
+    # -- journal, counter, result
+
+    def _open_job(self, trainset: list[Any]) -> Job | _MemoryJob:
+        path = self.opt.history
+        if path is None:
+            return _MemoryJob()
+        opt = self.opt
+        config = {
+            name: getattr(opt, name)
+            for name in (
+                "population", "minibatch", "elite", "tournament", "seed", "crossover_rate",
+                "mutation_rate", "novelty", "initial", "labels", "proposer_temperature",
+                "max_failures", "max_attempts", "proposer_budget",
+            )
+        }  # fmt: skip
+        config["proposer"] = getattr(opt.proposer_lm, "model", None)
+        config["metric"] = self.metric_name
+        fp = fingerprint(
+            config,
+            valset=[dict(e.items()) for e in self.valset],
+            trainset=[dict(e.items()) for e in trainset],
+            student=str(self.predictor.signature),
+            instruction=self.baseline_text,
+            task_lm=getattr(opt.task_lm, "model", ""),
+        )
+        proposals = path.with_name(path.name + ".proposals.jsonl")
+        return Job(path, fp, fresh=opt.fresh, journals={"proposals": proposals})
+
+    def restore_counter(self) -> None:
+        self.opt.counter.budgets.clear()
+        self.opt.counter.budgets.update(self.saved_budgets)
+
+    def result(self, best: Candidate, wall: float) -> EvolutionResult:
+        baseline = next(r for r in self.rows if r["operator"] == "baseline")
+        return EvolutionResult(
+            best_instruction=best.instruction,
+            best_score=best.full if best.full is not None else float(baseline["score"]),
+            baseline_score=float(baseline["score"]),
+            history=list(self.rows),
+            calls={TASK: self.spent, PROPOSER: self.proposer_spent},
+            wall_time=wall,
+            generations=self.generation,
+            stopped=self.stopped,
+            rejected=list(self.rejected),
+        )
+
+
+class _MemoryJob:
+    """The journal interface of :class:`~instructkit.jobs.Job` in memory (no ``history``)."""
+
+    def __init__(self) -> None:
+        self.records: list[dict[str, Any]] = []
+        self._proposals: list[dict[str, Any]] = []
+
+    def records_of(self, name: str) -> list[dict[str, Any]]:
+        return self._proposals
+
+    def append(self, rows: list[dict[str, Any]], *, to: str = "out") -> None:
+        (self._proposals if to == "proposals" else self.records).extend(rows)
+
+
+def _row_key(row: Mapping[str, Any]) -> tuple[str, int, str]:
+    gen = int(row["generation"]) if row["kind"] == "minibatch" else -1
+    return str(row["kind"]), gen, str(row["instruction"])
+
+
+# --------------------------------------------------------------------------- checks and setup
+
+
+def _single_predictor(student: Any) -> Any:
+    predictors = student.predictors() if hasattr(student, "predictors") else []
+    if not predictors:
+        raise ConfigError(
+            f"the program {type(student).__name__} has no predictors whose instruction could "
+            "be optimized.",
+            fix="give a DSPy module that contains a dspy.Predict (or a module built on one).",
+        )
+    if len(predictors) > 1:
+        raise ConfigError(
+            f"the program has {len(predictors)} predictors; Evolutionary optimizes the "
+            "instruction of one predictor.",
+            fix="optimize each predictor's instruction in a program of its own.",
+        )
+    return predictors[0]
+
+
+def _check_examples(examples: Sequence[Any], name: str) -> None:
+    if not examples:
+        raise ConfigError(f"the {name} is empty.", fix="give at least one example.")
+    for number, example in enumerate(examples, 1):
+        if not isinstance(example, dspy.Example) or not example._input_keys:
+            raise ConfigError(
+                f"{name} item {number} is not a dspy.Example with its inputs marked.",
+                fix="build items with dspy.Example(...).with_inputs('field', ...).",
+            )
+    first = examples[0]
+    wanted = [*first._input_keys, *first.labels().keys()]
+    for number, example in enumerate(examples, 1):
+        for key in wanted:
+            if example.get(key) is None:
+                raise DataFormatError(
+                    f"{name} item is missing a field the program reads or the metric scores",
+                    row=number,
+                    field=key,
+                    fix=f"give every item the fields {wanted}.",
+                )
+
+
+def _task_spec(
+    instruction: str, predictor: Any, rows: Sequence[Any], output: str, labels: Sequence[str]
+) -> TaskSpec | None:
+    """The task as a :class:`TaskSpec` (for the data summary and component sentences), or None
+    when the data does not fit one (e.g. an output missing from the rows)."""
+    first = split_sentences(instruction)[:1] or ["do the task"]
+    inputs = list(predictor.signature.input_fields)
+    examples = [
+        {k: row.get(k) for k in (*inputs, output)}
+        for row in rows[:50]
+        if row.get(output) is not None
+    ]
+    try:
+        return TaskSpec(
+            description=first[0], inputs=inputs, output=output, labels=labels, examples=examples
+        )
+    except ConfigError:
+        return None
+
+
+def _sentence_pool(spec: TaskSpec | None, seed: int) -> list[str]:
+    """Distinct sentences of component-template candidates for ``spec`` (swap/insert material)."""
+    if spec is None:
+        return []
+    try:
+        candidates = generate_candidates(spec, 24, seed=seed)
+    except ConfigError:
+        return []
+    return list(dict.fromkeys(s for c in candidates for s in split_sentences(c.text)))

@@ -1,0 +1,129 @@
+"""LM-proposed instructions and the checks every proposal passes before it is scored.
+
+An instruction search asks a *proposer* LM to rewrite an instruction, grounded in a summary of
+the data (:func:`~instructkit.optimize.templates.describe_data`), the program's structure and
+examples the instruction got wrong, as APE (Zhou et al. 2022, "Large Language Models Are
+Human-Level Prompt Engineers") proposes instructions from demonstrations and MIPRO (Opsahl-Ong
+et al. 2024) grounds its proposals in a dataset summary and the program. Usage::
+
+    failures = [Failure({"text": "Cold soup."}, "negative", "positive")]
+    prompt = rewrite_prompt("Classify the text.", failures, summary, structure="text -> label")
+    text = propose_rewrite(proposer_lm, prompt, seed=3)          # str, or None if it failed
+    problems = proposal_problems(text, required=("positive", "negative"), max_chars=600)
+
+Choices taken: one proposal per call (a reply is cleaned of quotes and "Instruction:" labels,
+and only its first paragraph kept); a proposal is refused when it is empty, longer than
+``max_chars``, or drops a word its parent had to name (an output field or a label); duplicates
+are refused by the search that keeps the pool (:mod:`instructkit.optimize.evolutionary`).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from instructkit.optimize.bridge import instructkit_cause
+
+__all__ = [
+    "Failure",
+    "clean_proposal",
+    "mentions",
+    "proposal_problems",
+    "propose_rewrite",
+    "rewrite_prompt",
+]
+
+_LABEL_PREFIX = re.compile(
+    r"^\s*(?:improved |new |rewritten )?(?:instruction|prompt)s?\s*[:\-]\s*", re.IGNORECASE
+)
+
+
+@dataclass(frozen=True)
+class Failure:
+    """An item the instruction got wrong: its inputs, the expected output and what came back."""
+
+    inputs: Mapping[str, Any]
+    expected: str
+    got: str
+
+
+def _short(value: Any, limit: int = 200) -> str:
+    text = " ".join(str(value).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def rewrite_prompt(
+    instruction: str, failures: Sequence[Failure], summary: str, *, structure: str
+) -> str:
+    """The proposer's prompt: data summary, program structure, instruction, failure examples."""
+    lines = [
+        "You improve the instruction that a language model follows for a task.",
+        "",
+        "About the data:",
+        summary,
+        "",
+        f"The model's program: {structure}",
+        "",
+        "Current instruction:",
+        instruction,
+    ]
+    if failures:
+        lines += ["", "Examples the model got wrong with this instruction:"]
+        for f in failures:
+            shown = "; ".join(f"{k}: {_short(v)}" for k, v in f.inputs.items())
+            lines.append(f"- {shown} | expected: {_short(f.expected)} | got: {_short(f.got)}")
+    lines += [
+        "",
+        "Write one improved instruction that would avoid these mistakes. Keep the names of the "
+        "output field and of every label it uses. Reply with the instruction only.",
+    ]
+    return "\n".join(lines)
+
+
+def clean_proposal(reply: str) -> str:
+    """The instruction in a proposer's reply: its first paragraph, without quotes or a label."""
+    text = reply.strip().strip("`").strip()
+    text = _LABEL_PREFIX.sub("", text, count=1)
+    text = re.split(r"\n\s*\n", text.strip(), maxsplit=1)[0]
+    text = " ".join(text.split())
+    if len(text) >= 2 and text[0] == text[-1] and text[0] in "\"'":
+        text = text[1:-1].strip()
+    return text
+
+
+def propose_rewrite(proposer_lm: Any, prompt: str, *, seed: int, temperature: float = 0.7) -> str:
+    """One proposal from ``proposer_lm`` (a ``dspy.LM``), cleaned; "" when the reply is empty.
+
+    The seed and temperature are passed with the request (a local model samples with them).
+    A failure of the LM (e.g. its call budget) propagates as the instructkit error behind it.
+    """
+    try:
+        replies = proposer_lm(prompt, temperature=temperature, seed=seed)
+    except Exception as exc:
+        cause = instructkit_cause(exc)
+        if cause is not None and cause is not exc:
+            raise cause from exc
+        raise
+    first = replies[0] if replies else ""
+    text = first.get("text", "") if isinstance(first, Mapping) else first
+    return clean_proposal(str(text or ""))
+
+
+def mentions(text: str, word: str) -> bool:
+    """``word`` occurs in ``text`` as a whole word (case-insensitive)."""
+    return re.search(rf"(?<!\w){re.escape(word)}(?!\w)", text, re.IGNORECASE) is not None
+
+
+def proposal_problems(text: str, *, required: Sequence[str], max_chars: int) -> list[str]:
+    """Why ``text`` cannot be scored (empty list: it can): empty, too long, or missing a word
+    in ``required`` (the output field or labels its parent named)."""
+    if not text.strip():
+        return ["empty"]
+    problems = []
+    if len(text) > max_chars:
+        problems.append(f"longer than {max_chars} characters ({len(text)})")
+    if missing := [w for w in required if not mentions(text, w)]:
+        problems.append(f"does not name {missing}")
+    return problems
