@@ -27,6 +27,7 @@ from instructkit.optimize.bridge import (  # noqa: E402
     InstructkitEngine,
     bridge_lm,
 )
+from instructkit.optimize.evolutionary import Evolutionary, EvolutionResult  # noqa: E402
 from instructkit.optimize.metrics import named_label, resolve_metric  # noqa: E402
 from instructkit.optimize.scoring import (  # noqa: E402
     CandidateComparison,
@@ -39,7 +40,6 @@ from instructkit.optimize.scoring import (  # noqa: E402
     score_program,
 )
 from instructkit.optimize.task import InstructionTask  # noqa: E402
-from instructkit.optimize.evolutionary import EvolutionResult, Evolutionary  # noqa: E402
 
 __all__ = [
     "PROPOSER",
