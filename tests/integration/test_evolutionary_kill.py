@@ -1,0 +1,90 @@
+"""Evolutionary search killed with SIGKILL at random points and rerun: no evaluation is lost or
+journaled twice, the final result equals an unkilled run's, and only the evaluation in flight
+at each kill is spent again."""
+
+import json
+import random
+import signal
+import subprocess
+import sys
+import time
+
+WORKER = """
+import json, sys, time
+import dspy
+from instructkit.lm.scripted import ScriptedLM
+from instructkit.optimize import CallCounter, Evolutionary, bridge_lm
+
+KEYS = ["carefully", "exactly", "only", "evidence"]
+
+def answer(request):
+    time.sleep(0.004)  # the work of a real LM call
+    with open(sys.argv[2], "a") as f:  # every task call, across runs
+        f.write("call\\n")
+    instruction, _, rest = request.messages[-1][1].partition("\\n\\n")
+    text = rest.split("Text: ", 1)[1]
+    if "good" in text:
+        return "positive"
+    return "negative" if KEYS[int(text.split()[1]) % 4] in instruction.lower() else "positive"
+
+def metric(example, prediction):
+    return float(prediction.label.strip().lower() == example.label)
+
+rows = [
+    dspy.Example(text=f"item {i} {'good' if i % 2 else 'bad'}",
+                 label="positive" if i % 2 else "negative").with_inputs("text")
+    for i in range(24)
+]
+student = dspy.Predict("text -> label")
+START = "Classify the sentiment as positive or negative."
+student.signature = student.signature.with_instructions(START)
+counter = CallCounter()
+lm = bridge_lm(ScriptedLM(answer), counter=counter)
+opt = Evolutionary(lm, None, counter, 500, seed=1, minibatch=8, population=6, generations=30,
+                   patience=30, history=sys.argv[1])
+program = opt.compile(student, trainset=rows, metric=metric)
+r = opt.result
+print(json.dumps([r.best_instruction, r.best_score, r.calls["task"], r.stopped,
+                  program.predictors()[0].signature.instructions]))
+"""
+
+MAX_EVAL = 24  # task calls of the largest evaluation (a full run of the valset)
+
+
+def journal_keys(path):
+    if not path.exists():
+        return []
+    complete = path.read_text(encoding="utf-8").split("\n")[:-1]
+    rows = [json.loads(x) for x in complete if x.strip()]
+    return [(r["generation"], r["kind"], r["instruction"]) for r in rows]
+
+
+def test_a_search_killed_at_random_points_loses_and_repeats_no_evaluation(tmp_path):
+    journal, calls = tmp_path / "evo.jsonl", tmp_path / "calls.txt"
+    started = time.monotonic()
+    ref = subprocess.run(
+        [sys.executable, "-c", WORKER, str(tmp_path / "ref.jsonl"), str(tmp_path / "ref.txt")],
+        check=True, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    whole = time.monotonic() - started
+    reference = journal_keys(tmp_path / "ref.jsonl")
+    rng, seen = random.Random(0), []
+    for _ in range(4):
+        proc = subprocess.Popen([sys.executable, "-c", WORKER, str(journal), str(calls)])
+        time.sleep(rng.uniform(0.5, 0.9) * whole)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        seen.append(len(journal_keys(journal)))
+    assert any(0 < n < len(reference) for n in seen), f"no kill landed mid-search: {seen}"
+    final = subprocess.run(
+        [sys.executable, "-c", WORKER, str(journal), str(calls)],
+        check=True, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    keys = journal_keys(journal)
+    assert len(keys) == len(set(keys))  # 0 journaled twice
+    assert keys == reference  # 0 lost, same order as the unkilled run
+    assert json.loads(final.stdout) == json.loads(ref.stdout)
+    spent = len(calls.read_text().splitlines())
+    ref_calls = json.loads(ref.stdout)[2]
+    assert ref_calls <= 500
+    assert ref_calls <= spent <= ref_calls + 4 * MAX_EVAL  # only the evaluation in flight
