@@ -60,7 +60,9 @@ from typing import Any
 
 import dspy
 from dspy.teleprompt.teleprompt import Teleprompter
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from instructkit.config import load_config
 from instructkit.data.similarity import normalize_for_exact, rouge_l_f, rouge_tokens
 from instructkit.errors import ConfigError, DataFormatError
 from instructkit.jobs import Job, fingerprint
@@ -85,6 +87,8 @@ from instructkit.optimize.templates import (
 __all__ = [
     "Evolutionary",
     "EvolutionResult",
+    "EvolutionSettings",
+    "mutate_text",
     "crossover_sentences",
     "split_sentences",
 ]
@@ -184,6 +188,43 @@ class EvolutionResult:
     rejected: list[tuple[str, str]] = field(default_factory=list)
 
 
+class EvolutionSettings(BaseModel):
+    """The search's settings (one name in Python, YAML and ``--set``); see the module docstring.
+
+    ``initial``: instructions for generation 0 besides the student's (e.g. from
+    :func:`~instructkit.optimize.templates.generate_candidates`); ``labels``: the label set
+    (inferred from the data when empty); ``novelty``: ROUGE-L at or above which a child is a
+    near duplicate; ``proposer_budget``: proposer calls, past which mutations are text operators.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    population: int = Field(8, ge=2)
+    minibatch: int = Field(16, ge=1)
+    elite: int = Field(2, ge=1)
+    tournament: int = Field(3, ge=1)
+    generations: int = Field(10, ge=0)
+    patience: int = Field(3, ge=1)
+    seed: int = 0
+    crossover_rate: float = Field(0.5, ge=0.0, le=1.0)
+    mutation_rate: float = Field(0.5, ge=0.0, le=1.0)
+    novelty: float = Field(0.9, gt=0.0, le=1.0)
+    initial: list[str] = []
+    labels: list[str] = []
+    proposer_budget: int | None = Field(None, ge=0)
+    proposer_temperature: float = Field(0.7, ge=0.0)
+    max_failures: int = Field(3, ge=0)
+    max_attempts: int = Field(8, ge=1)
+
+    @model_validator(mode="after")
+    def _elite_below_population(self) -> EvolutionSettings:
+        if self.elite >= self.population:
+            raise ValueError(
+                f"elite={self.elite} must be smaller than population={self.population}"
+            )
+        return self
+
+
 # ----------------------------------------------------------------------------------- optimizer
 
 
@@ -201,45 +242,23 @@ class Evolutionary(Teleprompter):
         proposer_lm: Any | None,
         counter: CallCounter,
         budget: int,
+        settings: EvolutionSettings | None = None,
         *,
-        population: int = 8,
-        minibatch: int = 16,
-        elite: int = 2,
-        tournament: int = 3,
-        generations: int = 10,
-        patience: int = 3,
-        seed: int = 0,
-        crossover_rate: float = 0.5,
-        mutation_rate: float = 0.5,
-        novelty: float = 0.9,
-        initial: Sequence[str] = (),
-        labels: Sequence[str] = (),
         adapter: Any = None,
         history: str | Path | None = None,
         fresh: bool = False,
-        proposer_budget: int | None = None,
-        proposer_temperature: float = 0.7,
-        max_failures: int = 3,
-        max_attempts: int = 8,
+        **overrides: Any,
     ) -> None:
         super().__init__()
+        base = (settings or EvolutionSettings()).model_dump()
+        self.settings = load_config(EvolutionSettings, **{**base, **overrides})
         self.task_lm, self.proposer_lm, self.counter = task_lm, proposer_lm, counter
-        self.budget, self.population, self.minibatch = budget, population, minibatch
-        self.elite, self.tournament, self.generations = elite, tournament, generations
-        self.patience, self.seed = patience, seed
-        self.crossover_rate, self.mutation_rate, self.novelty = (
-            crossover_rate,
-            mutation_rate,
-            novelty,
-        )
-        self.initial, self.labels = tuple(initial), tuple(labels)
+        self.budget = budget
         self.adapter = adapter if adapter is not None else PlainAdapter()
         self.history = Path(history) if history is not None else None
-        self.fresh, self.proposer_budget = fresh, proposer_budget
-        self.proposer_temperature, self.max_failures = proposer_temperature, max_failures
-        self.max_attempts = max_attempts
+        self.fresh = fresh
         self.result: EvolutionResult | None = None
-        _check_settings(self)
+        _check_wiring(self)
 
     def compile(
         self,
@@ -272,27 +291,12 @@ class Evolutionary(Teleprompter):
         return program
 
 
-def _check_settings(opt: Evolutionary) -> None:
-    problems = []
-    for name in ("population", "minibatch", "elite", "tournament", "generations", "patience"):
-        value = getattr(opt, name)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            problems.append(f"{name}={value!r} must be an integer >= 1")
+def _check_wiring(opt: Evolutionary) -> None:
     if isinstance(opt.budget, bool) or not isinstance(opt.budget, int) or opt.budget < 1:
-        problems.append(f"budget={opt.budget!r} must be a number of task calls >= 1")
-    if (
-        isinstance(opt.elite, int)
-        and isinstance(opt.population, int)
-        and opt.elite >= opt.population
-    ):
-        problems.append(f"elite={opt.elite} must be smaller than population={opt.population}")
-    for name in ("crossover_rate", "mutation_rate"):
-        if not 0.0 <= getattr(opt, name) <= 1.0:
-            problems.append(f"{name}={getattr(opt, name)} must be in [0, 1]")
-    if not 0.0 < opt.novelty <= 1.0:
-        problems.append(f"novelty={opt.novelty} must be in (0, 1]")
-    if problems:
-        raise ConfigError("Evolutionary: " + "; ".join(problems) + ".", fix="fix these settings.")
+        raise ConfigError(
+            f"Evolutionary: budget={opt.budget!r} must be a number of task calls >= 1.",
+            fix="pass the budget as a whole number of task-model calls.",
+        )
     engine = getattr(opt.task_lm, "engine", None)
     if getattr(engine, "counter", None) is not opt.counter or getattr(engine, "role", None) != TASK:
         raise ConfigError(
@@ -334,13 +338,15 @@ class _Search:
         opt.counter.require(len(valset), TASK, "one evaluation of the valset")
         self.baseline_text = str(self.predictor.signature.instructions)
         self.spec = _task_spec(
-            self.baseline_text, self.predictor, trainset, self.output, opt.labels
+            self.baseline_text, self.predictor, trainset, self.output, opt.settings.labels
         )
         self.summary = describe_data(self.spec) if self.spec else f"Output field: {self.output}."
-        self.sentences = _sentence_pool(self.spec, opt.seed)
+        self.sentences = _sentence_pool(self.spec, opt.settings.seed)
         self.required = [self.output, *(infer_format(self.spec)[1] if self.spec else ())]
-        self.max_chars = max(600, 3 * max(len(t) for t in (self.baseline_text, *opt.initial)))
-        self.rng = random.Random(opt.seed)
+        self.max_chars = max(
+            600, 3 * max(len(t) for t in (self.baseline_text, *opt.settings.initial))
+        )
+        self.rng = random.Random(opt.settings.seed)
         self.spent = self.proposer_spent = self.proposal_no = 0
         self.seen: dict[str, int] = {}
         self.tokens: list[list[str]] = []
@@ -362,7 +368,7 @@ class _Search:
             return baseline
         population = [baseline, *self._seed_population(baseline)]
         best, stale = baseline, 0
-        for generation in range(self.opt.generations + 1):
+        for generation in range(self.opt.settings.generations + 1):
             self.generation = generation
             if generation > 0:
                 population = [*self._elite(population), *self._breed(population)]
@@ -373,7 +379,7 @@ class _Search:
             best, stale = (top, 0) if improved or generation == 0 else (best, stale + 1)
             if self.stopped == "budget":
                 break
-            if stale >= self.opt.patience:
+            if stale >= self.opt.settings.patience:
                 self.stopped = "early_stop"
                 break
         return best
@@ -388,14 +394,14 @@ class _Search:
                     return False
         fresh = [c for c in population if c.full is None]
         fresh.sort(key=lambda c: -(c.minibatch or 0.0))
-        for cand in fresh[: self.opt.elite]:
+        for cand in fresh[: self.opt.settings.elite]:
             if not self._evaluate(cand, "full", self.valset):
                 return False
         return True
 
     def _elite(self, population: list[Candidate]) -> list[Candidate]:
         scored = self._fully_scored(population)
-        return sorted(scored, key=lambda c: -(c.full or 0.0))[: self.opt.elite]
+        return sorted(scored, key=lambda c: -(c.full or 0.0))[: self.opt.settings.elite]
 
     @staticmethod
     def _fully_scored(population: list[Candidate]) -> list[Candidate]:
@@ -405,15 +411,15 @@ class _Search:
 
     def _seed_population(self, baseline: Candidate) -> list[Candidate]:
         seeds: list[Candidate] = []
-        for text in self.opt.initial:
-            if len(seeds) + 1 >= self.opt.population:
+        for text in self.opt.settings.initial:
+            if len(seeds) + 1 >= self.opt.settings.population:
                 break
             if reason := self._refusal(text.strip(), []):
                 self.rejected.append((text, reason))
                 continue
             seeds.append(Candidate(text.strip(), 0, "initial"))
             self._remember(text.strip())
-        while len(seeds) + 1 < self.opt.population:
+        while len(seeds) + 1 < self.opt.settings.population:
             child = self._child([baseline], 0)
             if child is None:
                 break
@@ -422,7 +428,9 @@ class _Search:
 
     def _breed(self, population: list[Candidate]) -> list[Candidate]:
         children: list[Candidate] = []
-        for _ in range(self.opt.population - min(self.opt.elite, len(population))):
+        for _ in range(
+            self.opt.settings.population - min(self.opt.settings.elite, len(population))
+        ):
             child = self._child(population, self.generation)
             if child is not None:
                 children.append(child)
@@ -430,17 +438,17 @@ class _Search:
 
     def _child(self, population: list[Candidate], generation: int) -> Candidate | None:
         """A valid, novel child of tournament-selected parents, or None after max_attempts."""
-        for _ in range(self.opt.max_attempts):
+        for _ in range(self.opt.settings.max_attempts):
             first = self._tournament(population)
             parents, text, operator = [first], first.instruction, ""
-            if len(population) > 1 and self.rng.random() < self.opt.crossover_rate:
+            if len(population) > 1 and self.rng.random() < self.opt.settings.crossover_rate:
                 second = self._tournament([c for c in population if c is not first])
                 parents.append(second)
                 text, operator = (
                     crossover_sentences(text, second.instruction, self.rng),
                     "crossover",
                 )
-            if not operator or self.rng.random() < self.opt.mutation_rate:
+            if not operator or self.rng.random() < self.opt.settings.mutation_rate:
                 text, name = self._mutate(text, first)
                 operator = f"{operator}+{name}" if operator else name
             required = [w for w in self.required if mentions(first.instruction, w)]
@@ -452,7 +460,7 @@ class _Search:
         return None
 
     def _tournament(self, population: list[Candidate]) -> Candidate:
-        k = min(self.opt.tournament, len(population))
+        k = min(self.opt.settings.tournament, len(population))
         picked = sorted(self.rng.sample(range(len(population)), k))
         return max((population[i] for i in picked), key=lambda c: c.fitness)
 
@@ -471,7 +479,7 @@ class _Search:
         return mutate_text(text, self.sentences, self.rng)
 
     def _proposer_left(self) -> bool:
-        limit = self.opt.proposer_budget
+        limit = self.opt.settings.proposer_budget
         return limit is None or self.proposer_spent < limit
 
     def _propose(self, prompt: str) -> str:
@@ -488,7 +496,7 @@ class _Search:
                     self.opt.proposer_lm,
                     prompt,
                     seed=seed,
-                    temperature=self.opt.proposer_temperature,
+                    temperature=self.opt.settings.proposer_temperature,
                 )
             except BudgetExceeded:
                 text = ""  # the counter's own proposer budget ran out: text operators from now
@@ -513,7 +521,7 @@ class _Search:
             return "already evaluated"
         tokens = rouge_tokens(text)
         for other in self.tokens:
-            if (sim := rouge_l_f(tokens, other)) >= self.opt.novelty:
+            if (sim := rouge_l_f(tokens, other)) >= self.opt.settings.novelty:
                 return f"near duplicate of an evaluated instruction (ROUGE-L {sim:.2f})"
         return None
 
@@ -525,10 +533,10 @@ class _Search:
 
     def _minibatch(self, generation: int) -> list[Any]:
         n = len(self.valset)
-        if self.opt.minibatch >= n:
+        if self.opt.settings.minibatch >= n:
             return self.valset
-        picked = random.Random(self.opt.seed * 1_000_003 + generation).sample(
-            range(n), self.opt.minibatch
+        picked = random.Random(self.opt.settings.seed * 1_000_003 + generation).sample(
+            range(n), self.opt.settings.minibatch
         )
         return [self.valset[i] for i in sorted(picked)]
 
@@ -590,7 +598,7 @@ class _Search:
     def _failures(self, examples: list[Any], items: Sequence[Any]) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
         for item in items:
-            if item.score >= 1.0 or len(out) >= self.opt.max_failures:
+            if item.score >= 1.0 or len(out) >= self.opt.settings.max_failures:
                 continue
             example = examples[item.index]
             got = (item.outputs or {}).get(self.output) if item.error is None else item.error
@@ -607,23 +615,16 @@ class _Search:
         if path is None:
             return _MemoryJob()
         opt = self.opt
-        config = {
-            name: getattr(opt, name)
-            for name in (
-                "population", "minibatch", "elite", "tournament", "seed", "crossover_rate",
-                "mutation_rate", "novelty", "initial", "labels", "proposer_temperature",
-                "max_failures", "max_attempts", "proposer_budget",
-            )
-        }  # fmt: skip
-        config["proposer"] = getattr(opt.proposer_lm, "model", None)
-        config["metric"] = self.metric_name
         fp = fingerprint(
-            config,
+            opt.settings,
+            exclude=("generations", "patience"),  # a longer run continues the same search
             valset=[dict(e.items()) for e in self.valset],
             trainset=[dict(e.items()) for e in trainset],
             student=str(self.predictor.signature),
             instruction=self.baseline_text,
+            metric=self.metric_name,
             task_lm=getattr(opt.task_lm, "model", ""),
+            proposer_lm=getattr(opt.proposer_lm, "model", None),
         )
         proposals = path.with_name(path.name + ".proposals.jsonl")
         return Job(path, fp, fresh=opt.fresh, journals={"proposals": proposals})
