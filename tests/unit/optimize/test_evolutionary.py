@@ -293,3 +293,16 @@ def test_proposals_are_cleaned_and_checked():
         "longer than 5 characters (8)",
         "does not name ['no']",
     ]
+
+
+def test_settings_come_whole_or_as_overrides_and_unknown_keys_are_named():
+    from instructkit.optimize.evolutionary import EvolutionSettings
+
+    counter = CallCounter()
+    lm = bridge_lm(ScriptedLM(answer), counter=counter)
+    opt = Evolutionary(lm, None, counter, 50, EvolutionSettings(population=5), seed=2)
+    assert (opt.settings.population, opt.settings.seed, opt.settings.elite) == (5, 2, 2)
+    with pytest.raises(ConfigError, match="did you mean 'population'"):
+        Evolutionary(lm, None, counter, 50, populaton=5)
+    with pytest.raises(ConfigError, match="budget=0"):
+        Evolutionary(lm, None, counter, 0)
