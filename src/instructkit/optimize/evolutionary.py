@@ -51,9 +51,8 @@ Choices taken:
 from __future__ import annotations
 
 import random
-import re
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -71,10 +70,13 @@ from instructkit.optimize.bridge import PROPOSER, TASK, BudgetExceeded, CallCoun
 from instructkit.optimize.metrics import MetricFn, metric_value, resolve_metric
 from instructkit.optimize.propose import (
     Failure,
+    crossover_sentences,
     mentions,
+    mutate_text,
     proposal_problems,
     propose_rewrite,
     rewrite_prompt,
+    split_sentences,
 )
 from instructkit.optimize.scoring import score_program
 from instructkit.optimize.templates import (
@@ -88,64 +90,7 @@ __all__ = [
     "Evolutionary",
     "EvolutionResult",
     "EvolutionSettings",
-    "mutate_text",
-    "crossover_sentences",
-    "split_sentences",
 ]
-
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
-
-
-# ------------------------------------------------------------------------ text operators (pure)
-
-
-def split_sentences(text: str) -> list[str]:
-    """The sentences of ``text`` (split after ., ! or ? followed by whitespace)."""
-    return [s for s in (p.strip() for p in _SENTENCE_END.split(text.strip())) if s]
-
-
-def crossover_sentences(a: str, b: str, rng: random.Random) -> str:
-    """One-point crossover at sentence level: a prefix of ``a``'s sentences, then a suffix of
-    ``b``'s, without repeating a sentence."""
-    sa, sb = split_sentences(a), split_sentences(b)
-    cut_a, cut_b = rng.randint(1, len(sa)), rng.randint(0, len(sb) - 1)
-    child = list(dict.fromkeys([*sa[:cut_a], *sb[cut_b:]]))
-    return " ".join(child)
-
-
-def _drop(sentences: list[str], pool: Sequence[str], rng: random.Random) -> list[str]:
-    i = rng.randrange(len(sentences))
-    return sentences[:i] + sentences[i + 1 :]
-
-
-def _insert(sentences: list[str], pool: Sequence[str], rng: random.Random) -> list[str]:
-    i = rng.randint(0, len(sentences))
-    return [*sentences[:i], rng.choice(pool), *sentences[i:]]
-
-
-def _swap(sentences: list[str], pool: Sequence[str], rng: random.Random) -> list[str]:
-    i = rng.randrange(len(sentences))
-    return [*sentences[:i], rng.choice(pool), *sentences[i + 1 :]]
-
-
-_TEXT_OPERATORS: dict[str, Callable[[list[str], Sequence[str], random.Random], list[str]]] = {
-    "swap": _swap,
-    "insert": _insert,
-    "drop": _drop,
-}
-
-
-def mutate_text(text: str, pool: Sequence[str], rng: random.Random) -> tuple[str, str]:
-    """(child, operator name): swap, insert (needs ``pool``) or drop (needs 2+ sentences)."""
-    sentences = split_sentences(text) or [text]
-    ops = [
-        n for n in _TEXT_OPERATORS if (n != "drop" or len(sentences) > 1) and (n == "drop" or pool)
-    ]
-    if not ops:
-        return text, "none"
-    name = rng.choice(ops)
-    return " ".join(_TEXT_OPERATORS[name](sentences, pool, rng)), name
-
 
 # ------------------------------------------------------------------------------------- results
 

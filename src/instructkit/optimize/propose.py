@@ -15,12 +15,18 @@ Choices taken: one proposal per call (a reply is cleaned of quotes and "Instruct
 and only its first paragraph kept); a proposal is refused when it is empty, longer than
 ``max_chars``, or drops a word its parent had to name (an output field or a label); duplicates
 are refused by the search that keeps the pool (:mod:`instructkit.optimize.evolutionary`).
+
+Without a usable proposer, proposals come from text operators over sentences
+(:func:`mutate_text`: swap a sentence for one from a pool, e.g. component-template sentences,
+insert one, or drop one; :func:`crossover_sentences`: one-point crossover of two instructions'
+sentences), pure functions of a seeded ``random.Random``.
 """
 
 from __future__ import annotations
 
+import random
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,8 +39,12 @@ __all__ = [
     "proposal_problems",
     "propose_rewrite",
     "rewrite_prompt",
+    "crossover_sentences",
+    "mutate_text",
+    "split_sentences",
 ]
 
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 _LABEL_PREFIX = re.compile(
     r"^\s*(?:improved |new |rewritten )?(?:instruction|prompt)s?\s*[:\-]\s*", re.IGNORECASE
 )
@@ -127,3 +137,54 @@ def proposal_problems(text: str, *, required: Sequence[str], max_chars: int) -> 
     if missing := [w for w in required if not mentions(text, w)]:
         problems.append(f"does not name {missing}")
     return problems
+
+
+# ------------------------------------------------- text operators: proposals without an LM
+
+
+def split_sentences(text: str) -> list[str]:
+    """The sentences of ``text`` (split after ., ! or ? followed by whitespace)."""
+    return [s for s in (p.strip() for p in _SENTENCE_END.split(text.strip())) if s]
+
+
+def crossover_sentences(a: str, b: str, rng: random.Random) -> str:
+    """One-point crossover at sentence level: a prefix of ``a``'s sentences, then a suffix of
+    ``b``'s, without repeating a sentence."""
+    sa, sb = split_sentences(a), split_sentences(b)
+    cut_a, cut_b = rng.randint(1, len(sa)), rng.randint(0, len(sb) - 1)
+    child = list(dict.fromkeys([*sa[:cut_a], *sb[cut_b:]]))
+    return " ".join(child)
+
+
+def _drop(sentences: list[str], pool: Sequence[str], rng: random.Random) -> list[str]:
+    i = rng.randrange(len(sentences))
+    return sentences[:i] + sentences[i + 1 :]
+
+
+def _insert(sentences: list[str], pool: Sequence[str], rng: random.Random) -> list[str]:
+    i = rng.randint(0, len(sentences))
+    return [*sentences[:i], rng.choice(pool), *sentences[i:]]
+
+
+def _swap(sentences: list[str], pool: Sequence[str], rng: random.Random) -> list[str]:
+    i = rng.randrange(len(sentences))
+    return [*sentences[:i], rng.choice(pool), *sentences[i + 1 :]]
+
+
+_TEXT_OPERATORS: dict[str, Callable[[list[str], Sequence[str], random.Random], list[str]]] = {
+    "swap": _swap,
+    "insert": _insert,
+    "drop": _drop,
+}
+
+
+def mutate_text(text: str, pool: Sequence[str], rng: random.Random) -> tuple[str, str]:
+    """(child, operator name): swap, insert (needs ``pool``) or drop (needs 2+ sentences)."""
+    sentences = split_sentences(text) or [text]
+    ops = [
+        n for n in _TEXT_OPERATORS if (n != "drop" or len(sentences) > 1) and (n == "drop" or pool)
+    ]
+    if not ops:
+        return text, "none"
+    name = rng.choice(ops)
+    return " ".join(_TEXT_OPERATORS[name](sentences, pool, rng)), name

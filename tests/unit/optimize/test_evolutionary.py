@@ -10,8 +10,13 @@ import pytest
 from instructkit.errors import ConfigError, DataFormatError
 from instructkit.lm.scripted import ScriptedLM
 from instructkit.optimize import BudgetExceeded, CallCounter, Evolutionary, bridge_lm
-from instructkit.optimize.evolutionary import crossover_sentences, mutate_text, split_sentences
-from instructkit.optimize.propose import clean_proposal, proposal_problems
+from instructkit.optimize.propose import (
+    clean_proposal,
+    crossover_sentences,
+    mutate_text,
+    proposal_problems,
+    split_sentences,
+)
 
 KEYS = ["carefully", "exactly", "only", "evidence"]  # each unlocks a quarter of the negatives
 START = "Classify the sentiment of the text as positive or negative."
