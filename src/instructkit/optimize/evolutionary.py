@@ -265,22 +265,11 @@ class _Search:
         valset: list[Any],
         metric: str | MetricFn,
     ) -> None:
-        self.opt, self.student = opt, student
+        self.opt, self.cfg, self.student = opt, opt.settings, student
         self.predictor = _single_predictor(student)
         self.output = list(self.predictor.signature.output_fields)[-1]
         self.valset = valset
-        _check_examples(valset, "valset" if valset is not trainset else "trainset")
-        self.metric_name, self.metric = resolve_metric(metric, target=self.output)
-        metric_value(
-            self.metric, self.metric_name, valset[0], dspy.Prediction(**valset[0].labels()), 0
-        )
-        if opt.budget < len(valset):
-            raise BudgetExceeded(
-                f"a budget of {opt.budget} task calls is smaller than one evaluation of the "
-                f"{len(valset)} valset items (the baseline is scored on all of them first).",
-                fix=f"raise the budget to at least {len(valset)}; several times that to search.",
-            )
-        opt.counter.require(len(valset), TASK, "one evaluation of the valset")
+        self.metric_name, self.metric = _preflight(opt, valset, trainset, metric, self.output)
         self.baseline_text = str(self.predictor.signature.instructions)
         self.spec = _task_spec(
             self.baseline_text, self.predictor, trainset, self.output, opt.settings.labels
@@ -313,7 +302,7 @@ class _Search:
             return baseline
         population = [baseline, *self._seed_population(baseline)]
         best, stale = baseline, 0
-        for generation in range(self.opt.settings.generations + 1):
+        for generation in range(self.cfg.generations + 1):
             self.generation = generation
             if generation > 0:
                 population = [*self._elite(population), *self._breed(population)]
@@ -324,7 +313,7 @@ class _Search:
             best, stale = (top, 0) if improved or generation == 0 else (best, stale + 1)
             if self.stopped == "budget":
                 break
-            if stale >= self.opt.settings.patience:
+            if stale >= self.cfg.patience:
                 self.stopped = "early_stop"
                 break
         return best
@@ -339,14 +328,14 @@ class _Search:
                     return False
         fresh = [c for c in population if c.full is None]
         fresh.sort(key=lambda c: -(c.minibatch or 0.0))
-        for cand in fresh[: self.opt.settings.elite]:
+        for cand in fresh[: self.cfg.elite]:
             if not self._evaluate(cand, "full", self.valset):
                 return False
         return True
 
     def _elite(self, population: list[Candidate]) -> list[Candidate]:
         scored = self._fully_scored(population)
-        return sorted(scored, key=lambda c: -(c.full or 0.0))[: self.opt.settings.elite]
+        return sorted(scored, key=lambda c: -(c.full or 0.0))[: self.cfg.elite]
 
     @staticmethod
     def _fully_scored(population: list[Candidate]) -> list[Candidate]:
@@ -356,15 +345,15 @@ class _Search:
 
     def _seed_population(self, baseline: Candidate) -> list[Candidate]:
         seeds: list[Candidate] = []
-        for text in self.opt.settings.initial:
-            if len(seeds) + 1 >= self.opt.settings.population:
+        for text in self.cfg.initial:
+            if len(seeds) + 1 >= self.cfg.population:
                 break
             if reason := self._refusal(text.strip(), []):
                 self.rejected.append((text, reason))
                 continue
             seeds.append(Candidate(text.strip(), 0, "initial"))
             self._remember(text.strip())
-        while len(seeds) + 1 < self.opt.settings.population:
+        while len(seeds) + 1 < self.cfg.population:
             child = self._child([baseline], 0)
             if child is None:
                 break
@@ -373,9 +362,7 @@ class _Search:
 
     def _breed(self, population: list[Candidate]) -> list[Candidate]:
         children: list[Candidate] = []
-        for _ in range(
-            self.opt.settings.population - min(self.opt.settings.elite, len(population))
-        ):
+        for _ in range(self.cfg.population - min(self.cfg.elite, len(population))):
             child = self._child(population, self.generation)
             if child is not None:
                 children.append(child)
@@ -383,17 +370,17 @@ class _Search:
 
     def _child(self, population: list[Candidate], generation: int) -> Candidate | None:
         """A valid, novel child of tournament-selected parents, or None after max_attempts."""
-        for _ in range(self.opt.settings.max_attempts):
+        for _ in range(self.cfg.max_attempts):
             first = self._tournament(population)
             parents, text, operator = [first], first.instruction, ""
-            if len(population) > 1 and self.rng.random() < self.opt.settings.crossover_rate:
+            if len(population) > 1 and self.rng.random() < self.cfg.crossover_rate:
                 second = self._tournament([c for c in population if c is not first])
                 parents.append(second)
                 text, operator = (
                     crossover_sentences(text, second.instruction, self.rng),
                     "crossover",
                 )
-            if not operator or self.rng.random() < self.opt.settings.mutation_rate:
+            if not operator or self.rng.random() < self.cfg.mutation_rate:
                 text, name = self._mutate(text, first)
                 operator = f"{operator}+{name}" if operator else name
             required = [w for w in self.required if mentions(first.instruction, w)]
@@ -405,7 +392,7 @@ class _Search:
         return None
 
     def _tournament(self, population: list[Candidate]) -> Candidate:
-        k = min(self.opt.settings.tournament, len(population))
+        k = min(self.cfg.tournament, len(population))
         picked = sorted(self.rng.sample(range(len(population)), k))
         return max((population[i] for i in picked), key=lambda c: c.fitness)
 
@@ -424,7 +411,7 @@ class _Search:
         return mutate_text(text, self.sentences, self.rng)
 
     def _proposer_left(self) -> bool:
-        limit = self.opt.settings.proposer_budget
+        limit = self.cfg.proposer_budget
         return limit is None or self.proposer_spent < limit
 
     def _propose(self, prompt: str) -> str:
@@ -441,7 +428,7 @@ class _Search:
                     self.opt.proposer_lm,
                     prompt,
                     seed=seed,
-                    temperature=self.opt.settings.proposer_temperature,
+                    temperature=self.cfg.proposer_temperature,
                 )
             except BudgetExceeded:
                 text = ""  # the counter's own proposer budget ran out: text operators from now
@@ -466,7 +453,7 @@ class _Search:
             return "already evaluated"
         tokens = rouge_tokens(text)
         for other in self.tokens:
-            if (sim := rouge_l_f(tokens, other)) >= self.opt.settings.novelty:
+            if (sim := rouge_l_f(tokens, other)) >= self.cfg.novelty:
                 return f"near duplicate of an evaluated instruction (ROUGE-L {sim:.2f})"
         return None
 
@@ -478,10 +465,10 @@ class _Search:
 
     def _minibatch(self, generation: int) -> list[Any]:
         n = len(self.valset)
-        if self.opt.settings.minibatch >= n:
+        if self.cfg.minibatch >= n:
             return self.valset
-        picked = random.Random(self.opt.settings.seed * 1_000_003 + generation).sample(
-            range(n), self.opt.settings.minibatch
+        picked = random.Random(self.cfg.seed * 1_000_003 + generation).sample(
+            range(n), self.cfg.minibatch
         )
         return [self.valset[i] for i in sorted(picked)]
 
@@ -543,7 +530,7 @@ class _Search:
     def _failures(self, examples: list[Any], items: Sequence[Any]) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
         for item in items:
-            if item.score >= 1.0 or len(out) >= self.opt.settings.max_failures:
+            if item.score >= 1.0 or len(out) >= self.cfg.max_failures:
                 continue
             example = examples[item.index]
             got = (item.outputs or {}).get(self.output) if item.error is None else item.error
@@ -613,6 +600,23 @@ def _row_key(row: Mapping[str, Any]) -> tuple[str, int, str]:
 
 
 # --------------------------------------------------------------------------- checks and setup
+
+
+def _preflight(
+    opt: Evolutionary, valset: list[Any], trainset: list[Any], metric: str | MetricFn, output: str
+) -> tuple[str, MetricFn]:
+    """Data, metric and budget checks, all before any call; (metric name, metric)."""
+    _check_examples(valset, "valset" if valset is not trainset else "trainset")
+    name, fn = resolve_metric(metric, target=output)
+    metric_value(fn, name, valset[0], dspy.Prediction(**valset[0].labels()), 0)
+    if opt.budget < len(valset):
+        raise BudgetExceeded(
+            f"a budget of {opt.budget} task calls is smaller than one evaluation of the "
+            f"{len(valset)} valset items (the baseline is scored on all of them first).",
+            fix=f"raise the budget to at least {len(valset)}; several times that to search.",
+        )
+    opt.counter.require(len(valset), TASK, "one evaluation of the valset")
+    return name, fn
 
 
 def _single_predictor(student: Any) -> Any:
