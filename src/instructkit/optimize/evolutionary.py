@@ -34,8 +34,8 @@ Choices taken:
   drops the output field or a label its parent named, was evaluated before (after
   normalization), or is a near duplicate of an evaluated one (ROUGE-L >= ``novelty``;
   0.9, looser than Self-Instruct's 0.7, because a one-sentence edit must stay possible).
-- **Budget**: before every evaluation the search checks that its calls (items x predictor
-  calls) fit in what is left of ``budget`` and stops cleanly when they do not; the counter's
+- **Budget**: before every evaluation the search checks that its calls (items x the most
+  calls per item any evaluation measured, 1 at first) fit in what is left of ``budget`` and stops cleanly when they do not; the counter's
   budget for the task role is lowered to the same limit while ``compile`` runs, as a backstop.
 - **Stopping**: ``generations`` generations, ``patience`` generations without a better full
   score, or the budget.
@@ -282,6 +282,7 @@ class _Search:
         )
         self.rng = random.Random(opt.settings.seed)
         self.spent = self.proposer_spent = self.proposal_no = 0
+        self.calls_per_item = 1  # raised to what evaluations measure (a program may call more)
         self.seen: dict[str, int] = {}
         self.tokens: list[list[str]] = []
         self.rejected: list[tuple[str, str]] = []
@@ -298,8 +299,12 @@ class _Search:
         baseline = Candidate(self.baseline_text, 0, "baseline")
         self._remember(baseline.instruction)
         if not self._evaluate(baseline, "full", self.valset):
-            self.stopped = "budget"
-            return baseline
+            raise BudgetExceeded(
+                f"the budget of {self.opt.budget} task calls ran out while scoring the "
+                f"student's instruction on the {len(self.valset)} valset items (the program "
+                "makes more than one call per item).",
+                fix="raise the budget to several evaluations of the valset.",
+            )
         population = [baseline, *self._seed_population(baseline)]
         best, stale = baseline, 0
         for generation in range(self.cfg.generations + 1):
@@ -484,6 +489,7 @@ class _Search:
             if row is None:
                 return False
         self.spent = int(row["calls_total"])
+        self.calls_per_item = max(self.calls_per_item, -(-int(row["calls"]) // int(row["n"])))
         setattr(cand, kind, float(row["score"]))
         cand.failures = [Failure(f["inputs"], f["expected"], f["got"]) for f in row["failures"]]
         self.rows.append(row)
@@ -492,7 +498,7 @@ class _Search:
     def _run_evaluation(
         self, cand: Candidate, kind: str, examples: list[Any]
     ) -> dict[str, Any] | None:
-        planned = len(examples) * len(self.student.predictors())
+        planned = len(examples) * self.calls_per_item
         if self.spent + planned > self.opt.budget:
             return None
         counter = self.opt.counter

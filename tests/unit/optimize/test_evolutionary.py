@@ -311,3 +311,31 @@ def test_settings_come_whole_or_as_overrides_and_unknown_keys_are_named():
         Evolutionary(lm, None, counter, 50, populaton=5)
     with pytest.raises(ConfigError, match="budget=0"):
         Evolutionary(lm, None, counter, 0)
+
+
+class Twice(dspy.Module):
+    """One predictor called twice per item: more calls than the search plans for."""
+
+    def __init__(self):
+        super().__init__()
+        self.step = student()
+
+    def forward(self, text):
+        self.step(text=text)
+        return self.step(text=text)
+
+
+def test_a_program_that_calls_more_than_once_per_item_is_planned_for():
+    opt, counter = search(budget=60)
+    opt.compile(Twice(), trainset=rows(), metric=metric)
+    # the baseline measured 2 calls per item; a minibatch of 8 (16 calls) no longer fits
+    assert counter.count("task") == 48
+    assert opt.result.stopped == "budget" and opt.result.best_instruction == START
+
+
+def test_the_backstop_stops_an_evaluation_that_overruns_the_budget():
+    opt, counter = search(budget=30)
+    with pytest.raises(BudgetExceeded, match="ran out while scoring the student"):
+        opt.compile(Twice(), trainset=rows(), metric=metric)
+    assert counter.count("task") == 30  # cut at the budget, not past it
+    assert counter.budgets == {}
