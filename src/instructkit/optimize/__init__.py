@@ -27,7 +27,11 @@ from instructkit.optimize.bridge import (  # noqa: E402
     InstructkitEngine,
     bridge_lm,
 )
-from instructkit.optimize.evolutionary import Evolutionary, EvolutionResult  # noqa: E402
+from instructkit.optimize.evolutionary import (  # noqa: E402
+    Evolutionary,
+    EvolutionResult,
+    EvolutionSettings,
+)
 from instructkit.optimize.metrics import named_label, resolve_metric  # noqa: E402
 from instructkit.optimize.scoring import (  # noqa: E402
     CandidateComparison,
@@ -62,4 +66,5 @@ __all__ = [
     "score_program",
     "Evolutionary",
     "EvolutionResult",
+    "EvolutionSettings",
 ]

@@ -35,8 +35,9 @@ Choices taken:
   normalization), or is a near duplicate of an evaluated one (ROUGE-L >= ``novelty``;
   0.9, looser than Self-Instruct's 0.7, because a one-sentence edit must stay possible).
 - **Budget**: before every evaluation the search checks that its calls (items x the most
-  calls per item any evaluation measured, 1 at first) fit in what is left of ``budget`` and stops cleanly when they do not; the counter's
-  budget for the task role is lowered to the same limit while ``compile`` runs, as a backstop.
+  calls per item any evaluation measured, 1 at first) fit in what is left of ``budget`` and
+  stops cleanly when they do not; the counter's budget for the task role is lowered to the same
+  limit while ``compile`` runs, as a backstop.
 - **Stopping**: ``generations`` generations, ``patience`` generations without a better full
   score, or the budget.
 - **Resume**: with ``history=PATH`` every evaluation is a row of a :class:`~instructkit.jobs.Job`
@@ -482,6 +483,8 @@ class _Search:
         would not fit in the budget (nothing is spent then)."""
         if kind == "minibatch" and examples is self.valset:
             kind = "full"  # the minibatch is the whole valset: one score serves both
+        if self.spent + len(examples) * self.calls_per_item > self.opt.budget:
+            return False  # checked for journaled rows too: a resumed run with a smaller budget
         key = (kind, self.generation if kind == "minibatch" else -1, cand.instruction)
         row = self.done.get(key)
         if row is None:
@@ -498,9 +501,6 @@ class _Search:
     def _run_evaluation(
         self, cand: Candidate, kind: str, examples: list[Any]
     ) -> dict[str, Any] | None:
-        planned = len(examples) * self.calls_per_item
-        if self.spent + planned > self.opt.budget:
-            return None
         counter = self.opt.counter
         limit = counter.count(TASK) + self.opt.budget - self.spent
         counter.budgets[TASK] = min(limit, self.saved_budgets.get(TASK, limit))  # the backstop

@@ -339,3 +339,15 @@ def test_the_backstop_stops_an_evaluation_that_overruns_the_budget():
         opt.compile(Twice(), trainset=rows(), metric=metric)
     assert counter.count("task") == 30  # cut at the budget, not past it
     assert counter.budgets == {}
+
+
+def test_a_resumed_run_with_a_smaller_budget_ends_like_a_run_with_that_budget(tmp_path):
+    opt, _ = search(budget=200, history=tmp_path / "evo.jsonl")
+    opt.compile(student(), trainset=rows(), metric=metric)
+    small, _ = search(budget=90)
+    small.compile(student(), trainset=rows(), metric=metric)
+    resumed, counter = search(budget=90, history=tmp_path / "evo.jsonl")
+    resumed.compile(student(), trainset=rows(), metric=metric)
+    assert counter.counts == {}  # all replayed
+    assert outline(resumed.result) == outline(small.result)
+    assert resumed.result.calls["task"] == small.result.calls["task"] <= 90
