@@ -1,0 +1,528 @@
+"""The ``instructkit optimize prompt`` workflow: tune the instruction of a one-field task on data.
+
+For users without DSPy code: a dataset (JSON/JSONL rows), the input field(s) and the target
+field, optionally the labels and a task description. The data are split with a seed into
+train/val/test (or ``val``/``test`` files are given), the search spends at most ``budget`` task
+calls on the val set, and the initial and the best instruction are then both scored on the test
+set and compared pairwise::
+
+    cfg = PromptOptConfig(data="reviews.jsonl", inputs=["text"], target="label",
+                          labels=["positive", "negative"], budget=200, out="opt")
+    result = run_prompt_optimization(cfg)          # PromptOptResult; writes opt/...
+    result.best.instruction, result.best.test, result.test_comparison.diff
+
+Outputs in ``out``: ``result.json`` (stable keys ``initial``/``best`` ``{instruction, val,
+test}``, ``calls`` ``{task, proposer, test}``, ``test_comparison`` ``{delta, ci, p}``,
+``wall_s``), ``results.json`` (:class:`~instructkit.evaluate.results.EvalResults` with systems
+``initial`` and ``best``, for ``eval report``/``eval compare``), ``history.jsonl`` (one row per
+scored item: the :class:`~instructkit.jobs.Job` journal, so a killed run resumes without
+spending a call twice) and ``program.json`` (the best program in DSPy's save format). The HTML
+page (``report.html``) is written by :func:`instructkit.report.prompt.write_prompt_report`, one
+layer up.
+
+Methods are the entries of :data:`METHODS`, each ``method(search: Search) -> str`` returning the
+instruction it found best; the workflow keeps the initial one when that scores higher on val.
+``initial`` evaluates the given instruction only (a baseline); ``templates`` races component-
+template candidates with successive halving (:func:`halving_schedule`).
+
+Bad input stops before any call: a missing field (file, row, field), a target outside the labels,
+an unknown metric or method, a metric that fails on a reference, a budget smaller than one
+evaluation of the val set.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import dspy
+from pydantic import BaseModel, ConfigDict, Field
+
+from instructkit.errors import ConfigError, DataFormatError
+from instructkit.evaluate.results import Comparison, EvalResults, ItemScore, ScoreRow, now
+from instructkit.evaluate.stats import PairedComparison, compare_paired
+from instructkit.io import BadLine, read_rows, write_atomic
+from instructkit.jobs import Job, fingerprint
+from instructkit.lm.base import LM
+from instructkit.optimize.bridge import PROPOSER, TASK, CallCounter, bridge_lm
+from instructkit.optimize.metrics import ITEM_METRICS, MetricFn, metric_value, resolve_metric
+from instructkit.optimize.scoring import score_program
+from instructkit.optimize.task import InstructionTask
+from instructkit.optimize.templates import TaskSpec, generate_candidates
+
+__all__ = [
+    "METHODS",
+    "PLANNED_METHODS",
+    "Evaluator",
+    "InstructionOutcome",
+    "PromptOptConfig",
+    "PromptOptResult",
+    "Search",
+    "halving_cost",
+    "halving_schedule",
+    "run_prompt_optimization",
+    "search_initial",
+    "search_templates",
+]
+
+TEST = "test"  # the counter role of the final test evaluation (outside the search budget)
+METRIC_ALIASES = {"exact": "exact_match", "lenient": "label"}
+PLANNED_METHODS = ("evolutionary", "opro", "gradient", "copro", "mipro", "gepa")
+
+
+class PromptOptConfig(BaseModel):
+    """Settings of :func:`run_prompt_optimization` (CLI flags, YAML keys and fields alike)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    data: str
+    val: str | None = None
+    test: str | None = None
+    inputs: list[str] = Field(min_length=1)
+    target: str
+    labels: list[str] = Field(default_factory=list)
+    task: str | None = None
+    instruction: str | None = None
+    metric: str | None = None
+    method: str = "templates"
+    budget: int = Field(default=200, ge=1)
+    seed: int = 0
+    val_fraction: float = Field(default=0.2, gt=0.0, lt=1.0)
+    test_fraction: float = Field(default=0.2, gt=0.0, lt=1.0)
+    candidates: int = Field(default=12, ge=1)
+    lm: str = "local"
+    base_url: str | None = None
+    cache: str | None = None
+    proposer_lm: str | None = None
+    max_tokens: int = Field(default=32, ge=1)
+    out: str
+
+
+# ------------------------------------------------------------------------------------ results
+
+
+@dataclass(frozen=True)
+class InstructionOutcome:
+    """An instruction and its mean scores on the val and test sets."""
+
+    instruction: str
+    val: float
+    test: float
+
+
+@dataclass(frozen=True)
+class PromptOptResult:
+    """What :func:`run_prompt_optimization` found; :meth:`to_dict` is ``result.json``."""
+
+    initial: InstructionOutcome
+    best: InstructionOutcome
+    calls: dict[str, int]
+    test_comparison: PairedComparison
+    wall_s: float
+    method: str
+    metric: str
+    budget: int
+    sizes: dict[str, int]
+    out: Path
+
+    def to_dict(self) -> dict[str, Any]:
+        c = self.test_comparison
+        return {
+            "initial": vars(self.initial),
+            "best": vars(self.best),
+            "calls": self.calls,
+            "test_comparison": {"delta": c.diff, "ci": [c.ci_low, c.ci_high], "p": c.p_permutation},
+            "wall_s": self.wall_s,
+            "method": self.method,
+            "metric": self.metric,
+            "budget": self.budget,
+            "sizes": self.sizes,
+        }
+
+
+# ------------------------------------------------------------------------- evaluation + journal
+
+
+class Evaluator:
+    """Scores instructions item by item through the job's journal (``history.jsonl``).
+
+    Every scored item is one journal row, written before the next call; an item already in the
+    journal is read back, not called again, so a killed run resumes without re-spending.
+    ``phase`` ``val`` spends the search budget (counter role ``task``); ``test`` uses role ``test``.
+    """
+
+    def __init__(
+        self,
+        job: Job,
+        task: InstructionTask,
+        metric: tuple[str, MetricFn],
+        lms: Mapping[str, Any],
+        examples: Mapping[str, Sequence[Any]],
+    ) -> None:
+        self.job, self.task, self.metric, self.lms, self.examples = job, task, metric, lms, examples
+        self._done = {(r["phase"], r["instruction"], r["item"]): r for r in job.records}
+
+    def spent(self, phase: str = "val") -> int:
+        """Calls spent on ``phase`` so far, this run and the runs before it."""
+        return sum(int(r["calls"]) for r in self.job.records if r["phase"] == phase)
+
+    def rows(
+        self, instruction: str, items: Sequence[int], phase: str = "val"
+    ) -> list[dict[str, Any]]:
+        """The journal rows of ``instruction`` on ``items`` (indices), scoring the missing ones."""
+        program = self.task.program(instruction)
+        name, fn = self.metric
+        out = []
+        for i in items:
+            key = (phase, instruction, i)
+            if key not in self._done:
+                scored = score_program(
+                    program,
+                    [self.examples[phase][i]],
+                    fn,
+                    lm=self.lms[phase],
+                    target=self.task.target,
+                )
+                item = scored.items[0]
+                row = {
+                    "phase": phase,
+                    "instruction": instruction,
+                    "item": i,
+                    "score": item.score,
+                    "answer": None if item.outputs is None else item.outputs.get(self.task.target),
+                    "error": item.error,
+                    "calls": scored.calls or 0,
+                }
+                self.job.append([row])
+                self._done[key] = row
+            out.append(self._done[key])
+        return out
+
+    def scores(self, instruction: str, items: Sequence[int], phase: str = "val") -> list[float]:
+        return [float(r["score"]) for r in self.rows(instruction, items, phase)]
+
+    def mean(self, instruction: str, phase: str = "val") -> float:
+        """Mean score on the whole ``phase`` set."""
+        values = self.scores(instruction, range(len(self.examples[phase])), phase)
+        return sum(values) / len(values)
+
+
+@dataclass
+class Search:
+    """What a method gets: the task, the initial instruction (already scored on all of val), a
+    task spec for proposing candidates, the evaluator, and the val calls it may still spend."""
+
+    task: InstructionTask
+    initial: str
+    spec: TaskSpec
+    evaluator: Evaluator
+    n_val: int
+    budget_left: int
+    seed: int
+    candidates: int
+    proposer: Any = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+MethodFn = Callable[[Search], str]
+
+
+# ------------------------------------------------------------------------------------- methods
+
+
+def search_initial(search: Search) -> str:
+    """The baseline: the initial instruction, no search."""
+    return search.initial
+
+
+def halving_schedule(n: int, n_items: int) -> list[tuple[int, int]]:
+    """Successive halving rungs ``(survivors, items)`` for ``n`` arms on ``n_items`` items.
+
+    Successive halving (Jamieson & Talwalkar 2016, the inner loop of Hyperband, Li et al. 2017):
+    all arms are scored on a few items, the better half goes on to twice as many items, until
+    one arm is scored on all items. Items are shared and reused between rungs (a survivor is
+    only scored on its new items).
+    """
+    rounds = math.ceil(math.log2(n)) if n > 1 else 0
+    return [(math.ceil(n / 2**k), math.ceil(n_items * 2**k / 2**rounds)) for k in range(rounds + 1)]
+
+
+def halving_cost(n: int, n_items: int) -> int:
+    """Calls that :func:`halving_schedule` spends (one per arm and new item)."""
+    cost, seen = 0, 0
+    for survivors, items in halving_schedule(n, n_items):
+        cost += survivors * (items - seen)
+        seen = items
+    return cost
+
+
+def search_templates(search: Search) -> str:
+    """Race component-template candidates (:func:`~instructkit.optimize.templates.
+    generate_candidates`) with successive halving on val, as many as the budget allows."""
+    pool = [
+        c.text
+        for c in generate_candidates(search.spec, search.candidates, seed=search.seed)
+        if c.text != search.initial
+    ]
+    n = len(pool)
+    while n > 0 and halving_cost(n, search.n_val) > search.budget_left:
+        n -= 1
+    arms = pool[:n]
+    for survivors, items in halving_schedule(n, search.n_val) if n else []:
+        means = {a: _mean(search.evaluator.scores(a, range(items))) for a in arms[:survivors]}
+        arms = sorted(arms[:survivors], key=lambda a: -means[a])  # stable: ties keep order
+    return arms[0] if arms else search.initial
+
+
+METHODS: dict[str, MethodFn] = {
+    "initial": search_initial,
+    "templates": search_templates,
+}
+
+
+def _mean(values: Sequence[float]) -> float:
+    return sum(values) / len(values)
+
+
+# ------------------------------------------------------------------------------------ the data
+
+
+def _load(path: str, task: InstructionTask) -> list[dict[str, Any]]:
+    """Rows of ``path``, each checked (fields, labels) with its file and row number."""
+    rows = []
+    for row_no, value in read_rows(path):
+        if isinstance(value, BadLine):
+            raise DataFormatError(
+                f"not valid JSON: {value.message}.", path=path, row=row_no, fix="repair the line."
+            )
+        try:
+            task.examples([value])
+        except DataFormatError as e:
+            raise DataFormatError(e.reason, path=path, row=row_no, field=e.field, fix=e.fix) from e
+        rows.append(value)
+    return rows
+
+
+def _split(cfg: PromptOptConfig, task: InstructionTask) -> dict[str, list[dict[str, Any]]]:
+    """train/val/test: the given files, the rest cut from ``data`` after a seeded shuffle."""
+    rows = _load(cfg.data, task)
+    random.Random(cfg.seed).shuffle(rows)
+    parts: dict[str, list[dict[str, Any]]] = {}
+    for name, path, fraction in (
+        ("test", cfg.test, cfg.test_fraction),
+        ("val", cfg.val, cfg.val_fraction),
+    ):
+        if path is not None:
+            parts[name] = _load(path, task)
+            continue
+        cut = max(1, round(len(rows) * fraction))
+        if cut >= len(rows):
+            raise ConfigError(
+                f"{cfg.data} has {len(rows)} rows, too few to split off a {name} set.",
+                fix=f"give more rows, or a --{name} file.",
+            )
+        parts[name], rows = rows[:cut], rows[cut:]
+    parts["train"] = rows
+    return parts
+
+
+def _metric(cfg: PromptOptConfig, task: InstructionTask) -> tuple[str, MetricFn]:
+    default = "label" if cfg.labels else "exact_match"
+    name = METRIC_ALIASES.get(cfg.metric or default, cfg.metric or default)
+    if name == "label":
+        if not task.labels:
+            raise ConfigError("the metric 'lenient' needs labels.", fix="give --labels a,b,...")
+        return "label", task.label_metric()
+    if name not in ITEM_METRICS:
+        raise ConfigError(
+            f"unknown metric '{cfg.metric}' for optimize prompt.",
+            fix=f"use exact, lenient (needs labels) or one of {', '.join(ITEM_METRICS)}.",
+        )
+    return resolve_metric(name, task.target)
+
+
+def _check_metric(metric: tuple[str, MetricFn], examples: Sequence[Any]) -> None:
+    """The metric runs on each example's own reference before any call (a failure names it)."""
+    for i, example in enumerate(examples):
+        metric_value(metric[1], metric[0], example, dspy.Prediction(**example.labels()), i)
+
+
+def _method(cfg: PromptOptConfig) -> MethodFn:
+    if cfg.method in METHODS:
+        return METHODS[cfg.method]
+    if cfg.method in PLANNED_METHODS:
+        raise ConfigError(
+            f"the method '{cfg.method}' is not available yet; use templates.",
+            fix=f"pass --method templates (available: {', '.join(METHODS)}).",
+        )
+    raise ConfigError(f"unknown method '{cfg.method}'.", fix=f"use one of: {', '.join(METHODS)}.")
+
+
+def default_instruction(cfg: PromptOptConfig) -> str:
+    """The instruction built from the task description and the labels."""
+    text = _description(cfg)
+    text = text[:1].upper() + text[1:].rstrip(".") + "."
+    if cfg.labels:
+        text += f" Answer with one of: {', '.join(cfg.labels)}."
+    return text
+
+
+def _description(cfg: PromptOptConfig) -> str:
+    return cfg.task or f"give the {cfg.target} for the {' and '.join(cfg.inputs)}"
+
+
+def _build_lms(cfg: PromptOptConfig, lm: LM | None) -> LM:
+    if lm is not None:
+        return lm
+    from instructkit.lm import build_lm
+
+    return build_lm(cfg.lm, base_url=cfg.base_url, cache=cfg.cache)
+
+
+# ---------------------------------------------------------------------------------- the outputs
+
+
+def _results(
+    cfg: PromptOptConfig, result: PromptOptResult, per_item: list[ItemScore]
+) -> EvalResults:
+    c = result.test_comparison
+    row = ScoreRow(
+        metric=result.metric,
+        n=c.n,
+        scores={"initial": c.mean_a, "best": c.mean_b},
+        comparison=Comparison(**c.to_dict()),
+    )
+    return EvalResults(
+        title=f"optimize prompt ({cfg.method}) on {Path(cfg.data).name}",
+        created=now(),
+        systems=["initial", "best"],
+        tasks={"prompt": row},
+        per_item=per_item,
+        meta={
+            "initial": result.initial.instruction,
+            "best": result.best.instruction,
+            "calls": result.calls,
+            "method": cfg.method,
+            "lm": cfg.lm,
+        },
+    )
+
+
+def _write_outputs(
+    cfg: PromptOptConfig, task: InstructionTask, result: PromptOptResult, per_item: list[ItemScore]
+) -> None:
+    out = Path(cfg.out)
+    state = task.program(result.best.instruction).dump_state()
+    write_atomic(out / "program.json", [json.dumps(state, indent=2, ensure_ascii=False)])
+    results = _results(cfg, result, per_item)
+    write_atomic(out / "results.json", [results.model_dump_json(indent=2)])
+    write_atomic(out / "result.json", [json.dumps(result.to_dict(), indent=2, ensure_ascii=False)])
+
+
+# ---------------------------------------------------------------------------------- the workflow
+
+
+def run_prompt_optimization(
+    cfg: PromptOptConfig,
+    *,
+    lm: LM | None = None,
+    proposer_lm: LM | None = None,
+    fresh: bool = False,
+) -> PromptOptResult:
+    """Search an instruction for ``cfg``'s task under ``cfg.budget`` val calls (module doc)."""
+    start = time.monotonic()
+    method = _method(cfg)
+    task = InstructionTask(tuple(cfg.inputs), cfg.target, tuple(cfg.labels))
+    metric = _metric(cfg, task)
+    parts = _split(cfg, task)
+    examples = {name: task.examples(rows) for name, rows in parts.items() if rows}
+    _check_metric(metric, [*examples["val"], *examples["test"]])
+    if cfg.budget < len(examples["val"]):
+        raise ConfigError(
+            f"the budget of {cfg.budget} calls is smaller than one evaluation of the "
+            f"{len(examples['val'])} val items.",
+            fix=f"raise --budget to at least {len(examples['val'])}, or use a smaller val set.",
+        )
+    initial = cfg.instruction or default_instruction(cfg)
+    spec = TaskSpec(
+        _description(cfg),
+        cfg.inputs,
+        cfg.target,
+        cfg.labels,
+        examples=(parts["train"] or parts["val"])[:8],
+    )
+
+    job = Job(
+        Path(cfg.out) / "history.jsonl",
+        fingerprint(cfg, exclude=("out", "cache", "base_url"), **_inputs(cfg)),
+        fresh=fresh,
+    )
+    model = _build_lms(cfg, lm)
+    counter = CallCounter(
+        budgets={
+            TASK: cfg.budget - sum(int(r["calls"]) for r in job.records if r["phase"] == "val")
+        }
+    )
+    lms = {
+        "val": bridge_lm(model, counter=counter, role=TASK, max_tokens=cfg.max_tokens),
+        "test": bridge_lm(model, counter=counter, role=TEST, max_tokens=cfg.max_tokens),
+    }
+    evaluator = Evaluator(job, task, metric, lms, examples)
+    proposer = (
+        bridge_lm(proposer_lm, counter=counter, role=PROPOSER) if proposer_lm is not None else None
+    )
+
+    initial_val = evaluator.mean(initial)
+    search = Search(
+        task,
+        initial,
+        spec,
+        evaluator,
+        len(examples["val"]),
+        cfg.budget - evaluator.spent(),
+        cfg.seed,
+        cfg.candidates,
+        proposer,
+    )
+    best = method(search)
+    if evaluator.mean(best) < initial_val:
+        best = initial
+
+    n_test = range(len(examples["test"]))
+    a, b = evaluator.scores(initial, n_test, TEST), evaluator.scores(best, n_test, TEST)
+    comparison = compare_paired(a, b, seed=cfg.seed)
+    wall = float(job.state.get("wall_s", 0.0)) + time.monotonic() - start
+    job.save_state(wall_s=wall)
+    result = PromptOptResult(
+        initial=InstructionOutcome(initial, initial_val, _mean(a)),
+        best=InstructionOutcome(best, evaluator.mean(best), _mean(b)),
+        calls={
+            "task": evaluator.spent("val"),
+            "proposer": counter.count(PROPOSER),
+            "test": evaluator.spent(TEST),
+        },
+        test_comparison=comparison,
+        wall_s=wall,
+        method=cfg.method,
+        metric=metric[0],
+        budget=cfg.budget,
+        sizes={k: len(v) for k, v in parts.items()},
+        out=Path(cfg.out),
+    )
+    per_item = [
+        ItemScore(id=i, task="prompt", scores={"initial": x, "best": y})
+        for i, (x, y) in enumerate(zip(a, b, strict=True))
+    ]
+    _write_outputs(cfg, task, result, per_item)
+    return result
+
+
+def _inputs(cfg: PromptOptConfig) -> dict[str, Path]:
+    files = {"data": cfg.data, "val_file": cfg.val, "test_file": cfg.test}
+    return {k: Path(v) for k, v in files.items() if v is not None}
