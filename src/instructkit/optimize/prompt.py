@@ -199,6 +199,8 @@ class Evaluator:
                     "error": item.error,
                     "calls": scored.calls or 0,
                 }
+                if phase == TEST:  # the report shows test examples with their inputs
+                    row["example"] = dict(self.examples[phase][i].items())
                 self.job.append([row])
                 self._done[key] = row
             out.append(self._done[key])
