@@ -28,6 +28,11 @@ from instructkit.optimize.bridge import (  # noqa: E402
     bridge_lm,
 )
 from instructkit.optimize.metrics import named_label, resolve_metric  # noqa: E402
+from instructkit.optimize.prompt import (  # noqa: E402
+    PromptOptConfig,
+    PromptOptResult,
+    run_prompt_optimization,
+)
 from instructkit.optimize.scoring import (  # noqa: E402
     CandidateComparison,
     InstructionComparison,
@@ -59,4 +64,7 @@ __all__ = [
     "resolve_metric",
     "score_instruction",
     "score_program",
+    "PromptOptConfig",
+    "PromptOptResult",
+    "run_prompt_optimization",
 ]
