@@ -218,7 +218,9 @@ class Evaluator:
 @dataclass
 class Search:
     """What a method gets: the task, the initial instruction (already scored on all of val), a
-    task spec for proposing candidates, the evaluator, and the val calls it may still spend."""
+    task spec for proposing candidates, the evaluator, and the val calls it may spend after the
+    initial's evaluation. A method must be deterministic given these (and ``seed``): a resumed
+    run replays it, and the evaluator answers what the history holds without a call."""
 
     task: InstructionTask
     initial: str
@@ -379,12 +381,13 @@ def _description(cfg: PromptOptConfig) -> str:
     return cfg.task or f"give the {cfg.target} for the {' and '.join(cfg.inputs)}"
 
 
-def _build_lms(cfg: PromptOptConfig, lm: LM | None) -> LM:
+def _build_lm(spec: str, cfg: PromptOptConfig, lm: LM | None) -> LM:
+    """``lm`` when given (tests, Python callers), else the LM that ``spec`` names."""
     if lm is not None:
         return lm
     from instructkit.lm import build_lm
 
-    return build_lm(cfg.lm, base_url=cfg.base_url, cache=cfg.cache)
+    return build_lm(spec, base_url=cfg.base_url, cache=cfg.cache)
 
 
 # ---------------------------------------------------------------------------------- the outputs
@@ -465,7 +468,7 @@ def run_prompt_optimization(
         fingerprint(cfg, exclude=("out", "cache", "base_url"), **_inputs(cfg)),
         fresh=fresh,
     )
-    model = _build_lms(cfg, lm)
+    model = _build_lm(cfg.lm, cfg, lm)
     counter = CallCounter(
         budgets={
             TASK: cfg.budget - sum(int(r["calls"]) for r in job.records if r["phase"] == "val")
@@ -476,18 +479,22 @@ def run_prompt_optimization(
         "test": bridge_lm(model, counter=counter, role=TEST, max_tokens=cfg.max_tokens),
     }
     evaluator = Evaluator(job, task, metric, lms, examples)
-    proposer = (
-        bridge_lm(proposer_lm, counter=counter, role=PROPOSER) if proposer_lm is not None else None
+    proposer_model = (
+        _build_lm(cfg.proposer_lm, cfg, proposer_lm) if cfg.proposer_lm else proposer_lm
     )
+    proposer = bridge_lm(proposer_model, counter=counter, role=PROPOSER) if proposer_model else None
 
-    initial_val = evaluator.mean(initial)
+    initial_rows = evaluator.rows(initial, range(len(examples["val"])))
+    initial_val = _mean([float(r["score"]) for r in initial_rows])
+    # What the method may spend is fixed by the initial's cost, not by what earlier runs spent:
+    # a resumed run must plan the same search to replay it from the history.
     search = Search(
         task,
         initial,
         spec,
         evaluator,
         len(examples["val"]),
-        cfg.budget - evaluator.spent(),
+        cfg.budget - sum(int(r["calls"]) for r in initial_rows),
         cfg.seed,
         cfg.candidates,
         proposer,

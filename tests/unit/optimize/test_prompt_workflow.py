@@ -130,14 +130,16 @@ def test_the_default_instruction_names_the_task_and_labels(tmp_path):
     )
 
 
-def test_a_killed_run_resumes_without_spending_a_call_twice(tmp_path):
-    whole = run_prompt_optimization(config(tmp_path / "a"), lm=ScriptedLM(answer))
-    dying = DyingLM(k=17)
+@pytest.mark.parametrize(("budget", "k"), [(60, 17), (20, 12)])
+def test_a_killed_run_resumes_without_spending_a_call_twice(tmp_path, budget, k):
+    # budget 20 on 8 val items: 2 of the 12 candidates fit, and the rerun must plan the same
+    whole = run_prompt_optimization(config(tmp_path / "a", budget=budget), lm=ScriptedLM(answer))
+    dying = DyingLM(k=k)
     with pytest.raises(Exception) as info:
-        run_prompt_optimization(config(tmp_path / "b"), lm=dying)
+        run_prompt_optimization(config(tmp_path / "b", budget=budget), lm=dying)
     assert "the model died" in str(info.value)
     rerun = ScriptedLM(answer)
-    resumed = run_prompt_optimization(config(tmp_path / "b"), lm=rerun)
+    resumed = run_prompt_optimization(config(tmp_path / "b", budget=budget), lm=rerun)
 
     assert len(dying.calls) + len(rerun.calls) == whole.calls["task"] + whole.calls["test"]
     assert resumed.to_dict() | {"wall_s": 0} == whole.to_dict() | {"wall_s": 0}
@@ -146,7 +148,9 @@ def test_a_killed_run_resumes_without_spending_a_call_twice(tmp_path):
     assert rows_a == rows_b
 
     again = ScriptedLM(answer)  # a finished run reruns for free
-    assert run_prompt_optimization(config(tmp_path / "b"), lm=again).best == whole.best
+    assert (
+        run_prompt_optimization(config(tmp_path / "b", budget=budget), lm=again).best == whole.best
+    )
     assert again.calls == []
 
 
