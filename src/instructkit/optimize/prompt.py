@@ -33,11 +33,10 @@ evaluation of the val set.
 from __future__ import annotations
 
 import json
-import math
 import random
 import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -52,26 +51,28 @@ from instructkit.jobs import Job, fingerprint
 from instructkit.lm.base import LM
 from instructkit.optimize.bridge import PROPOSER, TASK, CallCounter, bridge_lm
 from instructkit.optimize.metrics import ITEM_METRICS, MetricFn, metric_value, resolve_metric
-from instructkit.optimize.scoring import score_program
+from instructkit.optimize.search import (
+    TEST,
+    Evaluator,
+    MethodFn,
+    Search,
+    mean,
+    search_initial,
+    search_templates,
+)
 from instructkit.optimize.task import InstructionTask
-from instructkit.optimize.templates import TaskSpec, generate_candidates
+from instructkit.optimize.templates import TaskSpec
 
 __all__ = [
     "METHODS",
     "PLANNED_METHODS",
-    "Evaluator",
     "InstructionOutcome",
     "PromptOptConfig",
     "PromptOptResult",
-    "Search",
-    "halving_cost",
-    "halving_schedule",
+    "default_instruction",
     "run_prompt_optimization",
-    "search_initial",
-    "search_templates",
 ]
 
-TEST = "test"  # the counter role of the final test evaluation (outside the search budget)
 METRIC_ALIASES = {"exact": "exact_match", "lenient": "label"}
 PLANNED_METHODS = ("evolutionary", "opro", "gradient", "copro", "mipro", "gepa")
 
@@ -118,7 +119,10 @@ class InstructionOutcome:
 
 @dataclass(frozen=True)
 class PromptOptResult:
-    """What :func:`run_prompt_optimization` found; :meth:`to_dict` is ``result.json``."""
+    """What :func:`run_prompt_optimization` found; :meth:`to_dict` is ``result.json``.
+
+    ``calls`` counts every run of the job (a resumed run adds what it spent to what the history
+    holds); ``test_scores`` are the per-item test scores of ``initial`` and ``best``."""
 
     initial: InstructionOutcome
     best: InstructionOutcome
@@ -130,6 +134,7 @@ class PromptOptResult:
     budget: int
     sizes: dict[str, int]
     out: Path
+    test_scores: dict[str, list[float]]
 
     def to_dict(self) -> dict[str, Any]:
         c = self.test_comparison
@@ -146,152 +151,12 @@ class PromptOptResult:
         }
 
 
-# ------------------------------------------------------------------------- evaluation + journal
-
-
-class Evaluator:
-    """Scores instructions item by item through the job's journal (``history.jsonl``).
-
-    Every scored item is one journal row, written before the next call; an item already in the
-    journal is read back, not called again, so a killed run resumes without re-spending.
-    ``phase`` ``val`` spends the search budget (counter role ``task``); ``test`` uses role ``test``.
-    """
-
-    def __init__(
-        self,
-        job: Job,
-        task: InstructionTask,
-        metric: tuple[str, MetricFn],
-        lms: Mapping[str, Any],
-        examples: Mapping[str, Sequence[Any]],
-    ) -> None:
-        self.job, self.task, self.metric, self.lms, self.examples = job, task, metric, lms, examples
-        self._done = {(r["phase"], r["instruction"], r["item"]): r for r in job.records}
-
-    def spent(self, phase: str = "val") -> int:
-        """Calls spent on ``phase`` so far, this run and the runs before it."""
-        return sum(int(r["calls"]) for r in self.job.records if r["phase"] == phase)
-
-    def rows(
-        self, instruction: str, items: Sequence[int], phase: str = "val"
-    ) -> list[dict[str, Any]]:
-        """The journal rows of ``instruction`` on ``items`` (indices), scoring the missing ones."""
-        program = self.task.program(instruction)
-        name, fn = self.metric
-        out = []
-        for i in items:
-            key = (phase, instruction, i)
-            if key not in self._done:
-                scored = score_program(
-                    program,
-                    [self.examples[phase][i]],
-                    fn,
-                    lm=self.lms[phase],
-                    target=self.task.target,
-                )
-                item = scored.items[0]
-                row = {
-                    "phase": phase,
-                    "instruction": instruction,
-                    "item": i,
-                    "score": item.score,
-                    "answer": None if item.outputs is None else item.outputs.get(self.task.target),
-                    "error": item.error,
-                    "calls": scored.calls or 0,
-                }
-                if phase == TEST:  # the report shows test examples with their inputs
-                    row["example"] = dict(self.examples[phase][i].items())
-                self.job.append([row])
-                self._done[key] = row
-            out.append(self._done[key])
-        return out
-
-    def scores(self, instruction: str, items: Sequence[int], phase: str = "val") -> list[float]:
-        return [float(r["score"]) for r in self.rows(instruction, items, phase)]
-
-    def mean(self, instruction: str, phase: str = "val") -> float:
-        """Mean score on the whole ``phase`` set."""
-        values = self.scores(instruction, range(len(self.examples[phase])), phase)
-        return sum(values) / len(values)
-
-
-@dataclass
-class Search:
-    """What a method gets: the task, the initial instruction (already scored on all of val), a
-    task spec for proposing candidates, the evaluator, and the val calls it may spend after the
-    initial's evaluation. A method must be deterministic given these (and ``seed``): a resumed
-    run replays it, and the evaluator answers what the history holds without a call."""
-
-    task: InstructionTask
-    initial: str
-    spec: TaskSpec
-    evaluator: Evaluator
-    n_val: int
-    budget_left: int
-    seed: int
-    candidates: int
-    proposer: Any = None
-    extra: dict[str, Any] = field(default_factory=dict)
-
-
-MethodFn = Callable[[Search], str]
-
-
-# ------------------------------------------------------------------------------------- methods
-
-
-def search_initial(search: Search) -> str:
-    """The baseline: the initial instruction, no search."""
-    return search.initial
-
-
-def halving_schedule(n: int, n_items: int) -> list[tuple[int, int]]:
-    """Successive halving rungs ``(survivors, items)`` for ``n`` arms on ``n_items`` items.
-
-    Successive halving (Jamieson & Talwalkar 2016, the inner loop of Hyperband, Li et al. 2017):
-    all arms are scored on a few items, the better half goes on to twice as many items, until
-    one arm is scored on all items. Items are shared and reused between rungs (a survivor is
-    only scored on its new items).
-    """
-    rounds = math.ceil(math.log2(n)) if n > 1 else 0
-    return [(math.ceil(n / 2**k), math.ceil(n_items * 2**k / 2**rounds)) for k in range(rounds + 1)]
-
-
-def halving_cost(n: int, n_items: int) -> int:
-    """Calls that :func:`halving_schedule` spends (one per arm and new item)."""
-    cost, seen = 0, 0
-    for survivors, items in halving_schedule(n, n_items):
-        cost += survivors * (items - seen)
-        seen = items
-    return cost
-
-
-def search_templates(search: Search) -> str:
-    """Race component-template candidates (:func:`~instructkit.optimize.templates.
-    generate_candidates`) with successive halving on val, as many as the budget allows."""
-    pool = [
-        c.text
-        for c in generate_candidates(search.spec, search.candidates, seed=search.seed)
-        if c.text != search.initial
-    ]
-    n = len(pool)
-    while n > 0 and halving_cost(n, search.n_val) > search.budget_left:
-        n -= 1
-    arms = pool[:n]
-    for survivors, items in halving_schedule(n, search.n_val) if n else []:
-        means = {a: _mean(search.evaluator.scores(a, range(items))) for a in arms[:survivors]}
-        arms = sorted(arms[:survivors], key=lambda a: -means[a])  # stable: ties keep order
-    return arms[0] if arms else search.initial
-
-
+# The methods by name, each ``method(search: Search) -> str`` (:mod:`.search`). A new method
+# (evolutionary, OPRO, ...) is wired here, and leaves PLANNED_METHODS.
 METHODS: dict[str, MethodFn] = {
     "initial": search_initial,
     "templates": search_templates,
 }
-
-
-def _mean(values: Sequence[float]) -> float:
-    return sum(values) / len(values)
 
 
 # ------------------------------------------------------------------------------------ the data
@@ -393,10 +258,14 @@ def _build_lm(spec: str, cfg: PromptOptConfig, lm: LM | None) -> LM:
 # ---------------------------------------------------------------------------------- the outputs
 
 
-def _results(
-    cfg: PromptOptConfig, result: PromptOptResult, per_item: list[ItemScore]
-) -> EvalResults:
+def _results(cfg: PromptOptConfig, result: PromptOptResult) -> EvalResults:
+    """The test comparison as :class:`EvalResults` (systems initial and best, task prompt)."""
     c = result.test_comparison
+    pairs = zip(result.test_scores["initial"], result.test_scores["best"], strict=True)
+    per_item = [
+        ItemScore(id=i, task="prompt", scores={"initial": x, "best": y})
+        for i, (x, y) in enumerate(pairs)
+    ]
     row = ScoreRow(
         metric=result.metric,
         n=c.n,
@@ -419,14 +288,13 @@ def _results(
     )
 
 
-def _write_outputs(
-    cfg: PromptOptConfig, task: InstructionTask, result: PromptOptResult, per_item: list[ItemScore]
-) -> None:
+def _write_outputs(cfg: PromptOptConfig, task: InstructionTask, result: PromptOptResult) -> None:
+    """program.json, results.json and result.json, each atomically (result.json last: its
+    presence means the run finished)."""
     out = Path(cfg.out)
     state = task.program(result.best.instruction).dump_state()
     write_atomic(out / "program.json", [json.dumps(state, indent=2, ensure_ascii=False)])
-    results = _results(cfg, result, per_item)
-    write_atomic(out / "results.json", [results.model_dump_json(indent=2)])
+    write_atomic(out / "results.json", [_results(cfg, result).model_dump_json(indent=2)])
     write_atomic(out / "result.json", [json.dumps(result.to_dict(), indent=2, ensure_ascii=False)])
 
 
@@ -440,7 +308,10 @@ def run_prompt_optimization(
     proposer_lm: LM | None = None,
     fresh: bool = False,
 ) -> PromptOptResult:
-    """Search an instruction for ``cfg``'s task under ``cfg.budget`` val calls (module doc)."""
+    """Search an instruction for ``cfg``'s task under ``cfg.budget`` val calls (module doc).
+
+    ``lm``/``proposer_lm`` replace the models ``cfg.lm``/``cfg.proposer_lm`` name; ``fresh``
+    discards the history of an earlier run instead of resuming it."""
     start = time.monotonic()
     method = _method(cfg)
     task = InstructionTask(tuple(cfg.inputs), cfg.target, tuple(cfg.labels))
@@ -448,90 +319,83 @@ def run_prompt_optimization(
     parts = _split(cfg, task)
     examples = {name: task.examples(rows) for name, rows in parts.items() if rows}
     _check_metric(metric, [*examples["val"], *examples["test"]])
-    if cfg.budget < len(examples["val"]):
-        raise ConfigError(
-            f"the budget of {cfg.budget} calls is smaller than one evaluation of the "
-            f"{len(examples['val'])} val items.",
-            fix=f"raise --budget to at least {len(examples['val'])}, or use a smaller val set.",
-        )
+    _check_budget(cfg, len(examples["val"]))
     initial = cfg.instruction or default_instruction(cfg)
-    spec = TaskSpec(
-        _description(cfg),
-        cfg.inputs,
-        cfg.target,
-        cfg.labels,
-        examples=(parts["train"] or parts["val"])[:8],
-    )
 
-    job = Job(
-        Path(cfg.out) / "history.jsonl",
-        fingerprint(cfg, exclude=("out", "cache", "base_url"), **_inputs(cfg)),
-        fresh=fresh,
-    )
+    job = Job(Path(cfg.out) / "history.jsonl", _fingerprint(cfg), fresh=fresh)
+    counter = CallCounter(budgets={TASK: cfg.budget - _spent(job.records, "val")})
     model = _build_lm(cfg.lm, cfg, lm)
-    counter = CallCounter(
-        budgets={
-            TASK: cfg.budget - sum(int(r["calls"]) for r in job.records if r["phase"] == "val")
-        }
-    )
     lms = {
         "val": bridge_lm(model, counter=counter, role=TASK, max_tokens=cfg.max_tokens),
-        "test": bridge_lm(model, counter=counter, role=TEST, max_tokens=cfg.max_tokens),
+        TEST: bridge_lm(model, counter=counter, role=TEST, max_tokens=cfg.max_tokens),
     }
     evaluator = Evaluator(job, task, metric, lms, examples)
-    proposer_model = (
-        _build_lm(cfg.proposer_lm, cfg, proposer_lm) if cfg.proposer_lm else proposer_lm
-    )
-    proposer = bridge_lm(proposer_model, counter=counter, role=PROPOSER) if proposer_model else None
+    proposer = _proposer(cfg, proposer_lm, counter)
 
     initial_rows = evaluator.rows(initial, range(len(examples["val"])))
-    initial_val = _mean([float(r["score"]) for r in initial_rows])
+    initial_val = mean([float(r["score"]) for r in initial_rows])
     # What the method may spend is fixed by the initial's cost, not by what earlier runs spent:
     # a resumed run must plan the same search to replay it from the history.
-    search = Search(
-        task,
-        initial,
-        spec,
-        evaluator,
-        len(examples["val"]),
-        cfg.budget - sum(int(r["calls"]) for r in initial_rows),
-        cfg.seed,
-        cfg.candidates,
-        proposer,
-    )
+    left = cfg.budget - _spent(initial_rows, "val")
+    spec = _spec(cfg, parts["train"] or parts["val"])
+    n_val = len(examples["val"])
+    search = Search(task, initial, spec, evaluator, n_val, left, cfg.seed, cfg.candidates, proposer)
     best = method(search)
     if evaluator.mean(best) < initial_val:
         best = initial
 
     n_test = range(len(examples["test"]))
     a, b = evaluator.scores(initial, n_test, TEST), evaluator.scores(best, n_test, TEST)
-    comparison = compare_paired(a, b, seed=cfg.seed)
     wall = float(job.state.get("wall_s", 0.0)) + time.monotonic() - start
     job.save_state(wall_s=wall)
     result = PromptOptResult(
-        initial=InstructionOutcome(initial, initial_val, _mean(a)),
-        best=InstructionOutcome(best, evaluator.mean(best), _mean(b)),
+        initial=InstructionOutcome(initial, initial_val, mean(a)),
+        best=InstructionOutcome(best, evaluator.mean(best), mean(b)),
         calls={
-            "task": evaluator.spent("val"),
+            "task": _spent(job.records, "val"),
             "proposer": counter.count(PROPOSER),
-            "test": evaluator.spent(TEST),
+            "test": _spent(job.records, TEST),
         },
-        test_comparison=comparison,
+        test_comparison=compare_paired(a, b, seed=cfg.seed),
         wall_s=wall,
         method=cfg.method,
         metric=metric[0],
         budget=cfg.budget,
         sizes={k: len(v) for k, v in parts.items()},
         out=Path(cfg.out),
+        test_scores={"initial": a, "best": b},
     )
-    per_item = [
-        ItemScore(id=i, task="prompt", scores={"initial": x, "best": y})
-        for i, (x, y) in enumerate(zip(a, b, strict=True))
-    ]
-    _write_outputs(cfg, task, result, per_item)
+    _write_outputs(cfg, task, result)
     return result
 
 
-def _inputs(cfg: PromptOptConfig) -> dict[str, Path]:
+def _check_budget(cfg: PromptOptConfig, n_val: int) -> None:
+    if cfg.budget < n_val:
+        raise ConfigError(
+            f"the budget of {cfg.budget} calls is smaller than one evaluation of the "
+            f"{n_val} val items.",
+            fix=f"raise --budget to at least {n_val}, or use a smaller val set.",
+        )
+
+
+def _spec(cfg: PromptOptConfig, rows: Sequence[dict[str, Any]]) -> TaskSpec:
+    """The task spec the template candidates are filled from (a few rows as examples)."""
+    return TaskSpec(_description(cfg), cfg.inputs, cfg.target, cfg.labels, examples=rows[:8])
+
+
+def _fingerprint(cfg: PromptOptConfig) -> dict[str, Any]:
+    """What must not change for a run to resume: the settings (not where the output and the
+    cache are, nor the server URL) and the contents of the data files."""
     files = {"data": cfg.data, "val_file": cfg.val, "test_file": cfg.test}
-    return {k: Path(v) for k, v in files.items() if v is not None}
+    paths = {k: Path(v) for k, v in files.items() if v is not None}
+    return fingerprint(cfg, exclude=("out", "cache", "base_url"), **paths)
+
+
+def _spent(rows: Sequence[dict[str, Any]], phase: str) -> int:
+    return sum(int(r["calls"]) for r in rows if r["phase"] == phase)
+
+
+def _proposer(cfg: PromptOptConfig, given: LM | None, counter: CallCounter) -> Any:
+    """The proposer model as a counted DSPy LM (role ``proposer``), or None."""
+    model = _build_lm(cfg.proposer_lm, cfg, given) if cfg.proposer_lm else given
+    return bridge_lm(model, counter=counter, role=PROPOSER) if model is not None else None

@@ -11,10 +11,9 @@ from instructkit.optimize.prompt import (
     METHODS,
     PromptOptConfig,
     default_instruction,
-    halving_cost,
-    halving_schedule,
     run_prompt_optimization,
 )
+from instructkit.optimize.search import halving_cost, halving_schedule
 
 LABELS = ["positive", "negative"]
 
