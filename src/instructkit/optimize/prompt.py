@@ -23,7 +23,8 @@ layer up.
 Methods are the entries of :data:`METHODS`, each ``method(search: Search) -> str`` returning the
 instruction it found best; the workflow keeps the initial one when that scores higher on val.
 ``initial`` evaluates the given instruction only (a baseline); ``templates`` races component-
-template candidates with successive halving (:func:`halving_schedule`).
+template candidates with successive halving
+(:func:`~instructkit.optimize.search.halving_schedule`).
 
 Bad input stops before any call: a missing field (file, row, field), a target outside the labels,
 an unknown metric or method, a metric that fails on a reference, a budget smaller than one
@@ -208,6 +209,11 @@ def _metric(cfg: PromptOptConfig, task: InstructionTask) -> tuple[str, MetricFn]
         if not task.labels:
             raise ConfigError("the metric 'lenient' needs labels.", fix="give --labels a,b,...")
         return "label", task.label_metric()
+    if name == "ifeval":
+        raise ConfigError(
+            "the metric 'ifeval' is not available for optimize prompt yet.",
+            fix=f"use exact, lenient (needs labels) or one of {', '.join(ITEM_METRICS)}.",
+        )
     if name not in ITEM_METRICS:
         raise ConfigError(
             f"unknown metric '{cfg.metric}' for optimize prompt.",
