@@ -31,6 +31,7 @@ __all__ = [
     "Evaluator",
     "MethodFn",
     "Search",
+    "fit_halving",
     "halving_cost",
     "halving_schedule",
     "mean",
@@ -137,25 +138,44 @@ def search_initial(search: Search) -> str:
     return search.initial
 
 
-def halving_schedule(n: int, n_items: int) -> list[tuple[int, int]]:
+def halving_schedule(n: int, n_items: int, base: int = 1) -> list[tuple[int, int]]:
     """Successive halving rungs ``(survivors, items)`` for ``n`` arms on ``n_items`` items.
 
     Successive halving (Jamieson & Talwalkar 2016, the inner loop of Hyperband, Li et al. 2017):
     all arms are scored on a few items, the better half goes on to twice as many items, until
     one arm is scored on all items. Items are shared and reused between rungs (a survivor is
-    only scored on its new items).
+    only scored on its new items). Rung ``k`` scores at least ``base * 2**k`` items (capped at
+    ``n_items``): a larger ``base`` spends more of a budget on the early, noisy rungs.
     """
     rounds = math.ceil(math.log2(n)) if n > 1 else 0
-    return [(math.ceil(n / 2**k), math.ceil(n_items * 2**k / 2**rounds)) for k in range(rounds + 1)]
+    return [
+        (
+            math.ceil(n / 2**k),
+            min(n_items, max(math.ceil(n_items * 2**k / 2**rounds), base * 2**k)),
+        )
+        for k in range(rounds + 1)
+    ]
 
 
-def halving_cost(n: int, n_items: int) -> int:
+def halving_cost(n: int, n_items: int, base: int = 1) -> int:
     """Calls that :func:`halving_schedule` spends (one per arm and new item)."""
     cost, seen = 0, 0
-    for survivors, items in halving_schedule(n, n_items):
+    for survivors, items in halving_schedule(n, n_items, base):
         cost += survivors * (items - seen)
         seen = items
     return cost
+
+
+def fit_halving(pool: int, n_items: int, budget: int) -> tuple[int, int]:
+    """``(n, base)``: the most arms (up to ``pool``) that race within ``budget``, then the
+    largest ``base`` that still fits, so that spare calls go to more items per rung."""
+    n = pool
+    while n > 0 and halving_cost(n, n_items) > budget:
+        n -= 1
+    base = 1
+    while n > 1 and base < n_items and halving_cost(n, n_items, base + 1) <= budget:
+        base += 1
+    return n, base
 
 
 def search_templates(search: Search) -> str:
@@ -166,11 +186,9 @@ def search_templates(search: Search) -> str:
         for c in generate_candidates(search.spec, search.candidates, seed=search.seed)
         if c.text != search.initial
     ]
-    n = len(pool)
-    while n > 0 and halving_cost(n, search.n_val) > search.budget_left:
-        n -= 1
+    n, base = fit_halving(len(pool), search.n_val, search.budget_left)
     arms = pool[:n]
-    for survivors, items in halving_schedule(n, search.n_val) if n else []:
+    for survivors, items in halving_schedule(n, search.n_val, base) if n else []:
         means = {a: mean(search.evaluator.scores(a, range(items))) for a in arms[:survivors]}
         arms = sorted(arms[:survivors], key=lambda a: -means[a])  # stable: ties keep order
     return arms[0] if arms else search.initial

@@ -13,7 +13,7 @@ from instructkit.optimize.prompt import (
     default_instruction,
     run_prompt_optimization,
 )
-from instructkit.optimize.search import halving_cost, halving_schedule
+from instructkit.optimize.search import fit_halving, halving_cost, halving_schedule
 
 LABELS = ["positive", "negative"]
 
@@ -81,6 +81,17 @@ def test_halving_schedule_halves_arms_and_doubles_items():
     assert halving_schedule(1, 5) == [(1, 5)]
     assert halving_cost(1, 5) == 5
     assert halving_schedule(3, 4) == [(3, 1), (2, 2), (1, 4)]  # ceil on both
+    assert halving_schedule(8, 16, base=3) == [(8, 3), (4, 6), (2, 12), (1, 16)]
+
+
+def test_fit_halving_races_the_most_arms_then_spends_the_rest_on_items():
+    # 12 arms on 40 items: base 1 costs 103 calls; base 5 costs 160 (5, 10, 20, 40, 40 items)
+    assert halving_cost(12, 40) == 12 * 3 + 6 * 2 + 3 * 5 + 2 * 10 + 1 * 20
+    assert halving_cost(12, 40, base=5) == 12 * 5 + 6 * 5 + 3 * 10 + 2 * 20
+    assert fit_halving(12, 40, 160) == (12, 5)
+    assert fit_halving(12, 40, 159) == (12, 4)
+    assert fit_halving(12, 8, 11) == (1, 1)  # one arm: all 8 items, no race
+    assert fit_halving(12, 8, 7) == (0, 1)  # not even one
 
 
 def test_templates_finds_a_better_instruction_within_the_budget(tmp_path):
