@@ -11,6 +11,7 @@ from instructkit.cli.main import cli
 from instructkit.data.dedup import DedupConfig
 from instructkit.data.quality_config import QualityConfig
 from instructkit.demo import DemoConfig
+from instructkit.optimize.prompt import PromptOptConfig
 from instructkit.synth.evol_instruct import EvolConfig
 from instructkit.synth.self_instruct import SelfInstructConfig
 
@@ -22,6 +23,7 @@ PAGES = [
     (DemoConfig, "demo.md"),
     (QualityConfig, "data-quality.md"),
     (DedupConfig, "data-quality.md"),
+    (PromptOptConfig, "optimize.md"),
 ]
 
 

@@ -245,6 +245,7 @@ def _register() -> None:
     """Commands that live in their own modules."""
     from instructkit.cli.eval import eval_group
     from instructkit.cli.evol import evol
+    from instructkit.cli.optimize import optimize_group
     from instructkit.cli.quality import data_dedup, data_filter
     from instructkit.cli.serve import serve
     from instructkit.cli.synth import synth
@@ -255,6 +256,7 @@ def _register() -> None:
     cli.add_command(eval_group)
     synth.add_command(evol)
     cli.add_command(synth)
+    cli.add_command(optimize_group)
 
 
 _register()

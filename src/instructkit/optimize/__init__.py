@@ -33,6 +33,11 @@ from instructkit.optimize.evolutionary import (  # noqa: E402
     EvolutionSettings,
 )
 from instructkit.optimize.metrics import named_label, resolve_metric  # noqa: E402
+from instructkit.optimize.prompt import (  # noqa: E402
+    PromptOptConfig,
+    PromptOptResult,
+    run_prompt_optimization,
+)
 from instructkit.optimize.scoring import (  # noqa: E402
     CandidateComparison,
     InstructionComparison,
@@ -67,4 +72,7 @@ __all__ = [
     "Evolutionary",
     "EvolutionResult",
     "EvolutionSettings",
+    "PromptOptConfig",
+    "PromptOptResult",
+    "run_prompt_optimization",
 ]

@@ -3,6 +3,7 @@ files in the one schema (:mod:`instructkit.evaluate.results`), loaded and merged
 :mod:`.results`."""
 
 from instructkit.report.html import render_report, write_report
+from instructkit.report.prompt import write_prompt_report
 from instructkit.report.results import (
     HumanSummary,
     IFEvalSummary,
@@ -31,4 +32,5 @@ __all__ = [
     "report_data",
     "render_report",
     "write_report",
+    "write_prompt_report",
 ]

@@ -1,0 +1,155 @@
+"""``instructkit optimize ...``: tune the instructions of a task on data (docs/optimize.md).
+
+``optimize prompt`` parses its flags into a
+:class:`~instructkit.optimize.prompt.PromptOptConfig`, calls
+:func:`~instructkit.optimize.prompt.run_prompt_optimization`, renders the page with
+:func:`~instructkit.report.prompt.write_prompt_report` and prints the outcome.
+"""
+
+from __future__ import annotations
+
+import click
+
+
+@click.group("optimize")
+def optimize_group() -> None:
+    """Optimize instructions (prompts) against your data and a metric."""
+
+
+@optimize_group.command("prompt")
+@click.argument("data", type=click.Path(exists=True, dir_okay=False))
+@click.option("--input", "inputs", multiple=True, help="Input field of the rows (repeatable).")
+@click.option("--target", help="Field holding the reference answer.")
+@click.option("--labels", default=None, help="The answer set, comma-separated: a,b,c.")
+@click.option("--task", "task", default=None, help='What the task is: "classify the sentiment".')
+@click.option(
+    "--instruction",
+    default=None,
+    help="The starting instruction (default: built from --task and --labels).",
+)
+@click.option(
+    "--metric",
+    default=None,
+    help="exact, lenient (the reply names the right label; "
+    "default with --labels), f1, or another instructkit metric name.",
+)
+@click.option(
+    "--method",
+    default=None,
+    help="templates (race template-built instructions; "
+    "default) or initial (score the starting instruction only).",
+)
+@click.option(
+    "--budget",
+    type=int,
+    default=None,
+    help="Most task calls the search may spend "
+    "on the val set (the final test runs are extra). Default 200.",
+)
+@click.option("--seed", type=int, default=None, help="Seed of the split and the candidates.")
+@click.option(
+    "--val",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="Val rows (default: a share of DATA).",
+)
+@click.option(
+    "--test",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="Test rows (default: a share of DATA).",
+)
+@click.option(
+    "--lm",
+    "lm",
+    default=None,
+    metavar="BACKEND[:MODEL]",
+    help="The model whose instruction is tuned (default: local, the embedded model).",
+)
+@click.option("--base-url", default=None, help="Server URL for --lm openai:MODEL.")
+@click.option("--cache", type=click.Path(dir_okay=False), default=None, help="LM request cache.")
+@click.option("--max-tokens", type=int, default=None, help="Reply length limit (default 32).")
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="YAML with any of the keys (docs/optimize.md); flags win.",
+)
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a key.")
+@click.option("-o", "--out", default=None, help="Output folder (result.json, report.html, ...).")
+@click.option("--fresh", is_flag=True, help="Start over instead of resuming a killed run.")
+def optimize_prompt(
+    data,
+    inputs,
+    target,
+    labels,
+    task,
+    instruction,
+    metric,
+    method,
+    budget,
+    seed,
+    val,
+    test,
+    lm,
+    base_url,
+    cache,
+    max_tokens,
+    config_path,
+    overrides,
+    out,
+    fresh,
+) -> None:
+    """Find a better instruction for DATA (JSON/JSONL rows): split it into train/val/test with
+    a seed, search under --budget task calls on val, then score the initial and the best
+    instruction on test and compare them (paired CI and p).
+
+    Writes OUT/result.json, results.json (for `eval report`), history.jsonl, program.json and
+    report.html. A killed run resumes where it stopped when started again.
+
+    Example: instructkit optimize prompt reviews.jsonl --input text --target label
+    --labels positive,negative --budget 200 -o opt
+    """
+    from instructkit.config import load_config
+    from instructkit.optimize.prompt import PromptOptConfig, run_prompt_optimization
+    from instructkit.report.prompt import write_prompt_report
+
+    cfg = load_config(
+        PromptOptConfig,
+        config_path,
+        overrides,
+        data=data,
+        inputs=list(inputs) or None,
+        target=target,
+        labels=labels.split(",") if labels else None,
+        task=task,
+        instruction=instruction,
+        metric=metric,
+        method=method,
+        budget=budget,
+        seed=seed,
+        val=val,
+        test=test,
+        lm=lm,
+        base_url=base_url,
+        cache=cache,
+        max_tokens=max_tokens,
+        out=out,
+    )
+    result = run_prompt_optimization(cfg, fresh=fresh)
+    page = write_prompt_report(cfg.out)
+    click.echo(
+        f"initial  val {result.initial.val:.3f}  test {result.initial.test:.3f}  "
+        f"{result.initial.instruction}"
+    )
+    click.echo(
+        f"best     val {result.best.val:.3f}  test {result.best.test:.3f}  "
+        f"{result.best.instruction}"
+    )
+    c = result.test_comparison
+    click.echo(
+        f"test delta {c.diff:+.3f} (CI {c.ci_low:+.3f} to {c.ci_high:+.3f}, "
+        f"p {c.p_permutation:.3g}); calls {result.calls}"
+    )
+    click.echo(f"wrote {cfg.out}/result.json, results.json, history.jsonl, program.json, {page}")

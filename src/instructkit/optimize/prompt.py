@@ -1,0 +1,407 @@
+"""The ``instructkit optimize prompt`` workflow: tune the instruction of a one-field task on data.
+
+For users without DSPy code: a dataset (JSON/JSONL rows), the input field(s) and the target
+field, optionally the labels and a task description. The data are split with a seed into
+train/val/test (or ``val``/``test`` files are given), the search spends at most ``budget`` task
+calls on the val set, and the initial and the best instruction are then both scored on the test
+set and compared pairwise::
+
+    cfg = PromptOptConfig(data="reviews.jsonl", inputs=["text"], target="label",
+                          labels=["positive", "negative"], budget=200, out="opt")
+    result = run_prompt_optimization(cfg)          # PromptOptResult; writes opt/...
+    result.best.instruction, result.best.test, result.test_comparison.diff
+
+Outputs in ``out``: ``result.json`` (stable keys ``initial``/``best`` ``{instruction, val,
+test}``, ``calls`` ``{task, proposer, test}``, ``test_comparison`` ``{delta, ci, p}``,
+``wall_s``), ``results.json`` (:class:`~instructkit.evaluate.results.EvalResults` with systems
+``initial`` and ``best``, for ``eval report``/``eval compare``), ``history.jsonl`` (one row per
+scored item: the :class:`~instructkit.jobs.Job` journal, so a killed run resumes without
+spending a call twice) and ``program.json`` (the best program in DSPy's save format). The HTML
+page (``report.html``) is written by :func:`instructkit.report.prompt.write_prompt_report`, one
+layer up.
+
+Methods are the entries of :data:`METHODS`, each ``method(search: Search) -> str`` returning the
+instruction it found best; the workflow keeps the initial one when that scores higher on val.
+``initial`` evaluates the given instruction only (a baseline); ``templates`` races component-
+template candidates with successive halving
+(:func:`~instructkit.optimize.search.halving_schedule`).
+
+Bad input stops before any call: a missing field (file, row, field), a target outside the labels,
+an unknown metric or method, a metric that fails on a reference, a budget smaller than one
+evaluation of the val set.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import dspy
+from pydantic import BaseModel, ConfigDict, Field
+
+from instructkit.errors import ConfigError, DataFormatError
+from instructkit.evaluate.results import Comparison, EvalResults, ItemScore, ScoreRow, now
+from instructkit.evaluate.stats import PairedComparison, compare_paired
+from instructkit.io import BadLine, read_rows, write_atomic
+from instructkit.jobs import Job, fingerprint
+from instructkit.lm.base import LM
+from instructkit.optimize.bridge import PROPOSER, TASK, CallCounter, bridge_lm
+from instructkit.optimize.metrics import ITEM_METRICS, MetricFn, metric_value, resolve_metric
+from instructkit.optimize.search import (
+    TEST,
+    Evaluator,
+    MethodFn,
+    Search,
+    mean,
+    search_initial,
+    search_templates,
+)
+from instructkit.optimize.task import InstructionTask
+from instructkit.optimize.templates import TaskSpec
+
+__all__ = [
+    "METHODS",
+    "PLANNED_METHODS",
+    "InstructionOutcome",
+    "PromptOptConfig",
+    "PromptOptResult",
+    "default_instruction",
+    "run_prompt_optimization",
+]
+
+METRIC_ALIASES = {"exact": "exact_match", "lenient": "label"}
+PLANNED_METHODS = ("evolutionary", "opro", "gradient", "copro", "mipro", "gepa")
+
+
+class PromptOptConfig(BaseModel):
+    """Settings of :func:`run_prompt_optimization` (CLI flags, YAML keys and fields alike)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    data: str
+    val: str | None = None
+    test: str | None = None
+    inputs: list[str] = Field(min_length=1)
+    target: str
+    labels: list[str] = Field(default_factory=list)
+    task: str | None = None
+    instruction: str | None = None
+    metric: str | None = None
+    method: str = "templates"
+    budget: int = Field(default=200, ge=1)
+    seed: int = 0
+    val_fraction: float = Field(default=0.2, gt=0.0, lt=1.0)
+    test_fraction: float = Field(default=0.2, gt=0.0, lt=1.0)
+    candidates: int = Field(default=12, ge=1)
+    lm: str = "local"
+    base_url: str | None = None
+    cache: str | None = None
+    proposer_lm: str | None = None
+    max_tokens: int = Field(default=32, ge=1)
+    out: str
+
+
+# ------------------------------------------------------------------------------------ results
+
+
+@dataclass(frozen=True)
+class InstructionOutcome:
+    """An instruction and its mean scores on the val and test sets."""
+
+    instruction: str
+    val: float
+    test: float
+
+
+@dataclass(frozen=True)
+class PromptOptResult:
+    """What :func:`run_prompt_optimization` found; :meth:`to_dict` is ``result.json``.
+
+    ``calls`` counts every run of the job (a resumed run adds what it spent to what the history
+    holds); ``test_scores`` are the per-item test scores of ``initial`` and ``best``."""
+
+    initial: InstructionOutcome
+    best: InstructionOutcome
+    calls: dict[str, int]
+    test_comparison: PairedComparison
+    wall_s: float
+    method: str
+    metric: str
+    budget: int
+    sizes: dict[str, int]
+    out: Path
+    test_scores: dict[str, list[float]]
+
+    def to_dict(self) -> dict[str, Any]:
+        c = self.test_comparison
+        return {
+            "initial": vars(self.initial),
+            "best": vars(self.best),
+            "calls": self.calls,
+            "test_comparison": {"delta": c.diff, "ci": [c.ci_low, c.ci_high], "p": c.p_permutation},
+            "wall_s": self.wall_s,
+            "method": self.method,
+            "metric": self.metric,
+            "budget": self.budget,
+            "sizes": self.sizes,
+        }
+
+
+# The methods by name, each ``method(search: Search) -> str`` (:mod:`.search`). A new method
+# (evolutionary, OPRO, ...) is wired here, and leaves PLANNED_METHODS.
+METHODS: dict[str, MethodFn] = {
+    "initial": search_initial,
+    "templates": search_templates,
+}
+
+
+# ------------------------------------------------------------------------------------ the data
+
+
+def _load(path: str, task: InstructionTask) -> list[dict[str, Any]]:
+    """Rows of ``path``, each checked (fields, labels) with its file and row number."""
+    rows = []
+    for row_no, value in read_rows(path):
+        if isinstance(value, BadLine):
+            raise DataFormatError(
+                f"not valid JSON: {value.message}.", path=path, row=row_no, fix="repair the line."
+            )
+        try:
+            task.examples([value])
+        except DataFormatError as e:
+            raise DataFormatError(e.reason, path=path, row=row_no, field=e.field, fix=e.fix) from e
+        rows.append(value)
+    return rows
+
+
+def _split(cfg: PromptOptConfig, task: InstructionTask) -> dict[str, list[dict[str, Any]]]:
+    """train/val/test: the given files, the rest cut from ``data`` after a seeded shuffle."""
+    rows = _load(cfg.data, task)
+    random.Random(cfg.seed).shuffle(rows)
+    parts: dict[str, list[dict[str, Any]]] = {}
+    for name, path, fraction in (
+        ("test", cfg.test, cfg.test_fraction),
+        ("val", cfg.val, cfg.val_fraction),
+    ):
+        if path is not None:
+            parts[name] = _load(path, task)
+            continue
+        cut = max(1, round(len(rows) * fraction))
+        if cut >= len(rows):
+            raise ConfigError(
+                f"{cfg.data} has {len(rows)} rows, too few to split off a {name} set.",
+                fix=f"give more rows, or a --{name} file.",
+            )
+        parts[name], rows = rows[:cut], rows[cut:]
+    parts["train"] = rows
+    return parts
+
+
+def _metric(cfg: PromptOptConfig, task: InstructionTask) -> tuple[str, MetricFn]:
+    default = "label" if cfg.labels else "exact_match"
+    name = METRIC_ALIASES.get(cfg.metric or default, cfg.metric or default)
+    if name == "label":
+        if not task.labels:
+            raise ConfigError("the metric 'lenient' needs labels.", fix="give --labels a,b,...")
+        return "label", task.label_metric()
+    if name == "ifeval":
+        raise ConfigError(
+            "the metric 'ifeval' is not available for optimize prompt yet.",
+            fix=f"use exact, lenient (needs labels) or one of {', '.join(ITEM_METRICS)}.",
+        )
+    if name not in ITEM_METRICS:
+        raise ConfigError(
+            f"unknown metric '{cfg.metric}' for optimize prompt.",
+            fix=f"use exact, lenient (needs labels) or one of {', '.join(ITEM_METRICS)}.",
+        )
+    return resolve_metric(name, task.target)
+
+
+def _check_metric(metric: tuple[str, MetricFn], examples: Sequence[Any]) -> None:
+    """The metric runs on each example's own reference before any call (a failure names it)."""
+    for i, example in enumerate(examples):
+        metric_value(metric[1], metric[0], example, dspy.Prediction(**example.labels()), i)
+
+
+def _method(cfg: PromptOptConfig) -> MethodFn:
+    if cfg.method in METHODS:
+        return METHODS[cfg.method]
+    if cfg.method in PLANNED_METHODS:
+        raise ConfigError(
+            f"the method '{cfg.method}' is not available yet; use templates.",
+            fix=f"pass --method templates (available: {', '.join(METHODS)}).",
+        )
+    raise ConfigError(f"unknown method '{cfg.method}'.", fix=f"use one of: {', '.join(METHODS)}.")
+
+
+def default_instruction(cfg: PromptOptConfig) -> str:
+    """The instruction built from the task description and the labels."""
+    text = _description(cfg)
+    text = text[:1].upper() + text[1:].rstrip(".") + "."
+    if cfg.labels:
+        text += f" Answer with one of: {', '.join(cfg.labels)}."
+    return text
+
+
+def _description(cfg: PromptOptConfig) -> str:
+    return cfg.task or f"give the {cfg.target} for the {' and '.join(cfg.inputs)}"
+
+
+def _build_lm(spec: str, cfg: PromptOptConfig, lm: LM | None) -> LM:
+    """``lm`` when given (tests, Python callers), else the LM that ``spec`` names."""
+    if lm is not None:
+        return lm
+    from instructkit.lm import build_lm
+
+    return build_lm(spec, base_url=cfg.base_url, cache=cfg.cache)
+
+
+# ---------------------------------------------------------------------------------- the outputs
+
+
+def _results(cfg: PromptOptConfig, result: PromptOptResult) -> EvalResults:
+    """The test comparison as :class:`EvalResults` (systems initial and best, task prompt)."""
+    c = result.test_comparison
+    pairs = zip(result.test_scores["initial"], result.test_scores["best"], strict=True)
+    per_item = [
+        ItemScore(id=i, task="prompt", scores={"initial": x, "best": y})
+        for i, (x, y) in enumerate(pairs)
+    ]
+    row = ScoreRow(
+        metric=result.metric,
+        n=c.n,
+        scores={"initial": c.mean_a, "best": c.mean_b},
+        comparison=Comparison(**c.to_dict()),
+    )
+    return EvalResults(
+        title=f"optimize prompt ({cfg.method}) on {Path(cfg.data).name}",
+        created=now(),
+        systems=["initial", "best"],
+        tasks={"prompt": row},
+        per_item=per_item,
+        meta={
+            "initial": result.initial.instruction,
+            "best": result.best.instruction,
+            "calls": result.calls,
+            "method": cfg.method,
+            "lm": cfg.lm,
+        },
+    )
+
+
+def _write_outputs(cfg: PromptOptConfig, task: InstructionTask, result: PromptOptResult) -> None:
+    """program.json, results.json and result.json, each atomically (result.json last: its
+    presence means the run finished)."""
+    out = Path(cfg.out)
+    state = task.program(result.best.instruction).dump_state()
+    write_atomic(out / "program.json", [json.dumps(state, indent=2, ensure_ascii=False)])
+    write_atomic(out / "results.json", [_results(cfg, result).model_dump_json(indent=2)])
+    write_atomic(out / "result.json", [json.dumps(result.to_dict(), indent=2, ensure_ascii=False)])
+
+
+# ---------------------------------------------------------------------------------- the workflow
+
+
+def run_prompt_optimization(
+    cfg: PromptOptConfig,
+    *,
+    lm: LM | None = None,
+    proposer_lm: LM | None = None,
+    fresh: bool = False,
+) -> PromptOptResult:
+    """Search an instruction for ``cfg``'s task under ``cfg.budget`` val calls (module doc).
+
+    ``lm``/``proposer_lm`` replace the models ``cfg.lm``/``cfg.proposer_lm`` name; ``fresh``
+    discards the history of an earlier run instead of resuming it."""
+    start = time.monotonic()
+    method = _method(cfg)
+    task = InstructionTask(tuple(cfg.inputs), cfg.target, tuple(cfg.labels))
+    metric = _metric(cfg, task)
+    parts = _split(cfg, task)
+    examples = {name: task.examples(rows) for name, rows in parts.items() if rows}
+    _check_metric(metric, [*examples["val"], *examples["test"]])
+    _check_budget(cfg, len(examples["val"]))
+    initial = cfg.instruction or default_instruction(cfg)
+
+    job = Job(Path(cfg.out) / "history.jsonl", _fingerprint(cfg), fresh=fresh)
+    counter = CallCounter(budgets={TASK: cfg.budget - _spent(job.records, "val")})
+    model = _build_lm(cfg.lm, cfg, lm)
+    lms = {
+        "val": bridge_lm(model, counter=counter, role=TASK, max_tokens=cfg.max_tokens),
+        TEST: bridge_lm(model, counter=counter, role=TEST, max_tokens=cfg.max_tokens),
+    }
+    evaluator = Evaluator(job, task, metric, lms, examples)
+    proposer = _proposer(cfg, proposer_lm, counter)
+
+    initial_rows = evaluator.rows(initial, range(len(examples["val"])))
+    initial_val = mean([float(r["score"]) for r in initial_rows])
+    # What the method may spend is fixed by the initial's cost, not by what earlier runs spent:
+    # a resumed run must plan the same search to replay it from the history.
+    left = cfg.budget - _spent(initial_rows, "val")
+    spec = _spec(cfg, parts["train"] or parts["val"])
+    n_val = len(examples["val"])
+    search = Search(task, initial, spec, evaluator, n_val, left, cfg.seed, cfg.candidates, proposer)
+    best = method(search)
+    if evaluator.mean(best) < initial_val:
+        best = initial
+
+    n_test = range(len(examples["test"]))
+    a, b = evaluator.scores(initial, n_test, TEST), evaluator.scores(best, n_test, TEST)
+    wall = float(job.state.get("wall_s", 0.0)) + time.monotonic() - start
+    job.save_state(wall_s=wall)
+    result = PromptOptResult(
+        initial=InstructionOutcome(initial, initial_val, mean(a)),
+        best=InstructionOutcome(best, evaluator.mean(best), mean(b)),
+        calls={
+            "task": _spent(job.records, "val"),
+            "proposer": counter.count(PROPOSER),
+            "test": _spent(job.records, TEST),
+        },
+        test_comparison=compare_paired(a, b, seed=cfg.seed),
+        wall_s=wall,
+        method=cfg.method,
+        metric=metric[0],
+        budget=cfg.budget,
+        sizes={k: len(v) for k, v in parts.items()},
+        out=Path(cfg.out),
+        test_scores={"initial": a, "best": b},
+    )
+    _write_outputs(cfg, task, result)
+    return result
+
+
+def _check_budget(cfg: PromptOptConfig, n_val: int) -> None:
+    if cfg.budget < n_val:
+        raise ConfigError(
+            f"the budget of {cfg.budget} calls is smaller than one evaluation of the "
+            f"{n_val} val items.",
+            fix=f"raise --budget to at least {n_val}, or use a smaller val set.",
+        )
+
+
+def _spec(cfg: PromptOptConfig, rows: Sequence[dict[str, Any]]) -> TaskSpec:
+    """The task spec the template candidates are filled from (a few rows as examples)."""
+    return TaskSpec(_description(cfg), cfg.inputs, cfg.target, cfg.labels, examples=rows[:8])
+
+
+def _fingerprint(cfg: PromptOptConfig) -> dict[str, Any]:
+    """What must not change for a run to resume: the settings (not where the output and the
+    cache are, nor the server URL) and the contents of the data files."""
+    files = {"data": cfg.data, "val_file": cfg.val, "test_file": cfg.test}
+    paths = {k: Path(v) for k, v in files.items() if v is not None}
+    return fingerprint(cfg, exclude=("out", "cache", "base_url"), **paths)
+
+
+def _spent(rows: Sequence[dict[str, Any]], phase: str) -> int:
+    return sum(int(r["calls"]) for r in rows if r["phase"] == phase)
+
+
+def _proposer(cfg: PromptOptConfig, given: LM | None, counter: CallCounter) -> Any:
+    """The proposer model as a counted DSPy LM (role ``proposer``), or None."""
+    model = _build_lm(cfg.proposer_lm, cfg, given) if cfg.proposer_lm else given
+    return bridge_lm(model, counter=counter, role=PROPOSER) if model is not None else None

@@ -1,0 +1,199 @@
+"""How an instruction search spends its calls: the :class:`Evaluator` that scores instructions
+item by item through a resumable journal, the :class:`Search` a method receives, and the two
+methods that need no model besides the task model (``initial``, ``templates``).
+
+A method is a function ``method(search: Search) -> str`` that returns the instruction it found
+best. It scores through ``search.evaluator.scores(instruction, items)``, which answers from the
+history when it can and otherwise calls the task model once per item (a hard budget sits in the
+call counter behind it). The workflow (:mod:`instructkit.optimize.prompt`) registers methods by
+name in its ``METHODS``.
+
+``templates`` races candidates with successive halving (Jamieson & Talwalkar 2016, "Non-stochastic
+best arm identification and hyperparameter optimization"; the inner loop of Hyperband, Li et al.
+2017): :func:`halving_schedule` gives the rungs, :func:`halving_cost` their calls.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from instructkit.jobs import Job
+from instructkit.optimize.metrics import MetricFn
+from instructkit.optimize.scoring import score_program
+from instructkit.optimize.task import InstructionTask
+from instructkit.optimize.templates import TaskSpec, generate_candidates
+
+__all__ = [
+    "TEST",
+    "Evaluator",
+    "MethodFn",
+    "Search",
+    "fit_halving",
+    "halving_cost",
+    "halving_schedule",
+    "mean",
+    "search_initial",
+    "search_templates",
+]
+
+TEST = "test"  # the phase (and counter role) of the final test evaluation, outside the budget
+
+
+class Evaluator:
+    """Scores instructions item by item through the job's journal (``history.jsonl``).
+
+    Every scored item is one journal row, written before the next call; an item already in the
+    journal is read back, not called again, so a killed run resumes without re-spending.
+    ``phase`` ``val`` spends the search budget (counter role ``task``); ``test`` uses role ``test``.
+    """
+
+    def __init__(
+        self,
+        job: Job,
+        task: InstructionTask,
+        metric: tuple[str, MetricFn],
+        lms: Mapping[str, Any],
+        examples: Mapping[str, Sequence[Any]],
+    ) -> None:
+        self.job, self.task, self.metric, self.lms, self.examples = job, task, metric, lms, examples
+        self._done = {(r["phase"], r["instruction"], r["item"]): r for r in job.records}
+
+    def spent(self, phase: str = "val") -> int:
+        """Calls spent on ``phase`` so far, this run and the runs before it."""
+        return sum(int(r["calls"]) for r in self.job.records if r["phase"] == phase)
+
+    def rows(
+        self, instruction: str, items: Sequence[int], phase: str = "val"
+    ) -> list[dict[str, Any]]:
+        """The journal rows of ``instruction`` on ``items`` (indices), scoring the missing ones."""
+        program = self.task.program(instruction)
+        name, fn = self.metric
+        out = []
+        for i in items:
+            key = (phase, instruction, i)
+            if key not in self._done:
+                scored = score_program(
+                    program,
+                    [self.examples[phase][i]],
+                    fn,
+                    lm=self.lms[phase],
+                    target=self.task.target,
+                )
+                item = scored.items[0]
+                row = {
+                    "phase": phase,
+                    "instruction": instruction,
+                    "item": i,
+                    "score": item.score,
+                    "answer": None if item.outputs is None else item.outputs.get(self.task.target),
+                    "error": item.error,
+                    "calls": scored.calls or 0,
+                }
+                if phase == TEST:  # the report shows test examples with their inputs
+                    row["example"] = dict(self.examples[phase][i].items())
+                self.job.append([row])
+                self._done[key] = row
+            out.append(self._done[key])
+        return out
+
+    def scores(self, instruction: str, items: Sequence[int], phase: str = "val") -> list[float]:
+        return [float(r["score"]) for r in self.rows(instruction, items, phase)]
+
+    def mean(self, instruction: str, phase: str = "val") -> float:
+        """Mean score on the whole ``phase`` set."""
+        values = self.scores(instruction, range(len(self.examples[phase])), phase)
+        return sum(values) / len(values)
+
+
+@dataclass
+class Search:
+    """What a method gets: the task, the initial instruction (already scored on all of val), a
+    task spec for proposing candidates, the evaluator, and the val calls it may spend after the
+    initial's evaluation. A method must be deterministic given these (and ``seed``): a resumed
+    run replays it, and the evaluator answers what the history holds without a call."""
+
+    task: InstructionTask
+    initial: str
+    spec: TaskSpec
+    evaluator: Evaluator
+    n_val: int
+    budget_left: int
+    seed: int
+    candidates: int
+    proposer: Any = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+MethodFn = Callable[[Search], str]
+
+
+# ------------------------------------------------------------------------------------- methods
+
+
+def search_initial(search: Search) -> str:
+    """The baseline: the initial instruction, no search."""
+    return search.initial
+
+
+def halving_schedule(n: int, n_items: int, base: int = 1) -> list[tuple[int, int]]:
+    """Successive halving rungs ``(survivors, items)`` for ``n`` arms on ``n_items`` items.
+
+    Successive halving (Jamieson & Talwalkar 2016, the inner loop of Hyperband, Li et al. 2017):
+    all arms are scored on a few items, the better half goes on to twice as many items, until
+    one arm is scored on all items. Items are shared and reused between rungs (a survivor is
+    only scored on its new items). Rung ``k`` scores at least ``base * 2**k`` items (capped at
+    ``n_items``): a larger ``base`` spends more of a budget on the early, noisy rungs.
+    """
+    rounds = math.ceil(math.log2(n)) if n > 1 else 0
+    return [
+        (
+            math.ceil(n / 2**k),
+            min(n_items, max(math.ceil(n_items * 2**k / 2**rounds), base * 2**k)),
+        )
+        for k in range(rounds + 1)
+    ]
+
+
+def halving_cost(n: int, n_items: int, base: int = 1) -> int:
+    """Calls that :func:`halving_schedule` spends (one per arm and new item)."""
+    cost, seen = 0, 0
+    for survivors, items in halving_schedule(n, n_items, base):
+        cost += survivors * (items - seen)
+        seen = items
+    return cost
+
+
+def fit_halving(pool: int, n_items: int, budget: int) -> tuple[int, int]:
+    """``(n, base)``: the most arms (up to ``pool``) that race within ``budget``, then the
+    largest ``base`` that still fits, so that spare calls go to more items per rung."""
+    n = pool
+    while n > 0 and halving_cost(n, n_items) > budget:
+        n -= 1
+    base = 1
+    while n > 1 and base < n_items and halving_cost(n, n_items, base + 1) <= budget:
+        base += 1
+    return n, base
+
+
+def search_templates(search: Search) -> str:
+    """Race component-template candidates (:func:`~instructkit.optimize.templates.
+    generate_candidates`) with successive halving on val, as many as the budget allows."""
+    pool = [
+        c.text
+        for c in generate_candidates(search.spec, search.candidates, seed=search.seed)
+        if c.text != search.initial
+    ]
+    n, base = fit_halving(len(pool), search.n_val, search.budget_left)
+    arms = pool[:n]
+    for survivors, items in halving_schedule(n, search.n_val, base) if n else []:
+        means = {a: mean(search.evaluator.scores(a, range(items))) for a in arms[:survivors]}
+        arms = sorted(arms[:survivors], key=lambda a: -means[a])  # stable: ties keep order
+    return arms[0] if arms else search.initial
+
+
+def mean(values: Sequence[float]) -> float:
+    """The arithmetic mean."""
+    return sum(values) / len(values)

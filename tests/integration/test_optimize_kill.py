@@ -1,0 +1,83 @@
+"""The optimize-prompt workflow killed with SIGKILL mid-search and re-run: no history row lost or
+written twice, and the same result as a run that was never killed."""
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+DRIVER = textwrap.dedent(
+    """
+    import sys, time
+    from instructkit.lm.scripted import ScriptedLM
+    from instructkit.optimize.prompt import PromptOptConfig, run_prompt_optimization
+
+    def answer(request):
+        time.sleep(0.01)  # slow enough to be killed mid-search
+        instruction, _, rest = request.messages[-1][1].partition("\\n\\n")
+        right = "positive" if "good" in rest else "negative"
+        if "Choose" in instruction or "Label" in instruction:
+            return right
+        return right if len(rest) % 3 else "negative" if right == "positive" else "positive"
+
+    cfg = PromptOptConfig(data=sys.argv[1], inputs=["text"], target="label",
+                          labels=["positive", "negative"], budget=60, out=sys.argv[2])
+    run_prompt_optimization(cfg, lm=ScriptedLM(answer))
+    """
+)
+
+
+def lines(path):
+    return (
+        [json.loads(x) for x in path.read_text().splitlines() if x.strip()] if path.exists() else []
+    )
+
+
+def _setup(folder):
+    folder.mkdir()
+    rows = [
+        {
+            "text": f"review {i} {'x' * (i % 5)} was {'good' if i % 2 else 'bad'}",
+            "label": ["negative", "positive"][i % 2],
+        }
+        for i in range(40)
+    ]
+    data = folder / "data.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return [sys.executable, "-c", DRIVER, str(data), str(folder / "out")]
+
+
+def _result(folder):
+    result = json.loads((folder / "out" / "result.json").read_text())
+    result.pop("wall_s")
+    return result
+
+
+def test_optimize_prompt_killed_and_resumed(tmp_path):
+    whole = _setup(tmp_path / "whole")
+    subprocess.run(whole, check=True, capture_output=True, timeout=300)
+    expected = lines(tmp_path / "whole" / "out" / "history.jsonl")
+
+    killed = _setup(tmp_path / "killed")
+    journal = tmp_path / "killed" / "out" / "history.jsonl"
+    stop_at = random.Random().randint(3, len(expected) - 5)
+    proc = subprocess.Popen(killed, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 180
+    while time.time() < deadline and len(lines(journal)) < stop_at and proc.poll() is None:
+        time.sleep(0.005)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done_before = len(lines(journal))
+    assert 0 < done_before < len(expected), "killed too late or too early to test resume"
+    subprocess.run(killed, check=True, capture_output=True, timeout=300)
+
+    rows = lines(journal)
+    keys = [(r["phase"], r["instruction"], r["item"]) for r in rows]
+    assert len(keys) == len(set(keys)), "an evaluation was written twice"
+    assert rows == expected, "a row was lost or differs"
+    assert sum(r["calls"] for r in rows if r["phase"] == "val") <= 60
+    assert _result(tmp_path / "killed") == _result(tmp_path / "whole")
