@@ -79,6 +79,7 @@ def optimize_group() -> None:
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a key.")
 @click.option("-o", "--out", default=None, help="Output folder (result.json, report.html, ...).")
 @click.option("--fresh", is_flag=True, help="Start over instead of resuming a killed run.")
+@click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
 def optimize_prompt(
     data,
     inputs,
@@ -100,6 +101,7 @@ def optimize_prompt(
     overrides,
     out,
     fresh,
+    no_progress,
 ) -> None:
     """Find a better instruction for DATA (JSON/JSONL rows): split it into train/val/test with
     a seed, search under --budget task calls on val, then score the initial and the best
@@ -137,7 +139,7 @@ def optimize_prompt(
         max_tokens=max_tokens,
         out=out,
     )
-    result = run_prompt_optimization(cfg, fresh=fresh)
+    result = run_prompt_optimization(cfg, fresh=fresh, progress=not no_progress)
     page = write_prompt_report(cfg.out)
     click.echo(
         f"initial  val {result.initial.val:.3f}  test {result.initial.test:.3f}  "

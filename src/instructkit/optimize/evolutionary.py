@@ -61,6 +61,7 @@ from typing import Any
 import dspy
 from dspy.teleprompt.teleprompt import Teleprompter
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+from tqdm.auto import tqdm
 
 from instructkit.config import load_config
 from instructkit.data.similarity import normalize_for_exact, rouge_l_f, rouge_tokens
@@ -193,6 +194,7 @@ class Evolutionary(Teleprompter):
         adapter: Any = None,
         history: str | Path | None = None,
         fresh: bool = False,
+        progress: bool = True,
         **overrides: Any,
     ) -> None:
         super().__init__()
@@ -202,7 +204,7 @@ class Evolutionary(Teleprompter):
         self.budget = budget
         self.adapter = adapter if adapter is not None else PlainAdapter()
         self.history = Path(history) if history is not None else None
-        self.fresh = fresh
+        self.fresh, self.progress = fresh, progress
         self.result: EvolutionResult | None = None
         _check_wiring(self)
 
@@ -230,6 +232,7 @@ class Evolutionary(Teleprompter):
             best = search.run()
         finally:
             search.restore_counter()
+            search.bar.close()
         self.result = search.result(best, time.monotonic() - started)
         program = student.deepcopy()
         predictor = program.predictors()[0]
@@ -293,6 +296,9 @@ class _Search:
         self.job = self._open_job(trainset)
         self.done = {_row_key(r): r for r in self.job.records}
         self.proposals = {int(r["number"]): r for r in self.job.records_of("proposals")}
+        self.bar = tqdm(
+            total=opt.budget, desc="evolutionary", unit="call", disable=not opt.progress
+        )
 
     # -- the run, top to bottom
 
@@ -492,6 +498,8 @@ class _Search:
             if row is None:
                 return False
         self.spent = int(row["calls_total"])
+        self.bar.update(self.spent - self.bar.n)  # task calls so far, replayed ones included
+        self.bar.set_postfix(generation=self.generation, score=f"{float(row['score']):.3f}")
         self.calls_per_item = max(self.calls_per_item, -(-int(row["calls"]) // int(row["n"])))
         setattr(cand, kind, float(row["score"]))
         cand.failures = [Failure(f["inputs"], f["expected"], f["got"]) for f in row["failures"]]

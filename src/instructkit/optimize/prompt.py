@@ -43,6 +43,7 @@ from typing import Any
 
 import dspy
 from pydantic import BaseModel, ConfigDict, Field
+from tqdm.auto import tqdm
 
 from instructkit.errors import ConfigError, DataFormatError
 from instructkit.evaluate.results import Comparison, EvalResults, ItemScore, ScoreRow, now
@@ -313,6 +314,7 @@ def run_prompt_optimization(
     lm: LM | None = None,
     proposer_lm: LM | None = None,
     fresh: bool = False,
+    progress: bool = True,
 ) -> PromptOptResult:
     """Search an instruction for ``cfg``'s task under ``cfg.budget`` val calls (module doc).
 
@@ -335,7 +337,12 @@ def run_prompt_optimization(
         "val": bridge_lm(model, counter=counter, role=TASK, max_tokens=cfg.max_tokens),
         TEST: bridge_lm(model, counter=counter, role=TEST, max_tokens=cfg.max_tokens),
     }
-    evaluator = Evaluator(job, task, metric, lms, examples)
+    spent = _spent(job.records, "val") + _spent(job.records, TEST)
+    bar = tqdm(
+        total=cfg.budget + 2 * len(examples["test"]), initial=spent, desc="optimize",
+        unit="call", disable=not progress,
+    )  # fmt: skip
+    evaluator = Evaluator(job, task, metric, lms, examples, on_call=bar.update)
     proposer = _proposer(cfg, proposer_lm, counter)
 
     initial_rows = evaluator.rows(initial, range(len(examples["val"])))
@@ -371,6 +378,7 @@ def run_prompt_optimization(
         out=Path(cfg.out),
         test_scores={"initial": a, "best": b},
     )
+    bar.close()
     _write_outputs(cfg, task, result)
     return result
 

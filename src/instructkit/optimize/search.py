@@ -57,8 +57,10 @@ class Evaluator:
         metric: tuple[str, MetricFn],
         lms: Mapping[str, Any],
         examples: Mapping[str, Sequence[Any]],
+        on_call: Callable[[int], None] | None = None,
     ) -> None:
         self.job, self.task, self.metric, self.lms, self.examples = job, task, metric, lms, examples
+        self.on_call = on_call  # told the calls of each newly scored item (a progress bar)
         self._done = {(r["phase"], r["instruction"], r["item"]): r for r in job.records}
 
     def spent(self, phase: str = "val") -> int:
@@ -96,6 +98,8 @@ class Evaluator:
                     row["example"] = dict(self.examples[phase][i].items())
                 self.job.append([row])
                 self._done[key] = row
+                if self.on_call is not None:
+                    self.on_call(scored.calls or 0)
             out.append(self._done[key])
         return out
 

@@ -351,3 +351,10 @@ def test_a_resumed_run_with_a_smaller_budget_ends_like_a_run_with_that_budget(tm
     assert counter.counts == {}  # all replayed
     assert outline(resumed.result) == outline(small.result)
     assert resumed.result.calls["task"] == small.result.calls["task"] <= 90
+
+
+def test_progress_shows_the_task_calls_spent(capsys):
+    opt, counter = search(budget=100, progress=True)
+    opt.compile(student(), trainset=rows(), metric=metric)
+    last = capsys.readouterr().err.replace("\r", "\n").strip().splitlines()[-1]
+    assert last.startswith("evolutionary") and f"{counter.count('task')}/100" in last

@@ -220,3 +220,11 @@ def test_the_budget_is_a_hard_cap_for_a_method(tmp_path):
         del METHODS["greedy"]
     history = (tmp_path / "out" / "history.jsonl").read_text().splitlines()
     assert sum(json.loads(x)["calls"] for x in history) == 60
+
+
+def test_progress_counts_the_calls_on_stderr(tmp_path, capsys):
+    result = run_prompt_optimization(config(tmp_path), lm=ScriptedLM(answer), progress=True)
+    total = result.calls["task"] + result.calls["test"]
+    assert f"{total}/" in capsys.readouterr().err.replace("\r", "\n").splitlines()[-1]
+    run_prompt_optimization(config(tmp_path / "q"), lm=ScriptedLM(answer), progress=False)
+    assert capsys.readouterr().err == ""
