@@ -89,15 +89,20 @@ def beside(path: str | Path, suffix: str) -> Path:
     return p.with_name(p.stem + suffix)
 
 
-def read_text(path: str | Path) -> str:
-    """The text of a UTF-8 file (a BOM is dropped); DataFormatError says what is wrong."""
+def read_text(
+    path: str | Path, *, newline: str | None = None, utf8_fix: str = "re-save the file as UTF-8."
+) -> str:
+    """The text of a UTF-8 file (a BOM is dropped); DataFormatError says what is wrong.
+
+    ``newline=""`` keeps line endings as they are (CSV cells may hold ``\r\n``); ``utf8_fix``
+    is the fix named when the bytes are not UTF-8.
+    """
     try:
-        return Path(path).read_text(encoding="utf-8-sig")
+        with open(path, encoding="utf-8-sig", newline=newline) as f:
+            return f.read()
     except UnicodeDecodeError as e:
         raise DataFormatError(
-            f"the file is not UTF-8 text (bad byte at offset {e.start}).",
-            path=path,
-            fix="re-save the file as UTF-8.",
+            f"the file is not UTF-8 text (bad byte at offset {e.start}).", path=path, fix=utf8_fix
         ) from e
     except OSError as e:
         raise DataFormatError(

@@ -54,7 +54,7 @@ from typing import Any, Literal
 from instructkit.errors import DataFormatError
 from instructkit.evaluate.results import EvalResults, now, save_eval_results
 from instructkit.evaluate.stats import PairedComparison, compare_paired, krippendorff_alpha
-from instructkit.io import BadLine, read_rows, write_atomic, write_jsonl
+from instructkit.io import BadLine, read_rows, read_text, write_atomic, write_jsonl
 
 __all__ = [
     "CRITERIA",
@@ -598,7 +598,8 @@ def _read_table(path: Path) -> tuple[list[str], list[tuple[int, Mapping[str, Any
         )
     if suffix in (".jsonl", ".ndjson", ".json"):
         return _read_jsonl_table(path)
-    text = _read_csv_text(path)
+    # newline="": keep \r\n inside cells
+    text = read_text(path, newline="", utf8_fix=_CSV_UTF8_FIX)
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=_delimiter(text))
     try:
         table = list(reader)
@@ -620,20 +621,7 @@ def _read_table(path: Path) -> tuple[list[str], list[tuple[int, Mapping[str, Any
     return header, records
 
 
-def _read_csv_text(path: Path) -> str:
-    try:
-        with open(path, encoding="utf-8-sig", newline="") as f:  # newline="": keep \r\n in cells
-            return f.read()
-    except UnicodeDecodeError as e:
-        raise DataFormatError(
-            f"the file is not UTF-8 text (bad byte at offset {e.start}).",
-            path=path,
-            fix="save the sheet as 'CSV UTF-8' (Excel: File > Save As > CSV UTF-8).",
-        ) from e
-    except OSError as e:
-        raise DataFormatError(
-            f"cannot read the file: {e.strerror or e}.", path=path, fix="check the path."
-        ) from e
+_CSV_UTF8_FIX = "save the sheet as 'CSV UTF-8' (Excel: File > Save As > CSV UTF-8)."
 
 
 def _delimiter(text: str) -> str:
