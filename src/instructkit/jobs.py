@@ -20,6 +20,10 @@ The fingerprint (:func:`fingerprint`) is the job's config plus a hash of each in
 an output whose fingerprint differs raises :class:`~instructkit.errors.ConfigError` naming what
 changed, since continuing would mix two different jobs in one file; ``fresh=True`` (the CLI's
 ``--fresh``) deletes the old output and starts over.
+
+``Job(None, fp)`` is the same job in memory: no file is read or written, every journal name is
+accepted, and nothing survives the process. A component that journals through a ``Job`` (e.g.
+an optimizer whose ``history=`` path is optional) then needs no second, in-memory code path.
 """
 
 from __future__ import annotations
@@ -85,29 +89,38 @@ class Job:
     """One resumable job writing to ``out`` (see the module docstring).
 
     ``journals`` names further append-only files of the same job (e.g. a rejects file); they
-    share its fingerprint and state, and are repaired and read the same way.
+    share its fingerprint and state, and are repaired and read the same way. ``out=None`` keeps
+    the job in memory (see the module docstring).
     """
 
     def __init__(
         self,
-        out: str | Path,
+        out: str | Path | None,
         fingerprint: Mapping[str, Any],
         *,
         fresh: bool = False,
         journals: Mapping[str, str | Path] | None = None,
     ) -> None:
-        self.out = Path(out)
-        self.state_path = self.out.with_name(self.out.name + ".state.json")
-        self.paths: dict[str, Path] = {_MAIN: self.out}
-        self.paths.update({k: Path(v) for k, v in (journals or {}).items()})
         self.fingerprint = dict(fingerprint)
+        self.state: dict[str, Any] = {}
+        self.out: Path | None = None
+        self.state_path: Path | None = None
+        self.paths: dict[str, Path] = {}
+        self._rows: dict[str, list[dict[str, Any]]] = {_MAIN: []}
+        if out is None:
+            self._rows.update({name: [] for name in journals or {}})
+            return
+        self.out = Path(out)
+        state_path = self.state_path = self.out.with_name(self.out.name + ".state.json")
+        self.paths = {_MAIN: self.out}
+        self.paths.update({k: Path(v) for k, v in (journals or {}).items()})
         if fresh:
-            for p in (*self.paths.values(), self.state_path):
+            for p in (*self.paths.values(), state_path):
                 p.unlink(missing_ok=True)
         self.out.parent.mkdir(parents=True, exist_ok=True)
-        saved = self._read_state()
-        self.state: dict[str, Any] = dict(saved.get("state", {}))
-        self._check_fingerprint(saved)
+        saved = self._read_state(state_path)
+        self.state = dict(saved.get("state", {}))
+        self._check_fingerprint(saved, state_path)
         self._rows = {name: self._read(path) for name, path in self.paths.items()}
         self.save_state()  # records the fingerprint before any row is written
 
@@ -118,42 +131,49 @@ class Job:
 
     def records_of(self, journal: str) -> list[dict[str, Any]]:
         """Finished rows of the named journal."""
+        if self.out is None:
+            return self._rows.setdefault(journal, [])
         return self._rows[journal]
 
     def append(self, rows: Iterable[dict[str, Any]], *, to: str = _MAIN) -> None:
         """Append finished rows durably (on disk when this returns)."""
         batch = list(rows)
-        if batch:
+        if batch and self.out is None:
+            self._rows.setdefault(to, []).extend(batch)
+        elif batch:
             append_jsonl(batch, self.paths[to])
             self._rows[to].extend(batch)
 
     def save_state(self, **state: Any) -> None:
         """Merge ``state`` into the state file (atomic replace)."""
         self.state.update(state)
+        if self.state_path is None:
+            return
         payload = {"fingerprint": self.fingerprint, "state": self.state}
         write_atomic(self.state_path, [json.dumps(payload, indent=1, ensure_ascii=False)])
 
-    def _read_state(self) -> dict[str, Any]:
-        if not self.state_path.exists():
+    @staticmethod
+    def _read_state(state_path: Path) -> dict[str, Any]:
+        if not state_path.exists():
             return {}
         try:
-            saved = json.loads(self.state_path.read_text("utf-8"))
+            saved = json.loads(state_path.read_text("utf-8"))
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise DataFormatError(
                 f"the job state file is not valid JSON ({e}).",
-                path=self.state_path,
+                path=state_path,
                 fix="pass --fresh to start the job over.",
             ) from e
         return saved if isinstance(saved, dict) else {}
 
-    def _check_fingerprint(self, saved: Mapping[str, Any]) -> None:
+    def _check_fingerprint(self, saved: Mapping[str, Any], state_path: Path) -> None:
         old = saved.get("fingerprint")
         if old is None:
             written = [p for p in self.paths.values() if p.exists() and p.stat().st_size > 0]
             if written:
                 raise ConfigError(
                     f"{written[0]} holds rows that this job did not write (no "
-                    f"{self.state_path.name} beside it).",
+                    f"{state_path.name} beside it).",
                     fix="pass --fresh to start over, or choose another output path.",
                 )
             return

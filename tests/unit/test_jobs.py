@@ -143,3 +143,18 @@ def test_kill_during_repair_loses_no_complete_line(tmp_path):
         text = path.read_text()
         assert text.startswith(complete), "a complete line was lost or changed"
         assert text in (complete, complete + '{"unit": 20000, "pad": "yy')
+
+
+def test_a_job_without_a_path_keeps_its_journals_and_state_in_memory(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    job = Job(None, fingerprint({"a": 1}), journals={"rejects": "unused.jsonl"})
+    job.append([{"id": 1}])
+    job.append([{"id": 2}], to="rejects")
+    job.append([{"id": 3}], to="proposals")  # any journal name, in memory
+    job.save_state(step=4)
+    assert job.records == [{"id": 1}]
+    assert job.records_of("rejects") == [{"id": 2}]
+    assert job.records_of("proposals") == [{"id": 3}]
+    assert job.state == {"step": 4} and job.out is None
+    assert list(tmp_path.iterdir()) == []  # nothing written
+    assert Job(None, fingerprint({"a": 1})).records == []  # nothing survives

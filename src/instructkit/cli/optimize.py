@@ -36,8 +36,10 @@ def optimize_group() -> None:
 @click.option(
     "--method",
     default=None,
-    help="templates (race template-built instructions; "
-    "default) or initial (score the starting instruction only).",
+    help="templates (race template-built instructions, plus --proposer-lm proposals when "
+    "given; default), evolutionary (genetic search seeded with them; the proposer mutates "
+    "when given, else text operators), opro (needs --proposer-lm) or initial (score the "
+    "starting instruction only).",
 )
 @click.option(
     "--budget",
@@ -65,6 +67,14 @@ def optimize_group() -> None:
     default=None,
     metavar="BACKEND[:MODEL]",
     help="The model whose instruction is tuned (default: local, the embedded model).",
+)
+@click.option(
+    "--proposer-lm",
+    "proposer_lm",
+    default=None,
+    metavar="BACKEND[:MODEL]",
+    help="The model that writes candidate instructions (opro needs one; templates and "
+    "evolutionary use it when given). Its calls are counted apart from --budget.",
 )
 @click.option("--base-url", default=None, help="Server URL for --lm openai:MODEL.")
 @click.option("--cache", type=click.Path(dir_okay=False), default=None, help="LM request cache.")
@@ -94,6 +104,7 @@ def optimize_prompt(
     val,
     test,
     lm,
+    proposer_lm,
     base_url,
     cache,
     max_tokens,
@@ -134,6 +145,7 @@ def optimize_prompt(
         val=val,
         test=test,
         lm=lm,
+        proposer_lm=proposer_lm,
         base_url=base_url,
         cache=cache,
         max_tokens=max_tokens,

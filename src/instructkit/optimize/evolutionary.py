@@ -67,7 +67,6 @@ from instructkit.config import load_config
 from instructkit.data.similarity import normalize_for_exact, rouge_l_f, rouge_tokens
 from instructkit.errors import ConfigError, DataFormatError
 from instructkit.jobs import Job, fingerprint
-from instructkit.optimize.adapter import PlainAdapter
 from instructkit.optimize.bridge import PROPOSER, TASK, BudgetExceeded, CallCounter
 from instructkit.optimize.metrics import MetricFn, metric_value, resolve_metric
 from instructkit.optimize.propose import (
@@ -80,7 +79,7 @@ from instructkit.optimize.propose import (
     rewrite_prompt,
     split_sentences,
 )
-from instructkit.optimize.scoring import score_program
+from instructkit.optimize.search import Evaluator, Search
 from instructkit.optimize.templates import (
     TaskSpec,
     describe_data,
@@ -92,6 +91,7 @@ __all__ = [
     "Evolutionary",
     "EvolutionResult",
     "EvolutionSettings",
+    "search_evolutionary",
 ]
 
 # ------------------------------------------------------------------------------------- results
@@ -202,7 +202,7 @@ class Evolutionary(Teleprompter):
         self.settings = load_config(EvolutionSettings, **{**base, **overrides})
         self.task_lm, self.proposer_lm, self.counter = task_lm, proposer_lm, counter
         self.budget = budget
-        self.adapter = adapter if adapter is not None else PlainAdapter()
+        self.adapter = adapter
         self.history = Path(history) if history is not None else None
         self.fresh, self.progress = fresh, progress
         self.result: EvolutionResult | None = None
@@ -227,17 +227,11 @@ class Evolutionary(Teleprompter):
                 fix="pass trainset=, valset= and metric= only.",
             )
         started = time.monotonic()
-        search = _Search(self, student, list(trainset), list(valset or trainset), metric)
-        try:
-            best = search.run()
-        finally:
-            search.restore_counter()
-            search.bar.close()
+        setup = _program_setup(self, student, list(trainset), list(valset or trainset), metric)
+        search = _Search(self.settings, setup)
+        best = search.run()
         self.result = search.result(best, time.monotonic() - started)
-        program = student.deepcopy()
-        predictor = program.predictors()[0]
-        predictor.signature = predictor.signature.with_instructions(best.instruction)
-        return program
+        return _StudentTask(student, setup.output, None).program(best.instruction)
 
 
 def _check_wiring(opt: Evolutionary) -> None:
@@ -255,60 +249,172 @@ def _check_wiring(opt: Evolutionary) -> None:
         )
 
 
+# ------------------------------------------------------------ what a search runs on, two ways
+
+
+@dataclass
+class _Setup:
+    """What one search runs on: the evaluator (its job journals every scored item and every
+    proposer reply), the baseline instruction (``"val"`` items already scored or not), the
+    task for the proposer and the text operators, and the task-call budget, the baseline's
+    evaluation included."""
+
+    evaluator: Evaluator
+    baseline: str
+    spec: TaskSpec | None
+    output: str
+    structure: str
+    budget: int
+    counter: CallCounter
+    proposer_lm: Any
+    progress: bool
+
+
+@dataclass(frozen=True)
+class _StudentTask:
+    """A user's one-predictor program as the evaluator's task: a copy per instruction."""
+
+    student: Any
+    target: str
+    adapter: Any
+
+    def program(self, instruction: str) -> Any:
+        program = self.student.deepcopy()
+        predictor = program.predictors()[0]
+        predictor.signature = predictor.signature.with_instructions(instruction)
+        return program if self.adapter is None else _WithAdapter(program, self.adapter)
+
+
+class _WithAdapter(dspy.Module):
+    """Runs a program under its own adapter (the evaluator's default is PlainAdapter)."""
+
+    def __init__(self, program: Any, adapter: Any) -> None:
+        super().__init__()
+        self.program, self.adapter = program, adapter
+
+    def forward(self, **inputs: Any) -> Any:
+        with dspy.context(adapter=self.adapter):
+            return self.program(**inputs)
+
+
+def _program_setup(
+    opt: Evolutionary,
+    student: Any,
+    trainset: list[Any],
+    valset: list[Any],
+    metric: str | MetricFn,
+) -> _Setup:
+    """The setup of :meth:`Evolutionary.compile`: checks before any call, then its own job (in
+    memory without ``history``) and evaluator over ``valset``."""
+    predictor = _single_predictor(student)
+    output = list(predictor.signature.output_fields)[-1]
+    metric_pair = _preflight(opt, valset, trainset, metric, output)
+    baseline = str(predictor.signature.instructions)
+    fp = fingerprint(
+        opt.settings,
+        exclude=("generations", "patience"),  # a longer run continues the same search
+        valset=[dict(e.items()) for e in valset],
+        trainset=[dict(e.items()) for e in trainset],
+        student=str(predictor.signature),
+        instruction=baseline,
+        metric=metric_pair[0],
+        task_lm=getattr(opt.task_lm, "model", ""),
+        proposer_lm=getattr(opt.proposer_lm, "model", None),
+        journal="one row per scored item",  # the format of the rows (older journals differ)
+    )
+    path = opt.history
+    proposals = path.with_name(path.name + ".proposals.jsonl") if path else None
+    job = Job(path, fp, fresh=opt.fresh, journals={"proposals": proposals} if proposals else None)
+    task = _StudentTask(student, output, opt.adapter)
+    evaluator = Evaluator(job, task, metric_pair, {"val": opt.task_lm}, {"val": valset})
+    sig = predictor.signature
+    return _Setup(
+        evaluator=evaluator,
+        baseline=baseline,
+        spec=_task_spec(baseline, predictor, trainset, output, opt.settings.labels),
+        output=output,
+        structure=f"{type(predictor).__name__}({', '.join(sig.input_fields)} -> {output})",
+        budget=opt.budget,
+        counter=opt.counter,
+        proposer_lm=opt.proposer_lm,
+        progress=opt.progress,
+    )
+
+
+def search_evolutionary(search: Search) -> str:
+    """The ``evolutionary`` method of ``instructkit optimize prompt``: generation 0 is the
+    initial instruction and template candidates (as ``templates`` draws them); mutations come
+    from ``search.proposer`` when there is one, else from text operators."""
+    evaluator = search.evaluator
+    initial_rows = evaluator.rows(search.initial, range(search.n_val))
+    pool = [
+        c.text
+        for c in generate_candidates(search.spec, search.candidates, seed=search.seed)
+        if c.text != search.initial
+    ]
+    settings = EvolutionSettings(seed=search.seed, initial=pool, labels=list(search.task.labels))
+    counter = evaluator.lms["val"].engine.counter
+    setup = _Setup(
+        evaluator=evaluator,
+        baseline=search.initial,
+        spec=search.spec,
+        output=search.task.target,
+        structure=f"Predict({', '.join(search.task.inputs)} -> {search.task.target})",
+        budget=search.budget_left + sum(int(r["calls"]) for r in initial_rows),
+        counter=counter,
+        proposer_lm=search.proposer,
+        progress=False,  # the workflow shows its own bar
+    )
+    return _Search(settings, setup).run().instruction
+
+
 # --------------------------------------------------------------------------------- the search
 
 
 class _Search:
-    """One run of :meth:`Evolutionary.compile`: checks, journal, budget tally, generations."""
+    """One search: budget tally, generations, variation; every score from the evaluator."""
 
-    def __init__(
-        self,
-        opt: Evolutionary,
-        student: Any,
-        trainset: list[Any],
-        valset: list[Any],
-        metric: str | MetricFn,
-    ) -> None:
-        self.opt, self.cfg, self.student = opt, opt.settings, student
-        self.predictor = _single_predictor(student)
-        self.output = list(self.predictor.signature.output_fields)[-1]
-        self.valset = valset
-        self.metric_name, self.metric = _preflight(opt, valset, trainset, metric, self.output)
-        self.baseline_text = str(self.predictor.signature.instructions)
-        self.spec = _task_spec(
-            self.baseline_text, self.predictor, trainset, self.output, opt.settings.labels
-        )
-        self.summary = describe_data(self.spec) if self.spec else f"Output field: {self.output}."
-        self.sentences = _sentence_pool(self.spec, opt.settings.seed)
-        self.required = [self.output, *(infer_format(self.spec)[1] if self.spec else ())]
-        self.max_chars = max(
-            600, 3 * max(len(t) for t in (self.baseline_text, *opt.settings.initial))
-        )
-        self.rng = random.Random(opt.settings.seed)
+    def __init__(self, cfg: EvolutionSettings, setup: _Setup) -> None:
+        self.cfg, self.setup, self.evaluator = cfg, setup, setup.evaluator
+        self.n_val = len(setup.evaluator.examples["val"])
+        self.summary = describe_data(setup.spec) if setup.spec else f"Output field: {setup.output}."
+        self.sentences = _sentence_pool(setup.spec, cfg.seed)
+        self.required = [setup.output, *(infer_format(setup.spec)[1] if setup.spec else ())]
+        self.max_chars = max(600, 3 * max(len(t) for t in (setup.baseline, *cfg.initial)))
+        self.rng = random.Random(cfg.seed)
         self.spent = self.proposer_spent = self.proposal_no = 0
         self.calls_per_item = 1  # raised to what evaluations measure (a program may call more)
+        self.scored: set[tuple[str, int]] = set()  # (instruction, item) this search paid for
         self.seen: dict[str, int] = {}
         self.tokens: list[list[str]] = []
         self.rejected: list[tuple[str, str]] = []
         self.rows: list[dict[str, Any]] = []
         self.stopped, self.generation = "generations", 0
-        self.saved_budgets = dict(opt.counter.budgets)
-        self.job = self._open_job(trainset)
-        self.done = {_row_key(r): r for r in self.job.records}
-        self.proposals = {int(r["number"]): r for r in self.job.records_of("proposals")}
+        self.saved_budgets = dict(setup.counter.budgets)
+        job = setup.evaluator.job
+        self.proposals = {int(r["number"]): r for r in job.records_of("proposals")}
         self.bar = tqdm(
-            total=opt.budget, desc="evolutionary", unit="call", disable=not opt.progress
+            total=setup.budget, desc="evolutionary", unit="call", disable=not setup.progress
         )
 
     # -- the run, top to bottom
 
     def run(self) -> Candidate:
-        baseline = Candidate(self.baseline_text, 0, "baseline")
+        """The best candidate (by full score); the counter's budgets are restored after."""
+        try:
+            return self._generations()
+        finally:
+            self.setup.counter.budgets.clear()
+            self.setup.counter.budgets.update(self.saved_budgets)
+            self.bar.close()
+
+    def _generations(self) -> Candidate:
+        baseline = Candidate(self.setup.baseline, 0, "baseline")
         self._remember(baseline.instruction)
-        if not self._evaluate(baseline, "full", self.valset):
+        if not self._evaluate(baseline, "full", range(self.n_val)):
             raise BudgetExceeded(
-                f"the budget of {self.opt.budget} task calls ran out while scoring the "
-                f"student's instruction on the {len(self.valset)} valset items (the program "
+                f"the budget of {self.setup.budget} task calls ran out while scoring the "
+                f"student's instruction on the {self.n_val} valset items (the program "
                 "makes more than one call per item).",
                 fix="raise the budget to several evaluations of the valset.",
             )
@@ -341,7 +447,7 @@ class _Search:
         fresh = [c for c in population if c.full is None]
         fresh.sort(key=lambda c: -(c.minibatch or 0.0))
         for cand in fresh[: self.cfg.elite]:
-            if not self._evaluate(cand, "full", self.valset):
+            if not self._evaluate(cand, "full", range(self.n_val)):
                 return False
         return True
 
@@ -410,9 +516,9 @@ class _Search:
 
     def _mutate(self, text: str, parent: Candidate) -> tuple[str, str]:
         """LM rewrite when a proposer is there and its proposal is usable, else a text operator."""
-        if self.opt.proposer_lm is not None and self._proposer_left():
+        if self.setup.proposer_lm is not None and self._proposer_left():
             prompt = rewrite_prompt(
-                text, parent.failures, self.summary, structure=self._structure()
+                text, parent.failures, self.summary, structure=self.setup.structure
             )
             proposal = self._propose(prompt)
             required = [w for w in self.required if mentions(text, w)]
@@ -434,10 +540,10 @@ class _Search:
         if number in self.proposals:
             row = self.proposals[number]
         else:
-            before = self.opt.counter.count(PROPOSER)
+            before = self.setup.counter.count(PROPOSER)
             try:
                 text = propose_rewrite(
-                    self.opt.proposer_lm,
+                    self.setup.proposer_lm,
                     prompt,
                     seed=seed,
                     temperature=self.cfg.proposer_temperature,
@@ -447,16 +553,11 @@ class _Search:
             row = {
                 "number": number,
                 "text": text,
-                "calls": self.opt.counter.count(PROPOSER) - before,
+                "calls": self.setup.counter.count(PROPOSER) - before,
             }
-            self.job.append([row], to="proposals")
+            self.evaluator.job.append([row], to="proposals")
         self.proposer_spent += int(row["calls"])
         return str(row["text"])
-
-    def _structure(self) -> str:
-        sig = self.predictor.signature
-        ins, outs = ", ".join(sig.input_fields), ", ".join(sig.output_fields)
-        return f"{type(self.predictor).__name__}({ins} -> {outs})"
 
     def _refusal(self, text: str, required: Sequence[str]) -> str | None:
         if problems := proposal_problems(text, required=required, max_chars=self.max_chars):
@@ -475,109 +576,75 @@ class _Search:
 
     # -- evaluation under the budget
 
-    def _minibatch(self, generation: int) -> list[Any]:
-        n = len(self.valset)
+    def _minibatch(self, generation: int) -> list[int]:
+        n = self.n_val
         if self.cfg.minibatch >= n:
-            return self.valset
+            return list(range(n))
         picked = random.Random(self.cfg.seed * 1_000_003 + generation).sample(
             range(n), self.cfg.minibatch
         )
-        return [self.valset[i] for i in sorted(picked)]
+        return sorted(picked)
 
-    def _evaluate(self, cand: Candidate, kind: str, examples: list[Any]) -> bool:
-        """Score ``cand`` (replayed from the journal when it is there); False when the calls
-        would not fit in the budget (nothing is spent then)."""
-        if kind == "minibatch" and examples is self.valset:
+    def _evaluate(self, cand: Candidate, kind: str, items: Sequence[int]) -> bool:
+        """Score ``cand`` on the val ``items`` through the evaluator (journaled items are read
+        back, not called); False when the calls would not fit in the budget."""
+        if kind == "minibatch" and len(items) == self.n_val:
             kind = "full"  # the minibatch is the whole valset: one score serves both
-        if self.spent + len(examples) * self.calls_per_item > self.opt.budget:
-            return False  # checked for journaled rows too: a resumed run with a smaller budget
-        key = (kind, self.generation if kind == "minibatch" else -1, cand.instruction)
-        row = self.done.get(key)
-        if row is None:
-            row = self._run_evaluation(cand, kind, examples)
-            if row is None:
-                return False
-        self.spent = int(row["calls_total"])
-        self.bar.update(self.spent - self.bar.n)  # task calls so far, replayed ones included
-        self.bar.set_postfix(generation=self.generation, score=f"{float(row['score']):.3f}")
-        self.calls_per_item = max(self.calls_per_item, -(-int(row["calls"]) // int(row["n"])))
-        setattr(cand, kind, float(row["score"]))
-        cand.failures = [Failure(f["inputs"], f["expected"], f["got"]) for f in row["failures"]]
-        self.rows.append(row)
-        return True
-
-    def _run_evaluation(
-        self, cand: Candidate, kind: str, examples: list[Any]
-    ) -> dict[str, Any] | None:
-        counter = self.opt.counter
-        limit = counter.count(TASK) + self.opt.budget - self.spent
+        new = [i for i in items if (cand.instruction, i) not in self.scored]
+        # checked for journaled items too: a resumed run with a smaller budget stops the same way
+        if self.spent + len(new) * self.calls_per_item > self.setup.budget:
+            return False
+        counter = self.setup.counter
+        limit = counter.count(TASK) + self.setup.budget - self.spent
         counter.budgets[TASK] = min(limit, self.saved_budgets.get(TASK, limit))  # the backstop
         before = counter.count(TASK)
-        program = self.student.deepcopy()
-        program.predictors()[0].signature = self.predictor.signature.with_instructions(
-            cand.instruction
-        )
         try:
-            scored = score_program(
-                program, examples, self.metric, lm=self.opt.task_lm, adapter=self.opt.adapter
-            )
+            rows = self.evaluator.rows(cand.instruction, items)
         except BudgetExceeded:
             self.spent += counter.count(TASK) - before
-            return None
-        calls = counter.count(TASK) - before
-        row = {
+            return False
+        new_items = set(new)
+        calls = sum(int(r["calls"]) for i, r in zip(items, rows, strict=True) if i in new_items)
+        self.scored.update((cand.instruction, i) for i in new)
+        self.spent += calls
+        self.calls_per_item = max(self.calls_per_item, *(int(r["calls"]) for r in rows))
+        scores = [float(r["score"]) for r in rows]
+        row: dict[str, Any] = {
             "generation": self.generation,
             "instruction": cand.instruction,
             "parents": list(cand.parents),
             "operator": cand.operator,
             "kind": kind,
-            "score": scored.score,
-            "n": scored.n,
-            "per_item": scored.per_item,
-            "failures": self._failures(examples, scored.items),
+            "score": sum(scores) / len(scores),
+            "n": len(items),
+            "per_item": scores,
+            "failures": self._failures(items, rows),
             "calls": calls,
-            "calls_total": self.spent + calls,
+            "calls_total": self.spent,
         }
-        self.job.append([row])
-        return row
+        self.rows.append(row)
+        self.bar.update(self.spent - self.bar.n)  # task calls so far, replayed ones included
+        self.bar.set_postfix(generation=self.generation, score=f"{row['score']:.3f}")
+        setattr(cand, kind, row["score"])
+        cand.failures = [Failure(f["inputs"], f["expected"], f["got"]) for f in row["failures"]]
+        return True
 
-    def _failures(self, examples: list[Any], items: Sequence[Any]) -> list[dict[str, Any]]:
+    def _failures(
+        self, items: Sequence[int], rows: Sequence[Mapping[str, Any]]
+    ) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
-        for item in items:
-            if item.score >= 1.0 or len(out) >= self.cfg.max_failures:
+        for i, row in zip(items, rows, strict=True):
+            if float(row["score"]) >= 1.0 or len(out) >= self.cfg.max_failures:
                 continue
-            example = examples[item.index]
-            got = (item.outputs or {}).get(self.output) if item.error is None else item.error
-            expected = example.get(self.output, "")
+            example = self.evaluator.examples["val"][i]
+            got = row["error"] if row["error"] is not None else row["answer"]
+            expected = str(example.get(self.setup.output, ""))
             out.append(
-                {"inputs": dict(example.inputs()), "expected": str(expected), "got": str(got or "")}
+                {"inputs": dict(example.inputs()), "expected": expected, "got": str(got or "")}
             )
         return out
 
-    # -- journal, counter, result
-
-    def _open_job(self, trainset: list[Any]) -> Job | _MemoryJob:
-        path = self.opt.history
-        if path is None:
-            return _MemoryJob()
-        opt = self.opt
-        fp = fingerprint(
-            opt.settings,
-            exclude=("generations", "patience"),  # a longer run continues the same search
-            valset=[dict(e.items()) for e in self.valset],
-            trainset=[dict(e.items()) for e in trainset],
-            student=str(self.predictor.signature),
-            instruction=self.baseline_text,
-            metric=self.metric_name,
-            task_lm=getattr(opt.task_lm, "model", ""),
-            proposer_lm=getattr(opt.proposer_lm, "model", None),
-        )
-        proposals = path.with_name(path.name + ".proposals.jsonl")
-        return Job(path, fp, fresh=opt.fresh, journals={"proposals": proposals})
-
-    def restore_counter(self) -> None:
-        self.opt.counter.budgets.clear()
-        self.opt.counter.budgets.update(self.saved_budgets)
+    # -- result
 
     def result(self, best: Candidate, wall: float) -> EvolutionResult:
         baseline = next(r for r in self.rows if r["operator"] == "baseline")
@@ -592,25 +659,6 @@ class _Search:
             stopped=self.stopped,
             rejected=list(self.rejected),
         )
-
-
-class _MemoryJob:
-    """The journal interface of :class:`~instructkit.jobs.Job` in memory (no ``history``)."""
-
-    def __init__(self) -> None:
-        self.records: list[dict[str, Any]] = []
-        self._proposals: list[dict[str, Any]] = []
-
-    def records_of(self, name: str) -> list[dict[str, Any]]:
-        return self._proposals
-
-    def append(self, rows: list[dict[str, Any]], *, to: str = "out") -> None:
-        (self._proposals if to == "proposals" else self.records).extend(rows)
-
-
-def _row_key(row: Mapping[str, Any]) -> tuple[str, int, str]:
-    gen = int(row["generation"]) if row["kind"] == "minibatch" else -1
-    return str(row["kind"]), gen, str(row["instruction"])
 
 
 # --------------------------------------------------------------------------- checks and setup

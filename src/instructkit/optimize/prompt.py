@@ -24,7 +24,10 @@ Methods are the entries of :data:`METHODS`, each ``method(search: Search) -> str
 instruction it found best; the workflow keeps the initial one when that scores higher on val.
 ``initial`` evaluates the given instruction only (a baseline); ``templates`` races component-
 template candidates with successive halving
-(:func:`~instructkit.optimize.search.halving_schedule`).
+(:func:`~instructkit.optimize.search.halving_schedule`); ``evolutionary`` runs
+:class:`~instructkit.optimize.evolutionary.Evolutionary`'s search on the same evaluator, its
+generation 0 seeded with template candidates. Proposer replies are journaled in
+``proposals.jsonl`` beside ``history.jsonl``, so a resumed run replays them without calls.
 
 Bad input stops before any call: a missing field (file, row, field), a target outside the labels,
 an unknown metric or method, a metric that fails on a reference, a budget smaller than one
@@ -52,6 +55,7 @@ from instructkit.io import BadLine, read_rows, write_atomic
 from instructkit.jobs import Job, fingerprint
 from instructkit.lm.base import LM
 from instructkit.optimize.bridge import PROPOSER, TASK, CallCounter, bridge_lm
+from instructkit.optimize.evolutionary import search_evolutionary
 from instructkit.optimize.metrics import ITEM_METRICS, MetricFn, metric_value, resolve_metric
 from instructkit.optimize.search import (
     TEST,
@@ -76,7 +80,7 @@ __all__ = [
 ]
 
 METRIC_ALIASES = {"exact": "exact_match", "lenient": "label"}
-PLANNED_METHODS = ("evolutionary", "opro", "gradient", "copro", "mipro", "gepa")
+PLANNED_METHODS = ("opro", "gradient", "copro", "mipro", "gepa")
 
 
 class PromptOptConfig(BaseModel):
@@ -158,6 +162,7 @@ class PromptOptResult:
 METHODS: dict[str, MethodFn] = {
     "initial": search_initial,
     "templates": search_templates,
+    "evolutionary": search_evolutionary,
 }
 
 
@@ -330,7 +335,9 @@ def run_prompt_optimization(
     _check_budget(cfg, len(examples["val"]))
     initial = cfg.instruction or default_instruction(cfg)
 
-    job = Job(Path(cfg.out) / "history.jsonl", _fingerprint(cfg), fresh=fresh)
+    out = Path(cfg.out)
+    proposals = {"proposals": out / "proposals.jsonl"}  # proposer replies, replayed on resume
+    job = Job(out / "history.jsonl", _fingerprint(cfg), fresh=fresh, journals=proposals)
     counter = CallCounter(budgets={TASK: cfg.budget - _spent(job.records, "val")})
     model = _build_lm(cfg.lm, cfg, lm)
     lms = {

@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from instructkit.jobs import Job
 from instructkit.optimize.metrics import MetricFn
@@ -30,6 +30,7 @@ __all__ = [
     "TEST",
     "Evaluator",
     "MethodFn",
+    "ProgramTask",
     "Search",
     "fit_halving",
     "halving_cost",
@@ -40,6 +41,17 @@ __all__ = [
 ]
 
 TEST = "test"  # the phase (and counter role) of the final test evaluation, outside the budget
+
+
+class ProgramTask(Protocol):
+    """What the :class:`Evaluator` needs of a task: the output field scored and a DSPy program
+    per instruction (:class:`~instructkit.optimize.task.InstructionTask`, or an optimizer's
+    wrapper of a user's one-predictor program)."""
+
+    @property
+    def target(self) -> str: ...
+
+    def program(self, instruction: str) -> Any: ...
 
 
 class Evaluator:
@@ -53,7 +65,7 @@ class Evaluator:
     def __init__(
         self,
         job: Job,
-        task: InstructionTask,
+        task: ProgramTask,
         metric: tuple[str, MetricFn],
         lms: Mapping[str, Any],
         examples: Mapping[str, Sequence[Any]],

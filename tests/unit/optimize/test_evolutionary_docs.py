@@ -17,5 +17,5 @@ def test_the_evolutionary_example_in_docs_optimize_runs():
     lines = out.getvalue().splitlines()
     assert lines[0] == "0.5 -> 1.0"
     assert "carefully" in lines[1]
-    assert lines[2] == "{'task': 132, 'proposer': 0} budget"
+    assert lines[2] == "{'task': 148, 'proposer': 0} budget"
     assert lines[3] == "0 minibatch insert 0.5 28"

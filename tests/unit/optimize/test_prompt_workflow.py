@@ -119,6 +119,19 @@ def test_templates_finds_a_better_instruction_within_the_budget(tmp_path):
     assert program["signature"]["instructions"] == result.best.instruction
 
 
+def test_evolutionary_searches_from_template_candidates_within_the_budget(tmp_path):
+    lm = ScriptedLM(answer)
+    result = run_prompt_optimization(config(tmp_path, method="evolutionary", budget=90), lm=lm)
+    assert "Choose" in result.best.instruction  # from a template candidate of generation 0
+    assert result.best.val == 1.0 > result.initial.val
+    assert result.calls["task"] <= 90 and result.calls["proposer"] == 0
+    assert len(lm.calls) == result.calls["task"] + result.calls["test"]
+    history = [json.loads(x) for x in (tmp_path / "out" / "history.jsonl").read_text().splitlines()]
+    assert sum(r["calls"] for r in history if r["phase"] == "val") == result.calls["task"]
+    keys = [(r["phase"], r["instruction"], r["item"]) for r in history]
+    assert len(keys) == len(set(keys))  # no item scored twice
+
+
 def test_initial_method_scores_only_the_given_instruction(tmp_path):
     lm = ScriptedLM(answer)
     cfg = config(tmp_path, method="initial", instruction="Say it.")
@@ -140,16 +153,25 @@ def test_the_default_instruction_names_the_task_and_labels(tmp_path):
     )
 
 
-@pytest.mark.parametrize(("budget", "k"), [(60, 17), (20, 12)])
-def test_a_killed_run_resumes_without_spending_a_call_twice(tmp_path, budget, k):
+@pytest.mark.parametrize(
+    ("budget", "k", "method"),
+    [
+        (60, 17, "templates"),
+        (20, 12, "templates"),
+        (60, 17, "evolutionary"),
+        (90, 41, "evolutionary"),
+    ],
+)
+def test_a_killed_run_resumes_without_spending_a_call_twice(tmp_path, budget, k, method):
     # budget 20 on 8 val items: 2 of the 12 candidates fit, and the rerun must plan the same
-    whole = run_prompt_optimization(config(tmp_path / "a", budget=budget), lm=ScriptedLM(answer))
+    cfg = {"budget": budget, "method": method}
+    whole = run_prompt_optimization(config(tmp_path / "a", **cfg), lm=ScriptedLM(answer))
     dying = DyingLM(k=k)
     with pytest.raises(Exception) as info:
-        run_prompt_optimization(config(tmp_path / "b", budget=budget), lm=dying)
+        run_prompt_optimization(config(tmp_path / "b", **cfg), lm=dying)
     assert "the model died" in str(info.value)
     rerun = ScriptedLM(answer)
-    resumed = run_prompt_optimization(config(tmp_path / "b", budget=budget), lm=rerun)
+    resumed = run_prompt_optimization(config(tmp_path / "b", **cfg), lm=rerun)
 
     assert len(dying.calls) + len(rerun.calls) == whole.calls["task"] + whole.calls["test"]
     assert resumed.to_dict() | {"wall_s": 0} == whole.to_dict() | {"wall_s": 0}
@@ -158,9 +180,7 @@ def test_a_killed_run_resumes_without_spending_a_call_twice(tmp_path, budget, k)
     assert rows_a == rows_b
 
     again = ScriptedLM(answer)  # a finished run reruns for free
-    assert (
-        run_prompt_optimization(config(tmp_path / "b", budget=budget), lm=again).best == whole.best
-    )
+    assert run_prompt_optimization(config(tmp_path / "b", **cfg), lm=again).best == whole.best
     assert again.calls == []
 
 
@@ -195,7 +215,7 @@ def test_a_budget_below_one_val_evaluation_fails_before_any_call(tmp_path):
 def test_unknown_and_planned_methods_fail_before_any_call(tmp_path):
     expect_no_call(tmp_path, ConfigError, "not available yet; use templates", method="gepa")
     expect_no_call(tmp_path, ConfigError, "unknown method", method="magic")
-    assert set(METHODS) == {"initial", "templates"}
+    assert set(METHODS) >= {"initial", "templates", "evolutionary"}
 
 
 def test_an_unknown_metric_or_a_null_target_fails_before_any_call(tmp_path):
