@@ -58,33 +58,37 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import dspy
 from dspy.teleprompt.teleprompt import Teleprompter
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from tqdm.auto import tqdm
 
 from instructkit.config import load_config
 from instructkit.data.similarity import normalize_for_exact, rouge_l_f, rouge_tokens
-from instructkit.errors import ConfigError, DataFormatError
-from instructkit.jobs import Job, fingerprint
+from instructkit.errors import ConfigError
 from instructkit.optimize.bridge import PROPOSER, TASK, BudgetExceeded, CallCounter
-from instructkit.optimize.metrics import MetricFn, metric_value, resolve_metric
+from instructkit.optimize.budget import ProposerReplies, Tally
+from instructkit.optimize.metrics import MetricFn
 from instructkit.optimize.propose import (
     Failure,
     crossover_sentences,
     mentions,
     mutate_text,
     proposal_problems,
-    propose_rewrite,
     rewrite_prompt,
     split_sentences,
 )
-from instructkit.optimize.search import Evaluator, Search
+from instructkit.optimize.search import Search
+from instructkit.optimize.student import (
+    SearchSetup,
+    StudentTask,
+    check_wiring,
+    program_setup,
+    search_setup,
+)
 from instructkit.optimize.templates import (
     TaskSpec,
     describe_data,
     generate_candidates,
-    infer_format,
 )
 
 __all__ = [
@@ -206,7 +210,7 @@ class Evolutionary(Teleprompter):
         self.history = Path(history) if history is not None else None
         self.fresh, self.progress = fresh, progress
         self.result: EvolutionResult | None = None
-        _check_wiring(self)
+        check_wiring(self, "Evolutionary")
 
     def compile(
         self,
@@ -227,144 +231,25 @@ class Evolutionary(Teleprompter):
                 fix="pass trainset=, valset= and metric= only.",
             )
         started = time.monotonic()
-        setup = _program_setup(self, student, list(trainset), list(valset or trainset), metric)
+        train = list(trainset)
+        setup = program_setup(self, "Evolutionary", student, train, list(valset or train), metric)
         search = _Search(self.settings, setup)
         best = search.run()
         self.result = search.result(best, time.monotonic() - started)
-        return _StudentTask(student, setup.output, None).program(best.instruction)
-
-
-def _check_wiring(opt: Evolutionary) -> None:
-    if isinstance(opt.budget, bool) or not isinstance(opt.budget, int) or opt.budget < 1:
-        raise ConfigError(
-            f"Evolutionary: budget={opt.budget!r} must be a number of task calls >= 1.",
-            fix="pass the budget as a whole number of task-model calls.",
-        )
-    engine = getattr(opt.task_lm, "engine", None)
-    if getattr(engine, "counter", None) is not opt.counter or getattr(engine, "role", None) != TASK:
-        raise ConfigError(
-            "task_lm is not counted by this counter under the task role, so the budget "
-            "could not hold.",
-            fix="build it with bridge_lm(lm, counter=counter, role='task').",
-        )
-
-
-# ------------------------------------------------------------ what a search runs on, two ways
-
-
-@dataclass
-class _Setup:
-    """What one search runs on: the evaluator (its job journals every scored item and every
-    proposer reply), the baseline instruction (``"val"`` items already scored or not), the
-    task for the proposer and the text operators, and the task-call budget, the baseline's
-    evaluation included."""
-
-    evaluator: Evaluator
-    baseline: str
-    spec: TaskSpec | None
-    output: str
-    structure: str
-    budget: int
-    counter: CallCounter
-    proposer_lm: Any
-    progress: bool
-
-
-@dataclass(frozen=True)
-class _StudentTask:
-    """A user's one-predictor program as the evaluator's task: a copy per instruction."""
-
-    student: Any
-    target: str
-    adapter: Any
-
-    def program(self, instruction: str) -> Any:
-        program = self.student.deepcopy()
-        predictor = program.predictors()[0]
-        predictor.signature = predictor.signature.with_instructions(instruction)
-        return program if self.adapter is None else _WithAdapter(program, self.adapter)
-
-
-class _WithAdapter(dspy.Module):
-    """Runs a program under its own adapter (the evaluator's default is PlainAdapter)."""
-
-    def __init__(self, program: Any, adapter: Any) -> None:
-        super().__init__()
-        self.program, self.adapter = program, adapter
-
-    def forward(self, **inputs: Any) -> Any:
-        with dspy.context(adapter=self.adapter):
-            return self.program(**inputs)
-
-
-def _program_setup(
-    opt: Evolutionary,
-    student: Any,
-    trainset: list[Any],
-    valset: list[Any],
-    metric: str | MetricFn,
-) -> _Setup:
-    """The setup of :meth:`Evolutionary.compile`: checks before any call, then its own job (in
-    memory without ``history``) and evaluator over ``valset``."""
-    predictor = _single_predictor(student)
-    output = list(predictor.signature.output_fields)[-1]
-    metric_pair = _preflight(opt, valset, trainset, metric, output)
-    baseline = str(predictor.signature.instructions)
-    fp = fingerprint(
-        opt.settings,
-        exclude=("generations", "patience"),  # a longer run continues the same search
-        valset=[dict(e.items()) for e in valset],
-        trainset=[dict(e.items()) for e in trainset],
-        student=str(predictor.signature),
-        instruction=baseline,
-        metric=metric_pair[0],
-        task_lm=getattr(opt.task_lm, "model", ""),
-        proposer_lm=getattr(opt.proposer_lm, "model", None),
-        journal="one row per scored item",  # the format of the rows (older journals differ)
-    )
-    path = opt.history
-    proposals = path.with_name(path.name + ".proposals.jsonl") if path else None
-    job = Job(path, fp, fresh=opt.fresh, journals={"proposals": proposals} if proposals else None)
-    task = _StudentTask(student, output, opt.adapter)
-    evaluator = Evaluator(job, task, metric_pair, {"val": opt.task_lm}, {"val": valset})
-    sig = predictor.signature
-    return _Setup(
-        evaluator=evaluator,
-        baseline=baseline,
-        spec=_task_spec(baseline, predictor, trainset, output, opt.settings.labels),
-        output=output,
-        structure=f"{type(predictor).__name__}({', '.join(sig.input_fields)} -> {output})",
-        budget=opt.budget,
-        counter=opt.counter,
-        proposer_lm=opt.proposer_lm,
-        progress=opt.progress,
-    )
+        return StudentTask(student, setup.output).program(best.instruction)
 
 
 def search_evolutionary(search: Search) -> str:
     """The ``evolutionary`` method of ``instructkit optimize prompt``: generation 0 is the
     initial instruction and template candidates (as ``templates`` draws them); mutations come
     from ``search.proposer`` when there is one, else from text operators."""
-    evaluator = search.evaluator
-    initial_rows = evaluator.rows(search.initial, range(search.n_val))
+    setup = search_setup(search)
     pool = [
         c.text
         for c in generate_candidates(search.spec, search.candidates, seed=search.seed)
         if c.text != search.initial
     ]
-    settings = EvolutionSettings(seed=search.seed, initial=pool, labels=list(search.task.labels))
-    counter = evaluator.lms["val"].engine.counter
-    setup = _Setup(
-        evaluator=evaluator,
-        baseline=search.initial,
-        spec=search.spec,
-        output=search.task.target,
-        structure=f"Predict({', '.join(search.task.inputs)} -> {search.task.target})",
-        budget=search.budget_left + sum(int(r["calls"]) for r in initial_rows),
-        counter=counter,
-        proposer_lm=search.proposer,
-        progress=False,  # the workflow shows its own bar
-    )
+    settings = EvolutionSettings(seed=search.seed, initial=pool, labels=setup.labels)
     return _Search(settings, setup).run().instruction
 
 
@@ -374,25 +259,22 @@ def search_evolutionary(search: Search) -> str:
 class _Search:
     """One search: budget tally, generations, variation; every score from the evaluator."""
 
-    def __init__(self, cfg: EvolutionSettings, setup: _Setup) -> None:
+    def __init__(self, cfg: EvolutionSettings, setup: SearchSetup) -> None:
         self.cfg, self.setup, self.evaluator = cfg, setup, setup.evaluator
         self.n_val = len(setup.evaluator.examples["val"])
         self.summary = describe_data(setup.spec) if setup.spec else f"Output field: {setup.output}."
         self.sentences = _sentence_pool(setup.spec, cfg.seed)
-        self.required = [setup.output, *(infer_format(setup.spec)[1] if setup.spec else ())]
+        self.required = [setup.output, *setup.labels]
         self.max_chars = max(600, 3 * max(len(t) for t in (setup.baseline, *cfg.initial)))
         self.rng = random.Random(cfg.seed)
-        self.spent = self.proposer_spent = self.proposal_no = 0
-        self.calls_per_item = 1  # raised to what evaluations measure (a program may call more)
-        self.scored: set[tuple[str, int]] = set()  # (instruction, item) this search paid for
+        self.tally = Tally(setup)
+        limit = cfg.proposer_budget
+        self.replies = ProposerReplies(setup, temperature=cfg.proposer_temperature, limit=limit)
         self.seen: dict[str, int] = {}
         self.tokens: list[list[str]] = []
         self.rejected: list[tuple[str, str]] = []
         self.rows: list[dict[str, Any]] = []
         self.stopped, self.generation = "generations", 0
-        self.saved_budgets = dict(setup.counter.budgets)
-        job = setup.evaluator.job
-        self.proposals = {int(r["number"]): r for r in job.records_of("proposals")}
         self.bar = tqdm(
             total=setup.budget, desc="evolutionary", unit="call", disable=not setup.progress
         )
@@ -404,8 +286,7 @@ class _Search:
         try:
             return self._generations()
         finally:
-            self.setup.counter.budgets.clear()
-            self.setup.counter.budgets.update(self.saved_budgets)
+            self.tally.close()
             self.bar.close()
 
     def _generations(self) -> Candidate:
@@ -516,48 +397,17 @@ class _Search:
 
     def _mutate(self, text: str, parent: Candidate) -> tuple[str, str]:
         """LM rewrite when a proposer is there and its proposal is usable, else a text operator."""
-        if self.setup.proposer_lm is not None and self._proposer_left():
+        if self.replies.available():
             prompt = rewrite_prompt(
                 text, parent.failures, self.summary, structure=self.setup.structure
             )
-            proposal = self._propose(prompt)
+            proposal = self.replies.ask(prompt, seed=self.rng.randrange(2**31))
             required = [w for w in self.required if mentions(text, w)]
             problems = proposal_problems(proposal, required=required, max_chars=self.max_chars)
             if not problems:
                 return proposal, "lm_mutation"
             self.rejected.append((proposal, "proposer: " + "; ".join(problems)))
         return mutate_text(text, self.sentences, self.rng)
-
-    def _proposer_left(self) -> bool:
-        limit = self.cfg.proposer_budget
-        return limit is None or self.proposer_spent < limit
-
-    def _propose(self, prompt: str) -> str:
-        """A proposer reply: journaled ones are replayed; new ones are asked and journaled."""
-        number = self.proposal_no
-        self.proposal_no += 1
-        seed = self.rng.randrange(2**31)
-        if number in self.proposals:
-            row = self.proposals[number]
-        else:
-            before = self.setup.counter.count(PROPOSER)
-            try:
-                text = propose_rewrite(
-                    self.setup.proposer_lm,
-                    prompt,
-                    seed=seed,
-                    temperature=self.cfg.proposer_temperature,
-                )
-            except BudgetExceeded:
-                text = ""  # the counter's own proposer budget ran out: text operators from now
-            row = {
-                "number": number,
-                "text": text,
-                "calls": self.setup.counter.count(PROPOSER) - before,
-            }
-            self.evaluator.job.append([row], to="proposals")
-        self.proposer_spent += int(row["calls"])
-        return str(row["text"])
 
     def _refusal(self, text: str, required: Sequence[str]) -> str | None:
         if problems := proposal_problems(text, required=required, max_chars=self.max_chars):
@@ -590,24 +440,9 @@ class _Search:
         back, not called); False when the calls would not fit in the budget."""
         if kind == "minibatch" and len(items) == self.n_val:
             kind = "full"  # the minibatch is the whole valset: one score serves both
-        new = [i for i in items if (cand.instruction, i) not in self.scored]
-        # checked for journaled items too: a resumed run with a smaller budget stops the same way
-        if self.spent + len(new) * self.calls_per_item > self.setup.budget:
+        rows = self.tally.rows(cand.instruction, items)
+        if rows is None:
             return False
-        counter = self.setup.counter
-        limit = counter.count(TASK) + self.setup.budget - self.spent
-        counter.budgets[TASK] = min(limit, self.saved_budgets.get(TASK, limit))  # the backstop
-        before = counter.count(TASK)
-        try:
-            rows = self.evaluator.rows(cand.instruction, items)
-        except BudgetExceeded:
-            self.spent += counter.count(TASK) - before
-            return False
-        new_items = set(new)
-        calls = sum(int(r["calls"]) for i, r in zip(items, rows, strict=True) if i in new_items)
-        self.scored.update((cand.instruction, i) for i in new)
-        self.spent += calls
-        self.calls_per_item = max(self.calls_per_item, *(int(r["calls"]) for r in rows))
         scores = [float(r["score"]) for r in rows]
         row: dict[str, Any] = {
             "generation": self.generation,
@@ -619,11 +454,11 @@ class _Search:
             "n": len(items),
             "per_item": scores,
             "failures": self._failures(items, rows),
-            "calls": calls,
-            "calls_total": self.spent,
+            "calls": self.tally.last_calls,
+            "calls_total": self.tally.spent,
         }
         self.rows.append(row)
-        self.bar.update(self.spent - self.bar.n)  # task calls so far, replayed ones included
+        self.bar.update(self.tally.spent - self.bar.n)  # task calls so far, replayed ones included
         self.bar.set_postfix(generation=self.generation, score=f"{row['score']:.3f}")
         setattr(cand, kind, row["score"])
         cand.failures = [Failure(f["inputs"], f["expected"], f["got"]) for f in row["failures"]]
@@ -653,7 +488,7 @@ class _Search:
             best_score=best.full if best.full is not None else float(baseline["score"]),
             baseline_score=float(baseline["score"]),
             history=list(self.rows),
-            calls={TASK: self.spent, PROPOSER: self.proposer_spent},
+            calls={TASK: self.tally.spent, PROPOSER: self.replies.spent},
             wall_time=wall,
             generations=self.generation,
             stopped=self.stopped,
@@ -661,83 +496,7 @@ class _Search:
         )
 
 
-# --------------------------------------------------------------------------- checks and setup
-
-
-def _preflight(
-    opt: Evolutionary, valset: list[Any], trainset: list[Any], metric: str | MetricFn, output: str
-) -> tuple[str, MetricFn]:
-    """Data, metric and budget checks, all before any call; (metric name, metric)."""
-    _check_examples(valset, "valset" if valset is not trainset else "trainset")
-    name, fn = resolve_metric(metric, target=output)
-    metric_value(fn, name, valset[0], dspy.Prediction(**valset[0].labels()), 0)
-    if opt.budget < len(valset):
-        raise BudgetExceeded(
-            f"a budget of {opt.budget} task calls is smaller than one evaluation of the "
-            f"{len(valset)} valset items (the baseline is scored on all of them first).",
-            fix=f"raise the budget to at least {len(valset)}; several times that to search.",
-        )
-    opt.counter.require(len(valset), TASK, "one evaluation of the valset")
-    return name, fn
-
-
-def _single_predictor(student: Any) -> Any:
-    predictors = student.predictors() if hasattr(student, "predictors") else []
-    if not predictors:
-        raise ConfigError(
-            f"the program {type(student).__name__} has no predictors whose instruction could "
-            "be optimized.",
-            fix="give a DSPy module that contains a dspy.Predict (or a module built on one).",
-        )
-    if len(predictors) > 1:
-        raise ConfigError(
-            f"the program has {len(predictors)} predictors; Evolutionary optimizes the "
-            "instruction of one predictor.",
-            fix="optimize each predictor's instruction in a program of its own.",
-        )
-    return predictors[0]
-
-
-def _check_examples(examples: Sequence[Any], name: str) -> None:
-    if not examples:
-        raise ConfigError(f"the {name} is empty.", fix="give at least one example.")
-    for number, example in enumerate(examples, 1):
-        if not isinstance(example, dspy.Example) or not example._input_keys:
-            raise ConfigError(
-                f"{name} item {number} is not a dspy.Example with its inputs marked.",
-                fix="build items with dspy.Example(...).with_inputs('field', ...).",
-            )
-    first = examples[0]
-    wanted = [*first._input_keys, *first.labels().keys()]
-    for number, example in enumerate(examples, 1):
-        for key in wanted:
-            if example.get(key) is None:
-                raise DataFormatError(
-                    f"{name} item is missing a field the program reads or the metric scores",
-                    row=number,
-                    field=key,
-                    fix=f"give every item the fields {wanted}.",
-                )
-
-
-def _task_spec(
-    instruction: str, predictor: Any, rows: Sequence[Any], output: str, labels: Sequence[str]
-) -> TaskSpec | None:
-    """The task as a :class:`TaskSpec` (for the data summary and component sentences), or None
-    when the data does not fit one (e.g. an output missing from the rows)."""
-    first = split_sentences(instruction)[:1] or ["do the task"]
-    inputs = list(predictor.signature.input_fields)
-    examples = [
-        {k: row.get(k) for k in (*inputs, output)}
-        for row in rows[:50]
-        if row.get(output) is not None
-    ]
-    try:
-        return TaskSpec(
-            description=first[0], inputs=inputs, output=output, labels=labels, examples=examples
-        )
-    except ConfigError:
-        return None
+# ------------------------------------------------------------------------------- helpers
 
 
 def _sentence_pool(spec: TaskSpec | None, seed: int) -> list[str]:
