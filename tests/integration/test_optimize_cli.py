@@ -22,13 +22,19 @@ def answer(request):
     return "positive"
 
 
+def propose(request):
+    """A proposer (--proposer-lm proposer): an instruction that says "Choose"."""
+    return f"Choose the label of the text: positive or negative ({request.seed % 89})."
+
+
 @pytest.fixture
 def built(monkeypatch):
     """`--lm` builds a ScriptedLM; the list records what was built and the model."""
     made = []
 
     def build_lm(spec, *, base_url=None, api_key=None, cache=None, **kw):
-        lm = ScriptedLM(answer, name=spec)
+        script = propose if spec.startswith("proposer") else answer
+        lm = ScriptedLM(script, name=spec)
         made.append(lm)
         return lm
 
@@ -88,4 +94,25 @@ def test_bad_input_is_one_line_before_any_call(tmp_path, built):
         data, "--input", "text", "--target", "label", "--method", "gepa", "-o", tmp_path / "o"
     )
     assert result.exit_code == 1 and "not available yet; use templates" in result.output
+    assert all(lm.calls == [] for lm in built)
+
+
+@pytest.mark.parametrize("method", ["evolutionary", "opro"])
+def test_the_search_methods_run_from_the_command_line(tmp_path, built, method):
+    out = tmp_path / "opt"
+    args = [data_file(tmp_path), "--input", "text", "--target", "label", "--labels"]
+    args += ["positive,negative", "--budget", 60, "--lm", "fake", "--method", method]
+    result = run(*args, "--proposer-lm", "proposer", "--no-progress", "-o", out)
+    assert result.exit_code == 0, result.output
+    saved = json.loads((out / "result.json").read_text())
+    assert saved["method"] == method and saved["best"]["val"] == 1.0
+    assert saved["calls"]["task"] <= 60
+    assert saved["calls"]["proposer"] == len(built[1].calls) > 0
+
+
+def test_opro_without_a_proposer_is_one_line_naming_the_flag(tmp_path, built):
+    args = [data_file(tmp_path), "--input", "text", "--target", "label", "--method", "opro"]
+    result = run(*args, "--lm", "fake", "-o", tmp_path / "o")
+    assert result.exit_code == 1
+    assert "needs a proposer model" in result.output and "--proposer-lm" in result.output
     assert all(lm.calls == [] for lm in built)

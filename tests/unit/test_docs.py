@@ -11,6 +11,8 @@ from instructkit.cli.main import cli
 from instructkit.data.dedup import DedupConfig
 from instructkit.data.quality_config import QualityConfig
 from instructkit.demo import DemoConfig
+from instructkit.optimize.evolutionary import EvolutionSettings
+from instructkit.optimize.opro import OPROSettings
 from instructkit.optimize.prompt import PromptOptConfig
 from instructkit.synth.evol_instruct import EvolConfig
 from instructkit.synth.self_instruct import SelfInstructConfig
@@ -24,6 +26,8 @@ PAGES = [
     (QualityConfig, "data-quality.md"),
     (DedupConfig, "data-quality.md"),
     (PromptOptConfig, "optimize.md"),
+    (EvolutionSettings, "optimize.md"),
+    (OPROSettings, "optimize.md"),
 ]
 
 

@@ -33,6 +33,7 @@ from instructkit.optimize.evolutionary import (  # noqa: E402
     EvolutionSettings,
 )
 from instructkit.optimize.metrics import named_label, resolve_metric  # noqa: E402
+from instructkit.optimize.opro import OPRO, OPROResult, OPROSettings  # noqa: E402
 from instructkit.optimize.prompt import (  # noqa: E402
     PromptOptConfig,
     PromptOptResult,
@@ -72,6 +73,9 @@ __all__ = [
     "Evolutionary",
     "EvolutionResult",
     "EvolutionSettings",
+    "OPRO",
+    "OPROResult",
+    "OPROSettings",
     "PromptOptConfig",
     "PromptOptResult",
     "run_prompt_optimization",

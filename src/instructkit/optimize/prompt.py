@@ -26,7 +26,9 @@ instruction it found best; the workflow keeps the initial one when that scores h
 template candidates with successive halving
 (:func:`~instructkit.optimize.search.halving_schedule`); ``evolutionary`` runs
 :class:`~instructkit.optimize.evolutionary.Evolutionary`'s search on the same evaluator, its
-generation 0 seeded with template candidates. Proposer replies are journaled in
+generation 0 seeded with template candidates; ``opro`` runs
+:class:`~instructkit.optimize.opro.OPRO`'s steps (it needs a proposer, refused before any call
+without one). Proposer replies are journaled in
 ``proposals.jsonl`` beside ``history.jsonl``, so a resumed run replays them without calls.
 
 Bad input stops before any call: a missing field (file, row, field), a target outside the labels,
@@ -57,6 +59,7 @@ from instructkit.lm.base import LM
 from instructkit.optimize.bridge import PROPOSER, TASK, CallCounter, bridge_lm
 from instructkit.optimize.evolutionary import search_evolutionary
 from instructkit.optimize.metrics import ITEM_METRICS, MetricFn, metric_value, resolve_metric
+from instructkit.optimize.opro import search_opro
 from instructkit.optimize.search import (
     TEST,
     Evaluator,
@@ -80,7 +83,8 @@ __all__ = [
 ]
 
 METRIC_ALIASES = {"exact": "exact_match", "lenient": "label"}
-PLANNED_METHODS = ("opro", "gradient", "copro", "mipro", "gepa")
+PLANNED_METHODS = ("gradient", "copro", "mipro", "gepa")
+NEEDS_PROPOSER = ("opro",)  # methods refused without a proposer model
 
 
 class PromptOptConfig(BaseModel):
@@ -163,6 +167,7 @@ METHODS: dict[str, MethodFn] = {
     "initial": search_initial,
     "templates": search_templates,
     "evolutionary": search_evolutionary,
+    "opro": search_opro,
 }
 
 
@@ -234,7 +239,13 @@ def _check_metric(metric: tuple[str, MetricFn], examples: Sequence[Any]) -> None
         metric_value(metric[1], metric[0], example, dspy.Prediction(**example.labels()), i)
 
 
-def _method(cfg: PromptOptConfig) -> MethodFn:
+def _method(cfg: PromptOptConfig, proposer_lm: LM | None) -> MethodFn:
+    if cfg.method in NEEDS_PROPOSER and cfg.proposer_lm is None and proposer_lm is None:
+        raise ConfigError(
+            f"the method '{cfg.method}' needs a proposer model that writes the instructions.",
+            fix="pass --proposer-lm BACKEND[:MODEL] (e.g. openai:gpt-4o-mini), or use "
+            "--method templates or evolutionary, which work without one.",
+        )
     if cfg.method in METHODS:
         return METHODS[cfg.method]
     if cfg.method in PLANNED_METHODS:
@@ -326,7 +337,7 @@ def run_prompt_optimization(
     ``lm``/``proposer_lm`` replace the models ``cfg.lm``/``cfg.proposer_lm`` name; ``fresh``
     discards the history of an earlier run instead of resuming it."""
     start = time.monotonic()
-    method = _method(cfg)
+    method = _method(cfg, proposer_lm)
     task = InstructionTask(tuple(cfg.inputs), cfg.target, tuple(cfg.labels))
     metric = _metric(cfg, task)
     parts = _split(cfg, task)
@@ -373,7 +384,7 @@ def run_prompt_optimization(
         best=InstructionOutcome(best, evaluator.mean(best), mean(b)),
         calls={
             "task": _spent(job.records, "val"),
-            "proposer": counter.count(PROPOSER),
+            "proposer": sum(int(r["calls"]) for r in job.records_of("proposals")),
             "test": _spent(job.records, TEST),
         },
         test_comparison=compare_paired(a, b, seed=cfg.seed),

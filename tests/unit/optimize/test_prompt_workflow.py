@@ -248,3 +248,44 @@ def test_progress_counts_the_calls_on_stderr(tmp_path, capsys):
     assert f"{total}/" in capsys.readouterr().err.replace("\r", "\n").splitlines()[-1]
     run_prompt_optimization(config(tmp_path / "q"), lm=ScriptedLM(answer), progress=False)
     assert capsys.readouterr().err == ""
+
+
+def climbing_proposer(request):
+    """Proposes "Choose" once the trajectory shows the initial instruction; varies by seed."""
+    prompt = request.messages[-1][1]
+    assert "score:" in prompt and "input:" in prompt  # the trajectory and the exemplars
+    return f"Choose the label of the text, positive or negative (variant {request.seed % 97})."
+
+
+def test_opro_without_a_proposer_is_refused_before_any_call(tmp_path):
+    err = expect_no_call(tmp_path, ConfigError, "needs a proposer model", method="opro")
+    assert "--proposer-lm" in err.fix
+
+
+def test_opro_finds_a_better_instruction_and_counts_the_proposer_apart(tmp_path):
+    lm, proposer = ScriptedLM(answer), ScriptedLM(climbing_proposer)
+    cfg = config(tmp_path, method="opro", budget=60)
+    result = run_prompt_optimization(cfg, lm=lm, proposer_lm=proposer)
+    assert result.best.instruction.startswith("Choose")
+    assert result.best.val == 1.0 > result.initial.val
+    assert result.calls["task"] <= 60 and result.calls["proposer"] == len(proposer.calls) > 0
+    replies = (tmp_path / "out" / "proposals.jsonl").read_text().splitlines()
+    assert len(replies) == len(proposer.calls)
+
+
+def test_a_killed_opro_run_resumes_without_asking_the_proposer_again(tmp_path):
+    whole = run_prompt_optimization(
+        config(tmp_path / "a", method="opro"), lm=ScriptedLM(answer),
+        proposer_lm=ScriptedLM(climbing_proposer),
+    )  # fmt: skip
+    first = ScriptedLM(climbing_proposer)
+    with pytest.raises(Exception, match="the model died"):
+        run_prompt_optimization(config(tmp_path / "b", method="opro"), lm=DyingLM(k=20),
+                                proposer_lm=first)  # fmt: skip
+    assert first.calls
+    again = ScriptedLM(climbing_proposer)
+    resumed = run_prompt_optimization(
+        config(tmp_path / "b", method="opro"), lm=ScriptedLM(answer), proposer_lm=again
+    )
+    assert len(first.calls) + len(again.calls) == whole.calls["proposer"]  # none asked twice
+    assert resumed.best == whole.best and resumed.calls == whole.calls
