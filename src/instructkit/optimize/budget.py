@@ -7,7 +7,7 @@ Used by :class:`~instructkit.optimize.evolutionary.Evolutionary` and
     tally = Tally(setup)                       # setup: a student.SearchSetup
     rows = tally.rows(instruction, range(n))   # journal rows, or None: the budget stops here
     tally.close()                              # the counter's own budgets back
-    replies = ProposerReplies(setup, temperature=0.7, limit=None)
+    replies = ProposerReplies(job, proposer_lm, counter, temperature=0.7, limit=None)
     text = replies.ask(prompt, seed=rng.randrange(2**31))   # "" when the proposer is spent
 
 The tally counts the calls of every (instruction, item) a search scores, journaled ones
@@ -23,7 +23,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from instructkit.optimize.bridge import PROPOSER, TASK, BudgetExceeded
+from instructkit.jobs import Job
+from instructkit.optimize.bridge import PROPOSER, TASK, BudgetExceeded, CallCounter
 from instructkit.optimize.propose import propose_rewrite
 from instructkit.optimize.student import SearchSetup
 
@@ -73,12 +74,20 @@ class Tally:
 
 class ProposerReplies:
     """Proposer replies through the job's ``proposals`` journal: the n-th request of a run is
-    answered from the journal when it is there, else asked and journaled. ``limit`` caps the
-    proposer calls (None: the counter's own proposer budget, if any, is the only cap)."""
+    answered from the journal when it is there, else asked and journaled. ``lm`` is a counted
+    ``bridge_lm`` (role proposer) or None (nothing is available); ``limit`` caps the proposer
+    calls (None: the counter's own proposer budget, if any, is the only cap)."""
 
-    def __init__(self, setup: SearchSetup, *, temperature: float, limit: int | None) -> None:
-        self.lm, self.counter = setup.proposer_lm, setup.counter
-        self.job = setup.evaluator.job
+    def __init__(
+        self,
+        job: Job,
+        lm: Any,
+        counter: CallCounter,
+        *,
+        temperature: float,
+        limit: int | None = None,
+    ) -> None:
+        self.job, self.lm, self.counter = job, lm, counter
         self.temperature, self.limit = temperature, limit
         self.journaled = {int(r["number"]): r for r in self.job.records_of("proposals")}
         self.asked = self.spent = 0

@@ -269,7 +269,13 @@ class _Search:
         self.rng = random.Random(cfg.seed)
         self.tally = Tally(setup)
         limit = cfg.proposer_budget
-        self.replies = ProposerReplies(setup, temperature=cfg.proposer_temperature, limit=limit)
+        self.replies = ProposerReplies(
+            setup.evaluator.job,
+            setup.proposer_lm,
+            setup.counter,
+            temperature=cfg.proposer_temperature,
+            limit=limit,
+        )
         self.seen: dict[str, int] = {}
         self.tokens: list[list[str]] = []
         self.rejected: list[tuple[str, str]] = []

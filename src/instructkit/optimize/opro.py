@@ -256,7 +256,13 @@ class _Search:
         self.rng = random.Random(cfg.seed)
         self.tally = Tally(setup)
         limit = cfg.proposer_budget
-        self.replies = ProposerReplies(setup, temperature=cfg.temperature, limit=limit)
+        self.replies = ProposerReplies(
+            setup.evaluator.job,
+            setup.proposer_lm,
+            setup.counter,
+            temperature=cfg.temperature,
+            limit=limit,
+        )
         self.scores: dict[str, float] = {}  # the trajectory
         self.seen: set[str] = set()
         self.tokens: list[list[str]] = []

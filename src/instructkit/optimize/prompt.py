@@ -23,8 +23,8 @@ layer up.
 Methods are the entries of :data:`METHODS`, each ``method(search: Search) -> str`` returning the
 instruction it found best; the workflow keeps the initial one when that scores higher on val.
 ``initial`` evaluates the given instruction only (a baseline); ``templates`` races component-
-template candidates with successive halving
-(:func:`~instructkit.optimize.search.halving_schedule`); ``evolutionary`` runs
+template candidates (and, with a proposer, LM-proposed instructions: :mod:`.ape`) with
+successive halving (:func:`~instructkit.optimize.search.halving_schedule`); ``evolutionary`` runs
 :class:`~instructkit.optimize.evolutionary.Evolutionary`'s search on the same evaluator, its
 generation 0 seeded with template candidates; ``opro`` runs
 :class:`~instructkit.optimize.opro.OPRO`'s steps (it needs a proposer, refused before any call
@@ -56,6 +56,7 @@ from instructkit.evaluate.stats import PairedComparison, compare_paired
 from instructkit.io import BadLine, read_rows, write_atomic
 from instructkit.jobs import Job, fingerprint
 from instructkit.lm.base import LM
+from instructkit.optimize.ape import search_candidates
 from instructkit.optimize.bridge import PROPOSER, TASK, CallCounter, bridge_lm
 from instructkit.optimize.evolutionary import search_evolutionary
 from instructkit.optimize.metrics import ITEM_METRICS, MetricFn, metric_value, resolve_metric
@@ -67,7 +68,6 @@ from instructkit.optimize.search import (
     Search,
     mean,
     search_initial,
-    search_templates,
 )
 from instructkit.optimize.task import InstructionTask
 from instructkit.optimize.templates import TaskSpec
@@ -165,7 +165,7 @@ class PromptOptResult:
 # (evolutionary, OPRO, ...) is wired here, and leaves PLANNED_METHODS.
 METHODS: dict[str, MethodFn] = {
     "initial": search_initial,
-    "templates": search_templates,
+    "templates": search_candidates,
     "evolutionary": search_evolutionary,
     "opro": search_opro,
 }

@@ -16,6 +16,16 @@ and only its first paragraph kept); a proposal is refused when it is empty, long
 ``max_chars``, or drops a word its parent had to name (an output field or a label); duplicates
 are refused by the search that keeps the pool (:mod:`instructkit.optimize.evolutionary`).
 
+:func:`propose_instructions` asks a proposer for ``n`` new instructions at once (APE's
+generation step, grounded like MIPRO's proposer): each one is checked with
+:func:`~instructkit.optimize.templates.instruction_problems` (names every input field and the
+labels or output field) and deduplicated (exact, after normalization, and ROUGE-L >= ``novelty``
+against the others and ``existing`` ones); the refused ones come back with the reason::
+
+    found = propose_instructions(ask, spec, 8, structure="Predict(text -> label)",
+                                 failures=failures, seed=0, existing=[initial])
+    found.accepted, found.rejected            # [str], [(text, reason)]
+
 Without a usable proposer, proposals come from text operators over sentences
 (:func:`mutate_text`: swap a sentence for one from a pool, e.g. component-template sentences,
 insert one, or drop one; :func:`crossover_sentences`: one-point crossover of two instructions'
@@ -30,10 +40,15 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from instructkit.data.similarity import normalize_for_exact, rouge_l_f, rouge_tokens
 from instructkit.optimize.bridge import instructkit_cause
+from instructkit.optimize.templates import TaskSpec, describe_data, instruction_problems
 
 __all__ = [
     "Failure",
+    "LMProposals",
+    "instructions_prompt",
+    "propose_instructions",
     "clean_proposal",
     "mentions",
     "proposal_problems",
@@ -137,6 +152,100 @@ def proposal_problems(text: str, *, required: Sequence[str], max_chars: int) -> 
     if missing := [w for w in required if not mentions(text, w)]:
         problems.append(f"does not name {missing}")
     return problems
+
+
+# ----------------------------------------------- new instructions from the data (APE, MIPRO)
+
+
+@dataclass(frozen=True)
+class LMProposals:
+    """Instructions a proposer wrote, in the order asked, and the refused ones with the reason."""
+
+    accepted: list[str]
+    rejected: list[tuple[str, str]]
+
+
+def instructions_prompt(spec: TaskSpec, *, structure: str, failures: Sequence[Failure]) -> str:
+    """The proposer's prompt for a new instruction: data summary
+    (:func:`~instructkit.optimize.templates.describe_data`), program structure, and items a
+    current instruction got wrong (inputs, expected, got)."""
+    lines = [
+        "You write the instruction that a language model follows for a task.",
+        "",
+        "About the data:",
+        describe_data(spec),
+        "",
+        f"The model's program: {structure}",
+    ]
+    if failures:
+        lines += ["", "Examples the model got wrong with its current instruction:"]
+        for f in failures:
+            shown = "; ".join(f"{k}: {_short(v)}" for k, v in f.inputs.items())
+            lines.append(f"- {shown} | expected: {_short(f.expected)} | got: {_short(f.got)}")
+    names = [*spec.inputs, *(spec.labels or [spec.output])]
+    lines += [
+        "",
+        "Write one instruction for this task that would get these examples right. Name "
+        f"{', '.join(names)}. Reply with the instruction only.",
+    ]
+    return "\n".join(lines)
+
+
+def propose_instructions(
+    ask: Callable[[str, int], str],
+    spec: TaskSpec,
+    n: int,
+    *,
+    structure: str,
+    failures: Sequence[Failure] = (),
+    seed: int = 0,
+    existing: Sequence[str] = (),
+    novelty: float = 0.9,
+    max_chars: int = 600,
+) -> LMProposals:
+    """``n`` proposer calls, ``ask(prompt, seed) -> reply`` (e.g. a journaled
+    :class:`~instructkit.optimize.budget.ProposerReplies`), one seed each drawn from ``seed``;
+    each reply is cleaned (:func:`clean_proposal`) and kept only when it passes
+    :func:`~instructkit.optimize.templates.instruction_problems`, is at most ``max_chars`` long
+    and is no duplicate (exact or ROUGE-L >= ``novelty``) of a kept or an ``existing`` one."""
+    prompt = instructions_prompt(spec, structure=structure, failures=failures)
+    rng = random.Random(seed)
+    seen = {normalize_for_exact(t) for t in existing}
+    pool = [rouge_tokens(t) for t in existing]
+    accepted: list[str] = []
+    rejected: list[tuple[str, str]] = []
+    for _ in range(n):
+        text = clean_proposal(ask(prompt, rng.randrange(2**31)))
+        if reason := _instruction_refusal(text, spec, seen, pool, novelty, max_chars):
+            rejected.append((text, reason))
+            continue
+        seen.add(normalize_for_exact(text))
+        pool.append(rouge_tokens(text))
+        accepted.append(text)
+    return LMProposals(accepted, rejected)
+
+
+def _instruction_refusal(
+    text: str,
+    spec: TaskSpec,
+    seen: set[str],
+    pool: Sequence[list[str]],
+    novelty: float,
+    max_chars: int,
+) -> str | None:
+    if not text.strip():
+        return "empty"
+    if len(text) > max_chars:
+        return f"longer than {max_chars} characters ({len(text)})"
+    if problems := instruction_problems(text, spec):
+        return "; ".join(problems)
+    if normalize_for_exact(text) in seen:
+        return "duplicate"
+    tokens = rouge_tokens(text)
+    for other in pool:
+        if (sim := rouge_l_f(tokens, other)) >= novelty:
+            return f"near duplicate (ROUGE-L {sim:.2f})"
+    return None
 
 
 # ------------------------------------------------- text operators: proposals without an LM

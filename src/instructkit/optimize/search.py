@@ -36,8 +36,10 @@ __all__ = [
     "halving_cost",
     "halving_schedule",
     "mean",
+    "race",
     "search_initial",
     "search_templates",
+    "template_pool",
 ]
 
 TEST = "test"  # the phase (and counter role) of the final test evaluation, outside the budget
@@ -197,13 +199,23 @@ def fit_halving(pool: int, n_items: int, budget: int) -> tuple[int, int]:
 def search_templates(search: Search) -> str:
     """Race component-template candidates (:func:`~instructkit.optimize.templates.
     generate_candidates`) with successive halving on val, as many as the budget allows."""
-    pool = [
+    return race(search, template_pool(search))
+
+
+def template_pool(search: Search) -> list[str]:
+    """The ``candidates`` template candidates of ``search.spec`` (seeded), the initial left out."""
+    return [
         c.text
         for c in generate_candidates(search.spec, search.candidates, seed=search.seed)
         if c.text != search.initial
     ]
+
+
+def race(search: Search, pool: Sequence[str]) -> str:
+    """The best of ``pool`` by successive halving on val, racing as many (from the front of
+    ``pool``) as ``search.budget_left`` allows; the initial instruction when none fits."""
     n, base = fit_halving(len(pool), search.n_val, search.budget_left)
-    arms = pool[:n]
+    arms = list(pool[:n])
     for survivors, items in halving_schedule(n, search.n_val, base) if n else []:
         means = {a: mean(search.evaluator.scores(a, range(items))) for a in arms[:survivors]}
         arms = sorted(arms[:survivors], key=lambda a: -means[a])  # stable: ties keep order
