@@ -31,7 +31,8 @@ def optimize_group() -> None:
     "--metric",
     default=None,
     help="exact, lenient (the reply names the right label; "
-    "default with --labels), f1, or another instructkit metric name.",
+    "default with --labels), f1, ifeval (rows carry IFEval's instruction_id_list and kwargs; "
+    "scores the share of checks passed), or another instructkit metric name.",
 )
 @click.option(
     "--method",

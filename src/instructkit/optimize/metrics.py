@@ -7,7 +7,9 @@ up to case and whitespace), ``f1``, ``rouge_l``, ``bleu``/``chrf`` (sentence-lev
 (:func:`~instructkit.evaluate.checks.score_answer`), all from :mod:`instructkit.evaluate`.
 :func:`named_label` is the lenient reading behind a labelled task's ``label`` metric
 (:meth:`~instructkit.optimize.task.InstructionTask.label_metric`). :func:`metric_value` calls a
-metric and turns a failure or a non-number into a ConfigError naming the item::
+metric and turns a failure or a non-number into a ConfigError naming the item.
+:func:`ifeval_metric` scores a reply with the IFEval checks of
+:mod:`instructkit.evaluate.ifeval` (no reference needed)::
 
     name, metric = resolve_metric("f1", target="answer")
     metric_value(metric, name, example, prediction, index=0)       # float
@@ -21,6 +23,7 @@ from typing import Any
 
 from instructkit.errors import ConfigError
 from instructkit.evaluate.checks import normalize_answer, score_answer
+from instructkit.evaluate.ifeval import check_row, parse_ifeval_row
 from instructkit.evaluate.metrics import (
     exact_match,
     label_match,
@@ -30,7 +33,18 @@ from instructkit.evaluate.metrics import (
     token_f1,
 )
 
-__all__ = ["ITEM_METRICS", "MetricFn", "metric_value", "named_label", "resolve_metric"]
+__all__ = [
+    "IFEVAL_FIELDS",
+    "ITEM_METRICS",
+    "MetricFn",
+    "check_ifeval_fields",
+    "ifeval_metric",
+    "metric_value",
+    "named_label",
+    "resolve_metric",
+]
+
+IFEVAL_FIELDS = ("instruction_id_list", "kwargs")  # what an IFEval row adds to its prompt
 
 MetricFn = Callable[[Any, Any], float]  # (dspy.Example, dspy.Prediction) -> score
 
@@ -104,3 +118,35 @@ def metric_value(metric: MetricFn, name: str, example: Any, prediction: Any, ind
         f"the metric '{name}' returned {value!r} on item {index}, not a finite number.",
         fix="return a float (e.g. 1.0 for correct, 0.0 for wrong).",
     )
+
+
+def ifeval_metric(prompt_field: str, target: str) -> MetricFn:
+    """IFEval (Zhou et al. 2023) as a per-item metric: the share of the example's instructions
+    (``instruction_id_list`` with its ``kwargs``) that the reply in ``target`` follows, strict
+    (on the reply as it is: IFEval's headline mode). A check that cannot run here is left out;
+    a blank reply, or one whose checks could not run at all, scores 0.0. The checks are
+    :func:`instructkit.evaluate.ifeval.check_row`'s; ``prompt_field`` holds the prompt."""
+
+    def ifeval(example: Any, prediction: Any) -> float:
+        response = str(prediction.get(target) or "")
+        if not response.strip():
+            return 0.0
+        row = parse_ifeval_row(_ifeval_value(example, prompt_field, response))
+        ran = [c.strict for c in check_row(row).checks if c.strict is not None]
+        return sum(ran) / len(ran) if ran else 0.0
+
+    return ifeval
+
+
+def check_ifeval_fields(row: Any, prompt_field: str, *, path: Any, row_no: int) -> None:
+    """The row's ``instruction_id_list`` and ``kwargs`` are valid IFEval (known ids, kwargs of
+    the right types): a DataFormatError names the file, the row and the field."""
+    parse_ifeval_row(_ifeval_value(row, prompt_field, "-"), path=path, row=row_no)
+
+
+def _ifeval_value(row: Any, prompt_field: str, response: str) -> dict[str, Any]:
+    return {
+        "prompt": str(row.get(prompt_field) or "-"),
+        "response": response,
+        **{name: row.get(name) for name in IFEVAL_FIELDS},
+    }

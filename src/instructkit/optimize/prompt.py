@@ -33,7 +33,12 @@ without one). Proposer replies are journaled in
 
 Bad input stops before any call: a missing field (file, row, field), a target outside the labels,
 an unknown metric or method, a metric that fails on a reference, a budget smaller than one
-evaluation of the val set.
+evaluation of the val set, an invalid IFEval instruction id or kwargs (with ``metric="ifeval"``).
+
+``metric="ifeval"``: rows hold the input(s) (the first is the prompt) and IFEval's
+``instruction_id_list`` and ``kwargs`` instead of a reference; ``target`` names the reply, and
+an item scores the share of its instructions the reply follows (strict,
+:func:`~instructkit.optimize.metrics.ifeval_metric`).
 """
 
 from __future__ import annotations
@@ -59,7 +64,15 @@ from instructkit.lm.base import LM
 from instructkit.optimize.ape import search_candidates
 from instructkit.optimize.bridge import PROPOSER, TASK, CallCounter, bridge_lm
 from instructkit.optimize.evolutionary import search_evolutionary
-from instructkit.optimize.metrics import ITEM_METRICS, MetricFn, metric_value, resolve_metric
+from instructkit.optimize.metrics import (
+    IFEVAL_FIELDS,
+    ITEM_METRICS,
+    MetricFn,
+    check_ifeval_fields,
+    ifeval_metric,
+    metric_value,
+    resolve_metric,
+)
 from instructkit.optimize.opro import search_opro
 from instructkit.optimize.search import (
     TEST,
@@ -186,6 +199,8 @@ def _load(path: str, task: InstructionTask) -> list[dict[str, Any]]:
             task.examples([value])
         except DataFormatError as e:
             raise DataFormatError(e.reason, path=path, row=row_no, field=e.field, fix=e.fix) from e
+        if task.extra == IFEVAL_FIELDS:
+            check_ifeval_fields(value, task.inputs[0], path=path, row_no=row_no)
         rows.append(value)
     return rows
 
@@ -213,22 +228,35 @@ def _split(cfg: PromptOptConfig, task: InstructionTask) -> dict[str, list[dict[s
     return parts
 
 
-def _metric(cfg: PromptOptConfig, task: InstructionTask) -> tuple[str, MetricFn]:
+def _metric_name(cfg: PromptOptConfig) -> str:
     default = "label" if cfg.labels else "exact_match"
-    name = METRIC_ALIASES.get(cfg.metric or default, cfg.metric or default)
+    return METRIC_ALIASES.get(cfg.metric or default, cfg.metric or default)
+
+
+def _task(cfg: PromptOptConfig) -> InstructionTask:
+    """The task; with ``ifeval`` rows carry IFEval's checks and need no reference answer."""
+    ifeval = _metric_name(cfg) == "ifeval"
+    return InstructionTask(
+        tuple(cfg.inputs),
+        cfg.target,
+        tuple(cfg.labels),
+        extra=IFEVAL_FIELDS if ifeval else (),
+        reference=not ifeval,
+    )
+
+
+def _metric(cfg: PromptOptConfig, task: InstructionTask) -> tuple[str, MetricFn]:
+    name = _metric_name(cfg)
     if name == "label":
         if not task.labels:
             raise ConfigError("the metric 'lenient' needs labels.", fix="give --labels a,b,...")
         return "label", task.label_metric()
     if name == "ifeval":
-        raise ConfigError(
-            "the metric 'ifeval' is not available for optimize prompt yet.",
-            fix=f"use exact, lenient (needs labels) or one of {', '.join(ITEM_METRICS)}.",
-        )
+        return "ifeval", ifeval_metric(task.inputs[0], task.target)
     if name not in ITEM_METRICS:
         raise ConfigError(
             f"unknown metric '{cfg.metric}' for optimize prompt.",
-            fix=f"use exact, lenient (needs labels) or one of {', '.join(ITEM_METRICS)}.",
+            fix=f"use exact, lenient (needs labels), ifeval or one of {', '.join(ITEM_METRICS)}.",
         )
     return resolve_metric(name, task.target)
 
@@ -338,7 +366,7 @@ def run_prompt_optimization(
     discards the history of an earlier run instead of resuming it."""
     start = time.monotonic()
     method = _method(cfg, proposer_lm)
-    task = InstructionTask(tuple(cfg.inputs), cfg.target, tuple(cfg.labels))
+    task = _task(cfg)
     metric = _metric(cfg, task)
     parts = _split(cfg, task)
     examples = {name: task.examples(rows) for name, rows in parts.items() if rows}
@@ -412,7 +440,8 @@ def _check_budget(cfg: PromptOptConfig, n_val: int) -> None:
 
 def _spec(cfg: PromptOptConfig, rows: Sequence[dict[str, Any]]) -> TaskSpec:
     """The task spec the template candidates are filled from (a few rows as examples)."""
-    return TaskSpec(_description(cfg), cfg.inputs, cfg.target, cfg.labels, examples=rows[:8])
+    examples = rows[:8] if _metric_name(cfg) != "ifeval" else []  # ifeval rows hold no answer
+    return TaskSpec(_description(cfg), cfg.inputs, cfg.target, cfg.labels, examples=examples)
 
 
 def _fingerprint(cfg: PromptOptConfig) -> dict[str, Any]:

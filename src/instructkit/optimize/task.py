@@ -26,12 +26,17 @@ class InstructionTask:
 
     ``labels``, when given, is the closed answer set: every row's target must be one of them
     (up to case and whitespace) and the default metric is :meth:`label_metric` (named
-    ``label``); otherwise the default is ``exact_match``.
+    ``label``); otherwise the default is ``exact_match``. ``extra`` names fields every row must
+    hold that the metric reads but the model is not shown (e.g. IFEval's
+    ``instruction_id_list`` and ``kwargs``); ``reference=False`` lets rows lack the target (a
+    metric that checks the reply alone; the examples then carry ``""`` as the target).
     """
 
     inputs: tuple[str, ...]
     target: str
     labels: tuple[str, ...] = ()
+    extra: tuple[str, ...] = ()
+    reference: bool = True
 
     def __post_init__(self) -> None:
         names = [*self.inputs, self.target]
@@ -80,12 +85,14 @@ class InstructionTask:
         for number, row in enumerate(rows, 1):
             record = _as_mapping(row, number, source)
             self._check_row(record, number, source)
-            values = {name: record[name] for name in (*self.inputs, self.target)}
+            values = {name: record[name] for name in (*self.inputs, *self.extra)}
+            values[self.target] = record[self.target] if self.reference else ""
             out.append(dspy.Example(**values).with_inputs(*self.inputs))
         return out
 
     def _check_row(self, record: Mapping[str, Any], number: int, source: object) -> None:
-        for name in (*self.inputs, self.target):
+        needed = [*self.inputs, *([self.target] if self.reference else []), *self.extra]
+        for name in needed:
             if record.get(name) is None:
                 raise DataFormatError(
                     f"missing the field '{name}' that the task reads "
@@ -93,9 +100,13 @@ class InstructionTask:
                     path=source,
                     row=number,
                     field=name,
-                    fix=f"give every row the fields {[*self.inputs, self.target]}.",
+                    fix=f"give every row the fields {needed}.",
                 )
-        if self.labels and not label_match(str(record[self.target]), list(self.labels)):
+        if (
+            self.reference
+            and self.labels
+            and not label_match(str(record[self.target]), list(self.labels))
+        ):
             raise DataFormatError(
                 f"the target {record[self.target]!r} is not one of the labels {list(self.labels)}",
                 path=source,

@@ -220,7 +220,6 @@ def test_unknown_and_planned_methods_fail_before_any_call(tmp_path):
 
 def test_an_unknown_metric_or_a_null_target_fails_before_any_call(tmp_path):
     expect_no_call(tmp_path, ConfigError, "unknown metric", metric="nonsense")
-    expect_no_call(tmp_path, ConfigError, "'ifeval' is not available", metric="ifeval")
     rows = [{"text": "x", "label": None if i == 3 else "a"} for i in range(20)]
     write_rows(tmp_path / "data.jsonl", rows)
     expect_no_call(tmp_path, DataFormatError, "label", labels=[])
