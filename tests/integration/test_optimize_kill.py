@@ -1,5 +1,6 @@
-"""The optimize-prompt workflow killed with SIGKILL mid-search and re-run: no history row lost or
-written twice, and the same result as a run that was never killed."""
+"""The optimize-prompt workflow killed with SIGKILL mid-search and re-run, for each search method:
+no history row or proposer reply lost or written twice, and the same result as a run that was
+never killed."""
 
 import json
 import os
@@ -9,6 +10,8 @@ import subprocess
 import sys
 import textwrap
 import time
+
+import pytest
 
 DRIVER = textwrap.dedent(
     """
@@ -24,9 +27,15 @@ DRIVER = textwrap.dedent(
             return right
         return right if len(rest) % 3 else "negative" if right == "positive" else "positive"
 
+    def propose(request):
+        time.sleep(0.01)
+        return f"Label the text as positive or negative ({request.seed % 1000})."
+
     cfg = PromptOptConfig(data=sys.argv[1], inputs=["text"], target="label",
-                          labels=["positive", "negative"], budget=60, out=sys.argv[2])
-    run_prompt_optimization(cfg, lm=ScriptedLM(answer))
+                          labels=["positive", "negative"], budget=60, out=sys.argv[2],
+                          method=sys.argv[3])
+    proposer = ScriptedLM(propose) if sys.argv[3] == "opro" else None
+    run_prompt_optimization(cfg, lm=ScriptedLM(answer), proposer_lm=proposer)
     """
 )
 
@@ -37,7 +46,7 @@ def lines(path):
     )
 
 
-def _setup(folder):
+def _setup(folder, method):
     folder.mkdir()
     rows = [
         {
@@ -48,7 +57,7 @@ def _setup(folder):
     ]
     data = folder / "data.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return [sys.executable, "-c", DRIVER, str(data), str(folder / "out")]
+    return [sys.executable, "-c", DRIVER, str(data), str(folder / "out"), method]
 
 
 def _result(folder):
@@ -57,12 +66,13 @@ def _result(folder):
     return result
 
 
-def test_optimize_prompt_killed_and_resumed(tmp_path):
-    whole = _setup(tmp_path / "whole")
+@pytest.mark.parametrize("method", ["templates", "evolutionary", "opro"])
+def test_optimize_prompt_killed_and_resumed(tmp_path, method):
+    whole = _setup(tmp_path / "whole", method)
     subprocess.run(whole, check=True, capture_output=True, timeout=300)
     expected = lines(tmp_path / "whole" / "out" / "history.jsonl")
 
-    killed = _setup(tmp_path / "killed")
+    killed = _setup(tmp_path / "killed", method)
     journal = tmp_path / "killed" / "out" / "history.jsonl"
     stop_at = random.Random().randint(3, len(expected) - 5)
     proc = subprocess.Popen(killed, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -81,3 +91,7 @@ def test_optimize_prompt_killed_and_resumed(tmp_path):
     assert rows == expected, "a row was lost or differs"
     assert sum(r["calls"] for r in rows if r["phase"] == "val") <= 60
     assert _result(tmp_path / "killed") == _result(tmp_path / "whole")
+    replies = lines(tmp_path / "killed" / "out" / "proposals.jsonl")
+    assert replies == lines(tmp_path / "whole" / "out" / "proposals.jsonl")
+    assert [r["number"] for r in replies] == list(range(len(replies)))  # none lost or twice
+    assert (len(replies) > 0) == (method == "opro")

@@ -34,17 +34,23 @@ Choices taken:
   drops the output field or a label its parent named, was evaluated before (after
   normalization), or is a near duplicate of an evaluated one (ROUGE-L >= ``novelty``;
   0.9, looser than Self-Instruct's 0.7, because a one-sentence edit must stay possible).
-- **Budget**: before every evaluation the search checks that its calls (items x the most
-  calls per item any evaluation measured, 1 at first) fit in what is left of ``budget`` and
-  stops cleanly when they do not; the counter's budget for the task role is lowered to the same
-  limit while ``compile`` runs, as a backstop.
+- **Scoring**: through the :class:`~instructkit.optimize.search.Evaluator` of
+  ``instructkit optimize prompt`` (one journal row per scored item), so an instruction scored
+  on a minibatch is only scored on the items it lacks when it is scored in full.
+- **Budget**: before every evaluation the search checks that its new items times the most
+  calls per item measured so far (1 at first) fit in what is left of ``budget`` and stops
+  cleanly when they do not; the counter's budget for the task role is lowered to the same
+  limit while ``compile`` runs, as a backstop (:class:`~instructkit.optimize.budget.Tally`).
 - **Stopping**: ``generations`` generations, ``patience`` generations without a better full
   score, or the budget.
-- **Resume**: with ``history=PATH`` every evaluation is a row of a :class:`~instructkit.jobs.Job`
-  journal and every proposer reply a row of ``PATH.proposals.jsonl``. The search is a
-  deterministic function of the seed and those rows, so a rerun replays the journaled rows
-  without calling any model and continues where the killed run stopped, ending where an
-  unkilled run would. Only the evaluation in flight at the kill is spent again.
+- **Resume**: with ``history=PATH`` the evaluator's journal is a :class:`~instructkit.jobs.Job`
+  file (in memory without it: ``Job(None, fp)``) and every proposer reply a row of
+  ``PATH.proposals.jsonl``. The search is a deterministic function of the seed and those rows,
+  so a rerun replays the journaled rows without calling any model and continues where the
+  killed run stopped, ending where an unkilled run would. Only the item in flight at the kill
+  is spent again.
+- **Command line**: :func:`search_evolutionary` is the ``evolutionary`` method of
+  ``instructkit optimize prompt``, on the workflow's evaluator and history.
 - **Scope**: one predictor. A program with more raises ConfigError (per-module search is a
   separate optimizer).
 """
