@@ -361,3 +361,16 @@ def test_progress_shows_the_task_calls_spent(capsys):
     opt.compile(student(), trainset=rows(), metric=metric)
     last = capsys.readouterr().err.replace("\r", "\n").strip().splitlines()[-1]
     assert last.startswith("evolutionary") and f"{counter.count('task')}/100" in last
+
+
+def test_a_given_adapter_prompts_the_task_model():
+    prompts = []
+
+    def chat(request):  # answers in ChatAdapter's format
+        prompts.append(request.messages[-1][1])
+        return "[[ ## label ## ]]\npositive\n\n[[ ## completed ## ]]"
+
+    opt, counter = search(budget=24, script=chat, adapter=dspy.ChatAdapter())
+    opt.compile(student(), trainset=rows(), metric=metric)
+    assert all("[[ ## text ## ]]" in p for p in prompts) and len(prompts) == 24
+    assert opt.result.baseline_score == 0.5  # the replies were parsed: every positive is right
