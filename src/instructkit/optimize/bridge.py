@@ -27,7 +27,8 @@ threads=16)``) are gathered into one ``lm.complete([...])`` call of up to ``max_
 (default 16; ``bridge_lm(..., max_batch=1)`` sends every call alone). Local backends generate a
 batch together: SmolLM2-135M answers 16 short requests 3.6x faster in one call than one by one.
 There is no background thread: the first waiting caller leads, gathers the requests that arrive
-within ``batch_window`` seconds of each other (or until ``max_batch`` wait), runs the batch, and
+within ``batch_window`` seconds of each other (or until ``max_batch`` wait; a lone caller
+does not wait), runs the batch, and
 hands each caller its own completion; one batch runs at a time per engine, and the requests that
 arrive meanwhile form the next one. A batch that fails raises its error in every caller in it.
 The budget check and the count happen per request, before it joins a batch, so a budget is
@@ -79,7 +80,7 @@ _FINISH_REASONS = {"stop", "length", "tool_call", "content_filter", "error"}
 _ROLES = {"user": "user", "assistant": "assistant", "developer": "system", "system": "system"}
 
 MAX_BATCH = 16  # requests per batch: 16 short SmolLM2 requests run 3.6x faster together
-BATCH_WINDOW = 0.005  # seconds: a batch closes when no request arrived for this long
+BATCH_WINDOW = 0.02  # seconds: a batch closes when no request arrived for this long
 
 # The tallies open in this context, each with its counter: ``CallCounter.tally`` adds one, and
 # ``reserve`` counts into those of its own counter. A ContextVar, so each thread (and each
@@ -276,6 +277,8 @@ class _Batcher:
     is running becomes the leader. It waits until ``max_batch`` requests queue or none arrived
     for ``window`` seconds, takes them, runs them outside the lock, and wakes the others, each
     of whom reads its own outcome. Requests that arrive during a batch form the next one.
+    A lone caller (the last batch held one request and none arrived while it ran) does not
+    wait: sequential calls pay no window, and concurrent ones queue up during its call.
     """
 
     def __init__(self, lm: LM, max_batch: int, window: float) -> None:
@@ -285,6 +288,7 @@ class _Batcher:
         self._queue: list[_Waiter] = []
         self._busy = False  # a leader is gathering or running a batch
         self._last_arrival = 0.0
+        self._lone = False  # the last batch had one request and nothing queued meanwhile
 
     def complete(self, request: ChatRequest) -> Completion:
         waiter = _Waiter(request, time.monotonic())
@@ -306,7 +310,7 @@ class _Batcher:
         while not waiter.done:
             if not self._busy and self._queue[0] is waiter:
                 self._busy = True
-                while len(self._queue) < self.max_batch:
+                while not self._lone and len(self._queue) < self.max_batch:
                     left = self._last_arrival + self.window - time.monotonic()
                     if left <= 0:
                         break
@@ -345,6 +349,7 @@ class _Batcher:
                     w.error = LMError(f"the batch of this call was interrupted ({error!r}).")
                 w.done = True
             self.sizes[len(batch)] += 1
+            self._lone = len(batch) == 1 and not self._queue
             self._busy = False
             self._cond.notify_all()
 

@@ -2,6 +2,7 @@
 each caller gets its own answer, counts and budgets stay exact, results match one thread."""
 
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import dspy
@@ -92,6 +93,16 @@ def test_max_batch_1_sends_every_call_alone():
     assert _call_all(engine, 8) == [f"answer to question {i}" for i in range(8)]
     assert lm.batches == [1] * 8
     assert engine.batch_sizes == {}
+
+
+def test_a_lone_caller_does_not_wait_for_a_batch_to_fill():
+    engine = InstructkitEngine(RecordingLM(), max_batch=16, batch_window=1.0)
+    engine.complete(_request("first"))  # nothing known yet: waits for company once
+    started = time.monotonic()
+    for i in range(5):
+        assert engine.complete(_request(f"q{i}")).text == f"answer to q{i}"
+    assert time.monotonic() - started < 1.0  # 5 s if each call waited the window
+    assert engine.batch_sizes == {1: 6}
 
 
 def test_a_budget_is_never_exceeded_by_concurrent_callers():
