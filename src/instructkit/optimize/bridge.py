@@ -287,6 +287,7 @@ class _Batcher:
         self._cond = threading.Condition()
         self._queue: list[_Waiter] = []
         self._busy = False  # a leader is gathering or running a batch
+        self._gathering: _Waiter | None = None  # the leader while it gathers
         self._last_arrival = 0.0
         self._lone = False  # the last batch had one request and nothing queued meanwhile
 
@@ -309,12 +310,13 @@ class _Batcher:
         """The batch to run when ``waiter`` leads; empty when another caller answered it."""
         while not waiter.done:
             if not self._busy and self._queue[0] is waiter:
-                self._busy = True
+                self._busy, self._gathering = True, waiter
                 while not self._lone and len(self._queue) < self.max_batch:
                     left = self._last_arrival + self.window - time.monotonic()
                     if left <= 0:
                         break
                     self._cond.wait(left)
+                self._gathering = None
                 batch = self._queue[: self.max_batch]
                 del self._queue[: self.max_batch]
                 return batch
@@ -322,9 +324,9 @@ class _Batcher:
         return []
 
     def _abandon(self, waiter: _Waiter) -> None:
+        if self._gathering is waiter:
+            self._busy, self._gathering = False, None  # let the next caller lead
         if waiter in self._queue:
-            if self._busy and self._queue[0] is waiter:
-                self._busy = False  # it was gathering: let the next caller lead
             self._queue.remove(waiter)
             self._cond.notify_all()
 
@@ -388,7 +390,10 @@ class InstructkitEngine:
     @property
     def batch_sizes(self) -> dict[int, int]:
         """Batches sent to the LM so far, by size (empty when ``max_batch`` is 1)."""
-        return dict(self._batcher.sizes) if self._batcher is not None else {}
+        if self._batcher is None:
+            return {}
+        with self._batcher._cond:
+            return dict(self._batcher.sizes)
 
     def complete(self, request: Request) -> Response:
         chat = to_chat_request(request)  # a request we cannot send is refused before counting
