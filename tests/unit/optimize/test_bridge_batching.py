@@ -129,6 +129,44 @@ def test_a_failed_batch_raises_its_error_in_every_caller_and_the_engine_keeps_wo
     assert _call_all(engine, 3) == [f"answer to question {i}" for i in range(3)]
 
 
+def test_a_leader_interrupted_while_gathering_lets_the_others_finish():
+    engine = InstructkitEngine(RecordingLM(), max_batch=8, batch_window=0.3)
+    batcher = engine._batcher
+
+    class Interrupting(threading.Condition):
+        def wait(self, timeout=None):
+            if threading.current_thread().name == "victim":
+                while len(batcher._queue) < 4:  # the others queue behind the gathering leader
+                    super().wait(0.01)
+                raise KeyboardInterrupt  # as Ctrl-C would
+            return super().wait(timeout)
+
+    batcher._cond, results = Interrupting(), {}
+
+    def call(name):
+        try:
+            results[name] = engine.complete(_request(name)).text
+        except KeyboardInterrupt:
+            results[name] = "interrupted"
+
+    threads = [threading.Thread(target=call, args=(n,), name=n) for n in ("victim", "a", "b", "c")]
+    threads[0].start()
+    while batcher._gathering is None:  # the victim leads
+        time.sleep(0.001)
+    for t in threads[1:]:
+        t.start()
+    for t in threads:
+        t.join(timeout=20)
+    assert not any(t.is_alive() for t in threads), "a caller was left waiting"
+    assert results == {
+        "victim": "interrupted",
+        "a": "answer to a",
+        "b": "answer to b",
+        "c": "answer to c",
+    }
+    assert engine.batch_sizes == {3: 1}
+
+
 def test_an_lm_that_returns_too_few_completions_fails_every_caller():
     engine = InstructkitEngine(RecordingLM(short=True), max_batch=4, batch_window=1.0)
     outcomes = _call_all(engine, 4)
