@@ -7,7 +7,8 @@ What exists so far (docs/optimize.md):
 * :mod:`.adapter`: :class:`PlainAdapter`, prompts small models can follow;
 * :mod:`.task`, :mod:`.metrics`: a one-predictor task read from a dataset; metrics by name;
 * :mod:`.scoring`: score an instruction or a program on a dataset with any instructkit metric and
-  compare instructions with paired bootstrap CIs and Holm's correction.
+  compare instructions with paired bootstrap CIs and Holm's correction; items run on threads
+  whose calls the bridge sends to the model in batches.
 
 LiteLLM (under DSPy) would fetch its model cost map from the network when imported; the
 variable below makes it use its bundled copy. It must be set before ``dspy`` is first imported,
@@ -46,6 +47,8 @@ from instructkit.optimize.scoring import (  # noqa: E402
     ProgramScore,
     compare_instructions,
     compare_scores,
+    default_threads,
+    score_each,
     score_instruction,
     score_program,
 )
@@ -70,6 +73,8 @@ __all__ = [
     "resolve_metric",
     "score_instruction",
     "score_program",
+    "score_each",
+    "default_threads",
     "Evolutionary",
     "EvolutionResult",
     "EvolutionSettings",

@@ -22,6 +22,19 @@ LM in ``CachedLM``; :func:`bridge_lm` turns DSPy's own response cache and retrie
 counter and the budget see every request (a cache hit in ``CachedLM`` still counts as a call of
 the program; ``CachedLM.misses`` says how many reached the model).
 
+Batching: concurrent calls (e.g. items scored on several threads, ``score_program(...,
+threads=16)``) are gathered into one ``lm.complete([...])`` call of up to ``max_batch`` requests
+(default 16; ``bridge_lm(..., max_batch=1)`` sends every call alone). Local backends generate a
+batch together: SmolLM2-135M answers 16 short requests 3.6x faster in one call than one by one.
+There is no background thread: the first waiting caller leads, gathers the requests that arrive
+within ``batch_window`` seconds of each other (or until ``max_batch`` wait; a lone caller
+does not wait), runs the batch, and
+hands each caller its own completion; one batch runs at a time per engine, and the requests that
+arrive meanwhile form the next one. A batch that fails raises its error in every caller in it.
+The budget check and the count happen per request, before it joins a batch, so a budget is
+never exceeded however many threads call. ``counter.tally()`` attributes calls to the thread (or
+``contextvars`` context) that made them, which scoring uses for per-item counts.
+
 Request mapping: the system text and the text messages become a
 :class:`~instructkit.lm.base.ChatRequest` (a ``developer`` message is sent as ``system``);
 ``temperature``, ``max_tokens``, ``top_p``, ``stop`` and ``seed`` carry over (unset ones keep
@@ -33,8 +46,13 @@ original in ``provider_data``) and the token usage.
 
 from __future__ import annotations
 
+import contextvars
 import threading
+import time
+from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import dspy
@@ -61,6 +79,16 @@ PROPOSER = "proposer"
 _FINISH_REASONS = {"stop", "length", "tool_call", "content_filter", "error"}
 _ROLES = {"user": "user", "assistant": "assistant", "developer": "system", "system": "system"}
 
+MAX_BATCH = 16  # requests per batch: 16 short SmolLM2 requests run 3.6x faster together
+BATCH_WINDOW = 0.02  # seconds: a batch closes when no request arrived for this long
+
+# The tallies open in this context, each with its counter: ``CallCounter.tally`` adds one, and
+# ``reserve`` counts into those of its own counter. A ContextVar, so each thread (and each
+# ``contextvars.copy_context()`` a worker runs in) sees only the tallies opened in it.
+_TALLIES: contextvars.ContextVar[tuple[tuple[CallCounter, dict[str, int]], ...]] = (
+    contextvars.ContextVar("instructkit_call_tallies", default=())
+)
+
 
 class BudgetExceeded(LMError):
     """A call (or a planned run of calls) would go past the :class:`CallCounter`'s budget."""
@@ -71,7 +99,8 @@ class CallCounter:
     the call that would exceed it.
 
     Thread-safe: DSPy may call the engine from several threads. A call is counted when it is
-    reserved, just before it is made, so a call that fails still counts (it was spent).
+    reserved, just before it is made, so a call that fails still counts (it was spent). The check
+    and the count are one atomic step, so concurrent callers never exceed a budget together.
     """
 
     def __init__(self, budget: int | None = None, *, budgets: Mapping[str, int] | None = None):
@@ -129,6 +158,27 @@ class CallCounter:
                     fix="raise the budget, or stop the run at this point.",
                 )
             self._counts[role] = self._counts.get(role, 0) + 1
+            for counter, tally in _TALLIES.get():
+                if counter is self:
+                    tally[role] = tally.get(role, 0) + 1
+
+    @contextmanager
+    def tally(self) -> Iterator[dict[str, int]]:
+        """The calls this counter counts inside the block *in this context*, per role.
+
+        Unlike a difference of :attr:`counts`, calls that other threads make at the same time
+        are left out, so concurrent work can each be attributed its own calls. A thread started
+        inside the block sees the tally only if it runs in a copy of this context
+        (``contextvars.copy_context().run``, as instructkit's scoring threads do); DSPy's own
+        ``ParallelExecutor`` threads do not, and their calls are not in the tally (the counter
+        still counts them).
+        """
+        mine: dict[str, int] = {}
+        token = _TALLIES.set((*_TALLIES.get(), (self, mine)))
+        try:
+            yield mine
+        finally:
+            _TALLIES.reset(token)
 
 
 def _text_of(content: object, where: str) -> str:
@@ -203,23 +253,153 @@ def to_response(completion: Completion, model: str) -> Response:
     )
 
 
+@dataclass
+class _Waiter:
+    """One caller's request in the batcher's queue, and then its outcome."""
+
+    request: ChatRequest
+    arrived: float
+    completion: Completion | None = None
+    error: BaseException | None = None
+    done: bool = False
+
+    def outcome(self) -> Completion:
+        if self.error is not None:
+            raise self.error
+        assert self.completion is not None
+        return self.completion
+
+
+class _Batcher:
+    """Gathers concurrent requests into one ``lm.complete`` call, leader-follower style.
+
+    No background thread: a caller that finds its request first in the queue while no batch
+    is running becomes the leader. It waits until ``max_batch`` requests queue or none arrived
+    for ``window`` seconds, takes them, runs them outside the lock, and wakes the others, each
+    of whom reads its own outcome. Requests that arrive during a batch form the next one.
+    A lone caller (the last batch held one request and none arrived while it ran) does not
+    wait: sequential calls pay no window, and concurrent ones queue up during its call.
+    """
+
+    def __init__(self, lm: LM, max_batch: int, window: float) -> None:
+        self.lm, self.max_batch, self.window = lm, max_batch, window
+        self.sizes: Counter[int] = Counter()  # batches run, by size
+        self._cond = threading.Condition()
+        self._queue: list[_Waiter] = []
+        self._busy = False  # a leader is gathering or running a batch
+        self._gathering: _Waiter | None = None  # the leader while it gathers
+        self._last_arrival = 0.0
+        self._lone = False  # the last batch had one request and nothing queued meanwhile
+
+    def complete(self, request: ChatRequest) -> Completion:
+        waiter = _Waiter(request, time.monotonic())
+        with self._cond:
+            self._queue.append(waiter)
+            self._last_arrival = waiter.arrived
+            self._cond.notify_all()  # a gathering leader may now have a full batch
+            try:
+                batch = self._wait_turn(waiter)
+            except BaseException:  # e.g. Ctrl-C while waiting: never leave others stranded
+                self._abandon(waiter)
+                raise
+        if batch:
+            self._run(batch)
+        return waiter.outcome()
+
+    def _wait_turn(self, waiter: _Waiter) -> list[_Waiter]:
+        """The batch to run when ``waiter`` leads; empty when another caller answered it."""
+        while not waiter.done:
+            if not self._busy and self._queue[0] is waiter:
+                self._busy, self._gathering = True, waiter
+                while not self._lone and len(self._queue) < self.max_batch:
+                    left = self._last_arrival + self.window - time.monotonic()
+                    if left <= 0:
+                        break
+                    self._cond.wait(left)
+                self._gathering = None
+                batch = self._queue[: self.max_batch]
+                del self._queue[: self.max_batch]
+                return batch
+            self._cond.wait()
+        return []
+
+    def _abandon(self, waiter: _Waiter) -> None:
+        if self._gathering is waiter:
+            self._busy, self._gathering = False, None  # let the next caller lead
+        if waiter in self._queue:
+            self._queue.remove(waiter)
+            self._cond.notify_all()
+
+    def _run(self, batch: list[_Waiter]) -> None:
+        completions: list[Completion] = []
+        error: BaseException | None = None
+        try:
+            completions = self.lm.complete([w.request for w in batch])
+            if len(completions) != len(batch):
+                raise LMError(
+                    f"LM '{self.lm.name}' returned {len(completions)} completions for {len(batch)}."
+                )
+        except BaseException as exc:
+            error = exc
+        with self._cond:
+            for i, w in enumerate(batch):
+                if error is None:
+                    w.completion = completions[i]
+                elif isinstance(error, Exception) or i == 0:
+                    w.error = error  # the leader (first) re-raises even Ctrl-C as it came
+                else:
+                    w.error = LMError(f"the batch of this call was interrupted ({error!r}).")
+                w.done = True
+            self.sizes[len(batch)] += 1
+            self._lone = len(batch) == 1 and not self._queue
+            self._busy = False
+            self._cond.notify_all()
+
+
 class InstructkitEngine:
     """A DSPy 3.4 engine (``complete``/``stream``/``close``) over an instructkit ``LM``.
 
-    Each ``complete`` is one counted call of ``role``. The engine borrows ``lm``: ``close``
-    leaves it open (its owner closes it).
+    Each ``complete`` is one counted call of ``role``. With ``max_batch > 1``, calls made at
+    the same time from several threads go to ``lm`` together, in one ``lm.complete`` of up to
+    ``max_batch`` requests (``batch_window``: seconds without a new request that close a
+    batch); ``batch_sizes`` counts the batches run by size. The engine borrows ``lm``:
+    ``close`` leaves it open (its owner closes it).
     """
 
-    def __init__(self, lm: LM, *, counter: CallCounter | None = None, role: str = TASK):
+    def __init__(
+        self,
+        lm: LM,
+        *,
+        counter: CallCounter | None = None,
+        role: str = TASK,
+        max_batch: int = MAX_BATCH,
+        batch_window: float = BATCH_WINDOW,
+    ):
         if not role:
             raise ValueError("role must be a non-empty name such as 'task' or 'proposer'")
+        if isinstance(max_batch, bool) or max_batch < 1:
+            raise ValueError(f"max_batch must be a count >= 1, got {max_batch!r}")
+        if batch_window < 0:
+            raise ValueError(f"batch_window must be seconds >= 0, got {batch_window!r}")
         self.lm = lm
         self.counter = counter if counter is not None else CallCounter()
         self.role = role
+        self.max_batch = max_batch
+        self._batcher = _Batcher(lm, max_batch, batch_window) if max_batch > 1 else None
+
+    @property
+    def batch_sizes(self) -> dict[int, int]:
+        """Batches sent to the LM so far, by size (empty when ``max_batch`` is 1)."""
+        if self._batcher is None:
+            return {}
+        with self._batcher._cond:
+            return dict(self._batcher.sizes)
 
     def complete(self, request: Request) -> Response:
         chat = to_chat_request(request)  # a request we cannot send is refused before counting
-        self.counter.reserve(self.role)
+        self.counter.reserve(self.role)  # counted (or refused) before it joins a batch
+        if self._batcher is not None:
+            return to_response(self._batcher.complete(chat), self.lm.name)
         completions = self.lm.complete([chat])
         if len(completions) != 1:
             raise LMError(f"LM '{self.lm.name}' returned {len(completions)} completions for 1.")
@@ -240,14 +420,19 @@ def bridge_lm(
     role: str = TASK,
     temperature: float | None = None,
     max_tokens: int | None = None,
+    max_batch: int = MAX_BATCH,
+    batch_window: float = BATCH_WINDOW,
 ) -> Any:
     """``lm`` as a ``dspy.LM`` whose calls ``counter`` counts under ``role``.
 
     DSPy's response cache and retries are off: caching is ``CachedLM``'s job, and a retry
     would spend calls the counter must see. ``temperature``/``max_tokens`` become the
-    ``dspy.LM`` defaults (unset: greedy, 256 tokens).
+    ``dspy.LM`` defaults (unset: greedy, 256 tokens). Concurrent calls go to ``lm`` in batches
+    of up to ``max_batch`` (1: each call alone); see :class:`InstructkitEngine`.
     """
-    engine = InstructkitEngine(lm, counter=counter, role=role)
+    engine = InstructkitEngine(
+        lm, counter=counter, role=role, max_batch=max_batch, batch_window=batch_window
+    )
     name = (lm.name or "lm").strip("/") or "lm"
     return dspy.LM(
         f"local/{name}",

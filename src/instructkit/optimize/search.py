@@ -22,7 +22,7 @@ from typing import Any, Protocol
 
 from instructkit.jobs import Job
 from instructkit.optimize.metrics import MetricFn
-from instructkit.optimize.scoring import score_program
+from instructkit.optimize.scoring import ItemResult, NotScored, default_threads, score_each
 from instructkit.optimize.task import InstructionTask
 from instructkit.optimize.templates import TaskSpec, generate_candidates
 
@@ -59,9 +59,14 @@ class ProgramTask(Protocol):
 class Evaluator:
     """Scores instructions item by item through the job's journal (``history.jsonl``).
 
-    Every scored item is one journal row, written before the next call; an item already in the
-    journal is read back, not called again, so a killed run resumes without re-spending.
-    ``phase`` ``val`` spends the search budget (counter role ``task``); ``test`` uses role ``test``.
+    Every scored item is one journal row; an item already in the journal is read back, not
+    called again, so a killed run resumes without re-spending. Missing items are scored
+    ``threads`` at a time (default: the ``val`` LM's :func:`~instructkit.optimize.scoring.
+    default_threads`, 16 on a batching bridge), and each chunk's rows are journaled in item
+    order as soon as it ends: a kill loses at most the chunk in flight. An item that fails
+    (e.g. the budget ran out) is not journaled; the rows of its chunk that were scored are,
+    then its error is raised. ``phase`` ``val`` spends the search budget (counter role
+    ``task``); ``test`` uses role ``test``.
     """
 
     def __init__(
@@ -72,9 +77,11 @@ class Evaluator:
         lms: Mapping[str, Any],
         examples: Mapping[str, Sequence[Any]],
         on_call: Callable[[int], None] | None = None,
+        threads: int | None = None,
     ) -> None:
         self.job, self.task, self.metric, self.lms, self.examples = job, task, metric, lms, examples
         self.on_call = on_call  # told the calls of each newly scored item (a progress bar)
+        self.threads = threads
         self._done = {(r["phase"], r["instruction"], r["item"]): r for r in job.records}
 
     def spent(self, phase: str = "val") -> int:
@@ -85,37 +92,51 @@ class Evaluator:
         self, instruction: str, items: Sequence[int], phase: str = "val"
     ) -> list[dict[str, Any]]:
         """The journal rows of ``instruction`` on ``items`` (indices), scoring the missing ones."""
-        program = self.task.program(instruction)
-        name, fn = self.metric
-        out = []
-        for i in items:
-            key = (phase, instruction, i)
-            if key not in self._done:
-                scored = score_program(
-                    program,
-                    [self.examples[phase][i]],
-                    fn,
-                    lm=self.lms[phase],
-                    target=self.task.target,
-                )
-                item = scored.items[0]
-                row = {
-                    "phase": phase,
-                    "instruction": instruction,
-                    "item": i,
-                    "score": item.score,
-                    "answer": None if item.outputs is None else item.outputs.get(self.task.target),
-                    "error": item.error,
-                    "calls": scored.calls or 0,
-                }
-                if phase == TEST:  # the report shows test examples with their inputs
-                    row["example"] = dict(self.examples[phase][i].items())
-                self.job.append([row])
-                self._done[key] = row
-                if self.on_call is not None:
-                    self.on_call(scored.calls or 0)
-            out.append(self._done[key])
-        return out
+        missing = list(dict.fromkeys(i for i in items if (phase, instruction, i) not in self._done))
+        size = self.threads or default_threads(self.lms[phase])
+        for start in range(0, len(missing), size):
+            self._score_chunk(instruction, missing[start : start + size], phase)
+        return [self._done[(phase, instruction, i)] for i in items]
+
+    def _score_chunk(self, instruction: str, chunk: list[int], phase: str) -> None:
+        """Score ``chunk`` at once; journal its scored rows in item order; raise its first error."""
+        _, fn = self.metric
+        outcomes = score_each(
+            self.task.program(instruction),
+            [self.examples[phase][i] for i in chunk],
+            fn,
+            lm=self.lms[phase],
+            target=self.task.target,
+            threads=len(chunk),
+        )
+        rows = [
+            self._row(instruction, i, outcome, phase)
+            for i, outcome in zip(chunk, outcomes, strict=True)
+            if not isinstance(outcome, Exception)
+        ]
+        if rows:
+            self.job.append(rows)
+        for row in rows:
+            self._done[(phase, instruction, row["item"])] = row
+            if self.on_call is not None:
+                self.on_call(int(row["calls"]))
+        errors = [o for o in outcomes if isinstance(o, Exception) and not isinstance(o, NotScored)]
+        if errors:
+            raise errors[0]
+
+    def _row(self, instruction: str, i: int, item: ItemResult, phase: str) -> dict[str, Any]:
+        row = {
+            "phase": phase,
+            "instruction": instruction,
+            "item": i,
+            "score": item.score,
+            "answer": None if item.outputs is None else item.outputs.get(self.task.target),
+            "error": item.error,
+            "calls": item.calls or 0,
+        }
+        if phase == TEST:  # the report shows test examples with their inputs
+            row["example"] = dict(self.examples[phase][i].items())
+        return row
 
     def scores(self, instruction: str, items: Sequence[int], phase: str = "val") -> list[float]:
         return [float(r["score"]) for r in self.rows(instruction, items, phase)]
