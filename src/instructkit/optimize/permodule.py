@@ -23,8 +23,10 @@ Choices taken:
   :func:`~instructkit.optimize.propose.rewrite_prompt`).
 - **Credit assignment**: a stage's candidates are raced with only that stage's instruction
   changed, scored by the final metric. The race is successive halving
-  (:func:`~instructkit.optimize.search.halving_schedule`) on a seeded order of the valset; its
-  winner is scored on the whole valset and adopted only when it beats the current program there.
+  (:func:`~instructkit.optimize.search.halving_schedule`) on a seeded order of the valset that
+  alternates items the current program fails and items it passes (so the first, small rungs
+  can tell candidates apart); its winner is scored on the whole valset and adopted only when it
+  beats the current program there.
 - **Rounds**: ``rounds`` passes over the stages (a later stage's change can make an earlier
   stage's candidate better); a round that adopts nothing ends the search when there is no
   proposer (the next round would race the same candidates in the same context).
@@ -463,14 +465,25 @@ class _Ascent:
         """Successive halving over ``pool`` (stage ``name`` changed only); the winner and its
         full-valset score, or (None, 0) when no candidate can race."""
         n, base = fit_halving(len(pool), len(self.valset), budget)
-        arms = pool[:n]
+        arms, order = pool[:n], self._race_order(current)
         for survivors, items in halving_schedule(n, len(self.valset), base) if n else []:
-            shown = self.order[:items]
+            shown = order[:items]
             means = {a: mean(self._scores({**current, name: a}, shown)) for a in arms[:survivors]}
             arms = sorted(arms[:survivors], key=lambda a: -means[a])
         if not arms:
             return None, 0.0
         return arms[0], self._full({**current, name: arms[0]})
+
+    def _race_order(self, current: Mapping[str, str]) -> list[int]:
+        """Val items in a seeded order, alternating items the current program fails and items
+        it passes: the first rungs then hold the items where a change can show (on passed items
+        alone every candidate ties, and ties keep the pool's order)."""
+        scores = self._scores(current, range(len(self.valset)))  # known: no call
+        failed = [i for i in self.order if scores[i] < 1.0]
+        passed = [i for i in self.order if scores[i] >= 1.0]
+        mixed = [i for pair in zip(failed, passed, strict=False) for i in pair]
+        short = min(len(failed), len(passed))
+        return mixed + failed[short:] + passed[short:]
 
     def _scores(self, instructions: Mapping[str, str], items: Sequence[int]) -> list[float]:
         return self.evaluator.scores(instructions, items, self.valset, self.opt.task_lm)
