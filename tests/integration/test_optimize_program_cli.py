@@ -76,9 +76,12 @@ def files(tmp_path):
     program = tmp_path / "pipeline.py"
     program.write_text(PROGRAM)
     rows = [
-        {"text": f"review {i} was {'good' if i % 2 else 'bad'}", "sentiment": ["negative", "positive"][i % 2]}
+        {
+            "text": f"review {i} was {'good' if i % 2 else 'bad'}",
+            "sentiment": ["negative", "positive"][i % 2],
+        }
         for i in range(30)
-    ]  # fmt: skip
+    ]
     data = tmp_path / "reviews.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return program, data
@@ -91,8 +94,23 @@ def run(*args):
 def test_optimize_program_writes_the_outputs_within_budget_and_resumes(tmp_path, built):
     program, data = files(tmp_path)
     out = tmp_path / "opt"
-    args = [f"{program}:program", "--data", data, "--target", "sentiment", "--labels",
-            "positive,negative", "--budget", 160, "--seed", 1, "--lm", "fake", "-o", out]  # fmt: skip
+    args = [
+        f"{program}:program",
+        "--data",
+        data,
+        "--target",
+        "sentiment",
+        "--labels",
+        "positive,negative",
+        "--budget",
+        160,
+        "--seed",
+        1,
+        "--lm",
+        "fake",
+        "-o",
+        out,
+    ]
     result = run(*args)
     assert result.exit_code == 0, result.output
     assert "extract: changed" in result.output and "classify: kept" in result.output
@@ -160,7 +178,18 @@ def test_a_bad_program_is_one_line_before_any_call(tmp_path, built):
         result = run(spec, "--data", data, "--target", "sentiment", "--lm", "fake", "-o", tmp_path)
         assert result.exit_code == 1
         assert text in result.output
-    result = run(f"{program}:program", "--data", data, "--target", "sentiment", "--budget", 5,
-                 "--lm", "fake", "-o", tmp_path / "o")  # fmt: skip
+    result = run(
+        f"{program}:program",
+        "--data",
+        data,
+        "--target",
+        "sentiment",
+        "--budget",
+        5,
+        "--lm",
+        "fake",
+        "-o",
+        tmp_path / "o",
+    )
     assert result.exit_code == 1 and "smaller than one evaluation" in result.output
     assert all(lm.calls == [] for lm in built)

@@ -185,11 +185,17 @@ def test_errors_come_before_any_call():
 
     cases = [
         (NoPredictors(), rows(), metric, 100, ConfigError, "no predictors"),
-        (Pipeline(), [dspy.Example(text="x", sentiment="positive")], metric, 100, ConfigError,
-         "inputs marked"),
+        (
+            Pipeline(),
+            [dspy.Example(text="x", sentiment="positive")],
+            metric,
+            100,
+            ConfigError,
+            "inputs marked",
+        ),
         (Pipeline(), rows(), raising, 100, Exception, "metric"),
         (Pipeline(), rows(), metric, 15, BudgetExceeded, "smaller than one evaluation"),
-    ]  # fmt: skip
+    ]
     for program, data, fn, budget, error, message in cases:
         opt, counter, model = optimizer(budget)
         with pytest.raises(error, match=message):
