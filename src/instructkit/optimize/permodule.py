@@ -35,8 +35,9 @@ Choices taken:
   Gains of interacting stages need not add up to the total gain.
 - **Budget**: one shared budget of task calls counted at the engine. The calls per item are
   measured (the most any item took), not assumed; the baseline and the per-stage scoring are
-  reserved first, the rest is split evenly over the (round, stage) races still to come, and no
-  item is started unless its calls fit. The counter's task budget is lowered to the same limit
+  reserved first; each race may spend an even share of what is left among the stages still to
+  race in its round (a later round races with what the earlier ones left); no item is started
+  unless its calls fit. The counter's task budget is lowered to the same limit
   while :meth:`PerModule.compile` runs, as a backstop.
 - **Resume**: with ``history`` (a path, or a :class:`~instructkit.jobs.Job` the caller opened),
   every scored item and every proposer reply is a journal row. The search is a deterministic
@@ -432,7 +433,7 @@ class _Ascent:
         slots = [(r, name) for r in range(self.cfg.rounds) for name in self.names]
         try:
             for number, (rnd, name) in enumerate(slots):
-                budget = self._slot_budget(len(slots) - number)
+                budget = self._slot_budget(len(self.names) - self.names.index(name))
                 if budget < len(self.valset):  # not even the winner's full score would fit
                     self.races.append(_race_row(rnd, name, [], None, 0.0, score, False))
                     self.stopped = "budget"
@@ -452,12 +453,13 @@ class _Ascent:
         self.best_score = score
         return current
 
-    def _slot_budget(self, slots_left: int) -> int:
-        """Item evaluations the next race may spend: an even share of what is left after the
-        reserve for scoring each stage alone at the end."""
+    def _slot_budget(self, stages_left: int) -> int:
+        """Item evaluations the next race may spend: an even share, among the stages still to
+        race in this round, of what is left after the reserve for scoring each stage alone at
+        the end (a later round races with what the earlier ones left)."""
         reserve = len(self.valset) * max(0, len(self.names) - 1) * self.evaluator.calls_per_item
         left = self.opt.budget - self.evaluator.used - reserve
-        return max(0, left // slots_left) // self.evaluator.calls_per_item
+        return max(0, left // stages_left) // self.evaluator.calls_per_item
 
     def _race(
         self, name: str, current: dict[str, str], pool: list[str], budget: int
