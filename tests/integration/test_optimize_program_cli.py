@@ -192,4 +192,5 @@ def test_a_bad_program_is_one_line_before_any_call(tmp_path, built):
         tmp_path / "o",
     )
     assert result.exit_code == 1 and "smaller than one evaluation" in result.output
+    assert not (tmp_path / "o").exists()  # nothing to resume: a larger budget starts cleanly
     assert all(lm.calls == [] for lm in built)

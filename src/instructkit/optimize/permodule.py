@@ -430,10 +430,10 @@ class _Ascent:
                 fix="raise the budget to several evaluations of the valset.",
             ) from None
         current, score = dict(self.initial), self.baseline
-        slots = [(r, name) for r in range(self.cfg.rounds) for name in self.names]
+        slots = [(r, k, name) for r in range(self.cfg.rounds) for k, name in enumerate(self.names)]
         try:
-            for number, (rnd, name) in enumerate(slots):
-                budget = self._slot_budget(len(self.names) - self.names.index(name))
+            for rnd, k, name in slots:
+                budget = self._slot_budget(len(self.names) - k)
                 if budget < len(self.valset):  # not even the winner's full score would fit
                     self.races.append(_race_row(rnd, name, [], None, 0.0, score, False))
                     self.stopped = "budget"

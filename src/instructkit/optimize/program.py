@@ -166,10 +166,12 @@ def load_program(spec: str) -> Any:
     if module_spec is None or module_spec.loader is None:
         raise ConfigError(f"{path} cannot be imported as Python.", fix="give a .py file.")
     module = importlib.util.module_from_spec(module_spec)
+    sys.modules[module_name] = module  # dataclasses and pickling look the module up there
     sys.path.insert(0, str(path.parent))
     try:
         module_spec.loader.exec_module(module)
     except Exception as exc:
+        sys.modules.pop(module_name, None)
         raise ConfigError(
             f"{path} failed to import: {type(exc).__name__}: {exc}",
             fix=f"run `python {path}` to see and fix the error.",
@@ -248,6 +250,7 @@ def run_program_optimization(
     parts = _split(prompt_cfg, task)
     examples = {name: task.examples(rows) for name, rows in parts.items() if rows}
     _check_metric(metric, [*examples["val"], *examples["test"]])
+    _check_budget(cfg, len(examples["val"]), len(initial))
 
     job = Job(Path(cfg.out) / "history.jsonl", _fingerprint(cfg), fresh=fresh)
     counter = CallCounter()
@@ -262,7 +265,8 @@ def run_program_optimization(
     opt = PerModule(task_lm, proposer, counter, cfg.budget, settings, history=job)
     n_test = len(examples["test"])
     bar = tqdm(total=cfg.budget + 2 * n_test * len(initial), desc="optimize program",
-               unit="call", disable=not progress)  # fmt: skip
+               initial=sum(int(r["calls"]) for r in job.records if "item" in r), unit="call",
+               disable=not progress)  # fmt: skip
     opt.on_call = bar.update
     best_program = opt.compile(
         student,
@@ -297,6 +301,18 @@ def run_program_optimization(
     )
     _write_outputs(cfg, best_program, result)
     return result
+
+
+def _check_budget(cfg: ProgramOptConfig, n_val: int, n_predictors: int) -> None:
+    """Before the job opens (a refused budget leaves nothing to resume): the budget covers one
+    evaluation of val, estimated as one call per predictor and item."""
+    if cfg.budget < n_val * n_predictors:
+        raise ConfigError(
+            f"the budget of {cfg.budget} calls is smaller than one evaluation of the {n_val} "
+            f"val items by the {n_predictors} predictors ({n_val * n_predictors} calls).",
+            fix=f"raise --budget to at least {n_val * n_predictors} (several times that to "
+            "search), or use a smaller val set.",
+        )
 
 
 def _prompt_config(cfg: ProgramOptConfig, student: Any) -> PromptOptConfig:
