@@ -44,9 +44,9 @@ def test_per_module_search_on_the_embedded_model_keeps_the_budget(tmp_path, one_
         test=_write(tmp_path / "test.jsonl", rows[3:6]),
         target="sentiment",
         labels=["positive", "negative"],
-        budget=30,
+        budget=24,
         rounds=1,
-        candidates=2,
+        candidates=1,
         max_tokens=8,
         out=str(tmp_path / "opt"),
     )
@@ -55,7 +55,7 @@ def test_per_module_search_on_the_embedded_model_keeps_the_budget(tmp_path, one_
     result = run_program_optimization(cfg, lm=lm, progress=False)
     elapsed = time.monotonic() - start
 
-    assert result.calls["task"] <= 30
+    assert result.calls["task"] <= 24
     assert result.calls["test"] == 2 * 2 * 3  # initial and best, 2 stages, 3 items
     assert [s.name for s in result.stages] == ["extract", "classify"]
     saved = json.loads((tmp_path / "opt" / "result.json").read_text())
