@@ -350,9 +350,9 @@ class PerModule(Teleprompter):
                 fix="pass trainset=, valset= and metric= only.",
             )
         started = time.monotonic()
-        search = _Ascent(self, student, list(trainset), list(valset or trainset), metric)
-        saved = dict(self.counter.budgets)
+        saved = dict(self.counter.budgets)  # the search lowers the task budget as a backstop
         try:
+            search = _Ascent(self, student, list(trainset), list(valset or trainset), metric)
             best = search.run()
             self.result = search.result(best, time.monotonic() - started)
         finally:

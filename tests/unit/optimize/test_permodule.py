@@ -211,3 +211,12 @@ def test_a_missing_field_names_the_item_before_any_call():
         opt.compile(Pipeline(), trainset=data, metric=metric)
     assert info.value.row == 3 and info.value.field == "sentiment"
     assert model.calls == []
+
+
+def test_the_counter_budgets_are_restored_after_compile():
+    counter = CallCounter(budgets={TASK: 500, PROPOSER: 7})
+    task_lm = bridge_lm(ScriptedLM(answer), counter=counter, role=TASK)
+    opt = PerModule(task_lm, None, counter, 40)
+    opt.compile(Pipeline(), trainset=rows(), metric=metric)
+    assert counter.budgets == {TASK: 500, PROPOSER: 7}
+    assert counter.count(TASK) <= 40
