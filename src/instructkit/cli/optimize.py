@@ -4,6 +4,9 @@
 :class:`~instructkit.optimize.prompt.PromptOptConfig`, calls
 :func:`~instructkit.optimize.prompt.run_prompt_optimization`, renders the page with
 :func:`~instructkit.report.prompt.write_prompt_report` and prints the outcome.
+``optimize program`` does the same with
+:class:`~instructkit.optimize.program.ProgramOptConfig` and
+:func:`~instructkit.optimize.program.run_program_optimization` for a DSPy program in a file.
 """
 
 from __future__ import annotations
@@ -168,3 +171,156 @@ def optimize_prompt(
         f"p {c.p_permutation:.3g}); calls {result.calls}"
     )
     click.echo(f"wrote {cfg.out}/result.json, results.json, history.jsonl, program.json, {page}")
+
+
+@optimize_group.command("program")
+@click.argument("program")
+@click.option("--data", type=click.Path(exists=True, dir_okay=False), help="Rows (JSON/JSONL).")
+@click.option("--target", help="Field holding the reference of the program's final output.")
+@click.option(
+    "--inputs",
+    default=None,
+    help="Input fields passed to the program, comma-separated (default: the first "
+    "predictor's input fields).",
+)
+@click.option("--labels", default=None, help="The answer set, comma-separated: a,b,c.")
+@click.option(
+    "--metric",
+    default=None,
+    help="exact, lenient (default with --labels), f1, or another instructkit metric name; "
+    "it scores the --target output of the program.",
+)
+@click.option(
+    "--budget",
+    type=int,
+    default=None,
+    help="Most task calls the search may spend on val, all predictors together (the final "
+    "test runs are extra). Default 200.",
+)
+@click.option("--seed", type=int, default=None, help="Seed of the split and the search.")
+@click.option("--rounds", type=int, default=None, help="Passes over the predictors (default 2).")
+@click.option(
+    "--candidates", type=int, default=None, help="Template candidates per predictor (default 6)."
+)
+@click.option(
+    "--proposals",
+    type=int,
+    default=None,
+    help="Proposer rewrites per predictor and round, with --proposer-lm (default 2).",
+)
+@click.option(
+    "--val",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="Val rows (default: a share of --data).",
+)
+@click.option(
+    "--test",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="Test rows (default: a share of --data).",
+)
+@click.option(
+    "--lm",
+    "lm",
+    default=None,
+    metavar="BACKEND[:MODEL]",
+    help="The model that runs the program (default: local, the embedded model).",
+)
+@click.option(
+    "--proposer-lm",
+    default=None,
+    metavar="BACKEND[:MODEL]",
+    help="A model that rewrites instructions from the failing items (default: none).",
+)
+@click.option("--base-url", default=None, help="Server URL for --lm openai:MODEL.")
+@click.option("--cache", type=click.Path(dir_okay=False), default=None, help="LM request cache.")
+@click.option("--max-tokens", type=int, default=None, help="Reply length limit (default 32).")
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="YAML with any of the keys (docs/optimize.md); flags win.",
+)
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a key.")
+@click.option("-o", "--out", default=None, help="Output folder (result.json, program.json, ...).")
+@click.option("--fresh", is_flag=True, help="Start over instead of resuming a killed run.")
+@click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
+def optimize_program(
+    program,
+    data,
+    target,
+    inputs,
+    labels,
+    metric,
+    budget,
+    seed,
+    rounds,
+    candidates,
+    proposals,
+    val,
+    test,
+    lm,
+    proposer_lm,
+    base_url,
+    cache,
+    max_tokens,
+    config_path,
+    overrides,
+    out,
+    fresh,
+    no_progress,
+) -> None:
+    """Tune the instruction of every predictor of the DSPy program PROGRAM (FILE.py:OBJECT: a
+    dspy.Module instance, or a no-argument callable returning one) on --data: split it into
+    train/val/test with a seed, search stage by stage under --budget task calls on val
+    (each candidate scored by the final metric, the other stages at their best), then score
+    the initial and the best program on test and compare them (paired CI and p).
+
+    Writes OUT/result.json (with the val gain of each stage), program.json (DSPy's save
+    format) and history.jsonl. A killed run resumes where it stopped when started again.
+
+    Example: instructkit optimize program pipeline.py:program --data reviews.jsonl
+    --target sentiment --labels positive,negative --budget 200 -o opt
+    """
+    from instructkit.config import load_config
+    from instructkit.optimize.program import ProgramOptConfig, run_program_optimization
+
+    cfg = load_config(
+        ProgramOptConfig,
+        config_path,
+        overrides,
+        program=program,
+        data=data,
+        target=target,
+        inputs=inputs.split(",") if inputs else None,
+        labels=labels.split(",") if labels else None,
+        metric=metric,
+        budget=budget,
+        seed=seed,
+        rounds=rounds,
+        candidates=candidates,
+        proposals=proposals,
+        val=val,
+        test=test,
+        lm=lm,
+        proposer_lm=proposer_lm,
+        base_url=base_url,
+        cache=cache,
+        max_tokens=max_tokens,
+        out=out,
+    )
+    result = run_program_optimization(cfg, fresh=fresh, progress=not no_progress)
+    for name, outcome in (("initial", result.initial), ("best", result.best)):
+        click.echo(f"{name:8} val {outcome.val:.3f}  test {outcome.test:.3f}")
+    for stage in result.stages:
+        gain = "n/a" if stage.gain is None else f"{stage.gain:+.3f}"
+        changed = "changed" if stage.instruction_after != stage.instruction_before else "kept"
+        click.echo(f"  {stage.name}: {changed}, val gain alone {gain}: {stage.instruction_after}")
+    c = result.test_comparison
+    click.echo(
+        f"test delta {c.diff:+.3f} (CI {c.ci_low:+.3f} to {c.ci_high:+.3f}, "
+        f"p {c.p_permutation:.3g}); calls {result.calls}"
+    )
+    click.echo(f"wrote {cfg.out}/result.json, program.json, history.jsonl")

@@ -8,7 +8,9 @@ What exists so far (docs/optimize.md):
 * :mod:`.task`, :mod:`.metrics`: a one-predictor task read from a dataset; metrics by name;
 * :mod:`.scoring`: score an instruction or a program on a dataset with any instructkit metric and
   compare instructions with paired bootstrap CIs and Holm's correction; items run on threads
-  whose calls the bridge sends to the model in batches.
+  whose calls the bridge sends to the model in batches;
+* :mod:`.permodule`, :mod:`.program`: :class:`PerModule`, per-predictor instruction search of
+  a multi-stage program, and the ``instructkit optimize program`` workflow.
 
 LiteLLM (under DSPy) would fetch its model cost map from the network when imported; the
 variable below makes it use its bundled copy. It must be set before ``dspy`` is first imported,
@@ -35,6 +37,17 @@ from instructkit.optimize.evolutionary import (  # noqa: E402
 )
 from instructkit.optimize.metrics import named_label, resolve_metric  # noqa: E402
 from instructkit.optimize.opro import OPRO, OPROResult, OPROSettings  # noqa: E402
+from instructkit.optimize.permodule import (  # noqa: E402
+    PerModule,
+    PerModuleResult,
+    PerModuleSettings,
+    StageResult,
+)
+from instructkit.optimize.program import (  # noqa: E402
+    ProgramOptConfig,
+    ProgramOptResult,
+    run_program_optimization,
+)
 from instructkit.optimize.prompt import (  # noqa: E402
     PromptOptConfig,
     PromptOptResult,
@@ -84,4 +97,11 @@ __all__ = [
     "PromptOptConfig",
     "PromptOptResult",
     "run_prompt_optimization",
+    "PerModule",
+    "PerModuleResult",
+    "PerModuleSettings",
+    "StageResult",
+    "ProgramOptConfig",
+    "ProgramOptResult",
+    "run_program_optimization",
 ]
