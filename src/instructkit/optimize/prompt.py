@@ -37,7 +37,7 @@ import json
 import random
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +52,7 @@ from instructkit.io import BadLine, read_rows, write_atomic
 from instructkit.jobs import Job, fingerprint
 from instructkit.lm.base import LM
 from instructkit.optimize.bridge import PROPOSER, TASK, CallCounter, bridge_lm
+from instructkit.optimize.gradient import GradientSettings, local_model, search_gradient
 from instructkit.optimize.metrics import ITEM_METRICS, MetricFn, metric_value, resolve_metric
 from instructkit.optimize.search import (
     TEST,
@@ -76,7 +77,7 @@ __all__ = [
 ]
 
 METRIC_ALIASES = {"exact": "exact_match", "lenient": "label"}
-PLANNED_METHODS = ("evolutionary", "opro", "gradient", "copro", "mipro", "gepa")
+PLANNED_METHODS = ("evolutionary", "opro", "copro", "mipro", "gepa")
 
 
 class PromptOptConfig(BaseModel):
@@ -104,6 +105,7 @@ class PromptOptConfig(BaseModel):
     cache: str | None = None
     proposer_lm: str | None = None
     max_tokens: int = Field(default=32, ge=1)
+    gradient: GradientSettings = Field(default_factory=GradientSettings)
     out: str
 
 
@@ -137,6 +139,7 @@ class PromptOptResult:
     sizes: dict[str, int]
     out: Path
     test_scores: dict[str, list[float]]
+    extra: dict[str, Any] = field(default_factory=dict)  # a method's own results (gradient)
 
     def to_dict(self) -> dict[str, Any]:
         c = self.test_comparison
@@ -150,6 +153,7 @@ class PromptOptResult:
             "metric": self.metric,
             "budget": self.budget,
             "sizes": self.sizes,
+            **self.extra,
         }
 
 
@@ -158,6 +162,7 @@ class PromptOptResult:
 METHODS: dict[str, MethodFn] = {
     "initial": search_initial,
     "templates": search_templates,
+    "gradient": search_gradient,
 }
 
 
@@ -333,6 +338,8 @@ def run_prompt_optimization(
     job = Job(Path(cfg.out) / "history.jsonl", _fingerprint(cfg), fresh=fresh)
     counter = CallCounter(budgets={TASK: cfg.budget - _spent(job.records, "val")})
     model = _build_lm(cfg.lm, cfg, lm)
+    if cfg.method == "gradient":  # it reads the weights: refuse another LM before any call
+        local_model(model)
     lms = {
         "val": bridge_lm(model, counter=counter, role=TASK, max_tokens=cfg.max_tokens),
         TEST: bridge_lm(model, counter=counter, role=TEST, max_tokens=cfg.max_tokens),
@@ -353,6 +360,10 @@ def run_prompt_optimization(
     spec = _spec(cfg, parts["train"] or parts["val"])
     n_val = len(examples["val"])
     search = Search(task, initial, spec, evaluator, n_val, left, cfg.seed, cfg.candidates, proposer)
+    search.extra.update(
+        lm=model, train=examples.get("train", []), gradient=cfg.gradient, out=Path(cfg.out),
+        max_tokens=cfg.max_tokens,
+    )  # fmt: skip
     best = method(search)
     if evaluator.mean(best) < initial_val:
         best = initial
@@ -377,6 +388,7 @@ def run_prompt_optimization(
         sizes={k: len(v) for k, v in parts.items()},
         out=Path(cfg.out),
         test_scores={"initial": a, "best": b},
+        extra=search.extra.get("result", {}),
     )
     bar.close()
     _write_outputs(cfg, task, result)
