@@ -163,13 +163,13 @@ def test_discrete_search_lowers_the_objective_and_stays_readable(lm, items):
     s = GradientSettings(steps=4, top_k=8, candidates=8, fluency=0.05)
     found = discrete_search(lm, items, INSTRUCTION, s, seed=1)
     assert len(found.objective) == 5
-    assert all(b <= a for a, b in zip(found.objective, found.objective[1:]))
+    assert all(b <= a for a, b in zip(found.objective, found.objective[1:], strict=False))
     assert found.objective[-1] < found.objective[0]
     assert found.instruction != INSTRUCTION
     ids = ids_of(lm, found.instruction)
     assert lm.tokenizer.decode(ids) == found.instruction  # projects to text and back
     allowed = readable_token_mask(lm.tokenizer)
-    new = [t for t, o in zip(ids, ids_of(lm, INSTRUCTION)) if t != o]
+    new = [t for t, o in zip(ids, ids_of(lm, INSTRUCTION), strict=True) if t != o]
     assert new and allowed[new].all()
     assert discrete_search(lm, items, INSTRUCTION, s, seed=1) == found  # seeded
 
