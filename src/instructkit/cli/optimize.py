@@ -36,8 +36,8 @@ def optimize_group() -> None:
 @click.option(
     "--method",
     default=None,
-    help="templates (race template-built instructions; "
-    "default) or initial (score the starting instruction only).",
+    help="templates (race template-built instructions; default), initial (score the "
+    "starting instruction only) or gradient (local models: token search and a soft prompt).",
 )
 @click.option(
     "--budget",

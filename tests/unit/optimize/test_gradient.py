@@ -1,7 +1,11 @@
 """Gradient-based instruction search (optimize.gradient) on the tiny random model."""
 
+import contextlib
+import io
 import json
 import random
+import re
+from pathlib import Path
 
 import pytest
 import torch
@@ -247,3 +251,13 @@ def test_optimize_prompt_gradient_end_to_end(tmp_path):
     assert grad["soft_prompt"]["test"] == pytest.approx(
         sum(r["score"] for r in soft_rows) / len(soft_rows)
     )
+
+
+def test_the_gradient_example_in_docs_optimize_runs():
+    doc = Path(__file__).resolve().parents[3] / "docs" / "optimize.md"
+    blocks = re.findall(r"```python\n(.*?)```", doc.read_text("utf-8"), re.S)
+    code = next(b for b in blocks if "discrete_search" in b)
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        exec(compile(code, str(doc), "exec"), {})
+    assert out.getvalue().split() == ["True", "5"]
