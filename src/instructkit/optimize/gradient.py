@@ -68,6 +68,7 @@ __all__ = [
     "discrete_search",
     "fluency_nll",
     "local_model",
+    "one_hot_objective",
     "prompt_items",
     "readable_token_mask",
     "search_gradient",
@@ -257,25 +258,33 @@ def _frozen(model: Any) -> Iterator[None]:
 def token_gradient(
     model: Any, items: Sequence[PromptItem], instruction: Sequence[int], fluency: float = 0.0
 ) -> torch.Tensor:
-    """d objective / d one-hot of each instruction token, (L, V) (AutoPrompt / GCG).
-
-    The instruction's embeddings are ``one_hot @ E``; the objective is the mean answer loss
-    over ``items`` plus ``fluency`` times the instruction's own NLL, as in
-    :func:`candidate_losses`."""
-    decoder, head, emb = _parts(model)
+    """d objective / d one-hot of each instruction token, (L, V) (AutoPrompt / GCG): the
+    gradient of :func:`one_hot_objective` at the instruction's one-hot tokens."""
+    _, _, emb = _parts(model)
     ids = torch.tensor(list(instruction), device=emb.device)
     one_hot = torch.zeros(len(ids), emb.shape[0], device=emb.device, dtype=emb.dtype)  # (L, V)
     one_hot.scatter_(1, ids[:, None], 1.0)
     one_hot.requires_grad_(True)
     with _frozen(model):
-        ins = one_hot @ emb  # (L, H)
-        seqs = [(list(it.before), list(it.after), list(it.after_labels)) for it in items]
-        loss = _embedded_loss(decoder, head, emb, ins, seqs) / len(items)
-        if fluency > 0:
-            loss = loss + fluency * _embedded_loss(decoder, head, emb, ins, [(seqs[0][0], [], [])])
-        loss.backward()  # type: ignore[no-untyped-call]
+        one_hot_objective(model, items, one_hot, fluency).backward()  # type: ignore[no-untyped-call]
     assert one_hot.grad is not None
     return one_hot.grad.detach()
+
+
+def one_hot_objective(
+    model: Any, items: Sequence[PromptItem], one_hot: torch.Tensor, fluency: float = 0.0
+) -> torch.Tensor:
+    """The objective of :func:`candidate_losses` as a differentiable function of the
+    instruction's one-hot tokens (L, V), whose embeddings are ``one_hot @ E``."""
+    decoder, head, emb = _parts(model)
+    ins = one_hot @ emb  # (L, H)
+    ids = [int(t) for t in one_hot.argmax(-1)]
+    skip = [IGNORE_INDEX] * len(ids)
+    seqs = [(list(it.before), list(it.after), skip + list(it.after_labels)) for it in items]
+    loss = _embedded_loss(decoder, head, emb, ins, seqs) / len(items)
+    if fluency > 0:  # the chat head then the instruction, loss on the instruction
+        loss = loss + fluency * _embedded_loss(decoder, head, emb, ins, [(seqs[0][0], [], ids)])
+    return loss
 
 
 def _embedded_loss(
@@ -285,18 +294,16 @@ def _embedded_loss(
     ins: torch.Tensor,
     seqs: Sequence[tuple[list[int], list[int], list[int]]],
 ) -> torch.Tensor:
-    """Sum over sequences of the mean loss of each: ``before + ins + after``, right-padded.
-    With ``after`` empty the loss is on the instruction itself (its fluency)."""
+    """Sum over sequences ``(before, after, labels)`` of the mean loss of each row
+    ``before + ins + after`` (right-padded); ``labels`` cover ``ins + after``."""
     width = max(len(b) + len(ins) + len(a) for b, a, _ in seqs)
     rows, masks, labels = [], [], []
-    for before, after, after_labels in seqs:
+    for before, after, own in seqs:
         body = torch.cat([emb[before], ins, emb[after]])  # (T_i, H)
         pad = width - len(body)
         rows.append(torch.cat([body, body.new_zeros(pad, body.shape[1])]))
         masks.append([1] * len(body) + [0] * pad)
-        own = after_labels if after else [int(t) for t in ins.argmax(-1)]
-        lead = [IGNORE_INDEX] * (len(before) + (len(ins) if after else 0))
-        labels.append(lead + own + [IGNORE_INDEX] * pad)
+        labels.append([IGNORE_INDEX] * len(before) + own + [IGNORE_INDEX] * pad)
     hidden = decoder(
         inputs_embeds=torch.stack(rows), attention_mask=torch.tensor(masks, device=emb.device)
     ).last_hidden_state  # (B, T, H)

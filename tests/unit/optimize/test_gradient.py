@@ -24,6 +24,7 @@ from instructkit.optimize.gradient import (
     discrete_search,
     fluency_nll,
     local_model,
+    one_hot_objective,
     prompt_items,
     readable_token_mask,
     sample_swaps,
@@ -145,6 +146,16 @@ def test_fluency_is_the_instruction_nll(lm, items):
     plain = candidate_losses(lm.model, items, [ids], 0.0)
     weighted = candidate_losses(lm.model, items, [ids], 0.5)
     assert (weighted - plain).item() == pytest.approx(0.5 * float(manual), rel=1e-4)
+
+
+def test_the_one_hot_objective_is_the_exact_objective(lm, items):
+    ids = ids_of(lm, INSTRUCTION)
+    one_hot = F.one_hot(torch.tensor(ids), len(lm.tokenizer)).float()
+    for fluency in (0.0, 0.7):
+        with torch.no_grad():
+            got = one_hot_objective(lm.model, items, one_hot, fluency).item()
+        exact = candidate_losses(lm.model, items, [ids], fluency)[0].item()
+        assert got == pytest.approx(exact, rel=1e-4)
 
 
 def test_gradient_chosen_swaps_lower_the_loss_more_than_random_swaps(lm, items):
