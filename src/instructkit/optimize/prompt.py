@@ -24,7 +24,12 @@ Methods are the entries of :data:`METHODS`, each ``method(search: Search) -> str
 instruction it found best; the workflow keeps the initial one when that scores higher on val.
 ``initial`` evaluates the given instruction only (a baseline); ``templates`` races component-
 template candidates with successive halving
-(:func:`~instructkit.optimize.search.halving_schedule`).
+(:func:`~instructkit.optimize.search.halving_schedule`); ``gradient``
+(:func:`~instructkit.optimize.gradient.search_gradient`) needs a local task model: a gradient-guided
+token search on train items, and a soft prompt saved to ``out/soft_prompt/`` and scored on test
+(``result.json`` key ``gradient``). Methods get the task LM, the train examples, the settings and
+``out`` in ``search.extra``, and may leave ``search.extra["result"]``, a dict added to
+``result.json``.
 
 Bad input stops before any call: a missing field (file, row, field), a target outside the labels,
 an unknown metric or method, a metric that fails on a reference, a budget smaller than one
