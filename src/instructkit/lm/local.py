@@ -101,8 +101,10 @@ class LocalLM:
     ) -> LocalLM:
         """Load a registered model, hub id or path (see :func:`instructkit.models.load_model`).
 
-        ``adapter`` is a saved PEFT adapter directory applied on top. ``device`` defaults to
-        CUDA when available, else CPU.
+        ``adapter`` is a saved PEFT adapter directory applied on top: LoRA (``train sft``) or
+        prompt tuning (a soft prompt, ``optimize prompt --method gradient``), whose virtual
+        tokens go right after each row's left padding. ``device`` defaults to CUDA when
+        available, else CPU.
         """
         from instructkit.models import DEFAULT_MODEL, load_model
 
