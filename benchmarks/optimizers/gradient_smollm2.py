@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/optimizers/gradient_smollm2.py [--out /tmp/gradient-bench]
 
 Runs ``instructkit optimize prompt --method gradient`` (:func:`run_prompt_optimization`) on the
-bundled sentiment items (30): seeded split 12 train / 6 val / 12 test, SmolLM2-135M as the task
+bundled sentiment items (30): seeded split 14 train / 4 val / 12 test, SmolLM2-135M as the task
 model, settings small enough for a few minutes of 2 CPU cores (``SETTINGS``). Prints the
 held-out (test) accuracy of the initial instruction, of the discrete-search instruction and of
 the initial instruction with the trained soft prompt, each paired against the initial
