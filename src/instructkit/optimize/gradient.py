@@ -421,7 +421,7 @@ def soft_prompt_loss(peft_model: Any, batch: dict[str, torch.Tensor]) -> torch.T
         attention_mask=torch.cat([mask.new_ones(ids.shape[0], p), mask], 1),
     ).last_hidden_state  # (B, P + T, H)
     s, n = response_only_loss(
-        hidden, torch.cat([labels.new_full((len(ids), p), -100), labels], 1), head
+        hidden, torch.cat([labels.new_full((len(ids), p), IGNORE_INDEX), labels], 1), head
     )
     return s / max(n, 1)
 
