@@ -7,7 +7,9 @@ What exists so far (docs/optimize.md):
 * :mod:`.adapter`: :class:`PlainAdapter`, prompts small models can follow;
 * :mod:`.task`, :mod:`.metrics`: a one-predictor task read from a dataset; metrics by name;
 * :mod:`.scoring`: score an instruction or a program on a dataset with any instructkit metric and
-  compare instructions with paired bootstrap CIs and Holm's correction.
+  compare instructions with paired bootstrap CIs and Holm's correction;
+* :mod:`.gradient`: gradient-based search on a local model (a soft prompt, a discrete
+  instruction search).
 
 LiteLLM (under DSPy) would fetch its model cost map from the network when imported; the
 variable below makes it use its bundled copy. It must be set before ``dspy`` is first imported,
@@ -31,6 +33,13 @@ from instructkit.optimize.evolutionary import (  # noqa: E402
     Evolutionary,
     EvolutionResult,
     EvolutionSettings,
+)
+from instructkit.optimize.gradient import (  # noqa: E402
+    DiscreteResult,
+    GradientSettings,
+    SoftPrompt,
+    discrete_search,
+    train_soft_prompt,
 )
 from instructkit.optimize.metrics import named_label, resolve_metric  # noqa: E402
 from instructkit.optimize.prompt import (  # noqa: E402
@@ -75,4 +84,9 @@ __all__ = [
     "PromptOptConfig",
     "PromptOptResult",
     "run_prompt_optimization",
+    "DiscreteResult",
+    "GradientSettings",
+    "SoftPrompt",
+    "discrete_search",
+    "train_soft_prompt",
 ]
