@@ -116,3 +116,31 @@ def test_opro_without_a_proposer_is_one_line_naming_the_flag(tmp_path, built):
     assert result.exit_code == 1
     assert "needs a proposer model" in result.output and "--proposer-lm" in result.output
     assert all(lm.calls == [] for lm in built)
+
+
+def test_optimize_prompt_gradient_on_the_tiny_local_model(tmp_path):
+    out = tmp_path / "opt"
+    args = [data_file(tmp_path), "--input", "text", "--target", "label", "--labels"]
+    settings = [
+        "gradient.train_items=3", "gradient.steps=1", "gradient.candidates=2",
+        "gradient.soft_tokens=2", "gradient.soft_steps=2", "gradient.soft_batch=2",
+    ]  # fmt: skip
+    sets = [x for s in settings for x in ("--set", s)]
+    result = run(
+        *args, "positive,negative", "--method", "gradient", "--budget", 12, "--max-tokens", 2,
+        "--lm", "local:tiny-random-llama", "--no-progress", *sets, "-o", out,
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    saved = json.loads((out / "result.json").read_text())
+    assert saved["method"] == "gradient" and saved["calls"]["task"] <= 12
+    assert saved["gradient"]["soft_prompt"]["adapter"] == str(out / "soft_prompt")
+    assert (out / "soft_prompt" / "adapter_config.json").is_file()
+    assert (out / "report.html").is_file()
+
+
+def test_optimize_prompt_gradient_refuses_a_served_model(tmp_path, built):
+    args = [data_file(tmp_path), "--input", "text", "--target", "label", "--labels"]
+    result = run(*args, "positive,negative", "--method", "gradient", "--lm", "fake", "-o", tmp_path)
+    assert result.exit_code == 1
+    assert "not a local model" in result.output
+    assert built[0].calls == []

@@ -42,8 +42,9 @@ def optimize_group() -> None:
     default=None,
     help="templates (race template-built instructions, plus --proposer-lm proposals when "
     "given; default), evolutionary (genetic search seeded with them; the proposer mutates "
-    "when given, else text operators), opro (needs --proposer-lm) or initial (score the "
-    "starting instruction only).",
+    "when given, else text operators), opro (needs --proposer-lm), initial (score the "
+    "starting instruction only), or gradient (local models: a gradient-guided token search "
+    "and a soft prompt).",
 )
 @click.option(
     "--budget",

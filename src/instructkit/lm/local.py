@@ -101,8 +101,10 @@ class LocalLM:
     ) -> LocalLM:
         """Load a registered model, hub id or path (see :func:`instructkit.models.load_model`).
 
-        ``adapter`` is a saved PEFT adapter directory applied on top. ``device`` defaults to
-        CUDA when available, else CPU.
+        ``adapter`` is a saved PEFT adapter directory applied on top: LoRA (``train sft``) or
+        prompt tuning (a soft prompt, ``optimize prompt --method gradient``), whose virtual
+        tokens go right after each row's left padding. ``device`` defaults to CUDA when
+        available, else CPU.
         """
         from instructkit.models import DEFAULT_MODEL, load_model
 
@@ -208,13 +210,16 @@ class LocalLM:
             mask[n, width - len(row) :] = 1
         positions = (mask.cumsum(-1) - 1).clamp(min=0)  # (R, T): left padding shifts nothing
         device = self.model.device
+        inputs = {"input_ids": ids.to(device), "attention_mask": mask.to(device)}
+        inputs["position_ids"] = positions.to(device)
+        model = self.model
         with torch.no_grad():
-            logits = self.model(
-                input_ids=ids.to(device),
-                attention_mask=mask.to(device),
-                position_ids=positions.to(device),
-                logits_to_keep=keep,
-            ).logits  # (R, keep, V)
+            if _is_soft_prompt(model):  # the virtual tokens go right after the padding
+                inputs, model = (
+                    _soft_prompt_inputs(model, ids.to(device), mask.to(device)),
+                    model.get_base_model(),
+                )
+            logits = model(**inputs, logits_to_keep=keep).logits  # (R, keep, V)
         logp = logits.float().log_softmax(-1).cpu()  # (R, keep, V)
         out, n = [], 0
         for plan in plans:
@@ -258,16 +263,24 @@ class LocalLM:
                 "top_p": s.top_p,
                 "top_k": 0,
             }
+        device = self.model.device
+        inputs: dict[str, torch.Tensor] = {
+            "input_ids": ids.to(device),
+            "attention_mask": mask.to(device),
+        }
+        model, prompt_width = self.model, width
+        if _is_soft_prompt(model):  # from embeddings: the output holds the new tokens only
+            inputs = _soft_prompt_inputs(model, inputs["input_ids"], inputs["attention_mask"])
+            del inputs["position_ids"]  # generate derives them from the mask
+            model, prompt_width = model.get_base_model(), 0
         stopping: list[StoppingCriteria] = []
         if s.stop:
-            stopping.append(_StopStrings(self.tokenizer, s.stop, width))
+            stopping.append(_StopStrings(self.tokenizer, s.stop, prompt_width))
         if abandoned:
             stopping.append(_Abandoned(abandoned, s.n))
-        device = self.model.device
         with torch.no_grad():
-            out = self.model.generate(
-                input_ids=ids.to(device),
-                attention_mask=mask.to(device),
+            out = model.generate(
+                **inputs,
                 max_new_tokens=s.max_tokens,
                 num_return_sequences=s.n,
                 repetition_penalty=1.0,
@@ -276,7 +289,9 @@ class LocalLM:
                 stopping_criteria=StoppingCriteriaList(stopping),
                 **sampling,
             )
-        new = out[:, width:].tolist()  # (B * n, new tokens): the n samples of a prompt are adjacent
+        new = out[
+            :, prompt_width:
+        ].tolist()  # (B * n, new tokens): the n samples of a prompt are adjacent
         completions = []
         for row, e in enumerate(encoded):
             decoded = [self._decode(new[row * s.n + j], s.stop) for j in range(s.n)]
@@ -382,6 +397,32 @@ def _apply_adapter(model: Any, adapter: Path) -> Any:
 
     with peft_checkpointing_warning_ignored():
         return PeftModel.from_pretrained(model, str(adapter))
+
+
+def _is_soft_prompt(model: Any) -> bool:
+    """A PEFT prompt-tuning model (a soft prompt: virtual tokens prepended as embeddings)."""
+    config = getattr(model, "active_peft_config", None)
+    return config is not None and config.peft_type in ("PROMPT_TUNING", "P_TUNING")
+
+
+def _soft_prompt_inputs(
+    model: Any, ids: torch.Tensor, mask: torch.Tensor
+) -> dict[str, torch.Tensor]:
+    """The base model's inputs for left-padded ``ids`` (B, T) with the soft prompt's virtual
+    tokens placed right after each row's padding, and position ids from the mask.
+
+    PEFT's own forward puts them before the padding and drops position ids, so a row's answer
+    would depend on how much padding its batch gave it."""
+    embeds = model.get_base_model().get_input_embeddings()(ids)  # (B, T, H)
+    prompt = model.get_prompt(ids.shape[0]).to(embeds.dtype)  # (B, P, H)
+    rows, masks = [], []
+    for r in range(ids.shape[0]):
+        k = int((mask[r] == 0).sum())  # left padding of row r
+        rows.append(torch.cat([embeds[r, :k], prompt[r], embeds[r, k:]]))
+        masks.append(torch.cat([mask[r, :k], mask.new_ones(prompt.shape[1]), mask[r, k:]]))
+    full = torch.stack(masks)  # (B, P + T)
+    positions = (full.cumsum(-1) - 1).clamp(min=0)
+    return {"inputs_embeds": torch.stack(rows), "attention_mask": full, "position_ids": positions}
 
 
 def _stop_token_ids(tokenizer: Any, template: ChatTemplate) -> list[int]:

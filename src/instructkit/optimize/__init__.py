@@ -10,7 +10,9 @@ What exists so far (docs/optimize.md):
   compare instructions with paired bootstrap CIs and Holm's correction; items run on threads
   whose calls the bridge sends to the model in batches;
 * :mod:`.permodule`, :mod:`.program`: :class:`PerModule`, per-predictor instruction search of
-  a multi-stage program, and the ``instructkit optimize program`` workflow.
+  a multi-stage program, and the ``instructkit optimize program`` workflow;
+* :mod:`.gradient`: gradient-based search on a local model (a soft prompt, a discrete
+  instruction search).
 
 LiteLLM (under DSPy) would fetch its model cost map from the network when imported; the
 variable below makes it use its bundled copy. It must be set before ``dspy`` is first imported,
@@ -34,6 +36,13 @@ from instructkit.optimize.evolutionary import (  # noqa: E402
     Evolutionary,
     EvolutionResult,
     EvolutionSettings,
+)
+from instructkit.optimize.gradient import (  # noqa: E402
+    DiscreteResult,
+    GradientSettings,
+    SoftPrompt,
+    discrete_search,
+    train_soft_prompt,
 )
 from instructkit.optimize.metrics import named_label, resolve_metric  # noqa: E402
 from instructkit.optimize.opro import OPRO, OPROResult, OPROSettings  # noqa: E402
@@ -104,4 +113,9 @@ __all__ = [
     "ProgramOptConfig",
     "ProgramOptResult",
     "run_program_optimization",
+    "DiscreteResult",
+    "GradientSettings",
+    "SoftPrompt",
+    "discrete_search",
+    "train_soft_prompt",
 ]

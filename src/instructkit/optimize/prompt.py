@@ -30,6 +30,12 @@ generation 0 seeded with template candidates; ``opro`` runs
 :class:`~instructkit.optimize.opro.OPRO`'s steps (it needs a proposer, refused before any call
 without one). Proposer replies are journaled in
 ``proposals.jsonl`` beside ``history.jsonl``, so a resumed run replays them without calls.
+``gradient``
+(:func:`~instructkit.optimize.gradient.search_gradient`) needs a local task model: a gradient-guided
+token search on train items, and a soft prompt saved to ``out/soft_prompt/`` and scored on test
+(``result.json`` key ``gradient``). Methods get the task LM, the train examples, the settings and
+``out`` in ``search.extra``, and may leave ``search.extra["result"]``, a dict added to
+``result.json``.
 
 Bad input stops before any call: a missing field (file, row, field), a target outside the labels,
 an unknown metric or method, a metric that fails on a reference, a budget smaller than one
@@ -47,7 +53,7 @@ import json
 import random
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +70,7 @@ from instructkit.lm.base import LM
 from instructkit.optimize.ape import search_candidates
 from instructkit.optimize.bridge import PROPOSER, TASK, CallCounter, bridge_lm
 from instructkit.optimize.evolutionary import search_evolutionary
+from instructkit.optimize.gradient import GradientSettings, local_model, search_gradient
 from instructkit.optimize.metrics import (
     IFEVAL_FIELDS,
     ITEM_METRICS,
@@ -96,7 +103,7 @@ __all__ = [
 ]
 
 METRIC_ALIASES = {"exact": "exact_match", "lenient": "label"}
-PLANNED_METHODS = ("gradient", "copro", "mipro", "gepa")
+PLANNED_METHODS = ("copro", "mipro", "gepa")
 NEEDS_PROPOSER = ("opro",)  # methods refused without a proposer model
 
 
@@ -125,6 +132,7 @@ class PromptOptConfig(BaseModel):
     cache: str | None = None
     proposer_lm: str | None = None
     max_tokens: int = Field(default=32, ge=1)
+    gradient: GradientSettings = Field(default_factory=GradientSettings)
     out: str
 
 
@@ -158,6 +166,7 @@ class PromptOptResult:
     sizes: dict[str, int]
     out: Path
     test_scores: dict[str, list[float]]
+    extra: dict[str, Any] = field(default_factory=dict)  # a method's own results (gradient)
 
     def to_dict(self) -> dict[str, Any]:
         c = self.test_comparison
@@ -171,6 +180,7 @@ class PromptOptResult:
             "metric": self.metric,
             "budget": self.budget,
             "sizes": self.sizes,
+            **self.extra,
         }
 
 
@@ -181,6 +191,7 @@ METHODS: dict[str, MethodFn] = {
     "templates": search_candidates,
     "evolutionary": search_evolutionary,
     "opro": search_opro,
+    "gradient": search_gradient,
 }
 
 
@@ -379,6 +390,8 @@ def run_prompt_optimization(
     job = Job(out / "history.jsonl", _fingerprint(cfg), fresh=fresh, journals=proposals)
     counter = CallCounter(budgets={TASK: cfg.budget - _spent(job.records, "val")})
     model = _build_lm(cfg.lm, cfg, lm)
+    if cfg.method == "gradient":  # it reads the weights: refuse another LM before any call
+        local_model(model)
     lms = {
         "val": bridge_lm(model, counter=counter, role=TASK, max_tokens=cfg.max_tokens),
         TEST: bridge_lm(model, counter=counter, role=TEST, max_tokens=cfg.max_tokens),
@@ -399,6 +412,10 @@ def run_prompt_optimization(
     spec = _spec(cfg, parts["train"] or parts["val"])
     n_val = len(examples["val"])
     search = Search(task, initial, spec, evaluator, n_val, left, cfg.seed, cfg.candidates, proposer)
+    search.extra.update(
+        lm=model, train=examples.get("train", []), gradient=cfg.gradient, out=Path(cfg.out),
+        max_tokens=cfg.max_tokens,
+    )  # fmt: skip
     best = method(search)
     if evaluator.mean(best) < initial_val:
         best = initial
@@ -423,6 +440,7 @@ def run_prompt_optimization(
         sizes={k: len(v) for k, v in parts.items()},
         out=Path(cfg.out),
         test_scores={"initial": a, "best": b},
+        extra=search.extra.get("result", {}),
     )
     bar.close()
     _write_outputs(cfg, task, result)

@@ -152,7 +152,11 @@ class Search:
     """What a method gets: the task, the initial instruction (already scored on all of val), a
     task spec for proposing candidates, the evaluator, and the val calls it may spend after the
     initial's evaluation. A method must be deterministic given these (and ``seed``): a resumed
-    run replays it, and the evaluator answers what the history holds without a call."""
+    run replays it, and the evaluator answers what the history holds without a call.
+
+    ``extra`` holds what the workflow passes besides (``optimize prompt``: ``lm`` the task LM
+    object, ``train`` the train examples, ``gradient`` its settings, ``out`` the output folder,
+    ``max_tokens``); a method may leave ``extra["result"]``, a dict added to ``result.json``."""
 
     task: InstructionTask
     initial: str

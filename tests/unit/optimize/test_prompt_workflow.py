@@ -9,6 +9,7 @@ from instructkit.lm.scripted import ScriptedLM
 from instructkit.optimize.bridge import BudgetExceeded
 from instructkit.optimize.prompt import (
     METHODS,
+    PLANNED_METHODS,
     PromptOptConfig,
     default_instruction,
     run_prompt_optimization,
@@ -215,7 +216,8 @@ def test_a_budget_below_one_val_evaluation_fails_before_any_call(tmp_path):
 def test_unknown_and_planned_methods_fail_before_any_call(tmp_path):
     expect_no_call(tmp_path, ConfigError, "not available yet; use templates", method="gepa")
     expect_no_call(tmp_path, ConfigError, "unknown method", method="magic")
-    assert set(METHODS) >= {"initial", "templates", "evolutionary"}
+    assert {"initial", "templates", "evolutionary", "opro", "gradient"} <= set(METHODS)
+    assert not set(METHODS) & set(PLANNED_METHODS)
 
 
 def test_an_unknown_metric_or_a_null_target_fails_before_any_call(tmp_path):
