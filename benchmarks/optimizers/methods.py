@@ -21,14 +21,13 @@ from pathlib import Path
 from typing import Any
 
 import dspy
+from engines import BackstopCounter
+from tasks import BenchTask, Split
 
 from instructkit.jobs import Job, fingerprint
 from instructkit.optimize import Evolutionary
 from instructkit.optimize.prompt import METHODS as SEARCH_METHODS
 from instructkit.optimize.search import Evaluator, MethodFn, Search
-from tasks import BenchTask, Split
-
-from engines import BackstopCounter
 
 BANK_SIZE = 12  # component-template candidates per predictor in the bank
 MIPRO_CANDIDATES = 6  # MIPROv2 "light" proposes 6 instructions

@@ -11,11 +11,11 @@ labels, 81-110 rows):
 
 | task | program | metric |
 |---|---|---|
-| ``sentiment`` | ``review -> sentiment`` (positive/negative) | the reply names the right label |
-| ``topic`` | ``message -> topic`` (billing/technical/shipping/account) | the reply names the right label |
+| ``sentiment`` | ``review -> sentiment`` (positive/negative) | names the right label |
+| ``topic`` | ``message -> topic`` (billing, technical, shipping, account) | names the label |
 | ``number`` | ``sentence -> number`` (the quantity, as digits) | exact match (format following) |
 | ``city`` | ``sentence -> city`` (extraction) | exact match |
-| ``triage`` | two stages: ``ticket -> summary``, then ``summary -> department`` | label of the last stage |
+| ``triage`` | ``ticket -> summary``, then ``summary -> department`` | names the label |
 
 Every task starts from a deliberately plain instruction (one per predictor) that a search can
 improve on. Splits are seeded shuffles: ``train`` (what a method may learn from: examples for

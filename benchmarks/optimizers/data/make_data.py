@@ -304,7 +304,8 @@ TICKETS = {
         "I looked at my statement and there are two identical charges from you on the same day. "
         "I only bought one plan.",
         "After cancelling in March I still got billed in April and May. I want that money back.",
-        "Your checkout said 9.99 but my card was charged 14.99. Where does the difference come from?",
+        "Your checkout said 9.99 but my card was charged 14.99. "
+        "Where does the difference come from?",
         "The discount code from your newsletter was accepted but the invoice shows full price.",
         "I paid the invoice last week, yet today I received a late payment fee.",
         "My employer needs an invoice with our company name and tax number for my subscription.",
