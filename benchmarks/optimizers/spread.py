@@ -31,33 +31,38 @@ from instructkit.optimize import PlainAdapter  # noqa: E402
 FLOOR = "Repeat the input."
 
 
-def answers(lm: Any, signature: Any, inputs: Sequence[dict[str, Any]], tokens: int) -> list[Any]:
-    """One reply per input, parsed by PlainAdapter (None when it does not parse)."""
-    adapter = PlainAdapter()
-    requests = [
-        ChatRequest.from_messages(adapter.format(signature, [], x), max_tokens=tokens)
-        for x in inputs
+def scores(
+    lm: Any, task: BenchTask, sets: Sequence[Sequence[str]], items: list[Any]
+) -> list[float]:
+    """Mean metric of the program under each instruction set on ``items``: each stage sends
+    the prompts of every set and item in one batched ``complete`` (greedy)."""
+    adapter, metric = PlainAdapter(), task.metric()
+    values = [[dict(ex.inputs()) for ex in items] for _ in sets]
+    parsed: list[list[Any]] = []
+    for k, stage in enumerate(task.stages):
+        sigs = [stage.signature(instructions[k]) for instructions in sets]
+        tokens = 24 if len(task.stages) > 1 else 16
+        requests = [
+            ChatRequest.from_messages(adapter.format(sig, [], x), max_tokens=tokens)
+            for sig, xs in zip(sigs, values, strict=True)
+            for x in xs
+        ]
+        texts = iter(c.text for c in lm.complete(requests))
+        parsed = [[read(adapter, sig, next(texts)) for _ in items] for sig in sigs]
+        values = [[{stage.output: (p or {}).get(stage.output, "")} for p in ps] for ps in parsed]
+    return [
+        sum(metric(ex, dspy.Prediction(**p)) if p else 0.0 for ex, p in zip(items, ps, strict=True))
+        / len(items)
+        for ps in parsed
     ]
-    out = []
-    for completion in lm.complete(requests):
-        try:
-            out.append(adapter.parse(signature, completion.text))
-        except Exception:
-            out.append(None)
-    return out
 
 
-def score(lm: Any, task: BenchTask, instructions: Sequence[str], items: list[Any]) -> float:
-    """Mean metric of the program with ``instructions`` on ``items`` (batched, greedy)."""
-    metric = task.metric()
-    values: list[dict[str, Any]] = [dict(ex.inputs()) for ex in items]
-    parsed: list[Any] = []
-    for stage, instruction in zip(task.stages, instructions, strict=True):
-        sig = stage.signature(instruction)
-        parsed = answers(lm, sig, values, 24 if len(task.stages) > 1 else 16)
-        values = [{stage.output: (p or {}).get(stage.output, "")} for p in parsed]
-    preds = [dspy.Prediction(**p) if p else None for p in parsed]
-    return sum(metric(ex, p) if p else 0.0 for ex, p in zip(items, preds, strict=True)) / len(items)
+def read(adapter: Any, signature: Any, text: str) -> dict[str, Any] | None:
+    """The parsed reply, or None when PlainAdapter cannot read it (the item scores 0)."""
+    try:
+        return dict(adapter.parse(signature, text))
+    except Exception:
+        return None
 
 
 def instruction_sets(task: BenchTask, train: list[Any], seed: int) -> list[tuple[str, ...]]:
@@ -80,10 +85,12 @@ def main() -> None:
         task, started = TASKS[name], time.time()
         split = task.split(args.seed)
         items = split.val[: args.items]
-        scores = [(score(lm, task, s, items), s) for s in instruction_sets(task, split.train, 0)]
-        values = [v for v, _ in scores]
-        print(f"\n## {name}: spread {max(values) - min(values):.3f} ({time.time() - started:.0f} s)")
-        for value, instructions in scores:
+        sets = instruction_sets(task, split.train, 0)
+        values = scores(lm, task, sets, items)
+        print(
+            f"\n## {name}: spread {max(values) - min(values):.3f} ({time.time() - started:.0f} s)"
+        )
+        for value, instructions in zip(values, sets, strict=True):
             print(f"  {value:.3f}  {' || '.join(instructions)}")
     print(f"\ntotal {time.time() - total:.0f} s")
 
