@@ -173,8 +173,9 @@ class BankProposer:
         user = request.messages[-1][1]
         outputs = self.output_fields(system)
         wants = not outputs or any("instruction" in f for f in outputs)
-        text = self.draw(system + "\n" + user) if wants else FILLER
-        values = {f: self.value(f, text) for f in outputs}
+        stage = self.stage_of(system + "\n" + user)
+        text = self.draw(stage) if wants else FILLER
+        values = {f: self.value(f, text, stage) for f in outputs}
         if "Outputs will be a JSON object" in system:
             return json.dumps(values)
         if "[[ ## completed ## ]]" in system:
@@ -193,13 +194,12 @@ class BankProposer:
             return []
         return _OUTPUTS.findall(rest.split("All interactions")[0])
 
-    def value(self, field: str, text: str) -> str:
-        if "prefix" in field:
-            return f"{adapter_label(self.task.stages[-1].output)}:"
+    def value(self, field: str, text: str, stage: int) -> str:
+        if "prefix" in field:  # COPRO's output prefix: the predictor's own, unchanged
+            return f"{adapter_label(self.task.stages[stage].output)}:"
         return text if "instruction" in field else FILLER
 
-    def draw(self, context: str) -> str:
-        stage = self.stage_of(context)
+    def draw(self, stage: int) -> str:
         pool = self.bank[stage]
         text = pool[self.next[stage] % len(pool)]
         self.next[stage] += 1

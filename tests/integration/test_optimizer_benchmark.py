@@ -78,7 +78,9 @@ def test_the_two_stage_task_runs_peers_and_skips_one_predictor_methods(tmp_path:
 
 
 def test_e2e_track_records_a_peer_whose_proposer_replies_do_not_parse(tmp_path: Path) -> None:
-    row = bench(tmp_path, "--task", "city", "--method", "copro", "--budget", "120", "--track", "e2e")
+    row = bench(
+        tmp_path, "--task", "city", "--method", "copro", "--budget", "120", "--track", "e2e"
+    )
     assert row["status"] == "error"
     assert "AdapterParseError" in row["settings"]["error"]
     assert row["test"] == row["initial_test"]  # the starting program is what it leaves
