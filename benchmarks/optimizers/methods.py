@@ -80,7 +80,9 @@ def searched(name: str) -> Callable[[Context], Outcome]:
 
     def run(ctx: Context) -> Outcome:
         itask = ctx.task.instruction_task()
-        job = Job(ctx.workdir / f"{name}.jsonl", fingerprint({"method": name}), fresh=True)
+        path = ctx.workdir / f"{name}.jsonl"
+        journals = {"proposals": ctx.workdir / f"{name}.proposals.jsonl"}
+        job = Job(path, fingerprint({"method": name}), fresh=True, journals=journals)
         examples = {"val": ctx.split.val}
         ev = Evaluator(
             job, itask, (ctx.metric.__name__, ctx.metric), {"val": ctx.task_lm}, examples
@@ -135,6 +137,10 @@ def evolutionary(ctx: Context) -> Outcome:
 
 # ------------------------------------------------------------------------------------- peers
 
+# DSPy's evaluations run items on threads, so the bridge batches their calls as it does ours
+# (scoring's default is the bridge's max_batch, 16): the same engine, the same speed.
+PEER_THREADS = 16
+
 
 def plan_copro(evals: int, predictors: int) -> tuple[int, int]:
     """COPRO's (breadth, depth) using most of ``evals`` full val evaluations.
@@ -165,7 +171,7 @@ def copro(ctx: Context) -> Outcome:
         depth=depth,
         init_temperature=1.4,
     )
-    eval_kwargs = {"num_threads": 1, "display_progress": False}
+    eval_kwargs = {"num_threads": PEER_THREADS, "display_progress": False}
     best = opt.compile(ctx.task.program(), trainset=ctx.split.val, eval_kwargs=eval_kwargs)
     return Outcome(best, _stopped(ctx), {"breadth": breadth, "depth": depth})
 
@@ -187,7 +193,7 @@ def mipro(ctx: Context) -> Outcome:
         num_candidates=MIPRO_CANDIDATES,
         max_bootstrapped_demos=0,
         max_labeled_demos=0,
-        num_threads=1,
+        num_threads=PEER_THREADS,
         max_errors=10**9,
         seed=ctx.seed + 1,  # MIPROv2 ignores seed=0 (``seed or self.seed``)
         verbose=False,
@@ -216,7 +222,7 @@ def gepa(ctx: Context) -> Outcome:
         reflection_lm=ctx.proposer_lm,
         max_metric_calls=calls,
         reflection_minibatch_size=GEPA_MINIBATCH,
-        num_threads=1,
+        num_threads=PEER_THREADS,
         seed=ctx.seed,
     )
     best = opt.compile(ctx.task.program(), trainset=ctx.split.train, valset=ctx.split.val)
@@ -230,6 +236,7 @@ def _stopped(ctx: Context) -> str:
 METHODS: dict[str, Method] = {
     "templates": Method(searched("templates"), multi_predictor=False, ours=True),
     "evolutionary": Method(evolutionary, multi_predictor=False, ours=True),
+    "opro": Method(searched("opro"), multi_predictor=False, ours=True),
     "copro": Method(copro, multi_predictor=True, ours=False),
     "mipro": Method(mipro, multi_predictor=True, ours=False),
     "gepa": Method(gepa, multi_predictor=True, ours=False),
