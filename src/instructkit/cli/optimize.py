@@ -11,7 +11,46 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any, TypeVar
+
 import click
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _run_options(out_help: str) -> Callable[[F], F]:
+    """The options both commands share: the server, the cache, the reply length, the config
+    file and overrides, the output folder, --fresh and --no-progress."""
+    options = [
+        click.option("--base-url", default=None, help="Server URL for --lm openai:MODEL."),
+        click.option(
+            "--cache", type=click.Path(dir_okay=False), default=None, help="LM request cache."
+        ),
+        click.option(
+            "--max-tokens", type=int, default=None, help="Reply length limit (default 32)."
+        ),
+        click.option(
+            "--config",
+            "config_path",
+            type=click.Path(exists=True, dir_okay=False),
+            default=None,
+            help="YAML with any of the keys (docs/optimize.md); flags win.",
+        ),
+        click.option(
+            "--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a key."
+        ),
+        click.option("-o", "--out", default=None, help=out_help),
+        click.option("--fresh", is_flag=True, help="Start over instead of resuming a killed run."),
+        click.option("--no-progress", is_flag=True, help="Hide the progress bar."),
+    ]
+
+    def apply(command: F) -> F:
+        for option in reversed(options):
+            command = option(command)
+        return command
+
+    return apply
 
 
 @click.group("optimize")
@@ -81,20 +120,7 @@ def optimize_group() -> None:
     help="The model that writes candidate instructions (opro needs one; templates and "
     "evolutionary use it when given). Its calls are counted apart from --budget.",
 )
-@click.option("--base-url", default=None, help="Server URL for --lm openai:MODEL.")
-@click.option("--cache", type=click.Path(dir_okay=False), default=None, help="LM request cache.")
-@click.option("--max-tokens", type=int, default=None, help="Reply length limit (default 32).")
-@click.option(
-    "--config",
-    "config_path",
-    type=click.Path(exists=True, dir_okay=False),
-    default=None,
-    help="YAML with any of the keys (docs/optimize.md); flags win.",
-)
-@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a key.")
-@click.option("-o", "--out", default=None, help="Output folder (result.json, report.html, ...).")
-@click.option("--fresh", is_flag=True, help="Start over instead of resuming a killed run.")
-@click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
+@_run_options(out_help="Output folder (result.json, report.html, ...).")
 def optimize_prompt(
     data,
     inputs,
@@ -234,20 +260,7 @@ def optimize_prompt(
     metavar="BACKEND[:MODEL]",
     help="A model that rewrites instructions from the failing items (default: none).",
 )
-@click.option("--base-url", default=None, help="Server URL for --lm openai:MODEL.")
-@click.option("--cache", type=click.Path(dir_okay=False), default=None, help="LM request cache.")
-@click.option("--max-tokens", type=int, default=None, help="Reply length limit (default 32).")
-@click.option(
-    "--config",
-    "config_path",
-    type=click.Path(exists=True, dir_okay=False),
-    default=None,
-    help="YAML with any of the keys (docs/optimize.md); flags win.",
-)
-@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a key.")
-@click.option("-o", "--out", default=None, help="Output folder (result.json, program.json, ...).")
-@click.option("--fresh", is_flag=True, help="Start over instead of resuming a killed run.")
-@click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
+@_run_options(out_help="Output folder (result.json, program.json, ...).")
 def optimize_program(
     program,
     data,
