@@ -61,19 +61,15 @@ import random
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-from dspy.teleprompt.teleprompt import Teleprompter
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from tqdm.auto import tqdm
 
-from instructkit.config import load_config
 from instructkit.data.similarity import normalize_for_exact, rouge_l_f, rouge_tokens
 from instructkit.errors import ConfigError
-from instructkit.optimize.bridge import PROPOSER, TASK, BudgetExceeded, CallCounter
+from instructkit.optimize.bridge import PROPOSER, TASK, BudgetExceeded
 from instructkit.optimize.budget import ProposerReplies, Tally
-from instructkit.optimize.metrics import MetricFn
 from instructkit.optimize.propose import (
     Failure,
     crossover_sentences,
@@ -85,10 +81,8 @@ from instructkit.optimize.propose import (
 )
 from instructkit.optimize.search import Search
 from instructkit.optimize.student import (
+    InstructionOptimizer,
     SearchSetup,
-    StudentTask,
-    check_wiring,
-    program_setup,
     search_setup,
 )
 from instructkit.optimize.templates import (
@@ -185,7 +179,7 @@ class EvolutionSettings(BaseModel):
 # ----------------------------------------------------------------------------------- optimizer
 
 
-class Evolutionary(Teleprompter):
+class Evolutionary(InstructionOptimizer):
     """Evolutionary search over the instruction of a one-predictor DSPy program (see module).
 
     ``task_lm`` must be a :func:`~instructkit.optimize.bridge.bridge_lm` counted by ``counter``
@@ -193,56 +187,15 @@ class Evolutionary(Teleprompter):
     calls. After :meth:`compile`, ``self.result`` is the :class:`EvolutionResult`.
     """
 
-    def __init__(
-        self,
-        task_lm: Any,
-        proposer_lm: Any | None,
-        counter: CallCounter,
-        budget: int,
-        settings: EvolutionSettings | None = None,
-        *,
-        adapter: Any = None,
-        history: str | Path | None = None,
-        fresh: bool = False,
-        progress: bool = True,
-        **overrides: Any,
-    ) -> None:
-        super().__init__()
-        base = (settings or EvolutionSettings()).model_dump()
-        self.settings = load_config(EvolutionSettings, **{**base, **overrides})
-        self.task_lm, self.proposer_lm, self.counter = task_lm, proposer_lm, counter
-        self.budget = budget
-        self.adapter = adapter
-        self.history = Path(history) if history is not None else None
-        self.fresh, self.progress = fresh, progress
-        self.result: EvolutionResult | None = None
-        check_wiring(self, "Evolutionary")
+    name = "Evolutionary"
+    settings_model = EvolutionSettings
+    settings: EvolutionSettings
+    result: EvolutionResult | None
 
-    def compile(
-        self,
-        student: Any,
-        *,
-        trainset: Sequence[Any],
-        valset: Sequence[Any] | None = None,
-        metric: str | MetricFn,
-        teacher: Any = None,
-    ) -> Any:
-        """A deep copy of ``student`` whose predictor carries the best instruction found.
-
-        Every check (predictors, data fields, metric, budget, LM wiring) runs before any call.
-        """
-        if teacher is not None:
-            raise ConfigError(
-                "Evolutionary searches instructions and takes no teacher program.",
-                fix="pass trainset=, valset= and metric= only.",
-            )
-        started = time.monotonic()
-        train = list(trainset)
-        setup = program_setup(self, "Evolutionary", student, train, list(valset or train), metric)
+    def search(self, setup: SearchSetup, started: float) -> tuple[str, EvolutionResult]:
         search = _Search(self.settings, setup)
         best = search.run()
-        self.result = search.result(best, time.monotonic() - started)
-        return StudentTask(student, setup.output).program(best.instruction)
+        return best.instruction, search.result(best, time.monotonic() - started)
 
 
 def search_evolutionary(search: Search) -> str:

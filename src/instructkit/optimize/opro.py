@@ -44,26 +44,20 @@ import re
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-from dspy.teleprompt.teleprompt import Teleprompter
 from pydantic import BaseModel, ConfigDict, Field
 from tqdm.auto import tqdm
 
-from instructkit.config import load_config
 from instructkit.data.similarity import normalize_for_exact, rouge_l_f, rouge_tokens
 from instructkit.errors import ConfigError
-from instructkit.optimize.bridge import PROPOSER, TASK, BudgetExceeded, CallCounter
+from instructkit.optimize.bridge import PROPOSER, TASK, BudgetExceeded
 from instructkit.optimize.budget import ProposerReplies, Tally
-from instructkit.optimize.metrics import MetricFn
 from instructkit.optimize.propose import mentions, proposal_problems
 from instructkit.optimize.search import Search
 from instructkit.optimize.student import (
+    InstructionOptimizer,
     SearchSetup,
-    StudentTask,
-    check_wiring,
-    program_setup,
     search_setup,
 )
 
@@ -116,7 +110,7 @@ class OPROResult:
     rejected: list[tuple[str, str]] = field(default_factory=list)
 
 
-class OPRO(Teleprompter):
+class OPRO(InstructionOptimizer):
     """OPRO over the instruction of a one-predictor DSPy program (see the module docstring).
 
     ``task_lm`` must be a :func:`~instructkit.optimize.bridge.bridge_lm` counted by ``counter``
@@ -124,57 +118,21 @@ class OPRO(Teleprompter):
     calls. After :meth:`compile`, ``self.result`` is the :class:`OPROResult`.
     """
 
-    def __init__(
-        self,
-        task_lm: Any,
-        proposer_lm: Any,
-        counter: CallCounter,
-        budget: int,
-        settings: OPROSettings | None = None,
-        *,
-        adapter: Any = None,
-        history: str | Path | None = None,
-        fresh: bool = False,
-        progress: bool = True,
-        **overrides: Any,
-    ) -> None:
-        super().__init__()
-        base = (settings or OPROSettings()).model_dump()
-        self.settings = load_config(OPROSettings, **{**base, **overrides})
-        self.task_lm, self.proposer_lm, self.counter = task_lm, proposer_lm, counter
-        self.budget = budget
-        self.adapter = adapter
-        self.history = Path(history) if history is not None else None
-        self.fresh, self.progress = fresh, progress
-        self.result: OPROResult | None = None
-        check_wiring(self, "OPRO")
-        require_proposer(proposer_lm, "proposer_lm=bridge_lm(lm, counter=counter, role='proposer')")
+    name = "OPRO"
+    settings_model = OPROSettings
+    settings: OPROSettings
+    result: OPROResult | None
 
-    def compile(
-        self,
-        student: Any,
-        *,
-        trainset: Sequence[Any],
-        valset: Sequence[Any] | None = None,
-        metric: str | MetricFn,
-        teacher: Any = None,
-    ) -> Any:
-        """A deep copy of ``student`` whose predictor carries the best instruction found.
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        require_proposer(
+            self.proposer_lm, "proposer_lm=bridge_lm(lm, counter=counter, role='proposer')"
+        )
 
-        Every check (predictors, data fields, metric, budget, LM wiring) runs before any call.
-        """
-        if teacher is not None:
-            raise ConfigError(
-                "OPRO searches instructions and takes no teacher program.",
-                fix="pass trainset=, valset= and metric= only.",
-            )
-        started = time.monotonic()
-        train = list(trainset)
-        setup = program_setup(self, "OPRO", student, train, list(valset or train), metric)
+    def search(self, setup: SearchSetup, started: float) -> tuple[str, OPROResult]:
         search = _Search(self.settings, setup)
         best = search.run()
-        self.result = search.result(best, time.monotonic() - started)
-        return StudentTask(student, setup.output).program(best)
+        return best, search.result(best, time.monotonic() - started)
 
 
 def require_proposer(proposer_lm: Any, fix: str) -> None:

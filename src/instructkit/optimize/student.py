@@ -17,14 +17,17 @@ memory without it). :func:`search_setup` takes what the workflow already built.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 import dspy
+from dspy.teleprompt.teleprompt import Teleprompter
 from pydantic import BaseModel
 
+from instructkit.config import load_config
 from instructkit.errors import ConfigError, DataFormatError
 from instructkit.jobs import Job, fingerprint
 from instructkit.optimize.bridge import TASK, BudgetExceeded, CallCounter
@@ -34,6 +37,7 @@ from instructkit.optimize.search import Evaluator, Search
 from instructkit.optimize.templates import TaskSpec, infer_format
 
 __all__ = [
+    "InstructionOptimizer",
     "SearchSetup",
     "StudentTask",
     "Wiring",
@@ -101,6 +105,74 @@ class _WithAdapter(dspy.Module):
     def forward(self, **inputs: Any) -> Any:
         with dspy.context(adapter=self.adapter):
             return self.program(**inputs)
+
+
+class InstructionOptimizer(Teleprompter):
+    """DSPy's optimizer contract for a search over the instruction of a one-predictor program,
+    shared by :class:`~instructkit.optimize.evolutionary.Evolutionary` and
+    :class:`~instructkit.optimize.opro.OPRO`.
+
+    ``task_lm`` must be a :func:`~instructkit.optimize.bridge.bridge_lm` counted by ``counter``
+    under the task role; ``proposer_lm`` has the proposer role. ``budget`` is in task calls.
+    ``settings`` (the subclass's ``settings_model``) may be given whole or as keyword
+    overrides. After :meth:`compile`, ``self.result`` holds what the search found.
+    """
+
+    name: ClassVar[str]
+    settings_model: ClassVar[type[BaseModel]]
+
+    def __init__(
+        self,
+        task_lm: Any,
+        proposer_lm: Any | None,
+        counter: CallCounter,
+        budget: int,
+        settings: BaseModel | None = None,
+        *,
+        adapter: Any = None,
+        history: str | Path | None = None,
+        fresh: bool = False,
+        progress: bool = True,
+        **overrides: Any,
+    ) -> None:
+        super().__init__()
+        base = (settings or self.settings_model()).model_dump()
+        self.settings = load_config(self.settings_model, **{**base, **overrides})
+        self.task_lm, self.proposer_lm, self.counter = task_lm, proposer_lm, counter
+        self.budget = budget
+        self.adapter = adapter
+        self.history = Path(history) if history is not None else None
+        self.fresh, self.progress = fresh, progress
+        self.result: Any = None
+        check_wiring(self, self.name)
+
+    def compile(
+        self,
+        student: Any,
+        *,
+        trainset: Sequence[Any],
+        valset: Sequence[Any] | None = None,
+        metric: str | MetricFn,
+        teacher: Any = None,
+    ) -> Any:
+        """A deep copy of ``student`` whose predictor carries the best instruction found.
+
+        Every check (predictors, data fields, metric, budget, LM wiring) runs before any call.
+        """
+        if teacher is not None:
+            raise ConfigError(
+                f"{self.name} searches instructions and takes no teacher program.",
+                fix="pass trainset=, valset= and metric= only.",
+            )
+        started = time.monotonic()
+        train = list(trainset)
+        setup = program_setup(self, self.name, student, train, list(valset or train), metric)
+        instruction, self.result = self.search(setup, started)
+        return StudentTask(student, setup.output).program(instruction)
+
+    def search(self, setup: SearchSetup, started: float) -> tuple[str, Any]:
+        """Run the search on ``setup``: the best instruction and the result object."""
+        raise NotImplementedError
 
 
 def check_wiring(opt: Wiring, name: str) -> None:
