@@ -103,8 +103,8 @@ def searched(name: str) -> Callable[[Context], Outcome]:
         best = fn(search)
         n = len(ctx.split.val)
         scored = {r["item"]: r["score"] for r in job.records if r["instruction"] == best}
-        if best != initial and len(scored) == n and sum(scored.values()) / n < initial_val:
-            best = initial  # the workflow keeps the initial one when it scores higher on val
+        if best != initial and len(scored) == n and sum(scored.values()) / n <= initial_val:
+            best = initial  # the workflow keeps the initial one unless beaten on val
         return Outcome(ctx.task.program([best]), settings={"candidates": BANK_SIZE})
 
     return run

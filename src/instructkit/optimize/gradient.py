@@ -36,7 +36,8 @@ backward passes are not task calls: the call budget counts only the val calls.
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator, Sequence
+import re
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -342,12 +343,42 @@ def top_k_tokens(grad: torch.Tensor, allowed: torch.Tensor, k: int) -> torch.Ten
     return scores.topk(min(k, int(allowed.sum())), dim=-1).indices
 
 
+def _word_spans(text: str, words: Sequence[str]) -> list[tuple[int, int]]:
+    """Where each of ``words`` stands in ``text`` as a whole word, case-insensitive."""
+    return [
+        (m.start(), m.end())
+        for w in words
+        if w.strip()
+        for m in re.finditer(rf"(?<!\w){re.escape(w.lower())}(?!\w)", text.lower())
+    ]
+
+
+def protected_positions(tokenizer: Any, ids: Sequence[int], words: Sequence[str]) -> set[int]:
+    """Positions of the tokens that spell any of ``words`` (case-insensitive, whole words) in
+    the instruction ``ids``: the label words and field names a swap must not change."""
+    spans = _word_spans(tokenizer.decode(list(ids)), words)
+    out, start = set(), 0
+    for i in range(len(ids)):
+        end = len(tokenizer.decode(list(ids[: i + 1])))
+        if any(start < b and a < end for a, b in spans):
+            out.add(i)
+        start = end
+    return out
+
+
 def sample_swaps(
-    instruction: Sequence[int], top: torch.Tensor, n: int, rng: random.Random
+    instruction: Sequence[int],
+    top: torch.Tensor,
+    n: int,
+    rng: random.Random,
+    protected: Collection[int] = (),
 ) -> list[list[int]]:
-    """``n`` candidates, each ``instruction`` with one token swapped (GCG): positions taken in
-    a shuffled round robin, the token drawn from that position's ``top`` list."""
-    positions = list(range(len(instruction)))
+    """``n`` candidates, each ``instruction`` with one token swapped (GCG): positions (all but
+    ``protected``) taken in a shuffled round robin, the token drawn from that position's
+    ``top`` list."""
+    positions = [i for i in range(len(instruction)) if i not in protected]
+    if not positions:
+        return []
     rng.shuffle(positions)
     out = []
     for j in range(n):
@@ -375,21 +406,35 @@ class DiscreteResult:
 
 
 def discrete_search(
-    lm: LocalLM, items: Sequence[PromptItem], instruction: str, s: GradientSettings, seed: int
+    lm: LocalLM,
+    items: Sequence[PromptItem],
+    instruction: str,
+    s: GradientSettings,
+    seed: int,
+    protect: Sequence[str] = (),
 ) -> DiscreteResult:
-    """Greedy coordinate gradient search from ``instruction`` (module doc), ``s.steps`` steps."""
+    """Greedy coordinate gradient search from ``instruction`` (module doc), ``s.steps`` steps.
+    The tokens spelling a word of ``protect`` (labels, field names) are never swapped."""
     model, tok = lm.model, lm.tokenizer
     pad = lm.tokenizer.pad_token_id or 0
     allowed = readable_token_mask(tok).to(lm.model.device)
     rng = random.Random(seed)
     ids = _ids(tok, instruction)
+    frozen = protected_positions(tok, ids, protect)
+    counts = {w: len(_word_spans(instruction, [w])) for w in protect}  # whole words stay whole
     model.eval()
     best = float(candidate_losses(model, items, [ids], s.fluency, pad_id=pad)[0])
     history = [best]
     for _ in range(s.steps):
         top = top_k_tokens(token_gradient(model, items, ids, s.fluency), allowed, s.top_k)
-        swaps = dict.fromkeys(tuple(c) for c in sample_swaps(ids, top, s.candidates, rng))
-        pool = [list(c) for c in swaps if list(c) != ids and _round_trips(tok, c)]
+        swaps = dict.fromkeys(tuple(c) for c in sample_swaps(ids, top, s.candidates, rng, frozen))
+        pool = [
+            list(c)
+            for c in swaps
+            if list(c) != ids
+            and _round_trips(tok, c)
+            and all(len(_word_spans(tok.decode(list(c)), [w])) >= n for w, n in counts.items())
+        ]
         if pool:
             losses = candidate_losses(
                 model, items, pool, s.fluency, pad_id=pad, rows_per_pass=s.rows_per_pass
@@ -481,7 +526,8 @@ def search_gradient(search: Search) -> str:
     train = list(search.extra.get("train") or ev.examples["val"])
     picked = random.Random(search.seed).sample(train, min(s.train_items, len(train)))
     items = prompt_items(lm, search.task, search.initial, picked)
-    found = discrete_search(lm, items, search.initial, s, search.seed)
+    words = [*search.task.labels, *search.task.inputs, search.task.target]
+    found = discrete_search(lm, items, search.initial, s, search.seed, protect=words)
     fits = search.budget_left >= search.n_val
     chosen = found.instruction if fits else search.initial
     initial_test = ev.scores(search.initial, n_test, TEST)

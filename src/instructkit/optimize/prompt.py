@@ -21,7 +21,8 @@ page (``report.html``) is written by :func:`instructkit.report.prompt.write_prom
 layer up.
 
 Methods are the entries of :data:`METHODS`, each ``method(search: Search) -> str`` returning the
-instruction it found best; the workflow keeps the initial one when that scores higher on val.
+instruction it found best; the workflow keeps the initial one unless the best beats it on val
+(a tie keeps it).
 ``initial`` evaluates the given instruction only (a baseline); ``templates`` races component-
 template candidates (and, with a proposer, LM-proposed instructions: :mod:`.ape`) with
 successive halving (:func:`~instructkit.optimize.search.halving_schedule`); ``evolutionary`` runs
@@ -417,7 +418,7 @@ def run_prompt_optimization(
         max_tokens=cfg.max_tokens,
     )  # fmt: skip
     best = method(search)
-    if evaluator.mean(best) < initial_val:
+    if evaluator.mean(best) <= initial_val:  # a tie on val keeps the initial instruction
         best = initial
 
     n_test = range(len(examples["test"]))

@@ -26,6 +26,7 @@ from instructkit.optimize.gradient import (
     local_model,
     one_hot_objective,
     prompt_items,
+    protected_positions,
     readable_token_mask,
     sample_swaps,
     token_gradient,
@@ -114,6 +115,29 @@ def test_sample_swaps_change_one_token_from_the_top_list():
         changed = [p for p in range(3) if cand[p] != [1, 2, 3][p]]
         assert len(changed) == 1 and cand[changed[0]] in top[changed[0]].tolist()
     assert {next(p for p in range(3) if c[p] != [1, 2, 3][p]) for c in swaps} == {0, 1, 2}
+
+
+def test_sample_swaps_never_touch_protected_positions():
+    top = torch.tensor([[10, 11], [20, 21], [30, 31]])
+    swaps = sample_swaps([1, 2, 3], top, 8, random.Random(0), protected={0, 2})
+    assert swaps and all(c[0] == 1 and c[2] == 3 and c[1] in (20, 21) for c in swaps)
+    assert sample_swaps([1, 2, 3], top, 4, random.Random(0), protected={0, 1, 2}) == []
+
+
+def test_protected_positions_cover_the_label_words_and_fields(lm):
+    ids = ids_of(lm, INSTRUCTION)
+    frozen = protected_positions(lm.tokenizer, ids, ["yes", "no", "question"])
+    spelled = lm.tokenizer.decode([ids[i] for i in sorted(frozen)]).lower()
+    for word in ("yes", "no", "question"):
+        assert word in spelled
+    assert "answer" not in spelled  # only the protected words, whole
+    assert protected_positions(lm.tokenizer, ids, ["nothing-here"]) == set()
+
+
+def test_discrete_search_keeps_the_label_words(lm, items):
+    s = GradientSettings(steps=6, top_k=8, candidates=8, fluency=0.05)
+    found = discrete_search(lm, items, INSTRUCTION, s, seed=1, protect=["yes", "no"])
+    assert re.search(r"\byes\b", found.instruction) and re.search(r"\bno\b", found.instruction)
 
 
 def _manual_answer_loss(lm, items, ids):
@@ -251,7 +275,8 @@ def test_optimize_prompt_gradient_end_to_end(tmp_path):
     saved = json.loads((tmp_path / "out" / "result.json").read_text())
     grad = saved["gradient"]
     assert set(grad) == {"discrete", "soft_prompt"}
-    assert grad["discrete"]["instruction"] in (result.best.instruction, INSTRUCTION)
+    assert result.best.instruction in (grad["discrete"]["instruction"], INSTRUCTION)
+    assert re.search(r"\byes\b.*\bno\b", grad["discrete"]["instruction"])  # labels kept
     assert set(grad["discrete"]) >= {"instruction", "val", "test", "objective", "test_comparison"}
     assert set(grad["soft_prompt"]) >= {"test", "adapter", "test_comparison"}
     assert (tmp_path / "out" / "soft_prompt" / "adapter_config.json").is_file()
