@@ -74,6 +74,7 @@ from instructkit.optimize.propose import (
 )
 from instructkit.optimize.scoring import score_program
 from instructkit.optimize.search import fit_halving, halving_schedule, mean
+from instructkit.optimize.student import check_wiring
 from instructkit.optimize.templates import TaskSpec, describe_data, generate_candidates
 
 __all__ = [
@@ -329,7 +330,7 @@ class PerModule(Teleprompter):
         self.result: PerModuleResult | None = None
         self.evaluator: ProgramEvaluator | None = None
         self.on_call: Callable[[int], None] | None = None
-        _check_wiring(self)
+        check_wiring(self, "PerModule")
 
     def compile(
         self,
@@ -359,21 +360,6 @@ class PerModule(Teleprompter):
             self.counter.budgets.clear()
             self.counter.budgets.update(saved)
         return with_instructions(student, best)
-
-
-def _check_wiring(opt: PerModule) -> None:
-    if isinstance(opt.budget, bool) or not isinstance(opt.budget, int) or opt.budget < 1:
-        raise ConfigError(
-            f"PerModule: budget={opt.budget!r} must be a number of task calls >= 1.",
-            fix="pass the budget as a whole number of task-model calls.",
-        )
-    engine = getattr(opt.task_lm, "engine", None)
-    if getattr(engine, "counter", None) is not opt.counter or getattr(engine, "role", None) != TASK:
-        raise ConfigError(
-            "task_lm is not counted by this counter under the task role, so the budget "
-            "could not hold.",
-            fix="build it with bridge_lm(lm, counter=counter, role='task').",
-        )
 
 
 # --------------------------------------------------------------------------------- the search

@@ -175,7 +175,15 @@ class InstructionOptimizer(Teleprompter):
         raise NotImplementedError
 
 
-def check_wiring(opt: Wiring, name: str) -> None:
+class Counted(Protocol):
+    """What :func:`check_wiring` reads of an optimizer."""
+
+    task_lm: Any
+    counter: CallCounter
+    budget: int
+
+
+def check_wiring(opt: Counted, name: str) -> None:
     """The budget is a whole number of calls and ``task_lm`` is counted by ``counter``."""
     if isinstance(opt.budget, bool) or not isinstance(opt.budget, int) or opt.budget < 1:
         raise ConfigError(
