@@ -60,7 +60,7 @@ from dspy.teleprompt.teleprompt import Teleprompter
 from pydantic import BaseModel, ConfigDict, Field
 
 from instructkit.config import load_config
-from instructkit.errors import ConfigError, DataFormatError
+from instructkit.errors import ConfigError
 from instructkit.jobs import Job, fingerprint
 from instructkit.optimize.adapter import PlainAdapter
 from instructkit.optimize.bridge import PROPOSER, TASK, BudgetExceeded, CallCounter
@@ -74,7 +74,7 @@ from instructkit.optimize.propose import (
 )
 from instructkit.optimize.scoring import score_program
 from instructkit.optimize.search import fit_halving, halving_schedule, mean
-from instructkit.optimize.student import check_wiring
+from instructkit.optimize.student import check_examples, check_wiring
 from instructkit.optimize.templates import TaskSpec, describe_data, generate_candidates
 
 __all__ = [
@@ -380,8 +380,8 @@ class _Ascent:
         self.initial = _predictors(student)
         self.names = list(self.initial)
         self.trainset, self.valset = trainset, valset
-        _check_examples(valset, "valset" if valset is not trainset else "trainset")
-        _check_examples(trainset, "trainset")
+        check_examples(valset, "valset" if valset is not trainset else "trainset")
+        check_examples(trainset, "trainset")
         self.metric = _check_metric(metric, valset, student)
         self.estimate = len(valset) * len(self.names)  # one predictor call per stage and item
         _check_budget(opt, len(valset), self.estimate)
@@ -642,27 +642,6 @@ def _predictors(student: Any) -> dict[str, str]:
             fix="give a DSPy module that contains dspy.Predict (or modules built on it).",
         )
     return found
-
-
-def _check_examples(examples: Sequence[Any], name: str) -> None:
-    if not examples:
-        raise ConfigError(f"the {name} is empty.", fix="give at least one example.")
-    for number, example in enumerate(examples, 1):
-        if not isinstance(example, dspy.Example) or not example._input_keys:
-            raise ConfigError(
-                f"{name} item {number} is not a dspy.Example with its inputs marked.",
-                fix="build items with dspy.Example(...).with_inputs('field', ...).",
-            )
-    wanted = [*examples[0]._input_keys, *examples[0].labels().keys()]
-    for number, example in enumerate(examples, 1):
-        for key in wanted:
-            if example.get(key) is None:
-                raise DataFormatError(
-                    f"{name} item is missing a field the program reads or the metric scores",
-                    row=number,
-                    field=key,
-                    fix=f"give every item the fields {wanted}.",
-                )
 
 
 def _check_metric(

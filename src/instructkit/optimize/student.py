@@ -41,6 +41,7 @@ __all__ = [
     "SearchSetup",
     "StudentTask",
     "Wiring",
+    "check_examples",
     "check_wiring",
     "program_setup",
     "search_setup",
@@ -280,7 +281,7 @@ def _preflight(
     opt: Wiring, valset: list[Any], trainset: list[Any], metric: str | MetricFn, output: str
 ) -> tuple[str, MetricFn]:
     """Data, metric and budget checks, all before any call; (metric name, metric)."""
-    _check_examples(valset, "valset" if valset is not trainset else "trainset")
+    check_examples(valset, "valset" if valset is not trainset else "trainset")
     name, fn = resolve_metric(metric, target=output)
     metric_value(fn, name, valset[0], dspy.Prediction(**valset[0].labels()), 0)
     if opt.budget < len(valset):
@@ -310,7 +311,8 @@ def _single_predictor(student: Any, name: str) -> Any:
     return predictors[0]
 
 
-def _check_examples(examples: Sequence[Any], name: str) -> None:
+def check_examples(examples: Sequence[Any], name: str) -> None:
+    """Items are ``dspy.Example`` with inputs marked, and all carry the first item's fields."""
     if not examples:
         raise ConfigError(f"the {name} is empty.", fix="give at least one example.")
     for number, example in enumerate(examples, 1):
