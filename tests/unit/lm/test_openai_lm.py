@@ -306,8 +306,8 @@ def test_ctrl_c_carries_the_completions_that_did_arrive():
     class Signals(OpenAILM):
         async def _complete_one(self, client, request):
             completion = await super()._complete_one(client, request)
-            if request.messages[-1][1] == "fast":
-                answered.set()
+            if request.messages[-1][1] == "fast":  # once the caller has stored it: the next step
+                asyncio.get_running_loop().call_soon(answered.set)
             return completion
 
     def interrupt():
