@@ -2,23 +2,15 @@
 twice, and the same results as a run that was never killed."""
 
 import json
-import os
 import random
-import signal
 import subprocess
 import sys
-import time
 from importlib import resources
 
 import yaml
+from killing import complete_rows, kill_when
 
 ITEMS = resources.files("instructkit.resources").joinpath("demo/items.jsonl")
-
-
-def lines(path):
-    return (
-        [json.loads(x) for x in path.read_text().splitlines() if x.strip()] if path.exists() else []
-    )
 
 
 def _setup(folder, items):
@@ -56,22 +48,17 @@ def test_eval_run_killed_and_resumed(tmp_path):
     killed = _setup(tmp_path / "killed", items)
     journal = tmp_path / "killed" / "results.per_item.jsonl"
     stop_at = random.Random().randint(2, len(items) - 5)  # a random point mid-generation
-    proc = subprocess.Popen(killed, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 180
-    while time.time() < deadline and len(lines(journal)) < stop_at and proc.poll() is None:
-        time.sleep(0.01)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    done_before = len(lines(journal))
+    kill_when(killed, lambda: len(complete_rows(journal)) >= stop_at, timeout=180)
+    done_before = len(complete_rows(journal))
     assert 0 < done_before < len(items), "killed too late or too early to test resume"
     subprocess.run(killed, check=True, capture_output=True, timeout=300)
-    units = [(r["eval_task"], r["id"], r["system"]) for r in lines(journal)]
+    units = [(r["eval_task"], r["id"], r["system"]) for r in complete_rows(journal)]
     assert len(units) == len(set(units)), "an item was written twice"
     assert {u[1] for u in units} == {r["id"] for r in items}, "an item was lost"
 
     whole = _setup(tmp_path / "whole", items)
     subprocess.run(whole, check=True, capture_output=True, timeout=300)
-    assert lines(journal) == lines(tmp_path / "whole" / "results.per_item.jsonl")
+    assert complete_rows(journal) == complete_rows(tmp_path / "whole" / "results.per_item.jsonl")
     assert _comparable(tmp_path / "killed" / "results.json") == _comparable(
         tmp_path / "whole" / "results.json"
     )

@@ -4,10 +4,10 @@ kill are spent again (the journal holds one row per scored item)."""
 
 import json
 import random
-import signal
 import subprocess
 import sys
-import time
+
+from killing import complete_rows, kill_when
 
 WORKER = """
 import json, sys, time
@@ -54,11 +54,7 @@ IN_FLIGHT = 16
 
 
 def journal_keys(path):
-    if not path.exists():
-        return []
-    complete = path.read_text(encoding="utf-8").split("\n")[:-1]
-    rows = [json.loads(x) for x in complete if x.strip()]
-    return [(r["phase"], r["instruction"], r["item"]) for r in rows]
+    return [(r["phase"], r["instruction"], r["item"]) for r in complete_rows(path)]
 
 
 def test_a_search_killed_at_random_points_loses_and_repeats_no_scored_item(tmp_path):
@@ -72,13 +68,8 @@ def test_a_search_killed_at_random_points_loses_and_repeats_no_scored_item(tmp_p
     for _ in range(4):  # kill when the journal has grown to a random point (timing-independent)
         done = len(journal_keys(journal))
         target = rng.randint(done + 1, done + (len(reference) - done) // 3)
-        proc = subprocess.Popen([sys.executable, "-c", WORKER, str(journal), str(calls)])
-        deadline = time.monotonic() + 120
-        while len(journal_keys(journal)) < target and proc.poll() is None:
-            assert time.monotonic() < deadline, "the worker made no progress"
-            time.sleep(0.002)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
+        cmd = [sys.executable, "-c", WORKER, str(journal), str(calls)]
+        kill_when(cmd, lambda t=target: len(journal_keys(journal)) >= t, timeout=120)
         seen.append(len(journal_keys(journal)))
     assert all(0 < n < len(reference) for n in seen), f"a kill did not land mid-search: {seen}"
     final = subprocess.run(

@@ -4,10 +4,10 @@ unkilled run's."""
 
 import json
 import random
-import signal
 import subprocess
 import sys
-import time
+
+from killing import complete_rows, kill_when
 
 WORKER = """
 import json, sys, time
@@ -27,28 +27,23 @@ print(json.dumps(result.scores))
 
 
 def journal_keys(path):
-    if not path.exists():
-        return []
-    complete = path.read_text(encoding="utf-8").split("\n")[:-1]
-    return [json.loads(x)["key"] for x in complete if x.strip()]
+    return [r["key"] for r in complete_rows(path)]
 
 
 def test_judging_killed_at_random_points_asks_each_request_once(tmp_path):
     journal, asked = tmp_path / "judge.jsonl", tmp_path / "asked.txt"
-    started = time.monotonic()
     ref = subprocess.run(
         [sys.executable, "-c", WORKER, str(tmp_path / "ref.jsonl"), str(tmp_path / "ref.txt")],
         check=True, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
-    whole = time.monotonic() - started
     rng, seen = random.Random(0), []
-    for _ in range(4):
-        proc = subprocess.Popen([sys.executable, "-c", WORKER, str(journal), str(asked)])
-        time.sleep(rng.uniform(0.4, 0.8) * whole)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
+    for _ in range(4):  # kill when the journal has grown to a random point
+        done = len(journal_keys(journal))
+        target = rng.randint(done + 1, done + max(1, (120 - done) // 3))
+        cmd = [sys.executable, "-c", WORKER, str(journal), str(asked)]
+        kill_when(cmd, lambda t=target: len(journal_keys(journal)) >= t, timeout=120)
         seen.append(len(journal_keys(journal)))
-    assert any(0 < n < 120 for n in seen), f"no kill landed mid-job: {seen}"
+    assert all(0 < n < 120 for n in seen), f"a kill did not land mid-job: {seen}"
     final = subprocess.run(
         [sys.executable, "-c", WORKER, str(journal), str(asked)],
         check=True, capture_output=True, text=True, timeout=300,

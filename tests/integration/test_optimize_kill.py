@@ -3,15 +3,13 @@ no history row or proposer reply lost or written twice, and the same result as a
 never killed."""
 
 import json
-import os
 import random
-import signal
 import subprocess
 import sys
 import textwrap
-import time
 
 import pytest
+from killing import complete_rows, kill_when
 
 DRIVER = textwrap.dedent(
     """
@@ -40,12 +38,6 @@ DRIVER = textwrap.dedent(
 )
 
 
-def lines(path):
-    return (
-        [json.loads(x) for x in path.read_text().splitlines() if x.strip()] if path.exists() else []
-    )
-
-
 def _setup(folder, method):
     folder.mkdir()
     rows = [
@@ -70,30 +62,25 @@ def _result(folder):
 def test_optimize_prompt_killed_and_resumed(tmp_path, method):
     whole = _setup(tmp_path / "whole", method)
     subprocess.run(whole, check=True, capture_output=True, timeout=300)
-    expected = lines(tmp_path / "whole" / "out" / "history.jsonl")
+    expected = complete_rows(tmp_path / "whole" / "out" / "history.jsonl")
 
     killed = _setup(tmp_path / "killed", method)
     journal = tmp_path / "killed" / "out" / "history.jsonl"
     # Rows are journaled a chunk (<= 16 items scored at once) at a time: stopping at most 17
     # rows before the end leaves a chunk boundary to kill at before the run completes.
     stop_at = random.Random().randint(3, len(expected) - 17)
-    proc = subprocess.Popen(killed, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 180
-    while time.time() < deadline and len(lines(journal)) < stop_at and proc.poll() is None:
-        time.sleep(0.005)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    done_before = len(lines(journal))
+    kill_when(killed, lambda: len(complete_rows(journal)) >= stop_at, timeout=180)
+    done_before = len(complete_rows(journal))
     assert 0 < done_before < len(expected), "killed too late or too early to test resume"
     subprocess.run(killed, check=True, capture_output=True, timeout=300)
 
-    rows = lines(journal)
+    rows = complete_rows(journal)
     keys = [(r["phase"], r["instruction"], r["item"]) for r in rows]
     assert len(keys) == len(set(keys)), "an evaluation was written twice"
     assert rows == expected, "a row was lost or differs"
     assert sum(r["calls"] for r in rows if r["phase"] == "val") <= 60
     assert _result(tmp_path / "killed") == _result(tmp_path / "whole")
-    replies = lines(tmp_path / "killed" / "out" / "proposals.jsonl")
-    assert replies == lines(tmp_path / "whole" / "out" / "proposals.jsonl")
+    replies = complete_rows(tmp_path / "killed" / "out" / "proposals.jsonl")
+    assert replies == complete_rows(tmp_path / "whole" / "out" / "proposals.jsonl")
     assert [r["number"] for r in replies] == list(range(len(replies)))  # none lost or twice
     assert (len(replies) > 0) == (method == "opro")

@@ -2,13 +2,12 @@
 twice, no call spent twice, and the same result as a run that was never killed."""
 
 import json
-import os
 import random
-import signal
 import subprocess
 import sys
 import textwrap
-import time
+
+from killing import complete_rows, kill_when
 
 PROGRAM = textwrap.dedent(
     """
@@ -46,12 +45,6 @@ DRIVER = textwrap.dedent(
 )
 
 
-def lines(path):
-    return (
-        [json.loads(x) for x in path.read_text().splitlines() if x.strip()] if path.exists() else []
-    )
-
-
 def _setup(folder):
     folder.mkdir()
     (folder / "pipeline.py").write_text(PROGRAM)
@@ -75,22 +68,17 @@ def _result(folder):
 def test_optimize_program_killed_and_resumed(tmp_path):
     whole = _setup(tmp_path / "whole")
     subprocess.run(whole, check=True, capture_output=True, timeout=300)
-    expected = lines(tmp_path / "whole" / "out" / "history.jsonl")
+    expected = complete_rows(tmp_path / "whole" / "out" / "history.jsonl")
 
     killed = _setup(tmp_path / "killed")
     journal = tmp_path / "killed" / "out" / "history.jsonl"
     stop_at = random.Random().randint(3, len(expected) - 5)
-    proc = subprocess.Popen(killed, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 180
-    while time.time() < deadline and len(lines(journal)) < stop_at and proc.poll() is None:
-        time.sleep(0.005)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    done_before = len(lines(journal))
+    kill_when(killed, lambda: len(complete_rows(journal)) >= stop_at, timeout=180)
+    done_before = len(complete_rows(journal))
     assert 0 < done_before < len(expected), "killed too late or too early to test resume"
     subprocess.run(killed, check=True, capture_output=True, timeout=300)
 
-    rows = lines(journal)
+    rows = complete_rows(journal)
     keys = [(r["phase"], json.dumps(r["instructions"]), r["item"]) for r in rows]
     assert len(keys) == len(set(keys)), "an item was scored twice"
     assert sorted(keys) == sorted(

@@ -2,20 +2,13 @@
 lost, none asked for twice, and the same output as a run that was never killed."""
 
 import json
-import os
 import re
-import signal
 import subprocess
 import sys
-import time
+
+from killing import complete_rows, kill_when
 
 WORDS = "apples rivers engines poems cities planets songs bridges trains clouds".split()
-
-
-def lines(path):
-    return (
-        [json.loads(x) for x in path.read_text().splitlines() if x.strip()] if path.exists() else []
-    )
 
 
 def filter_cmd(src, out):
@@ -65,13 +58,8 @@ def test_judge_scoring_killed_and_resumed(tmp_path):
 
     # the reference run, never killed, runs beside the one that will be
     reference = subprocess.Popen(filter_cmd(src, whole), stdout=subprocess.PIPE, text=True)
-    proc = subprocess.Popen(filter_cmd(src, out), stdout=subprocess.DEVNULL)
-    deadline = time.time() + 240
-    while time.time() < deadline and len(lines(journal)) < 3:
-        time.sleep(0.02)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    done_before = len(lines(journal))
+    kill_when(filter_cmd(src, out), lambda: len(complete_rows(journal)) >= 3, timeout=240)
+    done_before = len(complete_rows(journal))
     assert 0 < done_before < unique, "killed too late or too early to test resume"
     assert not out.exists(), "the output is written only when scoring is complete"
 
@@ -81,7 +69,7 @@ def test_judge_scoring_killed_and_resumed(tmp_path):
     ref_stdout, _ = reference.communicate(timeout=300)
     assert reference.returncode == 0
 
-    keys = [r["key"] for r in lines(journal)]
+    keys = [r["key"] for r in complete_rows(journal)]
     assert len(keys) == unique == len(set(keys)), "a rating was lost or journaled twice"
     assert sent_and_resumed(rerun.stdout) == (unique - done_before, done_before)
     assert sent_and_resumed(ref_stdout) == (unique, 0)

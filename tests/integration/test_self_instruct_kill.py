@@ -1,13 +1,12 @@
 """Self-Instruct killed with SIGKILL at random points and rerun: the output equals an unkilled
 run's, row for row (nothing lost, nothing written twice)."""
 
-import json
 import random
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
+
+from killing import complete_rows, kill_when
 
 UNIT_TESTS = Path(__file__).resolve().parents[1] / "unit" / "synth" / "test_self_instruct.py"
 
@@ -29,27 +28,21 @@ run_self_instruct(cfg, ScriptedLM(slow), load_seed_tasks().tasks, sys.argv[1], p
 """
 
 
-def rows(path):
-    if not path.exists():
-        return []
-    complete = path.read_text(encoding="utf-8").split("\n")[:-1]
-    return [json.loads(x) for x in complete if x.strip()]
-
-
 def test_self_instruct_killed_at_random_points_equals_an_unkilled_run(tmp_path):
     ref, out = tmp_path / "ref.jsonl", tmp_path / "out.jsonl"
-    started = time.monotonic()
     subprocess.run([sys.executable, "-c", WORKER, str(ref)], check=True, timeout=300)
-    whole = time.monotonic() - started  # kills land at random fractions of an unkilled run
+    total = len(complete_rows(ref))
     rng, seen = random.Random(0), []
-    for _ in range(4):
-        proc = subprocess.Popen([sys.executable, "-c", WORKER, str(out)])
-        time.sleep(rng.uniform(0.4, 0.8) * whole)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-        seen.append(len(rows(out)))
-    assert any(0 < n < 60 for n in seen), f"no kill landed mid-job: {seen}"
+    for _ in range(4):  # kill when the output has grown to a random point
+        done = len(complete_rows(out))
+        target = rng.randint(done + 1, done + max(1, (total - done) // 3))
+        cmd = [sys.executable, "-c", WORKER, str(out)]
+        kill_when(cmd, lambda t=target: len(complete_rows(out)) >= t, timeout=120)
+        seen.append(len(complete_rows(out)))
+    assert all(0 < n < total for n in seen), f"a kill did not land mid-job: {seen}"
     subprocess.run([sys.executable, "-c", WORKER, str(out)], check=True, timeout=300)
-    got = rows(out)
-    assert [r["id"] for r in got] == [r["id"] for r in rows(ref)]  # 0 lost, 0 twice, in order
-    assert got == rows(ref)
+    got = complete_rows(out)
+    assert [r["id"] for r in got] == [
+        r["id"] for r in complete_rows(ref)
+    ]  # 0 lost, 0 twice, in order
+    assert got == complete_rows(ref)

@@ -1,19 +1,12 @@
 """`instructkit synth evol` killed with SIGKILL mid-job and re-run: nothing lost, nothing twice."""
 
 import json
-import os
-import signal
 import subprocess
 import sys
-import time
+
+from killing import complete_rows, kill_when
 
 WORDS = ["apples", "rivers", "engines", "poems", "cities", "planets", "songs", "bridges"]
-
-
-def lines(path):
-    return (
-        [json.loads(x) for x in path.read_text().splitlines() if x.strip()] if path.exists() else []
-    )
 
 
 def test_evol_job_killed_and_resumed(tmp_path):
@@ -48,16 +41,11 @@ def test_evol_job_killed_and_resumed(tmp_path):
         "min_response_words=1",
         "--no-progress",
     ]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
-    while time.time() < deadline and len(lines(out)) + len(lines(rejects)) < 4:
-        time.sleep(0.02)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    done_before = len(lines(out)) + len(lines(rejects))
+    kill_when(cmd, lambda: len(complete_rows(out)) + len(complete_rows(rejects)) >= 4, timeout=120)
+    done_before = len(complete_rows(out)) + len(complete_rows(rejects))
     assert 0 < done_before < 3 * len(WORDS) * 3, "killed too late or too early to test resume"
     subprocess.run(cmd, check=True, capture_output=True, timeout=300)
-    rows = lines(out) + lines(rejects)
+    rows = complete_rows(out) + complete_rows(rejects)
     units = [(r["root_id"], r["round"]) for r in rows]
     assert len(units) == len(set(units)), "a unit of work was written twice"
     # every round processes every root whose lineage is still alive: each root once per round

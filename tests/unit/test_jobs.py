@@ -9,6 +9,7 @@ import sys
 import time
 
 import pytest
+from killing import kill_when
 
 from instructkit.errors import ConfigError, DataFormatError
 from instructkit.io import append_jsonl, repair_torn_tail
@@ -108,15 +109,14 @@ def _units(path):
 
 def test_job_killed_at_random_points_loses_and_repeats_nothing(tmp_path):
     out = tmp_path / "o.jsonl"
-    rng = random.Random(0)
-    seen = []
-    for _ in range(6):
-        proc = subprocess.Popen([sys.executable, "-c", _WORKER, str(out)])
-        time.sleep(rng.uniform(0.3, 1.0))
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
+    rng, seen = random.Random(0), []
+    for _ in range(6):  # kill when the journal has grown to a random point
+        done = len(_units(out)) if out.exists() else 0
+        target = rng.randint(done + 1, done + (300 - done) // 4)
+        cmd = [sys.executable, "-c", _WORKER, str(out)]
+        kill_when(cmd, lambda t=target: out.exists() and len(_units(out)) >= t, timeout=60)
         seen.append(len(_units(out)) if out.exists() else 0)
-    assert any(0 < n < 300 for n in seen), f"no kill landed mid-job: {seen}"
+    assert all(0 < n < 300 for n in seen), f"a kill did not land mid-job: {seen}"
     subprocess.run([sys.executable, "-c", _WORKER, str(out)], check=True, timeout=120)
     assert _units(out) == list(range(300))  # 0 lost, 0 duplicated, in order
 
