@@ -1,5 +1,5 @@
-"""The models of the optimizer benchmark: a fake task engine, the bank proposer, and the adapter
-and counter every method runs with.
+"""The models of the optimizer benchmark: a fake task engine, the bank proposer, and the counter
+every method runs with (the adapter is :class:`instructkit.optimize.peers.RoutingAdapter`).
 
 - :class:`FakeTaskModel` (tier ``fake``, CI): answers PlainAdapter prompts of a task without a
   model. Whether an item comes back right depends on features of the instruction (it lists the
@@ -15,9 +15,6 @@ and counter every method runs with.
   form, a fenced block, or plain text (Evolutionary). Other proposer requests (MIPROv2's data
   and program summaries) get a fixed filler sentence; COPRO's output-prefix field gets the
   output field's own prefix, so the prefix never changes.
-- :class:`RoutingAdapter`: PlainAdapter for task-model calls (the only format SmolLM2 follows),
-  and a chosen adapter for proposer calls (ChatAdapter on the bank track, so the bank sees the
-  output fields by name). GEPA's proposer sets its own adapter (JSONAdapter) inside.
 - :class:`BackstopCounter`: a :class:`~instructkit.optimize.CallCounter` that remembers how many
   calls it refused, so a run stopped by the budget is recorded as such.
 """
@@ -30,12 +27,9 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import dspy
-
 from instructkit.lm.base import ChatRequest
 from instructkit.lm.scripted import ScriptedLM
-from instructkit.optimize import BudgetExceeded, CallCounter, PlainAdapter
-from instructkit.optimize.bridge import PROPOSER
+from instructkit.optimize import BudgetExceeded, CallCounter
 
 FILLER = "The task maps each input to the output field it names."
 
@@ -59,25 +53,6 @@ class BackstopCounter(CallCounter):
         except BudgetExceeded:
             self.refused += 1
             raise
-
-
-class RoutingAdapter(dspy.Adapter):
-    """PlainAdapter for task calls; ``proposer`` for calls of an LM bridged with role proposer."""
-
-    def __init__(self, proposer: Any) -> None:
-        super().__init__()
-        self.task, self.proposer = PlainAdapter(), proposer
-
-    def __call__(self, lm: Any, lm_kwargs: Any, signature: Any, demos: Any, inputs: Any) -> Any:
-        engine = getattr(lm, "_engine_spec", None)
-        chosen = self.proposer if getattr(engine, "role", None) == PROPOSER else self.task
-        return chosen(lm, lm_kwargs, signature, demos, inputs)
-
-    def format(self, signature: Any, demos: Any, inputs: Any) -> Any:
-        return self.task.format(signature, demos, inputs)
-
-    def parse(self, signature: Any, completion: str) -> Any:
-        return self.task.parse(signature, completion)
 
 
 # ------------------------------------------------------------------------------ fake task model

@@ -20,19 +20,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import dspy
 from engines import BackstopCounter
 from tasks import BenchTask, Split
 
 from instructkit.jobs import Job, fingerprint
 from instructkit.optimize import Evolutionary
+from instructkit.optimize.peers import PEERS, run_peer
 from instructkit.optimize.prompt import METHODS as SEARCH_METHODS
 from instructkit.optimize.search import Evaluator, MethodFn, Search
 
 BANK_SIZE = 12  # component-template candidates per predictor in the bank
-MIPRO_CANDIDATES = 6  # MIPROv2 "light" proposes 6 instructions
-MIPRO_BOOTSTRAP_PER_SET = 6  # expected task calls of one bootstrap set (3 successes at ~50%)
-GEPA_MINIBATCH = 3  # GEPA's default reflection minibatch
 
 
 @dataclass
@@ -49,6 +46,7 @@ class Context:
     metric: Callable[..., float]
     bank: list[list[str]]
     workdir: Path
+    proposer_adapter: Any = None  # the adapter of proposer calls (None: DSPy's ChatAdapter)
 
     @property
     def eval_cost(self) -> int:
@@ -137,96 +135,29 @@ def evolutionary(ctx: Context) -> Outcome:
 
 # ------------------------------------------------------------------------------------- peers
 
-# DSPy's evaluations run items on threads, so the bridge batches their calls as it does ours
-# (scoring's default is the bridge's max_batch, 16): the same engine, the same speed.
-PEER_THREADS = 16
 
+def peer(name: str) -> Callable[[Context], Outcome]:
+    """DSPy's optimizer ``name`` through :func:`instructkit.optimize.peers.run_peer` (its
+    parameters planned from the budget; README.md has the table)."""
 
-def plan_copro(evals: int, predictors: int) -> tuple[int, int]:
-    """COPRO's (breadth, depth) using most of ``evals`` full val evaluations.
+    def run(ctx: Context) -> Outcome:
+        result = run_peer(
+            name,
+            ctx.task.program(),
+            trainset=ctx.split.train,
+            valset=ctx.split.val,
+            metric=ctx.metric,
+            task_lm=ctx.task_lm,
+            proposer_lm=ctx.proposer_lm,
+            budget=ctx.budget,
+            seed=ctx.seed,
+            calls_per_item=ctx.task.calls_per_item,
+            proposer_adapter=ctx.proposer_adapter,
+        )
+        stopped = "budget" if ctx.counter.refused else result.stopped
+        return Outcome(result.program, stopped, result.settings)
 
-    COPRO scores ``breadth`` candidates per depth on its whole trainset (our val); with several
-    predictors it re-scores every candidate so far at each depth, per predictor."""
-
-    def cost(b: int, d: int) -> int:
-        return b * d if predictors == 1 else predictors * b * d * (d + 1) // 2
-
-    plans = []
-    for d in (1, 2, 3):
-        b = evals // cost(1, d)
-        if b >= 2:
-            plans.append((cost(b, d), d, b))
-    if not plans:
-        return 2, 1  # does not fit: the backstop stops it
-    _, d, b = max(plans)
-    return b, d
-
-
-def copro(ctx: Context) -> Outcome:
-    breadth, depth = plan_copro(ctx.budget // ctx.eval_cost, len(ctx.task.stages))
-    opt = dspy.COPRO(
-        prompt_model=ctx.proposer_lm,
-        metric=ctx.metric,
-        breadth=breadth,
-        depth=depth,
-        init_temperature=1.4,
-    )
-    eval_kwargs = {"num_threads": PEER_THREADS, "display_progress": False}
-    best = opt.compile(ctx.task.program(), trainset=ctx.split.val, eval_kwargs=eval_kwargs)
-    return Outcome(best, _stopped(ctx), {"breadth": breadth, "depth": depth})
-
-
-def plan_mipro(budget: int, eval_cost: int, calls_per_item: int) -> int:
-    """MIPROv2 trials (``minibatch=False``: each trial one full val evaluation) after the
-    default program's evaluation and the expected cost of its bootstrap sets."""
-    bootstrap = (MIPRO_CANDIDATES + 2) * MIPRO_BOOTSTRAP_PER_SET * calls_per_item
-    return max(1, (budget - bootstrap - eval_cost) // eval_cost)
-
-
-def mipro(ctx: Context) -> Outcome:
-    trials = plan_mipro(ctx.budget, ctx.eval_cost, ctx.task.calls_per_item)
-    opt = dspy.MIPROv2(
-        metric=ctx.metric,
-        prompt_model=ctx.proposer_lm,
-        task_model=ctx.task_lm,
-        auto=None,
-        num_candidates=MIPRO_CANDIDATES,
-        max_bootstrapped_demos=0,
-        max_labeled_demos=0,
-        num_threads=PEER_THREADS,
-        max_errors=10**9,
-        seed=ctx.seed + 1,  # MIPROv2 ignores seed=0 (``seed or self.seed``)
-        verbose=False,
-    )
-    best = opt.compile(
-        ctx.task.program(),
-        trainset=ctx.split.train,
-        valset=ctx.split.val,
-        num_trials=trials,
-        minibatch=False,  # a val set under 35 items
-    )
-    return Outcome(best, _stopped(ctx), {"num_candidates": MIPRO_CANDIDATES, "trials": trials})
-
-
-def plan_gepa(budget: int, n_val: int, calls_per_item: int) -> int:
-    """GEPA's ``max_metric_calls``: GEPA checks its budget before an iteration, and one
-    iteration may spend two minibatches, a merge subsample and a full val evaluation."""
-    slack = n_val + 2 * GEPA_MINIBATCH + 5
-    return max(1, budget // calls_per_item - slack)
-
-
-def gepa(ctx: Context) -> Outcome:
-    calls = plan_gepa(ctx.budget, len(ctx.split.val), ctx.task.calls_per_item)
-    opt = dspy.GEPA(
-        metric=ctx.metric,
-        reflection_lm=ctx.proposer_lm,
-        max_metric_calls=calls,
-        reflection_minibatch_size=GEPA_MINIBATCH,
-        num_threads=PEER_THREADS,
-        seed=ctx.seed,
-    )
-    best = opt.compile(ctx.task.program(), trainset=ctx.split.train, valset=ctx.split.val)
-    return Outcome(best, _stopped(ctx), {"max_metric_calls": calls})
+    return run
 
 
 def _stopped(ctx: Context) -> str:
@@ -237,7 +168,5 @@ METHODS: dict[str, Method] = {
     "templates": Method(searched("templates"), multi_predictor=False, ours=True),
     "evolutionary": Method(evolutionary, multi_predictor=False, ours=True),
     "opro": Method(searched("opro"), multi_predictor=False, ours=True),
-    "copro": Method(copro, multi_predictor=True, ours=False),
-    "mipro": Method(mipro, multi_predictor=True, ours=False),
-    "gepa": Method(gepa, multi_predictor=True, ours=False),
+    **{name: Method(peer(name), multi_predictor=True, ours=False) for name in PEERS},
 }

@@ -40,13 +40,14 @@ import dspy
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from engines import BackstopCounter, BankProposer, FakeTaskModel, RoutingAdapter  # noqa: E402
+from engines import BackstopCounter, BankProposer, FakeTaskModel  # noqa: E402
 from methods import BANK_SIZE, METHODS, Context, Outcome  # noqa: E402
 from tasks import TASKS, BenchTask  # noqa: E402
 
 from instructkit.io import append_jsonl  # noqa: E402
 from instructkit.optimize import PlainAdapter, bridge_lm  # noqa: E402
 from instructkit.optimize.bridge import instructkit_cause  # noqa: E402
+from instructkit.optimize.peers import RoutingAdapter  # noqa: E402
 from instructkit.optimize.scoring import score_program  # noqa: E402
 from instructkit.optimize.templates import generate_candidates  # noqa: E402
 
@@ -118,7 +119,7 @@ def run_benchmark(args: argparse.Namespace, model: Any = None) -> dict[str, Any]
     with tempfile.TemporaryDirectory() as work:
         ctx = Context(
             task, split, args.budget, args.seed, counter, lms["task"], proposer_lm, metric, bank,
-            Path(work),
+            Path(work), proposer_adapter,
         )  # fmt: skip
         # max_errors: a call refused by the budget fails one item; the peers go on.
         with dspy.context(

@@ -93,7 +93,7 @@ def test_bad_input_is_one_line_before_any_call(tmp_path, built):
     result = run(
         data, "--input", "text", "--target", "label", "--method", "gepa", "-o", tmp_path / "o"
     )
-    assert result.exit_code == 1 and "not available yet; use templates" in result.output
+    assert result.exit_code == 1 and "needs a proposer model" in result.output
     assert all(lm.calls == [] for lm in built)
 
 

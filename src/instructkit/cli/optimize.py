@@ -82,8 +82,9 @@ def optimize_group() -> None:
     help="templates (race template-built instructions, plus --proposer-lm proposals when "
     "given; default), evolutionary (genetic search seeded with them; the proposer mutates "
     "when given, else text operators), opro (needs --proposer-lm), initial (score the "
-    "starting instruction only), or gradient (local models: a gradient-guided token search "
-    "and a soft prompt).",
+    "starting instruction only), gradient (local models: a gradient-guided token search "
+    "and a soft prompt), or DSPy's own optimizers copro, mipro (MIPROv2, 0-shot) and gepa "
+    "(need --proposer-lm; run under the same budget, resumable).",
 )
 @click.option(
     "--budget",
@@ -117,8 +118,9 @@ def optimize_group() -> None:
     "proposer_lm",
     default=None,
     metavar="BACKEND[:MODEL]",
-    help="The model that writes candidate instructions (opro needs one; templates and "
-    "evolutionary use it when given). Its calls are counted apart from --budget.",
+    help="The model that writes candidate instructions (opro, copro, mipro and gepa need "
+    "one; templates and evolutionary use it when given). Its calls are counted apart from "
+    "--budget.",
 )
 @_run_options(out_help="Output folder (result.json, report.html, ...).")
 def optimize_prompt(

@@ -28,6 +28,7 @@ from instructkit.lm.base import (
 )
 from instructkit.lm.cache import CachedLM
 from instructkit.lm.openai import OpenAILM
+from instructkit.lm.replay import ReplayLM
 from instructkit.lm.scripted import ScriptedLM
 
 if TYPE_CHECKING:
@@ -45,6 +46,7 @@ __all__ = [
     "LlamaCppLM",
     "LocalLM",
     "OpenAILM",
+    "ReplayLM",
     "ScoresChoices",
     "ScriptedLM",
     "build_lm",

@@ -42,7 +42,7 @@ from instructkit.lm.base import (
     require_choice_scores,
 )
 
-__all__ = ["CachedLM"]
+__all__ = ["CachedLM", "decode_completion", "encode_completion"]
 
 _SCHEMA = """CREATE TABLE IF NOT EXISTS completions (
     key TEXT PRIMARY KEY, model TEXT NOT NULL, completion TEXT NOT NULL, created REAL NOT NULL
@@ -78,7 +78,7 @@ class CachedLM:
         first: dict[str, int] = {}  # key -> the index sent for it (repeats are answered once)
         for i, k in enumerate(keys):
             if k is not None and k in found:
-                results[i] = _decode(found[k], cached=True)
+                results[i] = decode_completion(found[k], cached=True)
             elif k is None or k not in first:
                 send.append(i)
                 if k is not None:
@@ -177,7 +177,8 @@ class CachedLM:
         return found
 
     def _store(self, items: list[tuple[str | None, Completion]]) -> None:
-        self._store_rows("completions", [(k, _encode(c)) for k, c in items if k is not None])
+        rows = [(k, encode_completion(c)) for k, c in items if k is not None]
+        self._store_rows("completions", rows)
 
     def _store_rows(self, table: str, items: list[tuple[str, str]]) -> None:
         rows = [(k, self.name, value, time.time()) for k, value in items]
@@ -218,13 +219,15 @@ def _open(path: Path) -> sqlite3.Connection:
     return db
 
 
-def _encode(c: Completion) -> str:
+def encode_completion(c: Completion) -> str:
+    """``c`` as JSON (without ``cached``): what the cache and journals store."""
     d = asdict(c)
     d.pop("cached")
     return json.dumps(d, ensure_ascii=False)
 
 
-def _decode(text: str, *, cached: bool) -> Completion:
+def decode_completion(text: str, *, cached: bool) -> Completion:
+    """The completion :func:`encode_completion` wrote."""
     return Completion(**json.loads(text), cached=cached)
 
 

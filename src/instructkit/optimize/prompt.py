@@ -82,6 +82,7 @@ from instructkit.optimize.metrics import (
     resolve_metric,
 )
 from instructkit.optimize.opro import search_opro
+from instructkit.optimize.peers import PEER_CALLS, PEERS, min_peer_budget, search_peer
 from instructkit.optimize.search import (
     TEST,
     Evaluator,
@@ -95,7 +96,6 @@ from instructkit.optimize.templates import TaskSpec
 
 __all__ = [
     "METHODS",
-    "PLANNED_METHODS",
     "InstructionOutcome",
     "PromptOptConfig",
     "PromptOptResult",
@@ -104,8 +104,7 @@ __all__ = [
 ]
 
 METRIC_ALIASES = {"exact": "exact_match", "lenient": "label"}
-PLANNED_METHODS = ("copro", "mipro", "gepa")
-NEEDS_PROPOSER = ("opro",)  # methods refused without a proposer model
+NEEDS_PROPOSER = ("opro", *PEERS)  # methods refused without a proposer model
 
 
 class PromptOptConfig(BaseModel):
@@ -186,13 +185,14 @@ class PromptOptResult:
 
 
 # The methods by name, each ``method(search: Search) -> str`` (:mod:`.search`). A new method
-# (evolutionary, OPRO, ...) is wired here, and leaves PLANNED_METHODS.
+# is wired here.
 METHODS: dict[str, MethodFn] = {
     "initial": search_initial,
     "templates": search_candidates,
     "evolutionary": search_evolutionary,
     "opro": search_opro,
     "gradient": search_gradient,
+    **{name: search_peer(name) for name in PEERS},  # DSPy's COPRO, MIPROv2, GEPA
 }
 
 
@@ -288,11 +288,6 @@ def _method(cfg: PromptOptConfig, proposer_lm: LM | None) -> MethodFn:
         )
     if cfg.method in METHODS:
         return METHODS[cfg.method]
-    if cfg.method in PLANNED_METHODS:
-        raise ConfigError(
-            f"the method '{cfg.method}' is not available yet; use templates.",
-            fix=f"pass --method templates (available: {', '.join(METHODS)}).",
-        )
     raise ConfigError(f"unknown method '{cfg.method}'.", fix=f"use one of: {', '.join(METHODS)}.")
 
 
@@ -387,8 +382,11 @@ def run_prompt_optimization(
     initial = cfg.instruction or default_instruction(cfg)
 
     out = Path(cfg.out)
-    proposals = {"proposals": out / "proposals.jsonl"}  # proposer replies, replayed on resume
-    job = Job(out / "history.jsonl", _fingerprint(cfg), fresh=fresh, journals=proposals)
+    journals = {  # proposer replies, and a DSPy optimizer's replies: replayed on resume
+        "proposals": out / "proposals.jsonl",
+        PEER_CALLS: out / f"{PEER_CALLS}.jsonl",
+    }
+    job = Job(out / "history.jsonl", _fingerprint(cfg), fresh=fresh, journals=journals)
     counter = CallCounter(budgets={TASK: cfg.budget - _spent(job.records, "val")})
     model = _build_lm(cfg.lm, cfg, lm)
     if cfg.method == "gradient":  # it reads the weights: refuse another LM before any call
@@ -403,7 +401,8 @@ def run_prompt_optimization(
         unit="call", disable=not progress,
     )  # fmt: skip
     evaluator = Evaluator(job, task, metric, lms, examples, on_call=bar.update)
-    proposer = _proposer(cfg, proposer_lm, counter)
+    proposer_model = _proposer_model(cfg, proposer_lm)
+    proposer = _proposer(cfg, proposer_model, counter)
 
     initial_rows = evaluator.rows(initial, range(len(examples["val"])))
     initial_val = mean([float(r["score"]) for r in initial_rows])
@@ -415,7 +414,7 @@ def run_prompt_optimization(
     search = Search(task, initial, spec, evaluator, n_val, left, cfg.seed, cfg.candidates, proposer)
     search.extra.update(
         lm=model, train=examples.get("train", []), gradient=cfg.gradient, out=Path(cfg.out),
-        max_tokens=cfg.max_tokens,
+        max_tokens=cfg.max_tokens, proposer_model=proposer_model, job=job, counter=counter,
     )  # fmt: skip
     best = method(search)
     if evaluator.mean(best) <= initial_val:  # a tie on val keeps the initial instruction
@@ -429,8 +428,9 @@ def run_prompt_optimization(
         initial=InstructionOutcome(initial, initial_val, mean(a)),
         best=InstructionOutcome(best, evaluator.mean(best), mean(b)),
         calls={
-            "task": _spent(job.records, "val"),
-            "proposer": sum(int(r["calls"]) for r in job.records_of("proposals")),
+            "task": _spent(job.records, "val") + _peer_calls(job, TASK),
+            "proposer": sum(int(r["calls"]) for r in job.records_of("proposals"))
+            + _peer_calls(job, PROPOSER),
             "test": _spent(job.records, TEST),
         },
         test_comparison=compare_paired(a, b, seed=cfg.seed),
@@ -455,6 +455,14 @@ def _check_budget(cfg: PromptOptConfig, n_val: int) -> None:
             f"{n_val} val items.",
             fix=f"raise --budget to at least {n_val}, or use a smaller val set.",
         )
+    if cfg.method in PEERS:  # the initial's and the pick's val evaluations, and the peer's own
+        least = 2 * n_val + min_peer_budget(cfg.method, n_val)
+        if cfg.budget < least:
+            raise ConfigError(
+                f"the budget of {cfg.budget} calls leaves DSPy's {cfg.method} no search: it "
+                f"needs {least} with {n_val} val items (two val evaluations and its own plan).",
+                fix=f"raise --budget to at least {least}, or use a smaller val set.",
+            )
 
 
 def _spec(cfg: PromptOptConfig, rows: Sequence[dict[str, Any]]) -> TaskSpec:
@@ -475,7 +483,18 @@ def _spent(rows: Sequence[dict[str, Any]], phase: str) -> int:
     return sum(int(r["calls"]) for r in rows if r["phase"] == phase)
 
 
+def _proposer_model(cfg: PromptOptConfig, given: LM | None) -> LM | None:
+    """The proposer model ``cfg.proposer_lm`` names, else ``given`` (None: there is none)."""
+    return _build_lm(cfg.proposer_lm, cfg, given) if cfg.proposer_lm else given
+
+
 def _proposer(cfg: PromptOptConfig, given: LM | None, counter: CallCounter) -> Any:
     """The proposer model as a counted DSPy LM (role ``proposer``), or None."""
-    model = _build_lm(cfg.proposer_lm, cfg, given) if cfg.proposer_lm else given
+    model = _proposer_model(cfg, given)
     return bridge_lm(model, counter=counter, role=PROPOSER) if model is not None else None
+
+
+def _peer_calls(job: Job, role: str) -> int:
+    """Calls a DSPy optimizer made as ``role``: its journaled replies (one per call, in this
+    run and the runs before it; replayed ones are not asked again)."""
+    return sum(r.get("tag") == role for r in job.records_of(PEER_CALLS))

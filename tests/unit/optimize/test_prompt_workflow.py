@@ -9,7 +9,6 @@ from instructkit.lm.scripted import ScriptedLM
 from instructkit.optimize.bridge import BudgetExceeded
 from instructkit.optimize.prompt import (
     METHODS,
-    PLANNED_METHODS,
     PromptOptConfig,
     default_instruction,
     run_prompt_optimization,
@@ -213,11 +212,12 @@ def test_a_budget_below_one_val_evaluation_fails_before_any_call(tmp_path):
     expect_no_call(tmp_path, ConfigError, "smaller than one evaluation", budget=5)
 
 
-def test_unknown_and_planned_methods_fail_before_any_call(tmp_path):
-    expect_no_call(tmp_path, ConfigError, "not available yet; use templates", method="gepa")
+def test_unknown_methods_and_peers_without_a_proposer_fail_before_any_call(tmp_path):
+    for peer in ("copro", "mipro", "gepa"):
+        expect_no_call(tmp_path, ConfigError, "needs a proposer model", method=peer)
     expect_no_call(tmp_path, ConfigError, "unknown method", method="magic")
-    assert {"initial", "templates", "evolutionary", "opro", "gradient"} <= set(METHODS)
-    assert not set(METHODS) & set(PLANNED_METHODS)
+    methods = {"initial", "templates", "evolutionary", "opro", "gradient", "copro", "mipro"}
+    assert methods | {"gepa"} == set(METHODS)
 
 
 def test_an_unknown_metric_or_a_null_target_fails_before_any_call(tmp_path):
