@@ -29,6 +29,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("data",),
     ("lm",),
     ("synth", "train", "evaluate"),
+    ("rl",),
     ("optimize",),
     ("report",),
     ("demo",),

@@ -182,35 +182,6 @@ def data_render(
         click.echo(f"rejected: {r.n_rejected} rows (reasons in {r.rejects_path})")
 
 
-@cli.group(cls=_Group)
-def train() -> None:
-    """Fine-tune models (SFT; more algorithms to come)."""
-
-
-@train.command("sft")
-@click.option(
-    "--config",
-    "config_path",
-    type=click.Path(exists=True, dir_okay=False),
-    default=None,
-    help="YAML file describing the run (every key is listed in docs/sft.md).",
-)
-@click.option(
-    "--set",
-    "overrides",
-    multiple=True,
-    metavar="KEY=VALUE",
-    help="Override a config key, e.g. --set train.lr=1e-4 or --set skip_invalid=true (repeatable).",
-)
-def train_sft_cmd(config_path, overrides) -> None:
-    """Supervised fine-tuning (LoRA or full) with response-only loss, packing and resume."""
-    from instructkit.config import load_config
-    from instructkit.train.sft import SFTConfig, format_summary, run_sft
-
-    cfg = load_config(SFTConfig, config_path, overrides)
-    click.echo(format_summary(run_sft(cfg)))
-
-
 @cli.command("demo")
 @click.option(
     "--out",
@@ -249,6 +220,7 @@ def _register() -> None:
     from instructkit.cli.quality import data_dedup, data_filter
     from instructkit.cli.serve import serve
     from instructkit.cli.synth import synth
+    from instructkit.cli.train import train
 
     data.add_command(data_filter)
     data.add_command(data_dedup)
@@ -257,6 +229,7 @@ def _register() -> None:
     synth.add_command(evol)
     cli.add_command(synth)
     cli.add_command(optimize_group)
+    cli.add_command(train)
 
 
 _register()

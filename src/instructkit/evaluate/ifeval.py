@@ -55,6 +55,7 @@ __all__ = [
     "parse_ifeval_row",
     "load_ifeval",
     "check_row",
+    "followed_share",
     "summarize_ifeval",
     "score_ifeval",
     "evaluate_ifeval_file",
@@ -374,6 +375,16 @@ def check_row(row: IFEvalRow) -> RowResult:
         for iid, kw in zip(row.instruction_id_list, row.kwargs, strict=True)
     )
     return RowResult(row.key, row.prompt, row.response, results, row.row)
+
+
+def followed_share(row: IFEvalRow, mode: Mode = "strict") -> float:
+    """The share of ``row``'s instructions its response follows (checks that cannot run here
+    are left out); 0.0 for a blank response or when no check could run. A graded score: the
+    per-item metric of instruction optimization and the verifier reward of RL."""
+    if not row.response.strip():
+        return 0.0
+    ran = [v for v in check_row(row).follow_instruction_list(mode) if v is not None]
+    return sum(ran) / len(ran) if ran else 0.0
 
 
 def _group(results: Iterable[RowResult], name: Callable[[str], str]) -> dict[str, Scores]:

@@ -23,7 +23,7 @@ from typing import Any
 
 from instructkit.errors import ConfigError
 from instructkit.evaluate.checks import normalize_answer, score_answer
-from instructkit.evaluate.ifeval import check_row, parse_ifeval_row
+from instructkit.evaluate.ifeval import followed_share, parse_ifeval_row
 from instructkit.evaluate.metrics import (
     exact_match,
     label_match,
@@ -125,15 +125,11 @@ def ifeval_metric(prompt_field: str, target: str) -> MetricFn:
     (``instruction_id_list`` with its ``kwargs``) that the reply in ``target`` follows, strict
     (on the reply as it is: IFEval's headline mode). A check that cannot run here is left out;
     a blank reply, or one whose checks could not run at all, scores 0.0. The checks are
-    :func:`instructkit.evaluate.ifeval.check_row`'s; ``prompt_field`` holds the prompt."""
+    :func:`instructkit.evaluate.ifeval.followed_share`; ``prompt_field`` holds the prompt."""
 
     def ifeval(example: Any, prediction: Any) -> float:
         response = str(prediction.get(target) or "")
-        if not response.strip():
-            return 0.0
-        row = parse_ifeval_row(_ifeval_value(example, prompt_field, response))
-        ran = [c.strict for c in check_row(row).checks if c.strict is not None]
-        return sum(ran) / len(ran) if ran else 0.0
+        return followed_share(parse_ifeval_row(_ifeval_value(example, prompt_field, response)))
 
     return ifeval
 

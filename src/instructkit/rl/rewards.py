@@ -1,0 +1,102 @@
+"""Reward sources behind the :class:`~instructkit.train.rewards.RewardFn` contract, and
+:func:`build_reward` that makes one from a :class:`RewardSpec` (a config's ``reward:`` block)::
+
+    reward = build_reward(RewardSpec(kind="ifeval"))
+    reward.check(row, path="prompts.jsonl", row_no=3)   # before any model is loaded
+    reward([RewardItem(prompt, response, row)])          # [0.5]: 1 of 2 instructions followed
+
+Kinds:
+
+- ``ifeval`` (verifier): the share of the row's IFEval instructions (``instruction_id_list``
+  with ``kwargs``) the response follows, strict (:func:`~instructkit.evaluate.ifeval.
+  followed_share`); rows are checked with IFEval's own validation.
+- ``exact`` (verifier): 1.0 when the response's answer matches the row's ``field`` (default
+  ``answer``; a list means any of them) by :func:`~instructkit.evaluate.checks.score_answer`'s
+  lenient rules (the answer in the first line or after "answer is", numbers parsed), else 0.0.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from instructkit.errors import ConfigError, DataFormatError
+from instructkit.evaluate.checks import score_answer
+from instructkit.evaluate.ifeval import followed_share, parse_ifeval_row
+from instructkit.train.rewards import RewardFn, RewardItem
+
+__all__ = ["ExactReward", "IFEvalReward", "RewardSpec", "build_reward"]
+
+IFEVAL_FIELDS = ("instruction_id_list", "kwargs")
+
+
+class RewardSpec(BaseModel):
+    """Which reward source to build (the ``reward:`` block of an RL config)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["ifeval", "exact"] = Field(
+        default="ifeval",
+        description="ifeval: share of the row's IFEval instructions followed; exact: the "
+        "response's answer matches the row's reference field.",
+    )
+    field: str = Field(default="answer", description="the reference field read by 'exact'.")
+
+
+class IFEvalReward:
+    """The share of the row's IFEval instructions the response follows (strict)."""
+
+    name = "ifeval"
+
+    def __call__(self, items: Sequence[RewardItem]) -> list[float]:
+        rows = (parse_ifeval_row(_ifeval_value(i.row, i.prompt, i.response)) for i in items)
+        return [followed_share(row) for row in rows]
+
+    def check(self, row: Mapping[str, Any], *, path: Any = None, row_no: int | None = None) -> None:
+        value = _ifeval_value(row, str(row.get("prompt") or "-"), "-")
+        parse_ifeval_row(value, path=path, row=row_no)
+
+
+class ExactReward:
+    """1.0 when the response's answer matches the row's reference ``field``, else 0.0."""
+
+    def __init__(self, field: str = "answer") -> None:
+        self.field = field
+        self.name = f"exact:{field}"
+
+    def __call__(self, items: Sequence[RewardItem]) -> list[float]:
+        return [
+            max(score_answer(i.response, ref) for ref in _references(i.row[self.field]))
+            for i in items
+        ]
+
+    def check(self, row: Mapping[str, Any], *, path: Any = None, row_no: int | None = None) -> None:
+        value = row.get(self.field)
+        if value is None or not _references(value):
+            raise DataFormatError(
+                f"the reward 'exact' reads the reference answer in '{self.field}', which the row "
+                "lacks or leaves empty",
+                path=path, row=row_no, field=self.field,
+                fix=f"give every row a '{self.field}' (a string, or a list of accepted answers), "
+                "or set reward.field to the field that holds it.",
+            )  # fmt: skip
+
+
+def build_reward(spec: RewardSpec) -> RewardFn:
+    """The reward source ``spec`` names."""
+    if spec.kind == "ifeval":
+        return IFEvalReward()
+    if spec.kind == "exact":
+        return ExactReward(spec.field)
+    raise ConfigError(f"unknown reward kind '{spec.kind}'.", fix="use ifeval or exact.")
+
+
+def _references(value: Any) -> list[str]:
+    values = value if isinstance(value, list) else [value]
+    return [str(v) for v in values if str(v).strip()]
+
+
+def _ifeval_value(row: Mapping[str, Any], prompt: str, response: str) -> dict[str, Any]:
+    return {"prompt": prompt or "-", "response": response, **{k: row.get(k) for k in IFEVAL_FIELDS}}
