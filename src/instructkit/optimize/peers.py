@@ -34,7 +34,7 @@ from typing import Any
 
 import dspy
 
-from instructkit.errors import ConfigError
+from instructkit.errors import ConfigError, LMError
 from instructkit.lm.replay import ReplayLM
 from instructkit.optimize.adapter import PlainAdapter
 from instructkit.optimize.bridge import PROPOSER, TASK, BudgetExceeded, bridge_lm, instructkit_cause
@@ -185,14 +185,27 @@ def run_peer(
                 seed, calls_per_item,
             )  # fmt: skip
     except Exception as exc:
-        if not isinstance(instructkit_cause(exc) or exc, BudgetExceeded):
-            raise
-        return PeerRun(student, "budget", {"error": str(exc).splitlines()[0][:300]})
+        cause = instructkit_cause(exc)
+        if isinstance(cause, BudgetExceeded):
+            return PeerRun(student, "budget", {"error": str(exc).splitlines()[0][:300]})
+        if cause is not None:  # e.g. the model failed: our own error, with its fix
+            raise cause from exc
+        raise LMError(
+            f"DSPy's {name} stopped: {type(exc).__name__}: {str(exc).strip().splitlines()[0]}",
+            fix="the proposer must follow DSPy's ChatAdapter format (fields in [[ ## name ## ]] "
+            "sections): use a capable instruction-following model for --proposer-lm.",
+        ) from exc
     finally:
         counter.budgets.clear()
         counter.budgets.update(saved)
     spent = counter.count(TASK) - start
+    if _instructions(program) == _instructions(student):  # e.g. GEPA's proposer unparsed
+        settings["note"] = "ended with its starting instructions"
     return PeerRun(program, "budget" if spent >= budget else "done", settings)
+
+
+def _instructions(program: Any) -> list[str]:
+    return [str(p.signature.instructions) for p in program.predictors()]
 
 
 def search_peer(name: str) -> MethodFn:

@@ -102,3 +102,19 @@ def test_replay_answers_the_nth_ask_with_the_nth_reply_and_sends_the_rest(tmp_pa
     assert texts == ["draw 0", "draw 1", "draw 2"]  # two replayed in order, one sent
     assert (again.replayed, again.sent) == (2, 1)
     assert len(job.records_of("calls")) == 3
+
+
+def test_a_proposer_that_cannot_follow_chatadapter_is_one_clear_error(tmp_path):
+    cfg = config(tmp_path, method="copro", budget=200)
+    mute = ScriptedLM(lambda r: "I cannot help.", name="mute")
+    with pytest.raises(LMError, match="DSPy's copro stopped: AdapterParseError") as info:
+        run_prompt_optimization(cfg, lm=ScriptedLM(answer), proposer_lm=mute, progress=False)
+    assert "ChatAdapter" in info.value.fix
+
+
+def test_gepa_ending_with_its_seed_program_says_so(tmp_path):
+    cfg = config(tmp_path, method="gepa", budget=200)
+    mute = ScriptedLM(lambda r: "I cannot help.", name="mute")
+    result = run_prompt_optimization(cfg, lm=ScriptedLM(answer), proposer_lm=mute, progress=False)
+    assert result.best.instruction == result.initial.instruction
+    assert result.extra["peer"]["note"] == "ended with its starting instructions"
