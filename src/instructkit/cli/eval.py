@@ -10,6 +10,8 @@ import json
 
 import click
 
+from instructkit.cli.options import config_options
+
 
 @click.group("eval")
 def eval_group() -> None:
@@ -17,14 +19,7 @@ def eval_group() -> None:
 
 
 @eval_group.command("run")
-@click.option(
-    "--config",
-    "config_path",
-    required=True,
-    type=click.Path(exists=True, dir_okay=False),
-    help="YAML config; every key is listed in docs/eval.md.",
-)
-@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a key.")
+@config_options("docs/eval.md", required=True, example="system.max_tokens=64")
 @click.option("--fresh", is_flag=True, help="Start over instead of resuming a killed run.")
 def eval_run(config_path, overrides, fresh) -> None:
     """Evaluate one system, or compare two on the same items (results JSON + per-item JSONL).

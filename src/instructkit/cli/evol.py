@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import click
 
+from instructkit.cli.options import config_options
 from instructkit.synth.evol_instruct import EvolResult
 
 __all__ = ["evol", "format_evol_table"]
@@ -46,16 +47,7 @@ def format_evol_table(result: EvolResult) -> str:
     default=None,
     help="Where eliminated evolutions go (default: OUT.rejects.jsonl).",
 )
-@click.option(
-    "--config",
-    "config_path",
-    type=click.Path(exists=True, dir_okay=False),
-    default=None,
-    help="YAML config; its keys are listed in docs/synth.md.",
-)
-@click.option(
-    "--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a config key."
-)
+@config_options("docs/synth.md", example="rounds=2")
 @click.option("--fresh", is_flag=True, help="Delete OUT and its rejects and start over.")
 @click.option("--no-progress", is_flag=True, help="Hide progress bars.")
 def evol(

@@ -12,6 +12,7 @@ from typing import Any
 import click
 
 from instructkit import __version__
+from instructkit.cli.options import config_options
 from instructkit.errors import InstructkitError
 
 FORMAT_CHOICES = ["alpaca", "sharegpt", "messages", "prompt-completion", "preference"]
@@ -189,20 +190,7 @@ def data_render(
     type=click.Path(file_okay=False),
     help="Output directory (results.json, report.html, config.yaml, adapter/, predictions).",
 )
-@click.option(
-    "--config",
-    "config_path",
-    type=click.Path(exists=True, dir_okay=False),
-    default=None,
-    help="YAML config; its keys are listed in docs/demo.md.",
-)
-@click.option(
-    "--set",
-    "overrides",
-    multiple=True,
-    metavar="KEY=VALUE",
-    help="Override a config key, e.g. --set train.epochs=1 (repeatable).",
-)
+@config_options("docs/demo.md", example="train.epochs=1")
 def demo_cmd(out, config_path, overrides) -> None:
     """Evaluate, LoRA-tune and re-evaluate the embedded model on a bundled task set (offline)."""
     from instructkit.config import load_config

@@ -16,13 +16,15 @@ from typing import Any, TypeVar
 
 import click
 
+from instructkit.cli.options import apply_options, config_options
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 
 def _run_options(out_help: str) -> Callable[[F], F]:
     """The options both commands share: the server, the cache, the reply length, the config
     file and overrides, the output folder, --fresh and --no-progress."""
-    options = [
+    return apply_options(
         click.option("--base-url", default=None, help="Server URL for --lm openai:MODEL."),
         click.option(
             "--cache", type=click.Path(dir_okay=False), default=None, help="LM request cache."
@@ -30,27 +32,11 @@ def _run_options(out_help: str) -> Callable[[F], F]:
         click.option(
             "--max-tokens", type=int, default=None, help="Reply length limit (default 32)."
         ),
-        click.option(
-            "--config",
-            "config_path",
-            type=click.Path(exists=True, dir_okay=False),
-            default=None,
-            help="YAML with any of the keys (docs/optimize.md); flags win.",
-        ),
-        click.option(
-            "--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a key."
-        ),
+        config_options("docs/optimize.md", example="budget=300", flags_win=True),
         click.option("-o", "--out", default=None, help=out_help),
         click.option("--fresh", is_flag=True, help="Start over instead of resuming a killed run."),
         click.option("--no-progress", is_flag=True, help="Hide the progress bar."),
-    ]
-
-    def apply(command: F) -> F:
-        for option in reversed(options):
-            command = option(command)
-        return command
-
-    return apply
+    )
 
 
 @click.group("optimize")

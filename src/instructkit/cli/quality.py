@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING
 
 import click
 
+from instructkit.cli.options import config_options
+
 if TYPE_CHECKING:  # the data modules load only when a command runs, as in cli.main
     from instructkit.data.quality import QualityRun
 
@@ -64,20 +66,7 @@ def _echo_run(r: QualityRun, dst: str) -> None:
 
 @click.command("filter")
 @_common
-@click.option(
-    "--config",
-    "config_path",
-    type=click.Path(exists=True, dir_okay=False),
-    default=None,
-    help="YAML config; its keys are listed in docs/data-quality.md.",
-)
-@click.option(
-    "--set",
-    "overrides",
-    multiple=True,
-    metavar="KEY=VALUE",
-    help="Override a key, e.g. --set max_repetition=0.2 (repeatable).",
-)
+@config_options("docs/data-quality.md", example="max_repetition=0.2")
 @click.option(
     "--judge",
     default=None,

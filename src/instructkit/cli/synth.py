@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import click
 
+from instructkit.cli.options import config_options
 from instructkit.synth.self_instruct import SelfInstructResult
 
 __all__ = ["synth", "self_instruct_cmd", "format_self_instruct_table"]
@@ -79,16 +80,7 @@ def format_self_instruct_table(result: SelfInstructResult) -> str:
     default=None,
     help="Also write one Alpaca row (instruction/input/output) per instance here.",
 )
-@click.option(
-    "--config",
-    "config_path",
-    type=click.Path(exists=True, dir_okay=False),
-    default=None,
-    help="YAML config; its keys are listed in docs/synth.md.",
-)
-@click.option(
-    "--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a config key."
-)
+@config_options("docs/synth.md", example="num_instructions=100")
 @click.option("--fresh", is_flag=True, help="Delete OUT and its state and start over.")
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
 def self_instruct_cmd(

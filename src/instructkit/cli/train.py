@@ -6,6 +6,7 @@ from __future__ import annotations
 import click
 
 from instructkit.cli.main import _Group
+from instructkit.cli.options import config_options
 
 
 @click.group(cls=_Group)
@@ -14,20 +15,7 @@ def train() -> None:
 
 
 @train.command("sft")
-@click.option(
-    "--config",
-    "config_path",
-    type=click.Path(exists=True, dir_okay=False),
-    default=None,
-    help="YAML file describing the run (every key is listed in docs/sft.md).",
-)
-@click.option(
-    "--set",
-    "overrides",
-    multiple=True,
-    metavar="KEY=VALUE",
-    help="Override a config key, e.g. --set train.lr=1e-4 or --set skip_invalid=true (repeatable).",
-)
+@config_options("docs/sft.md", example="train.lr=1e-4")
 def train_sft_cmd(config_path, overrides) -> None:
     """Supervised fine-tuning (LoRA or full) with response-only loss, packing and resume."""
     from instructkit.config import load_config
