@@ -358,7 +358,7 @@ def _results(cfg: ProgramOptConfig, result: ProgramOptResult) -> EvalResults:
     """The test comparison as :class:`EvalResults` (systems initial and best, task program;
     the instructions per stage in ``meta``)."""
     return paired_results(
-        f"optimize program ({METHOD}) {cfg.program} on {Path(cfg.data).name}",
+        f"optimize program ({METHOD}) {Path(cfg.program).name} on {Path(cfg.data).name}",
         "program",
         result.metric,
         result.test_scores,

@@ -56,7 +56,7 @@ def _ranking_table(ranked: list[tuple[str, int, float]]) -> str:
     )
 
 
-def _gradient_section(found: Mapping[str, Any], initial_test: float) -> str:
+def _gradient_section(found: Mapping[str, Any], initial: Mapping[str, Any]) -> str:
     """``result.json``'s ``gradient``: the token search's instruction and the soft prompt's
     test score, each against the initial instruction on the same test items."""
     rows, notes = [], []
@@ -67,7 +67,7 @@ def _gradient_section(found: Mapping[str, Any], initial_test: float) -> str:
         if objective:
             notes.append(
                 f"Token search objective (answer loss + fluency penalty) {objective[0]:.3f} "
-                f"at the start, {objective[-1]:.3f} after {len(objective) - 1} steps."
+                f"at the start, {objective[-1]:.3f} after {len(objective) - 1} step(s)."
             )
         if discrete.get("found") != discrete["instruction"]:
             notes.append(
@@ -81,8 +81,9 @@ def _gradient_section(found: Mapping[str, Any], initial_test: float) -> str:
     return (
         "<h2>Gradient-based search</h2><table><thead><tr><th></th><th>instruction</th>"
         "<th>val</th><th>test</th><th>test - initial</th></tr></thead><tbody>"
-        f"<tr><th>initial</th><td></td><td></td><td class='num'>{initial_test:.3f}</td><td></td>"
-        f"</tr>{''.join(rows)}</tbody></table>" + "".join(f"<p>{n}</p>" for n in notes)
+        f"<tr><th>initial</th><td>{_e(initial['instruction'])}</td><td class='num'>"
+        f"{initial['val']:.3f}</td><td class='num'>{initial['test']:.3f}</td><td></td></tr>"
+        f"{''.join(rows)}</tbody></table>" + "".join(f"<p>{n}</p>" for n in notes)
     )
 
 
@@ -124,7 +125,7 @@ def render_prompt_report(result: dict[str, Any], history: Sequence[dict[str, Any
         examples_section(result, history),
     ]
     if "gradient" in result:
-        sections.append(_gradient_section(result["gradient"], float(result["initial"]["test"])))
+        sections.append(_gradient_section(result["gradient"], result["initial"]))
     title = f"optimize prompt: {result['method']}, metric {result['metric']}"
     return run_page(title, sections)
 

@@ -80,12 +80,13 @@ def fitness_curve(val_rows: Sequence[dict[str, Any]], n_val: int) -> list[tuple[
     return points
 
 
-def _fitness_plot(points: list[tuple[int, float]], budget: int) -> str:
+def _fitness_plot(points: list[tuple[int, float]], spent: int, budget: int) -> str:
     fig = _figure(6.4, 3.2)
     ax = fig.add_subplot()
     if points:
         xs, ys = zip(*points, strict=True)
-        ax.step([0, *xs], [ys[0], *ys], where="post", color="#4c72b0")
+        end = max(spent, xs[-1])  # the best held until the last call spent
+        ax.step([0, *xs, end], [ys[0], *ys, ys[-1]], where="post", color="#4c72b0")
         ax.plot(xs, ys, "o", color="#4c72b0")
     ax.axvline(budget, color="#c44e52", linestyle="--", label=_mpl(f"budget ({budget})"))
     ax.set_xlabel("task calls spent on val")
@@ -98,9 +99,10 @@ def fitness_section(result: Mapping[str, Any], history: Sequence[dict[str, Any]]
     """The plot of the best mean val score against the task calls spent on val."""
     val_rows = [r for r in history if r.get("phase") == "val"]
     points = fitness_curve(val_rows, int(result["sizes"]["val"]))
+    spent = sum(int(r["calls"]) for r in val_rows)
     return (
         "<h2>Fitness vs calls</h2><figure>"
-        f'<img src="{_fitness_plot(points, int(result["budget"]))}" '
+        f'<img src="{_fitness_plot(points, spent, int(result["budget"]))}" '
         'alt="best mean val score against task calls spent"><figcaption>Best mean val '
         "score of a candidate scored on every val item, against task calls spent."
         "</figcaption></figure>"
@@ -147,11 +149,17 @@ def _fields(row: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _answer(row: Mapping[str, Any]) -> str:
-    """The reply (``optimize prompt``) or the program's outputs, else the error."""
+    """The reply (``optimize prompt``), or what each stage of the program produced (its final
+    outputs without a trace), else the error; as HTML."""
     if row.get("answer") is not None:
-        return str(row["answer"])
-    outputs = row.get("outputs") or {}
-    return "; ".join(f"{k}: {v}" for k, v in outputs.items()) or str(row.get("error") or "")
+        return _e(row["answer"])
+    trace = row.get("trace") or [{"stage": "", "outputs": row.get("outputs") or {}}]
+    lines = [
+        (f"{step['stage']}: " if step["stage"] else "")
+        + "; ".join(f"{k}: {v}" for k, v in step["outputs"].items())
+        for step in trace
+    ]
+    return "<br>".join(_e(line) for line in lines if line) or _e(row.get("error") or "")
 
 
 def examples_section(result: Mapping[str, Any], history: Sequence[dict[str, Any]]) -> str:
@@ -166,8 +174,8 @@ def examples_section(result: Mapping[str, Any], history: Sequence[dict[str, Any]
             continue
         fields = "<br>".join(f"<b>{_e(k)}</b>: {_e(v)}" for k, v in _fields(a).items())
         body.append(
-            f"<tr><td>{fields}</td><td>{_e(_answer(a))} ({a['score']:g})</td>"
-            f"<td>{_e(_answer(b))} ({b['score']:g})</td></tr>"
+            f"<tr><td>{fields}</td><td>{_answer(a)} ({a['score']:g})</td>"
+            f"<td>{_answer(b)} ({b['score']:g})</td></tr>"
         )
     return (
         "<h2>Test examples</h2><table><thead><tr><th>item (inputs and reference)</th>"
