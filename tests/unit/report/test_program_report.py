@@ -35,10 +35,7 @@ RESULT = {
     ],
     "calls": {"task": 12, "proposer": 3, "test": 8},
     "test_comparison": {"delta": 0.5, "ci": [0.0, 1.0], "p": 0.5},
-    "wall_s": 2.5,
-    "method": "permodule",
-    "metric": "label",
-    "budget": 20,
+    **{"wall_s": 2.5, "method": "permodule", "metric": "label", "budget": 20},
     "sizes": {"train": 4, "val": 2, "test": 2},
     "stopped": "budget",
 }
@@ -89,9 +86,14 @@ def history():
     return rows
 
 
+def section(page, head, until=None):
+    """The part of ``page`` from the heading ``head`` to the heading ``until`` (or the end)."""
+    end = page.index(f"<h2>{until}</h2>") if until else len(page)
+    return page[page.index(f"<h2>{head}</h2>") : end]
+
+
 def test_the_page_shows_the_stage_table_escaped():
-    page = render_program_report(RESULT, history())
-    stages = page[page.index("<h2>Stages</h2>") : page.index("<h2>Fitness vs calls</h2>")]
+    stages = section(render_program_report(RESULT, history()), "Stages", "Fitness vs calls")
     assert "<th>extract</th><td>Find &lt;it&gt;.</td>" in stages
     assert "<td>Find &amp; &lt;b&gt;quote&lt;/b&gt; it.</td><td class='num'>+0.500</td>" in stages
     assert "<th>classify</th><td>Label it.</td><td>(kept)</td>" in stages
@@ -99,8 +101,7 @@ def test_the_page_shows_the_stage_table_escaped():
 
 
 def test_the_summary_gives_scores_comparison_and_calls():
-    page = render_program_report(RESULT, history())
-    summary = page[page.index("<h2>Result</h2>") : page.index("<h2>Stages</h2>")]
+    summary = section(render_program_report(RESULT, history()), "Result", "Stages")
     assert "<th>val</th><th>test</th>" in summary and "<th>instruction</th>" not in summary
     assert "<td class='num'>0.500</td><td class='num'>0.250</td>" in summary
     assert "+0.500 (95% CI +0.000 to +1.000, paired permutation p = 0.5)" in summary
@@ -110,7 +111,7 @@ def test_the_summary_gives_scores_comparison_and_calls():
 
 def test_the_examples_show_inputs_each_stage_and_the_scores():
     page = render_program_report(RESULT, history())
-    examples = page[page.index("<h2>Test examples</h2>") :]
+    examples = section(page, "Test examples")
     assert "<b>text</b>: a &lt;i&gt;b&lt;/i&gt;<br><b>sentiment</b>: negative" in examples
     assert "extract: phrase: &lt;script&gt;x&lt;/script&gt;<br>classify: sentiment: pos (0)" in (
         examples
