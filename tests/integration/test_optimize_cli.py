@@ -135,7 +135,10 @@ def test_optimize_prompt_gradient_on_the_tiny_local_model(tmp_path):
     assert saved["method"] == "gradient" and saved["calls"]["task"] <= 12
     assert saved["gradient"]["soft_prompt"]["adapter"] == str(out / "soft_prompt")
     assert (out / "soft_prompt" / "adapter_config.json").is_file()
-    assert (out / "report.html").is_file()
+    page = (out / "report.html").read_text()
+    block = page[page.index("<h2>Gradient-based search</h2>") :]
+    assert "<th>soft prompt</th>" in block and "<th>token search</th>" in block
+    assert f"instructkit serve MODEL --adapter {out / 'soft_prompt'}" in block
 
 
 def test_optimize_prompt_gradient_refuses_a_served_model(tmp_path, built):

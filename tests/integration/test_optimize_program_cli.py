@@ -1,5 +1,6 @@
 """End-to-end `instructkit optimize program FILE.py:OBJECT` on a two-stage program written in
-tmp_path, with a scripted LM in place of build_lm: outputs, budget, resume, bad programs."""
+tmp_path, with a scripted LM in place of build_lm: outputs (results.json read by `eval report`,
+report.html), budget, resume, bad programs."""
 
 import json
 import textwrap
@@ -11,6 +12,7 @@ from click.testing import CliRunner
 import instructkit.lm
 from instructkit.cli.main import cli
 from instructkit.errors import ConfigError
+from instructkit.evaluate.results import load_eval_results
 from instructkit.lm.scripted import ScriptedLM
 from instructkit.optimize.program import load_program
 
@@ -139,10 +141,42 @@ def test_optimize_program_writes_the_outputs_within_budget_and_resumes(tmp_path,
     assert "step by step" in loaded.extract.signature.instructions
     assert (out / "history.jsonl").stat().st_size > 0
 
+    check_results_and_page(out, saved, tmp_path)
+
     again = run(*args)  # the history holds every item: nothing is called again
     assert again.exit_code == 0, again.output
     assert built[1].calls == []
     assert json.loads((out / "result.json").read_text())["stages"] == saved["stages"]
+
+
+def check_results_and_page(out, saved, tmp_path):
+    """results.json is EvalResults of the same test comparison; report.html has the stages."""
+    results = load_eval_results(out / "results.json")  # validates the schema and its rules
+    assert results.systems == ["initial", "best"]
+    row = results.tasks["program"]
+    assert row.scores == {"initial": saved["initial"]["test"], "best": saved["best"]["test"]}
+    assert row.comparison.diff == pytest.approx(saved["test_comparison"]["delta"])
+    assert len(results.per_item) == saved["sizes"]["test"]
+    assert all(it.scores["best"] == 1.0 for it in results.per_item)
+    assert results.meta["initial"] == saved["initial"]["instructions"]
+    assert results.meta["best"] == saved["best"]["instructions"]
+    assert results.meta["calls"] == saved["calls"] and results.meta["method"] == "permodule"
+
+    page = (out / "report.html").read_text()
+    stages = page[page.index("<h2>Stages</h2>") : page.index("<h2>Fitness vs calls</h2>")]
+    extract, classify = saved["stages"]
+    assert f"<th>extract</th><td>{extract['instruction_before']}</td>" in stages
+    assert "Think step by step" in stages and f"{extract['val_gain']:+.3f}" in stages
+    assert "<th>classify</th><td>Classify the sentiment of the phrase.</td><td>(kept)" in stages
+    assert page.count("data:image/png;base64,") == 1  # the fitness plot
+    examples = page[page.index("<h2>Test examples</h2>") :]
+    assert "<b>text</b>: review" in examples and "classify: sentiment: negative (1)" in examples
+
+    report = CliRunner().invoke(
+        cli, ["eval", "report", str(out / "results.json"), "-o", str(tmp_path / "r.html")]
+    )
+    assert report.exit_code == 0, report.output
+    assert "program" in (tmp_path / "r.html").read_text()
 
 
 def test_a_zero_argument_callable_gives_the_program(tmp_path):

@@ -5,8 +5,9 @@
 :func:`~instructkit.optimize.prompt.run_prompt_optimization`, renders the page with
 :func:`~instructkit.report.prompt.write_prompt_report` and prints the outcome.
 ``optimize program`` does the same with
-:class:`~instructkit.optimize.program.ProgramOptConfig` and
-:func:`~instructkit.optimize.program.run_program_optimization` for a DSPy program in a file.
+:class:`~instructkit.optimize.program.ProgramOptConfig`,
+:func:`~instructkit.optimize.program.run_program_optimization` and
+:func:`~instructkit.report.program.write_program_report` for a DSPy program in a file.
 """
 
 from __future__ import annotations
@@ -248,7 +249,7 @@ def optimize_prompt(
     metavar="BACKEND[:MODEL]",
     help="A model that rewrites instructions from the failing items (default: none).",
 )
-@_run_options(out_help="Output folder (result.json, program.json, ...).")
+@_run_options(out_help="Output folder (result.json, report.html, program.json, ...).")
 def optimize_program(
     program,
     data,
@@ -280,14 +281,16 @@ def optimize_program(
     (each candidate scored by the final metric, the other stages at their best), then score
     the initial and the best program on test and compare them (paired CI and p).
 
-    Writes OUT/result.json (with the val gain of each stage), program.json (DSPy's save
-    format) and history.jsonl. A killed run resumes where it stopped when started again.
+    Writes OUT/result.json (with the val gain of each stage), results.json (for `eval
+    report`), program.json (DSPy's save format), history.jsonl and report.html (the stages,
+    fitness vs calls, test examples). A killed run resumes where it stopped when started again.
 
     Example: instructkit optimize program pipeline.py:program --data reviews.jsonl
     --target sentiment --labels positive,negative --budget 200 -o opt
     """
     from instructkit.config import load_config
     from instructkit.optimize.program import ProgramOptConfig, run_program_optimization
+    from instructkit.report.program import write_program_report
 
     cfg = load_config(
         ProgramOptConfig,
@@ -314,6 +317,7 @@ def optimize_program(
         out=out,
     )
     result = run_program_optimization(cfg, fresh=fresh, progress=not no_progress)
+    page = write_program_report(cfg.out)
     for name, outcome in (("initial", result.initial), ("best", result.best)):
         click.echo(f"{name:8} val {outcome.val:.3f}  test {outcome.test:.3f}")
     for stage in result.stages:
@@ -325,4 +329,4 @@ def optimize_program(
         f"test delta {c.diff:+.3f} (CI {c.ci_low:+.3f} to {c.ci_high:+.3f}, "
         f"p {c.p_permutation:.3g}); calls {result.calls}"
     )
-    click.echo(f"wrote {cfg.out}/result.json, program.json, history.jsonl")
+    click.echo(f"wrote {cfg.out}/result.json, results.json, program.json, history.jsonl, {page}")

@@ -33,6 +33,9 @@ the judge preferred A), as :meth:`~instructkit.evaluate.judge.PairwiseResult.to_
 are errors (they are usually typos). Every problem of a file is reported at once, as one
 :class:`~instructkit.errors.DataFormatError` naming the file and each field path, e.g.
 ``tasks['qa'].comparison.n``.
+
+Two systems scored item by item on one task (the test comparison of an ``optimize`` run)
+become a results object with :func:`paired_results`.
 """
 
 from __future__ import annotations
@@ -42,13 +45,14 @@ import math
 import time
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from instructkit.errors import DataFormatError
+from instructkit.evaluate.stats import PairedComparison
 from instructkit.io import read_text, write_atomic
 
 __all__ = [
@@ -63,6 +67,7 @@ __all__ = [
     "HumanSection",
     "EvalResults",
     "now",
+    "paired_results",
     "parse_eval_results",
     "load_eval_results",
     "save_eval_results",
@@ -347,6 +352,37 @@ def _judge_problems(judge: JudgeSection | None, systems: list[str]) -> list[tupl
 def now() -> str:
     """The ``created`` stamp of a new results object."""
     return time.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def paired_results(
+    title: str,
+    task: str,
+    metric: str,
+    scores: Mapping[str, Sequence[float]],
+    comparison: PairedComparison,
+    meta: Mapping[str, Any] | None = None,
+) -> EvalResults:
+    """Two systems scored on the same items of ``task`` (``scores``: system -> per-item
+    scores, A first) with their paired ``comparison`` (B - A), as :class:`EvalResults`."""
+    (a, xs), (b, ys) = scores.items()
+    per_item = [
+        ItemScore(id=i, task=task, scores={a: x, b: y})
+        for i, (x, y) in enumerate(zip(xs, ys, strict=True))
+    ]
+    row = ScoreRow(
+        metric=metric,
+        n=comparison.n,
+        scores={a: comparison.mean_a, b: comparison.mean_b},
+        comparison=Comparison(**comparison.to_dict()),
+    )
+    return EvalResults(
+        title=title,
+        created=now(),
+        systems=[a, b],
+        tasks={task: row},
+        per_item=per_item,
+        meta=dict(meta or {}),
+    )
 
 
 def save_eval_results(results: EvalResults, path: str | Path) -> Path:

@@ -73,7 +73,7 @@ from instructkit.optimize.propose import (
     split_sentences,
 )
 from instructkit.optimize.scoring import score_program
-from instructkit.optimize.search import fit_halving, halving_schedule, mean
+from instructkit.optimize.search import TEST, fit_halving, halving_schedule, mean
 from instructkit.optimize.student import check_examples, check_wiring
 from instructkit.optimize.templates import TaskSpec, describe_data, generate_candidates
 
@@ -168,7 +168,8 @@ class ProgramEvaluator:
     """Scores instruction settings of one program item by item through a journal.
 
     A row holds the phase, the instructions, the item index, the score, the calls, the final
-    outputs and the trace (what each predictor received and produced). An item already in the
+    outputs and the trace (what each predictor received and produced); a ``test`` row also
+    keeps the item's fields (``example``, for the report's examples). An item already in the
     journal is read back, not called again. ``limit`` (phase ``val``) stops a new item whose
     calls (the most measured so far) would not fit.
     """
@@ -248,6 +249,8 @@ class ProgramEvaluator:
                 raise _OutOfBudget
         row = self._score(key, instructions, examples[i], lm)
         row.update(phase=phase, item=i)
+        if phase == TEST:
+            row["example"] = dict(examples[i].items())
         self.job.append([row])
         self._done[(phase, key, i)] = row
         if phase == VAL:

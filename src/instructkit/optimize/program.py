@@ -15,9 +15,13 @@ on test and compared pairwise::
 Outputs in ``out``: ``result.json`` (stable keys ``initial``/``best`` ``{instructions, val,
 test}``, ``stages`` ``[{name, instruction_before, instruction_after, val_gain}]``, ``calls``
 ``{task, proposer, test}``, ``test_comparison`` ``{delta, ci, p}``, ``wall_s``),
-``program.json`` (the best program in DSPy's save format, ``module.load`` reads it) and
-``history.jsonl`` (one row per scored item and per proposer reply: the
-:class:`~instructkit.jobs.Job` journal, so a killed run resumes without spending a call twice).
+``results.json`` (:class:`~instructkit.evaluate.results.EvalResults` with systems ``initial``
+and ``best``, task ``program``, per-item test scores, the instructions per stage in ``meta``:
+for ``eval report``/``eval compare``), ``program.json`` (the best program in DSPy's save
+format, ``module.load`` reads it) and ``history.jsonl`` (one row per scored item and per
+proposer reply: the :class:`~instructkit.jobs.Job` journal, so a killed run resumes without
+spending a call twice). The HTML page (``report.html``) is written by
+:func:`instructkit.report.program.write_program_report`, one layer up.
 
 Bad input stops before any call: a program file that is missing, fails to import, or lacks the
 object (the error names the file and the fix); a program with no predictors; a missing field;
@@ -43,6 +47,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from tqdm.auto import tqdm
 
 from instructkit.errors import ConfigError
+from instructkit.evaluate.results import EvalResults, paired_results
 from instructkit.evaluate.stats import PairedComparison, compare_paired
 from instructkit.io import write_atomic
 from instructkit.jobs import Job, fingerprint
@@ -66,12 +71,15 @@ from instructkit.optimize.search import TEST, mean
 from instructkit.optimize.task import InstructionTask
 
 __all__ = [
+    "METHOD",
     "ProgramOptConfig",
     "ProgramOptResult",
     "ProgramOutcome",
     "load_program",
     "run_program_optimization",
 ]
+
+METHOD = "permodule"  # the search behind optimize program (result.json and results.json name it)
 
 
 class ProgramOptConfig(BaseModel):
@@ -113,7 +121,9 @@ class ProgramOutcome:
 
 @dataclass(frozen=True)
 class ProgramOptResult:
-    """What :func:`run_program_optimization` found; :meth:`to_dict` is ``result.json``."""
+    """What :func:`run_program_optimization` found; :meth:`to_dict` is ``result.json``.
+
+    ``test_scores`` are the per-item test scores of ``initial`` and ``best``."""
 
     initial: ProgramOutcome
     best: ProgramOutcome
@@ -126,6 +136,7 @@ class ProgramOptResult:
     sizes: dict[str, int]
     stopped: str
     out: Path
+    test_scores: dict[str, list[float]]
 
     def to_dict(self) -> dict[str, Any]:
         c = self.test_comparison
@@ -146,6 +157,7 @@ class ProgramOptResult:
             "calls": self.calls,
             "test_comparison": {"delta": c.diff, "ci": [c.ci_low, c.ci_high], "p": c.p_permutation},
             "wall_s": self.wall_s,
+            "method": METHOD,
             "metric": self.metric,
             "budget": self.budget,
             "sizes": self.sizes,
@@ -298,6 +310,7 @@ def run_program_optimization(
         sizes={k: len(v) for k, v in parts.items()},
         stopped=found.stopped,
         out=Path(cfg.out),
+        test_scores={"initial": a, "best": b},
     )
     _write_outputs(cfg, best_program, result)
     return result
@@ -341,10 +354,32 @@ def _fingerprint(cfg: ProgramOptConfig) -> dict[str, Any]:
     return fingerprint(cfg, exclude=("out", "cache", "base_url"), **paths)
 
 
+def _results(cfg: ProgramOptConfig, result: ProgramOptResult) -> EvalResults:
+    """The test comparison as :class:`EvalResults` (systems initial and best, task program;
+    the instructions per stage in ``meta``)."""
+    return paired_results(
+        f"optimize program ({METHOD}) {Path(cfg.program).name} on {Path(cfg.data).name}",
+        "program",
+        result.metric,
+        result.test_scores,
+        result.test_comparison,
+        meta={
+            "initial": result.initial.instructions,
+            "best": result.best.instructions,
+            "calls": result.calls,
+            "method": METHOD,
+            "lm": cfg.lm,
+            "program": cfg.program,
+        },
+    )
+
+
 def _write_outputs(cfg: ProgramOptConfig, program: Any, result: ProgramOptResult) -> None:
-    """program.json (what ``module.save("program.json")`` writes, so ``module.load`` reads it)
-    then result.json, each atomically (result.json last: its presence means the run finished)."""
+    """program.json (what ``module.save("program.json")`` writes, so ``module.load`` reads it),
+    results.json, then result.json, each atomically (result.json last: its presence means the
+    run finished)."""
     out = Path(cfg.out)
     state = {**program.dump_state(), "metadata": {"dependency_versions": dependency_versions()}}
     write_atomic(out / "program.json", [json.dumps(state, indent=2, ensure_ascii=False)])
+    write_atomic(out / "results.json", [_results(cfg, result).model_dump_json(indent=2)])
     write_atomic(out / "result.json", [json.dumps(result.to_dict(), indent=2, ensure_ascii=False)])

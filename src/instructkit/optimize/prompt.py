@@ -63,7 +63,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from tqdm.auto import tqdm
 
 from instructkit.errors import ConfigError, DataFormatError
-from instructkit.evaluate.results import Comparison, EvalResults, ItemScore, ScoreRow, now
+from instructkit.evaluate.results import EvalResults, paired_results
 from instructkit.evaluate.stats import PairedComparison, compare_paired
 from instructkit.io import BadLine, read_rows, write_atomic
 from instructkit.jobs import Job, fingerprint
@@ -318,24 +318,12 @@ def _build_lm(spec: str, cfg: PromptOptConfig, lm: LM | None) -> LM:
 
 def _results(cfg: PromptOptConfig, result: PromptOptResult) -> EvalResults:
     """The test comparison as :class:`EvalResults` (systems initial and best, task prompt)."""
-    c = result.test_comparison
-    pairs = zip(result.test_scores["initial"], result.test_scores["best"], strict=True)
-    per_item = [
-        ItemScore(id=i, task="prompt", scores={"initial": x, "best": y})
-        for i, (x, y) in enumerate(pairs)
-    ]
-    row = ScoreRow(
-        metric=result.metric,
-        n=c.n,
-        scores={"initial": c.mean_a, "best": c.mean_b},
-        comparison=Comparison(**c.to_dict()),
-    )
-    return EvalResults(
-        title=f"optimize prompt ({cfg.method}) on {Path(cfg.data).name}",
-        created=now(),
-        systems=["initial", "best"],
-        tasks={"prompt": row},
-        per_item=per_item,
+    return paired_results(
+        f"optimize prompt ({cfg.method}) on {Path(cfg.data).name}",
+        "prompt",
+        result.metric,
+        result.test_scores,
+        result.test_comparison,
         meta={
             "initial": result.initial.instruction,
             "best": result.best.instruction,

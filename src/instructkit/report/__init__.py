@@ -1,8 +1,10 @@
 """Reports of evaluation results: one self-contained HTML file (:mod:`.html`) from results
 files in the one schema (:mod:`instructkit.evaluate.results`), loaded and merged by
-:mod:`.results`."""
+:mod:`.results`; the pages of ``optimize prompt`` (:mod:`.prompt`) and ``optimize program``
+(:mod:`.program`) runs, from the sections they share (:mod:`.runs`)."""
 
 from instructkit.report.html import render_report, write_report
+from instructkit.report.program import write_program_report
 from instructkit.report.prompt import write_prompt_report
 from instructkit.report.results import (
     HumanSummary,
@@ -32,5 +34,6 @@ __all__ = [
     "report_data",
     "render_report",
     "write_report",
+    "write_program_report",
     "write_prompt_report",
 ]

@@ -3,42 +3,35 @@
     write_prompt_report("opt")     # reads opt/result.json and opt/history.jsonl
 
 One self-contained page (no scripts, nothing fetched; plots are data: URIs drawn with
-matplotlib as in :mod:`.html`): the initial and best instructions with their val and test scores
+matplotlib as in :mod:`.html`), built from the sections :mod:`.runs` shares with the
+``optimize program`` page: the initial and best instructions with their val and test scores
 and the paired test comparison; fitness (mean val score) against task calls spent; the
-instructions scored, best first; a few test items with the initial and the best answers. Every
-text from the data or the model is HTML-escaped.
+instructions scored, best first; a few test items with the initial and the best answers; and,
+after ``--method gradient`` (``result.json`` key ``gradient``), the token search's instruction
+and the soft prompt's test score against the initial, with where the adapter is and how to use
+it. Every text from the data or the model is HTML-escaped.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from instructkit.errors import DataFormatError
-from instructkit.io import read_rows, write_atomic
-from instructkit.report.html import _CSP, _CSS, _e, _figure, _mpl, _png_uri
+from instructkit.report.html import _e
+from instructkit.report.runs import (
+    comparison_text,
+    examples_section,
+    fitness_curve,
+    fitness_section,
+    run_page,
+    summary_section,
+    write_run_report,
+)
 
 __all__ = ["fitness_curve", "render_prompt_report", "write_prompt_report"]
 
-_EXAMPLES = 6
 _TOP = 10
-
-
-def fitness_curve(val_rows: Sequence[dict[str, Any]], n_val: int) -> list[tuple[int, float]]:
-    """(calls spent, best mean val score on the whole val set so far): a step at each call
-    that completes an instruction's evaluation on all ``n_val`` items and beats the best."""
-    scores: dict[str, list[float]] = {}
-    calls, best, points = 0, float("-inf"), []
-    for row in val_rows:
-        calls += int(row["calls"])
-        mine = scores.setdefault(row["instruction"], [])
-        mine.append(float(row["score"]))
-        if len(mine) == n_val and sum(mine) / n_val > best:
-            best = sum(mine) / n_val
-            points.append((calls, best))
-    return points
 
 
 def _ranking(val_rows: Sequence[dict[str, Any]]) -> list[tuple[str, int, float]]:
@@ -48,38 +41,6 @@ def _ranking(val_rows: Sequence[dict[str, Any]]) -> list[tuple[str, int, float]]
         scores.setdefault(row["instruction"], []).append(float(row["score"]))
     ranked = [(text, len(s), sum(s) / len(s)) for text, s in scores.items()]
     return sorted(ranked, key=lambda r: (-r[1], -r[2]))
-
-
-def _fitness_plot(points: list[tuple[int, float]], budget: int) -> str:
-    fig = _figure(6.4, 3.2)
-    ax = fig.add_subplot()
-    if points:
-        xs, ys = zip(*points, strict=True)
-        ax.step([0, *xs], [ys[0], *ys], where="post", color="#4c72b0")
-        ax.plot(xs, ys, "o", color="#4c72b0")
-    ax.axvline(budget, color="#c44e52", linestyle="--", label=_mpl(f"budget ({budget})"))
-    ax.set_xlabel("task calls spent on val")
-    ax.set_ylabel("best mean val score")
-    ax.legend(loc="lower right")
-    return _png_uri(fig)
-
-
-def _summary(result: dict[str, Any]) -> str:
-    c, calls = result["test_comparison"], result["calls"]
-    rows = "".join(
-        f"<tr><th>{name}</th><td>{_e(result[name]['instruction'])}</td>"
-        f"<td class='num'>{result[name]['val']:.3f}</td>"
-        f"<td class='num'>{result[name]['test']:.3f}</td></tr>"
-        for name in ("initial", "best")
-    )
-    return (
-        "<h2>Result</h2><table><thead><tr><th></th><th>instruction</th><th>val</th>"
-        f"<th>test</th></tr></thead><tbody>{rows}</tbody></table>"
-        f"<p>Test, best - initial: {c['delta']:+.3f} (95% CI {c['ci'][0]:+.3f} to "
-        f"{c['ci'][1]:+.3f}, paired permutation p = {c['p']:.3g}). Calls: task {calls['task']} "
-        f"of a budget of {result['budget']}, proposer {calls['proposer']}, test {calls['test']}; "
-        f"{result['wall_s']:.1f} s.</p>"
-    )
 
 
 def _ranking_table(ranked: list[tuple[str, int, float]]) -> str:
@@ -95,67 +56,81 @@ def _ranking_table(ranked: list[tuple[str, int, float]]) -> str:
     )
 
 
-def _examples(test_rows: Sequence[dict[str, Any]], result: dict[str, Any]) -> str:
-    by = {(r["instruction"], r["item"]): r for r in test_rows}
-    initial, best = result["initial"]["instruction"], result["best"]["instruction"]
-    items = sorted({r["item"] for r in test_rows})[:_EXAMPLES]
-    body = []
-    for i in items:
-        a, b = by.get((initial, i)), by.get((best, i))
-        if a is None or b is None:
-            continue
-        example = "<br>".join(f"<b>{_e(k)}</b>: {_e(v)}" for k, v in a.get("example", {}).items())
-        body.append(
-            f"<tr><td>{example}</td><td>{_e(a['answer'])} ({a['score']:g})</td>"
-            f"<td>{_e(b['answer'])} ({b['score']:g})</td></tr>"
-        )
+def _gradient_section(found: Mapping[str, Any], initial: Mapping[str, Any]) -> str:
+    """``result.json``'s ``gradient``: the token search's instruction and the soft prompt's
+    test score, each against the initial instruction on the same test items."""
+    rows, notes = [], []
+    discrete = found.get("discrete")
+    if discrete is not None:
+        rows.append(_gradient_row("token search", discrete["instruction"], discrete))
+        objective = discrete.get("objective") or []
+        if objective:
+            notes.append(
+                f"Token search objective (answer loss + fluency penalty) {objective[0]:.3f} "
+                f"at the start, {objective[-1]:.3f} after {len(objective) - 1} step(s)."
+            )
+        if discrete.get("found") != discrete["instruction"]:
+            notes.append(
+                "The budget had no room to score the instruction found on val, so the initial "
+                f"one competed instead; found: <q>{_e(discrete.get('found'))}</q>."
+            )
+    soft = found.get("soft_prompt")
+    if soft is not None:
+        rows.append(_gradient_row("soft prompt", "the initial instruction + the soft prompt", soft))
+        notes.append(_soft_prompt_note(soft))
     return (
-        "<h2>Test examples</h2><table><thead><tr><th>item (inputs and reference)</th>"
-        f"<th>initial answer (score)</th><th>best answer (score)</th></tr></thead>"
-        f"<tbody>{''.join(body)}</tbody></table>"
+        "<h2>Gradient-based search</h2><table><thead><tr><th></th><th>instruction</th>"
+        "<th>val</th><th>test</th><th>test - initial</th></tr></thead><tbody>"
+        f"<tr><th>initial</th><td>{_e(initial['instruction'])}</td><td class='num'>"
+        f"{initial['val']:.3f}</td><td class='num'>{initial['test']:.3f}</td><td></td></tr>"
+        f"{''.join(rows)}</tbody></table>" + "".join(f"<p>{n}</p>" for n in notes)
+    )
+
+
+def _gradient_row(name: str, instruction: str, scores: Mapping[str, Any]) -> str:
+    val = "" if scores.get("val") is None else f"{scores['val']:.3f}"
+    return (
+        f"<tr><th>{name}</th><td>{_e(instruction)}</td><td class='num'>{val}</td>"
+        f"<td class='num'>{scores['test']:.3f}</td>"
+        f"<td>{comparison_text(scores['test_comparison'])}</td></tr>"
+    )
+
+
+def _soft_prompt_note(soft: Mapping[str, Any]) -> str:
+    adapter = _e(soft["adapter"])
+    loss = soft.get("loss") or {}
+    trained = (
+        f"Soft prompt training loss {loss['first']:.3f} at the first step, {loss['last']:.3f} "
+        "at the last. "
+        if {"first", "last"} <= loss.keys()
+        else ""
+    )
+    return (
+        f"{trained}The soft prompt is a PEFT prompt-tuning adapter saved in <code>{adapter}"
+        "</code>; use it on the run's task model (MODEL, what <code>--lm</code> named) with "
+        "the initial instruction in the prompt, as it was trained: <code>instructkit serve "
+        f"MODEL --adapter {adapter}</code>, a system <code>{{name: soft, model: MODEL, "
+        f"adapter: {adapter}}}</code> in <code>instructkit eval run</code>, or "
+        f'<code>LocalLM.load(MODEL, adapter="{adapter}")</code> in Python.'
     )
 
 
 def render_prompt_report(result: dict[str, Any], history: Sequence[dict[str, Any]]) -> str:
     """The page for ``result`` (``result.json``) and ``history`` (``history.jsonl`` rows)."""
     val_rows = [r for r in history if r.get("phase") == "val"]
-    test_rows = [r for r in history if r.get("phase") == "test"]
-    points = fitness_curve(val_rows, int(result["sizes"]["val"]))
+    sections = [
+        summary_section(result),
+        fitness_section(result, history),
+        _ranking_table(_ranking(val_rows)),
+        examples_section(result, history),
+    ]
+    if "gradient" in result:
+        sections.append(_gradient_section(result["gradient"], result["initial"]))
     title = f"optimize prompt: {result['method']}, metric {result['metric']}"
-    return "\n".join(
-        [
-            "<!DOCTYPE html>",
-            '<html lang="en"><head><meta charset="utf-8">',
-            f'<meta http-equiv="Content-Security-Policy" content="{_CSP}">',
-            f"<title>{_e(title)}</title><style>{_CSS}</style></head><body>",
-            f"<h1>{_e(title)}</h1>",
-            _summary(result),
-            "<h2>Fitness vs calls</h2><figure>"
-            f'<img src="{_fitness_plot(points, int(result["budget"]))}" '
-            'alt="best mean val score against task calls spent"><figcaption>Best mean val '
-            "score of an instruction scored on every val item, against task calls spent."
-            "</figcaption></figure>",
-            _ranking_table(_ranking(val_rows)),
-            _examples(test_rows, result),
-            "<footer>Report generated by instructkit.</footer></body></html>\n",
-        ]
-    )
+    return run_page(title, sections)
 
 
 def write_prompt_report(run_dir: str | Path, out_html: str | Path | None = None) -> Path:
     """Render ``run_dir/result.json`` + ``run_dir/history.jsonl`` to ``run_dir/report.html``
     (or ``out_html``), atomically."""
-    run = Path(run_dir)
-    path = run / "result.json"
-    try:
-        result = json.loads(path.read_text("utf-8"))
-    except (OSError, json.JSONDecodeError) as e:
-        raise DataFormatError(
-            f"cannot read the run's result: {e}.",
-            path=path,
-            fix="point at the output folder of instructkit optimize prompt.",
-        ) from e
-    history = [row for _, row in read_rows(run / "history.jsonl") if isinstance(row, dict)]
-    target = Path(out_html) if out_html is not None else run / "report.html"
-    write_atomic(target, [render_prompt_report(result, history)])
-    return target
+    return write_run_report(run_dir, "optimize prompt", render_prompt_report, out_html)

@@ -11,6 +11,7 @@ from instructkit.evaluate.results import (
     EvalResults,
     format_results,
     load_eval_results,
+    paired_results,
     parse_eval_results,
     save_eval_results,
 )
@@ -77,3 +78,15 @@ def test_results_round_trip_and_format(tmp_path):
     assert load_eval_results(path) == res
     text = format_results(res)
     assert "+0.250" in text and "warning: w1" in text
+
+
+def test_paired_results_holds_the_items_and_the_comparison_and_round_trips(tmp_path):
+    c = compare_paired(A, B, n_resamples=100)
+    results = paired_results("opt", "program", "label", {"initial": A, "best": B}, c, {"k": 1})
+    assert results.systems == ["initial", "best"]
+    assert [(it.id, it.scores) for it in results.per_item][1] == (1, {"initial": 1.0, "best": 1.0})
+    assert results.tasks["program"].scores == {"initial": 0.5, "best": 0.75}
+    assert results.tasks["program"].comparison.diff == pytest.approx(0.25)
+    assert results.meta == {"k": 1}
+    path = save_eval_results(results, tmp_path / "results.json")
+    assert load_eval_results(path) == results  # the load checks pass: means, n, systems

@@ -76,3 +76,55 @@ def test_write_prompt_report_needs_a_run_folder(tmp_path):
     (tmp_path / "result.json").write_text(json.dumps(RESULT))
     (tmp_path / "history.jsonl").write_text(json.dumps(val("Say <it>.", 0, 1.0)) + "\n")
     assert write_prompt_report(tmp_path).read_text().startswith("<!DOCTYPE html>")
+
+
+GRADIENT = {
+    "discrete": {
+        "instruction": "Say <it> now.",
+        "found": "Say <it> now.",
+        "objective": [2.5, 2.0, 1.25],
+        "val": 0.5,
+        "test": 0.5,
+        "test_comparison": {"delta": 0.25, "ci": [-0.5, 1.0], "p": 1.0},
+    },
+    "soft_prompt": {
+        "test": 1.0,
+        "adapter": "opt/soft_prompt",
+        "loss": {"first": 3.0, "last": 0.5},
+        "test_comparison": {"delta": 0.75, "ci": [0.5, 1.0], "p": 0.25},
+    },
+}
+
+
+def gradient_block(result):
+    page = render_prompt_report(result, [val("Say <it>.", 0, 0.5), val("Say <it>.", 1, 0.5)])
+    return page[page.index("<h2>Gradient-based search</h2>") :]
+
+
+def test_the_gradient_block_shows_the_soft_prompt_and_the_token_search():
+    block = gradient_block({**RESULT, "gradient": GRADIENT})
+    assert (
+        "<th>initial</th><td>Say &lt;it&gt;.</td><td class='num'>0.500</td>"
+        "<td class='num'>0.250</td>" in block
+    )
+    assert (
+        "<th>token search</th><td>Say &lt;it&gt; now.</td><td class='num'>0.500</td>"
+        "<td class='num'>0.500</td><td>+0.250 (95% CI -0.500 to +1.000" in block
+    )
+    assert "<th>soft prompt</th>" in block
+    assert "<td class='num'>1.000</td><td>+0.750 (95% CI +0.500 to +1.000" in block
+    assert "2.500 at the start, 1.250 after 2 step(s)" in block
+    assert "loss 3.000 at the first step, 0.500 at the last" in block
+    assert "<code>opt/soft_prompt</code>" in block
+    assert "instructkit serve MODEL --adapter opt/soft_prompt" in block
+    assert "adapter: opt/soft_prompt" in block and "instructkit eval run" in block
+    assert "had no room" not in block
+
+
+def test_the_gradient_block_says_when_the_initial_competed_and_works_without_soft_prompt():
+    discrete = {**GRADIENT["discrete"], "instruction": "Say <it>.", "val": 0.5}
+    block = gradient_block({**RESULT, "gradient": {"discrete": discrete}})
+    assert "had no room" in block and "found: <q>Say &lt;it&gt; now.</q>" in block
+    assert "soft prompt" not in block
+    page = render_prompt_report(RESULT, [val("Say <it>.", 0, 0.5)])
+    assert "Gradient-based search" not in page
