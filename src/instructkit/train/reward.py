@@ -97,7 +97,7 @@ class RewardConfig(BaseModel):
     center_rewards_coefficient: float = Field(default=0.0, ge=0)
     calibration_bins: int = Field(default=10, gt=1)
     lora: AdapterConfig = Field(default_factory=AdapterConfig)
-    train: TrainConfig = Field(default_factory=lambda: TrainConfig(lr=1e-4, batch_tokens=2048))
+    train: TrainConfig = Field(default_factory=TrainConfig)
     dtype: Literal["auto", "float32", "bfloat16"] = "auto"
     report_to: list[str] = Field(default_factory=list)
 

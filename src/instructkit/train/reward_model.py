@@ -27,7 +27,7 @@ import torch
 from instructkit.data.records import Conversation, Message
 from instructkit.data.templates import ChatTemplate, get_template
 from instructkit.data.tokenize import tokenize_conversation
-from instructkit.errors import DataFormatError, ModelError
+from instructkit.errors import DataFormatError, ModelError, TemplateError
 from instructkit.models import load_model, peft_checkpointing_warning_ignored
 from instructkit.train.rewards import RewardItem
 
@@ -126,16 +126,21 @@ class RewardModel:
         self.max_seq_len, self.name, self.batch_size = max_seq_len, name, batch_size
 
     def tokens(self, item: RewardItem) -> list[int]:
-        """Token ids of the rendered item; too long: the response is cut (never raises)."""
+        """Token ids of the item rendered as in training; too long: the response is cut, and
+        if the prompt alone is too long its end is kept (a reward source never raises)."""
         conv = Conversation([Message("user", item.prompt), Message("assistant", item.response)])
         try:
             ids: list[int] = tokenize_conversation(
                 conv, self.template, self.tokenizer, max_seq_len=self.max_seq_len
             ).input_ids
-        except DataFormatError:  # the prompt alone does not fit: keep its end
-            ids = tokenize_conversation(conv, self.template, self.tokenizer).input_ids
-            ids = ids[-self.max_seq_len :]
-        return ids
+            return ids
+        except DataFormatError:  # the prompt alone does not fit
+            pass
+        except TemplateError:  # e.g. an empty response the template does not show verbatim
+            pass
+        text = self.template.render([m.to_chat() for m in conv.messages], False)
+        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        return ids[-self.max_seq_len :]
 
     @torch.no_grad()
     def __call__(self, items: Sequence[RewardItem]) -> list[float]:
