@@ -88,11 +88,12 @@ def load_pairs(
         try:
             pair, truncated = _tokenized(record, row_no, tokenizer, template, opts)
         except DataFormatError as e:
+            fix = (e.fix or "").rstrip(". ")
             if not opts.skip_invalid:
                 raise DataFormatError(
-                    e.reason, path=path, row=row_no, field=e.field, fix=f"{e.fix}, {SKIP_HINT}."
+                    e.reason, path=path, row=row_no, field=e.field, fix=f"{fix}, {SKIP_HINT}."
                 ) from e
-            reason = e.reason + (f" Fix: {e.fix}." if e.fix else "")
+            reason = e.reason + (f" Fix: {fix}." if fix else "")
             out.rejects.append(Reject(str(path), row_no, e.field, reason, _raw(record)))
             continue
         out.pairs.append(pair)
@@ -106,13 +107,13 @@ def _tokenized(
 ) -> tuple[TokenizedPair, bool]:
     if not isinstance(record, PreferencePair):
         raise DataFormatError(
-            "the row is a conversation, not a preference pair",
+            "the row is a conversation, not a preference pair.",
             field="chosen",
             fix="give each row a chosen and a rejected response (e.g. prompt/chosen/rejected)",
         )
     if record.chosen.strip() == record.rejected.strip():
         raise DataFormatError(
-            "chosen and rejected are the same response, so the pair prefers nothing",
+            "chosen and rejected are the same response, so the pair prefers nothing.",
             field="rejected",
             fix="drop the pair or give it two different responses",
         )
@@ -127,7 +128,7 @@ def _tokenized(
         if len(ex.input_ids) > opts.max_seq_len:
             raise DataFormatError(
                 f"prompt + {name} response is {len(ex.input_ids)} tokens, more than "
-                f"max_seq_len={opts.max_seq_len}",
+                f"max_seq_len={opts.max_seq_len}.",
                 field=name,
                 fix="raise max_seq_len, shorten the row, or set too_long: truncate",
             )
@@ -136,7 +137,7 @@ def _tokenized(
     if truncated and sides[0].input_ids == sides[1].input_ids:
         raise DataFormatError(
             f"chosen and rejected are identical within max_seq_len={opts.max_seq_len} "
-            "(they differ only after the cut)",
+            "(they differ only after the cut).",
             field="rejected",
             fix="raise max_seq_len or set too_long: reject",
         )
@@ -150,7 +151,7 @@ def _margin(value: object) -> float:
     if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
         return float(value)
     raise DataFormatError(
-        f"expected a number for the pair's margin, got {value!r}",
+        f"expected a number for the pair's margin, got {value!r}.",
         field="margin",
         fix="make 'margin' a number (how much chosen is preferred) or drop it",
     )
