@@ -15,10 +15,22 @@ from instructkit.rl.rewards import RewardSpec, build_reward
 from instructkit.train.reward_model import load_reward_model
 from instructkit.train.rewards import RewardFn, RewardItem
 
-TOPICS = ["tea", "rain", "cats", "maps", "bread", "music", "trees", "boats", "snow", "clocks",
-          "bees", "stars", "roads", "paper", "salt", "wind", "lamps", "fish", "hills", "books"]  # fmt: skip
-FAST = ["--model", "tiny-random-llama", "--set", "max_seq_len=64", "--set", "lora.r=4",
-        "--set", "train.batch_tokens=512", "--set", "train.lr=5e-3"]  # fmt: skip
+TOPICS = (
+    "tea rain cats maps bread music trees boats snow clocks "
+    "bees stars roads paper salt wind lamps fish hills books"
+).split()
+FAST = [
+    "--model",
+    "tiny-random-llama",
+    "--set",
+    "max_seq_len=64",
+    "--set",
+    "lora.r=4",
+    "--set",
+    "train.batch_tokens=512",
+    "--set",
+    "train.lr=5e-3",
+]
 
 
 def pair(topic: str, k: int) -> dict:
@@ -37,8 +49,21 @@ def run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("rm")
     data = write_pairs(tmp / "pairs.jsonl", [pair(t, k) for t in TOPICS for k in (0, 1)])
     out = tmp / "rm"
-    r = CliRunner().invoke(cli, ["train", "reward", str(data), "-o", str(out), *FAST,
-                                 "--set", "eval_ratio=0.25", "--set", "train.epochs=4"])  # fmt: skip
+    r = CliRunner().invoke(
+        cli,
+        [
+            "train",
+            "reward",
+            str(data),
+            "-o",
+            str(out),
+            *FAST,
+            "--set",
+            "eval_ratio=0.25",
+            "--set",
+            "train.epochs=4",
+        ],
+    )
     assert r.exit_code == 0, r.output
     return out, r.output
 
@@ -55,11 +80,19 @@ def test_training_learns_the_preference_on_held_out_prompts(run):
 
 def test_outputs_and_metrics_log(run):
     out, _ = run
-    for name in ("adapter/adapter_model.safetensors", "config.yaml", "reward_model.json",
-                 "metrics.jsonl", "calibration.png", "loss_curve.png"):  # fmt: skip
+    for name in (
+        "adapter/adapter_model.safetensors",
+        "config.yaml",
+        "reward_model.json",
+        "metrics.jsonl",
+        "calibration.png",
+        "loss_curve.png",
+    ):
         assert (out / name).exists(), name
-    assert any(k.endswith("score.weight") for k in load_file(str(out / "adapter" /
-                                                                 "adapter_model.safetensors")))  # fmt: skip
+    assert any(
+        k.endswith("score.weight")
+        for k in load_file(str(out / "adapter" / "adapter_model.safetensors"))
+    )
     events = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     steps = [e["step"] for e in events if "loss" in e]
     assert steps == list(range(1, len(steps) + 1))
@@ -72,12 +105,17 @@ def test_the_trained_model_is_a_reward_source(run):
     reward = build_reward(RewardSpec(kind="model", path=str(out)))
     assert isinstance(reward, RewardFn) and reward.name == f"model:{out}"
     prompt = "Tell me about owls."  # a prompt never seen in training
-    scores = reward([RewardItem(prompt, "owls are quiet at night."),
-                     RewardItem(prompt, "OWLS ARE QUIET AT NIGHT.")])  # fmt: skip
+    scores = reward(
+        [
+            RewardItem(prompt, "owls are quiet at night."),
+            RewardItem(prompt, "OWLS ARE QUIET AT NIGHT."),
+        ]
+    )
     assert scores[0] > scores[1]
     again = load_reward_model(out, batch_size=1)
-    assert again([RewardItem(prompt, "owls are quiet at night.")]) == pytest.approx(scores[:1],
-                                                                                 abs=1e-4)  # fmt: skip
+    assert again([RewardItem(prompt, "owls are quiet at night.")]) == pytest.approx(
+        scores[:1], abs=1e-4
+    )
 
 
 def test_model_kind_without_path_is_a_config_error():
@@ -103,8 +141,21 @@ def test_skip_invalid_writes_rejects_and_counts_them(tmp_path):
     rows = [pair(t, 0) for t in TOPICS[:6]] + [{"prompt": "q", "chosen": "", "rejected": "b"}]
     data = write_pairs(tmp_path / "p.jsonl", rows)
     out = tmp_path / "o"
-    r = CliRunner().invoke(cli, ["train", "reward", str(data), "-o", str(out), *FAST,
-                                 "--set", "skip_invalid=true", "--set", "train.max_steps=1"])  # fmt: skip
+    r = CliRunner().invoke(
+        cli,
+        [
+            "train",
+            "reward",
+            str(data),
+            "-o",
+            str(out),
+            *FAST,
+            "--set",
+            "skip_invalid=true",
+            "--set",
+            "train.max_steps=1",
+        ],
+    )
     assert r.exit_code == 0, r.output
     assert "rejected 1" in r.output
     rejects = [json.loads(x) for x in (out / "rejects.jsonl").read_text().splitlines()]
@@ -114,8 +165,21 @@ def test_skip_invalid_writes_rejects_and_counts_them(tmp_path):
 def test_full_weights_write_a_standard_classification_model(tmp_path):
     data = write_pairs(tmp_path / "p.jsonl", [pair(t, 0) for t in TOPICS[:6]])
     out = tmp_path / "full"
-    r = CliRunner().invoke(cli, ["train", "reward", str(data), "-o", str(out), *FAST,
-                                 "--set", "lora.enabled=false", "--set", "train.max_steps=2"])  # fmt: skip
+    r = CliRunner().invoke(
+        cli,
+        [
+            "train",
+            "reward",
+            str(data),
+            "-o",
+            str(out),
+            *FAST,
+            "--set",
+            "lora.enabled=false",
+            "--set",
+            "train.max_steps=2",
+        ],
+    )
     assert r.exit_code == 0, r.output
     from transformers import AutoModelForSequenceClassification
 
@@ -127,15 +191,31 @@ def test_full_weights_write_a_standard_classification_model(tmp_path):
 
 def test_killed_run_resumes_to_the_same_weights(tmp_path):
     data = write_pairs(tmp_path / "pairs.jsonl", [pair(t, k) for t in TOPICS for k in (0, 1)])
-    steps = ["--set", "train.max_steps=12", "--set", "train.save_every=3",
-             "--set", "train.batch_tokens=200"]  # fmt: skip
+    steps = [
+        "--set",
+        "train.max_steps=12",
+        "--set",
+        "train.save_every=3",
+        "--set",
+        "train.batch_tokens=200",
+    ]
     ref = tmp_path / "ref"
     r = CliRunner().invoke(cli, ["train", "reward", str(data), "-o", str(ref), *FAST, *steps])
     assert r.exit_code == 0, r.output
 
     out = tmp_path / "killed"
-    cmd = [sys.executable, "-m", "instructkit", "train", "reward", str(data), "-o", str(out),
-           *FAST, *steps]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "instructkit",
+        "train",
+        "reward",
+        str(data),
+        "-o",
+        str(out),
+        *FAST,
+        *steps,
+    ]
     kill_when(cmd, lambda: any((out / "checkpoints").glob("checkpoint-*/state.json")))
     assert not (out / "adapter").exists(), "run finished before it was killed"
     r = CliRunner().invoke(cli, ["train", "reward", str(data), "-o", str(out), *FAST, *steps])

@@ -68,8 +68,9 @@ FORMATS = {
 
 @pytest.mark.parametrize("name", FORMATS)
 def test_every_preference_format_renders_to_the_same_tokens(tmp_path, tok, chatml, name):
-    reference = load_pairs(write(tmp_path, [FORMATS["trl-strings"]], "ref.jsonl"), tok, chatml,
-                           PairOptions())  # fmt: skip
+    reference = load_pairs(
+        write(tmp_path, [FORMATS["trl-strings"]], "ref.jsonl"), tok, chatml, PairOptions()
+    )
     got = load_pairs(write(tmp_path, [FORMATS[name]]), tok, chatml, PairOptions())
     assert len(got.pairs) == 1 and not got.rejects
     assert got.pairs[0].chosen == reference.pairs[0].chosen
@@ -88,8 +89,9 @@ BAD_ROWS = [
 
 
 @pytest.mark.parametrize("row,field,words", BAD_ROWS, ids=lambda x: str(x)[:20])
-def test_a_bad_pair_is_one_error_naming_file_row_field_and_fix(tmp_path, tok, chatml, row, field,
-                                                               words):  # fmt: skip
+def test_a_bad_pair_is_one_error_naming_file_row_field_and_fix(
+    tmp_path, tok, chatml, row, field, words
+):
     good = {"prompt": "q", "chosen": "a", "rejected": "b"}
     path = write(tmp_path, [good, row])
     with pytest.raises(DataFormatError) as info:
@@ -105,8 +107,12 @@ def test_skip_invalid_writes_every_bad_pair_to_rejects(tmp_path, tok, chatml):
     got = load_pairs(path, tok, chatml, PairOptions(max_seq_len=48, skip_invalid=True))
     assert len(got.pairs) == 1
     assert sorted((r.row, r.field) for r in got.rejects) == [
-        (2, "rejected"), (3, "chosen"), (4, "margin"), (5, "chosen"), (6, None),
-    ]  # fmt: skip
+        (2, "rejected"),
+        (3, "chosen"),
+        (4, "margin"),
+        (5, "chosen"),
+        (6, None),
+    ]
     assert all(r.path == str(path) and r.reason for r in got.rejects)
 
 
@@ -122,14 +128,16 @@ def test_a_conversation_in_a_pair_file_is_rejected(tmp_path, tok, chatml):
 
 def test_too_long_truncate_cuts_the_response_and_counts_it(tmp_path, tok, chatml):
     rows = [{"prompt": "q", "chosen": "a " * 80, "rejected": "b " * 80, "margin": 0.5}]
-    got = load_pairs(write(tmp_path, rows), tok, chatml,
-                     PairOptions(max_seq_len=48, too_long="truncate"))  # fmt: skip
+    got = load_pairs(
+        write(tmp_path, rows), tok, chatml, PairOptions(max_seq_len=48, too_long="truncate")
+    )
     assert got.truncated == 1 and len(got.pairs[0].chosen) == 48
     assert got.pairs[0].margin == 0.5 and got.has_margin
     same = [{"prompt": "q", "chosen": "a " * 80 + "x", "rejected": "a " * 80 + "y"}]
     with pytest.raises(DataFormatError, match="identical within max_seq_len"):
-        load_pairs(write(tmp_path, same), tok, chatml,
-                   PairOptions(max_seq_len=48, too_long="truncate"))  # fmt: skip
+        load_pairs(
+            write(tmp_path, same), tok, chatml, PairOptions(max_seq_len=48, too_long="truncate")
+        )
 
 
 def test_split_by_prompt_keeps_each_prompt_on_one_side():
@@ -201,9 +209,13 @@ def test_train_keys_a_pair_loop_does_not_use_are_a_config_error(tmp_path):
 
     path = write(tmp_path, [{"prompt": "q", "chosen": "a", "rejected": "b"}])
     cfg = RewardConfig.model_validate(
-        {"data": str(path), "output_dir": str(tmp_path / "out"),
-         "train": {"packing": False, "early_stopping_patience": 2}, "max_seq_len": 4096}
-    )  # fmt: skip
+        {
+            "data": str(path),
+            "output_dir": str(tmp_path / "out"),
+            "train": {"packing": False, "early_stopping_patience": 2},
+            "max_seq_len": 4096,
+        }
+    )
     with pytest.raises(ConfigError) as info:
         run_reward(cfg)
     msg = str(info.value)
