@@ -14,7 +14,13 @@ is trained on). Trains with the CLI, then scores the held-out pairs again per ki
 saved model (``load_reward_model``, the RewardFn that PPO/GRPO use)::
 
     python benchmarks/reward_verifiable.py --out runs/reward_bench   # embedded SmolLM2
-    python benchmarks/reward_verifiable.py --model tiny-random-llama --out /tmp/rb  # smoke
+    python benchmarks/reward_verifiable.py --model tiny-random-llama --out /tmp/rb \
+        --target all-linear --set max_seq_len=256 --set train.batch_tokens=4096  # smoke
+
+Measured (2 shared CPU cores, embedded SmolLM2-135M, LoRA r=16 on the top 6 layers + head,
+1 epoch = 8 steps, 170 s of training): held-out pair accuracy 0.350 before -> 0.925 after
+(lowercase 0.95, keyword 0.90, 40 pairs on 10 unseen topics), mean margin 0.116, ECE 0.395
+(right but under-confident: the margins are still small after 8 steps).
 """
 
 from __future__ import annotations
@@ -81,7 +87,10 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default="smollm2-135m-instruct")
     ap.add_argument("--out", default="runs/reward_bench")
-    ap.add_argument("--epochs", default="2")
+    ap.add_argument("--epochs", default="1")
+    # LoRA on the top 6 of SmolLM2's 30 layers: backward stops there, which keeps the run
+    # within a few CPU minutes (the score head is trained in full either way)
+    ap.add_argument("--target", default=r".*layers\.(2[4-9])\.(self_attn|mlp)\.\w+_proj")
     ap.add_argument("--set", dest="extra", action="append", default=[])
     args = ap.parse_args()
     out = Path(args.out)
@@ -94,7 +103,7 @@ def main() -> None:
         "-o", str(out / "rm"), "--model", args.model, "--eval", str(out / "held_out.jsonl"),
         "--set", "template=chatml", "--set", "max_seq_len=128", "--set", "train.batch_tokens=2048",
         "--set", f"train.epochs={args.epochs}", "--set", "train.lr=5e-4",
-        "--set", "train.eval_every=10",
+        "--set", "train.eval_every=10", "--set", f"lora.target={args.target}",
         *[x for kv in args.extra for x in ("--set", kv)],
     ]  # fmt: skip
     print(" ".join(cmd[1:]), flush=True)
