@@ -17,7 +17,7 @@ if TYPE_CHECKING:  # torch loads on first use, so that importing the data layer 
 
 IGNORE_INDEX = -100  # the label of a position that carries no loss (PyTorch's default)
 
-__all__ = ["response_only_loss", "IGNORE_INDEX"]
+__all__ = ["response_only_loss", "pairwise_reward_loss", "IGNORE_INDEX"]
 
 
 def response_only_loss(
@@ -39,3 +39,28 @@ def response_only_loss(
     picked = hidden[:, :-1][mask]  # (N, H)
     logits = lm_head(picked).float()  # (N, V)
     return F.cross_entropy(logits, targets[mask], reduction="sum"), n
+
+
+def pairwise_reward_loss(
+    r_chosen: torch.Tensor,
+    r_rejected: torch.Tensor,
+    margin: torch.Tensor | None = None,
+    center_coefficient: float = 0.0,
+) -> torch.Tensor:
+    """Per-pair Bradley–Terry loss of a reward model, (B,) -> (B,).
+
+    ``-log sigmoid(r_chosen - r_rejected - margin)`` (Bradley & Terry 1952; InstructGPT's reward
+    model, Ouyang et al. 2022; the margin as in Llama 2, Touvron et al. 2023), plus
+    ``center_coefficient * (r_chosen + r_rejected) ** 2``, which pulls rewards towards mean zero
+    (Eisenstein et al. 2023; TRL's ``center_rewards_coefficient``). The mean over pairs of this
+    vector is TRL's RewardTrainer loss.
+    """
+    import torch.nn.functional as F
+
+    diff = r_chosen - r_rejected  # (B,)
+    if margin is not None:
+        diff = diff - margin
+    loss = -F.logsigmoid(diff)
+    if center_coefficient:
+        loss = loss + center_coefficient * (r_chosen + r_rejected) ** 2
+    return loss

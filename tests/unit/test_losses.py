@@ -35,3 +35,27 @@ def test_no_labelled_token_gives_zero_with_grad():
     loss, n = response_only_loss(hidden, torch.full((1, 4), IGNORE_INDEX), torch.nn.Linear(3, 5))
     assert n == 0 and loss.item() == 0.0
     loss.backward()
+
+
+def test_pairwise_reward_loss_by_hand():
+    from instructkit.losses import pairwise_reward_loss
+
+    r_c, r_r = torch.tensor([2.0, 0.0, -1.0]), torch.tensor([0.0, 0.0, 1.0])
+    # -log sigmoid(d) = log(1 + e^-d), d = 2, 0, -2
+    expected = [math.log1p(math.exp(-2)), math.log(2), math.log1p(math.exp(2))]
+    assert torch.allclose(pairwise_reward_loss(r_c, r_r), torch.tensor(expected), atol=1e-6)
+    # margin 1 on the first pair: d = 1; centering 0.5 * (r_c + r_r)^2 = 0.5 * (4, 0, 0)
+    got = pairwise_reward_loss(r_c, r_r, torch.tensor([1.0, 0.0, 0.0]), center_coefficient=0.5)
+    expected = [math.log1p(math.exp(-1)) + 2.0, math.log(2), math.log1p(math.exp(2))]
+    assert torch.allclose(got, torch.tensor(expected), atol=1e-6)
+
+
+def test_pairwise_reward_loss_matches_trl_reward_trainer_formula():
+    from instructkit.losses import pairwise_reward_loss
+
+    torch.manual_seed(0)
+    r_c, r_r, m = torch.randn(8), torch.randn(8), torch.rand(8)
+    trl = -torch.nn.functional.logsigmoid(r_c - r_r - m).mean() + 0.01 * torch.mean(
+        (r_c + r_r) ** 2
+    )
+    assert torch.allclose(pairwise_reward_loss(r_c, r_r, m, 0.01).mean(), trl, atol=1e-6)

@@ -23,3 +23,46 @@ def train_sft_cmd(config_path, overrides) -> None:
 
     cfg = load_config(SFTConfig, config_path, overrides)
     click.echo(format_summary(run_sft(cfg)))
+
+
+@train.command("reward")
+@click.argument("data", required=False, type=click.Path(exists=True, dir_okay=False))
+@click.option("-o", "--output-dir", default=None, help="Folder for the model, metrics and plots.")
+@click.option("--model", default=None, help="Base model: a registry name, hub id or folder.")
+@click.option(
+    "--eval",
+    "eval_path",
+    default=None,
+    type=click.Path(exists=True, dir_okay=False),
+    help="Held-out pairs (default: eval_ratio of the prompts of DATA).",
+)
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="YAML file describing the run (every key is listed in docs/reward.md).",
+)
+@click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Override a config key, e.g. --set train.lr=1e-4 or --set too_long=truncate (repeatable).",
+)
+def train_reward_cmd(data, output_dir, model, eval_path, config_path, overrides) -> None:
+    """Train a reward model on preference pairs (Bradley-Terry loss, LoRA or full); writes
+    metrics.json with held-out pair accuracy and a calibration plot."""
+    from instructkit.config import load_config
+    from instructkit.train.reward import RewardConfig, format_reward_summary, run_reward
+
+    cfg = load_config(
+        RewardConfig,
+        config_path,
+        overrides,
+        data=data,
+        output_dir=output_dir,
+        model=model,
+        eval_path=eval_path,
+    )
+    click.echo(format_reward_summary(run_reward(cfg)))

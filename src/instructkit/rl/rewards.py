@@ -13,6 +13,9 @@ Kinds:
 - ``exact`` (verifier): 1.0 when the response's answer matches the row's ``field`` (default
   ``answer``; a list means any of them) by :func:`~instructkit.evaluate.checks.score_answer`'s
   lenient rules (the answer in the first line or after "answer is", numbers parsed), else 0.0.
+- ``model``: the reward model trained by ``instructkit train reward`` in ``path``
+  (:func:`~instructkit.train.reward_model.load_reward_model`): the scalar score of the rendered
+  prompt and response, batched; it reads no field of the row.
 """
 
 from __future__ import annotations
@@ -37,12 +40,15 @@ class RewardSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    kind: Literal["ifeval", "exact"] = Field(
+    kind: Literal["ifeval", "exact", "model"] = Field(
         default="ifeval",
         description="ifeval: share of the row's IFEval instructions followed; exact: the "
-        "response's answer matches the row's reference field.",
+        "response's answer matches the row's reference field; model: a trained reward model.",
     )
     field: str = Field(default="answer", description="the reference field read by 'exact'.")
+    path: str | None = Field(
+        default=None, description="'model' only: the output_dir of `instructkit train reward`."
+    )
 
 
 class IFEvalReward:
@@ -90,7 +96,16 @@ def build_reward(spec: RewardSpec) -> RewardFn:
         return IFEvalReward()
     if spec.kind == "exact":
         return ExactReward(spec.field)
-    raise ConfigError(f"unknown reward kind '{spec.kind}'.", fix="use ifeval or exact.")
+    if spec.kind == "model":
+        if not spec.path:
+            raise ConfigError(
+                "reward kind 'model' needs reward.path, the folder of a trained reward model.",
+                fix="set reward.path to the output_dir of `instructkit train reward`.",
+            )
+        from instructkit.train.reward_model import load_reward_model
+
+        return load_reward_model(spec.path)
+    raise ConfigError(f"unknown reward kind '{spec.kind}'.", fix="use ifeval, exact or model.")
 
 
 def _references(value: Any) -> list[str]:

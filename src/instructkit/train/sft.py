@@ -106,8 +106,18 @@ class SFTResult(BaseModel):
     rejected: int
 
 
-def apply_lora(model: Any, cfg: AdapterConfig) -> Any:
-    """Wrap ``model`` with a PEFT LoRA adapter; with ``enabled: false`` return it unchanged."""
+def apply_lora(
+    model: Any,
+    cfg: AdapterConfig,
+    *,
+    task_type: str = "CAUSAL_LM",
+    modules_to_save: list[str] | None = None,
+) -> Any:
+    """Wrap ``model`` with a PEFT LoRA adapter; with ``enabled: false`` return it unchanged.
+
+    ``modules_to_save`` names modules trained in full and saved with the adapter (a reward
+    model's new ``score`` head, with ``task_type="SEQ_CLS"``).
+    """
     if not cfg.enabled:
         return model
     from peft import LoraConfig, get_peft_model
@@ -117,7 +127,8 @@ def apply_lora(model: Any, cfg: AdapterConfig) -> Any:
         lora_alpha=cfg.alpha,  # type: ignore[arg-type]  # typed int, any number works
         lora_dropout=cfg.dropout,
         target_modules=cfg.target,
-        task_type="CAUSAL_LM",
+        task_type=task_type,
+        modules_to_save=modules_to_save,
     )
     with peft_checkpointing_warning_ignored():
         return get_peft_model(model, lora)
@@ -245,7 +256,7 @@ def _check(cfg: SFTConfig) -> None:
         )
 
 
-def _dtype(name: str) -> Any:
+def resolve_dtype(name: str) -> Any:
     import torch
 
     if name == "auto":
@@ -291,11 +302,11 @@ def run_sft(cfg: SFTConfig, *, progress: bool = True) -> SFTResult:
     accelerator = Accelerator(cpu=not torch.cuda.is_available())
     main = accelerator.is_main_process
     out = Path(cfg.output_dir)
-    with _removed_on_failure(out, enabled=main):
+    with removed_on_failure(out, enabled=main):
         if main:
             out.mkdir(parents=True, exist_ok=True)
             save_config(cfg, out / "config.yaml")
-        model, tokenizer = load_model(cfg.model, dtype=_dtype(cfg.dtype))
+        model, tokenizer = load_model(cfg.model, dtype=resolve_dtype(cfg.dtype))
         template = get_template(cfg.template, tokenizer)
 
         mixture, eval_ex, rejects = _training_data(cfg, tokenizer, template)
@@ -347,7 +358,7 @@ def run_sft(cfg: SFTConfig, *, progress: bool = True) -> SFTResult:
 
 
 @contextmanager
-def _removed_on_failure(out: Path, *, enabled: bool) -> Iterator[None]:
+def removed_on_failure(out: Path, *, enabled: bool) -> Iterator[None]:
     """If the run fails before its first checkpoint, remove ``out`` when this run created it.
 
     A folder that existed before, or that holds a checkpoint a re-run can resume from, stays.
