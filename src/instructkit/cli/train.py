@@ -36,20 +36,7 @@ def train_sft_cmd(config_path, overrides) -> None:
     type=click.Path(exists=True, dir_okay=False),
     help="Held-out pairs (default: eval_ratio of the prompts of DATA).",
 )
-@click.option(
-    "--config",
-    "config_path",
-    type=click.Path(exists=True, dir_okay=False),
-    default=None,
-    help="YAML file describing the run (every key is listed in docs/reward.md).",
-)
-@click.option(
-    "--set",
-    "overrides",
-    multiple=True,
-    metavar="KEY=VALUE",
-    help="Override a config key, e.g. --set train.lr=1e-4 or --set too_long=truncate (repeatable).",
-)
+@config_options("docs/reward.md", example="too_long=truncate", flags_win=True)
 def train_reward_cmd(data, output_dir, model, eval_path, config_path, overrides) -> None:
     """Train a reward model on preference pairs (Bradley-Terry loss, LoRA or full); writes
     metrics.json with held-out pair accuracy and a calibration plot."""
