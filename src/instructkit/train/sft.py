@@ -43,7 +43,9 @@ __all__ = [
     "SFTResult",
     "apply_lora",
     "load_examples",
+    "removed_on_failure",
     "run_sft",
+    "torch_dtype",
 ]
 
 
@@ -245,7 +247,8 @@ def _check(cfg: SFTConfig) -> None:
         )
 
 
-def _dtype(name: str) -> Any:
+def torch_dtype(name: str) -> Any:
+    """The torch dtype a config's ``dtype`` names (auto: bfloat16 on CUDA, else float32)."""
     import torch
 
     if name == "auto":
@@ -291,11 +294,11 @@ def run_sft(cfg: SFTConfig, *, progress: bool = True) -> SFTResult:
     accelerator = Accelerator(cpu=not torch.cuda.is_available())
     main = accelerator.is_main_process
     out = Path(cfg.output_dir)
-    with _removed_on_failure(out, enabled=main):
+    with removed_on_failure(out, enabled=main):
         if main:
             out.mkdir(parents=True, exist_ok=True)
             save_config(cfg, out / "config.yaml")
-        model, tokenizer = load_model(cfg.model, dtype=_dtype(cfg.dtype))
+        model, tokenizer = load_model(cfg.model, dtype=torch_dtype(cfg.dtype))
         template = get_template(cfg.template, tokenizer)
 
         mixture, eval_ex, rejects = _training_data(cfg, tokenizer, template)
@@ -347,7 +350,7 @@ def run_sft(cfg: SFTConfig, *, progress: bool = True) -> SFTResult:
 
 
 @contextmanager
-def _removed_on_failure(out: Path, *, enabled: bool) -> Iterator[None]:
+def removed_on_failure(out: Path, *, enabled: bool) -> Iterator[None]:
     """If the run fails before its first checkpoint, remove ``out`` when this run created it.
 
     A folder that existed before, or that holds a checkpoint a re-run can resume from, stays.
