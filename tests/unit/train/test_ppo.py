@@ -4,11 +4,14 @@ uninterrupted one, bad input is one clear error."""
 
 import json
 import math
+from pathlib import Path
 
 import pytest
+from pydantic import BaseModel
 
 from instructkit.data.prompt_rows import load_prompt_rows
 from instructkit.errors import ConfigError, DataFormatError, TrainingError
+from instructkit.rl.workflows import PPOJobConfig
 from instructkit.train.ppo import TIMING_KEYS, PPOConfig, run_ppo, step_prompts
 from instructkit.train.rewards import RewardFn
 
@@ -185,3 +188,27 @@ def test_prompts_too_long_are_rejected_with_a_count(tmp_path, capsys):
     p.write_text(json.dumps(long) + "\n")
     with pytest.raises(TrainingError, match="no prompt left"):
         run_ppo(_cfg(tmp_path, out="run2"), Lowercase(), progress=False)
+
+
+def _keys(model, prefix=""):
+    out = []
+    for name, field in model.model_fields.items():
+        out.append(prefix + name)
+        ann = field.annotation
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            out += _keys(ann, f"{prefix}{name}.")
+    return out
+
+
+@pytest.mark.parametrize("key", _keys(PPOJobConfig))
+def test_every_config_key_is_documented(key):
+    """Each key appears in docs/ppo.md as `name` in a table row."""
+    doc = (Path(__file__).parents[3] / "docs" / "ppo.md").read_text("utf-8")
+    rows = [line for line in doc.splitlines() if line.startswith("|")]
+    name = key.rsplit(".", 1)[-1]
+    assert any(f"`{name}`" in row for row in rows), key
+
+
+def test_every_logged_key_is_documented():
+    doc = (Path(__file__).parents[3] / "docs" / "ppo.md").read_text("utf-8")
+    assert not [k for k in KEYS if f"`{k}`" not in doc]
