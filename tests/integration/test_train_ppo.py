@@ -83,3 +83,17 @@ def test_killed_run_resumes_with_the_same_rollouts(tmp_path):
     for x, y in zip(a, b, strict=True):
         for k in ("reward_mean", "kl", "policy_loss", "value_loss", "response_len", "kl_coef"):
             assert abs(x[k] - y[k]) <= 1e-5 + 1e-4 * abs(x[k]), (x["step"], k)
+
+
+def test_report_to_a_missing_package_is_one_line_naming_it(tmp_path, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda n, *a: None if n == "tensorboard" else real(n, *a)
+    )
+    out = tmp_path / "run"
+    args = ["train", "ppo", _prompts(tmp_path), "-o", str(out), *SETTINGS]
+    r = CliRunner().invoke(cli, [*args, "--set", "report_to=[tensorboard]"])
+    assert r.exit_code == 1 and "pip install tensorboard" in r.output, r.output
+    assert len(r.output.strip().splitlines()) == 1 and not out.exists()
