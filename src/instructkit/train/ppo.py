@@ -35,6 +35,7 @@ import random
 import time
 from collections import defaultdict
 from collections.abc import Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -233,11 +234,7 @@ def reference_logprobs(
     """Log-probs (B, R) of the response tokens under the reference: the policy with its
     adapters disabled (LoRA), or the frozen copy ``ref_lm`` (full weights)."""
     lm = policy.lm if ref_lm is None else ref_lm
-    if ref_lm is None:
-        with policy.lm.disable_adapter():
-            hidden = response_hidden(lm, roll.ids, roll.attention, roll.n_prompt)
-            logits = _causal_lm(lm).get_output_embeddings()(hidden)
-    else:
+    with policy.lm.disable_adapter() if ref_lm is None else nullcontext():
         hidden = response_hidden(lm, roll.ids, roll.attention, roll.n_prompt)
         logits = _causal_lm(lm).get_output_embeddings()(hidden)
     return token_logprobs(logits, roll.ids[:, roll.n_prompt :], temperature)
