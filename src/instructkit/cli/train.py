@@ -11,7 +11,7 @@ from instructkit.cli.options import config_options
 
 @click.group(cls=_Group)
 def train() -> None:
-    """Fine-tune models: SFT; reward models, DPO, PPO and GRPO as they land."""
+    """Fine-tune models: SFT, reward models, PPO; DPO and GRPO as they land."""
 
 
 @train.command("sft")
@@ -53,3 +53,35 @@ def train_reward_cmd(data, output_dir, model, eval_path, config_path, overrides)
         eval_path=eval_path,
     )
     click.echo(format_reward_summary(run_reward(cfg)))
+
+
+@train.command("ppo")
+@click.argument("prompts", required=False, type=click.Path(exists=True, dir_okay=False))
+@click.option("-o", "--out", "output_dir", default=None, help="Run directory (output_dir).")
+@click.option("--model", default=None, help="Model name, hub id or local path.")
+@click.option(
+    "--reward",
+    "reward_kind",
+    type=click.Choice(["ifeval", "exact"]),
+    default=None,
+    help="Reward source: ifeval (the row's IFEval instructions) or exact (its 'answer'); a "
+    "trained reward model with --set reward.kind=model --set reward.path=DIR.",
+)
+@config_options("docs/ppo.md", example="kl.coef=0.1", flags_win=True)
+def train_ppo_cmd(prompts, output_dir, model, reward_kind, config_path, overrides) -> None:
+    """PPO with a KL penalty to the reference, on PROMPTS (JSONL rows with a prompt)."""
+    from instructkit.config import load_config
+    from instructkit.rl.workflows import PPOJobConfig, run_ppo_job
+    from instructkit.train.ppo import format_ppo_summary
+
+    reward = {"kind": reward_kind} if reward_kind else None
+    cfg = load_config(
+        PPOJobConfig,
+        config_path,
+        overrides,
+        prompts=prompts,
+        output_dir=output_dir,
+        model=model,
+        reward=reward,
+    )
+    click.echo(format_ppo_summary(run_ppo_job(cfg)))

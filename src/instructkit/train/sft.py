@@ -43,7 +43,9 @@ __all__ = [
     "SFTResult",
     "apply_lora",
     "load_examples",
+    "removed_on_failure",
     "run_sft",
+    "resolve_dtype",
 ]
 
 
@@ -257,6 +259,7 @@ def _check(cfg: SFTConfig) -> None:
 
 
 def resolve_dtype(name: str) -> Any:
+    """The torch dtype a config's ``dtype`` names (auto: bfloat16 on CUDA, else float32)."""
     import torch
 
     if name == "auto":

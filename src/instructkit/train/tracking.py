@@ -3,7 +3,8 @@
 ``MetricsLogger(run_dir, report_to=["tensorboard"])`` appends one JSON object per event to
 ``run_dir/metrics.jsonl`` (flushed each time, so a killed run keeps what it logged) and mirrors
 scalars to the backends named in ``report_to``. A backend that is not installed is a
-ConfigError naming the package to install. ``plot_losses`` draws the loss curve as a PNG.
+ConfigError naming the package to install. ``plot_losses`` draws the loss curve as a PNG,
+``plot_series`` any logged metric against steps (PPO's reward.png and kl.png).
 """
 
 from __future__ import annotations
@@ -15,7 +16,14 @@ from typing import Any
 
 from instructkit.errors import ConfigError
 
-__all__ = ["BACKENDS", "MetricsLogger", "plot_losses", "read_metrics", "truncate_metrics"]
+__all__ = [
+    "BACKENDS",
+    "MetricsLogger",
+    "plot_losses",
+    "plot_series",
+    "read_metrics",
+    "truncate_metrics",
+]
 
 BACKENDS = {"tensorboard": "tensorboard", "wandb": "wandb", "mlflow": "mlflow"}
 
@@ -142,6 +150,35 @@ def plot_losses(events: list[dict[str, Any]], out_png: str | Path, title: str = 
     ax.set_xlabel("optimizer step")
     ax.set_ylabel("loss (token-weighted mean)")
     ax.set_title(title or "training loss")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out_png)
+    plt.close(fig)
+
+
+def plot_series(
+    events: list[dict[str, Any]],
+    keys: list[str],
+    out_png: str | Path,
+    *,
+    title: str = "",
+    ylabel: str = "",
+) -> None:
+    """Each metric in ``keys`` against ``step`` as one PNG (events without the key are skipped)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
+    for key in keys:
+        points = [(e["step"], e[key]) for e in events if key in e]
+        if points:
+            ax.plot(*zip(*points, strict=True), "o-", label=key, linewidth=1, markersize=3)
+    ax.set_xlabel("step")
+    ax.set_ylabel(ylabel or ", ".join(keys))
+    ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
