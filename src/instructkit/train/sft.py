@@ -42,6 +42,9 @@ __all__ = [
     "SFTConfig",
     "SFTResult",
     "apply_lora",
+    "lora_config",
+    "removed_on_failure",
+    "torch_dtype",
     "load_examples",
     "run_sft",
 ]
@@ -106,21 +109,27 @@ class SFTResult(BaseModel):
     rejected: int
 
 
-def apply_lora(model: Any, cfg: AdapterConfig) -> Any:
-    """Wrap ``model`` with a PEFT LoRA adapter; with ``enabled: false`` return it unchanged."""
-    if not cfg.enabled:
-        return model
-    from peft import LoraConfig, get_peft_model
+def lora_config(cfg: AdapterConfig) -> Any:
+    """The PEFT ``LoraConfig`` of ``cfg`` (for trainers that wrap the model themselves)."""
+    from peft import LoraConfig
 
-    lora = LoraConfig(
+    return LoraConfig(
         r=cfg.r,
         lora_alpha=cfg.alpha,  # type: ignore[arg-type]  # typed int, any number works
         lora_dropout=cfg.dropout,
         target_modules=cfg.target,
         task_type="CAUSAL_LM",
     )
+
+
+def apply_lora(model: Any, cfg: AdapterConfig) -> Any:
+    """Wrap ``model`` with a PEFT LoRA adapter; with ``enabled: false`` return it unchanged."""
+    if not cfg.enabled:
+        return model
+    from peft import get_peft_model
+
     with peft_checkpointing_warning_ignored():
-        return get_peft_model(model, lora)
+        return get_peft_model(model, lora_config(cfg))
 
 
 def _text_examples(path: str, tokenizer: Any, max_seq_len: int) -> list[TokenizedExample]:
@@ -245,7 +254,7 @@ def _check(cfg: SFTConfig) -> None:
         )
 
 
-def _dtype(name: str) -> Any:
+def torch_dtype(name: str) -> Any:
     import torch
 
     if name == "auto":
@@ -291,11 +300,11 @@ def run_sft(cfg: SFTConfig, *, progress: bool = True) -> SFTResult:
     accelerator = Accelerator(cpu=not torch.cuda.is_available())
     main = accelerator.is_main_process
     out = Path(cfg.output_dir)
-    with _removed_on_failure(out, enabled=main):
+    with removed_on_failure(out, enabled=main):
         if main:
             out.mkdir(parents=True, exist_ok=True)
             save_config(cfg, out / "config.yaml")
-        model, tokenizer = load_model(cfg.model, dtype=_dtype(cfg.dtype))
+        model, tokenizer = load_model(cfg.model, dtype=torch_dtype(cfg.dtype))
         template = get_template(cfg.template, tokenizer)
 
         mixture, eval_ex, rejects = _training_data(cfg, tokenizer, template)
@@ -347,7 +356,7 @@ def run_sft(cfg: SFTConfig, *, progress: bool = True) -> SFTResult:
 
 
 @contextmanager
-def _removed_on_failure(out: Path, *, enabled: bool) -> Iterator[None]:
+def removed_on_failure(out: Path, *, enabled: bool) -> Iterator[None]:
     """If the run fails before its first checkpoint, remove ``out`` when this run created it.
 
     A folder that existed before, or that holds a checkpoint a re-run can resume from, stays.
