@@ -1,7 +1,7 @@
 """``instructkit train grpo``: GRPO with a reward source named in the config::
 
     cfg = load_config(GRPOJobConfig, "grpo.yaml")    # GRPORunConfig keys + reward: {kind: ifeval}
-    result = run_grpo_job(cfg)                       # build_reward(cfg.reward) + train.grpo.run_grpo
+    result = run_grpo_job(cfg)                       # build_reward + train.grpo.run_grpo
 
 The glue lives here, not in ``train``, because building a verifier reward needs ``evaluate``
 (IFEval's checks) and ``train`` never imports it.
@@ -25,5 +25,4 @@ class GRPOJobConfig(GRPORunConfig):
 
 def run_grpo_job(cfg: GRPOJobConfig, *, progress: bool = True) -> GRPOResult:
     """Build the reward that ``cfg.reward`` names and run GRPO with it."""
-    run = GRPORunConfig.model_validate(cfg.model_dump(exclude={"reward"}))
-    return run_grpo(run, build_reward(cfg.reward), progress=progress)
+    return run_grpo(cfg, build_reward(cfg.reward), progress=progress)  # config.yaml keeps reward

@@ -28,6 +28,7 @@ run resumes from its newest checkpoint.
 
 from __future__ import annotations
 
+import copy
 import json
 import random
 import time
@@ -121,7 +122,7 @@ def _split(ids: list[int], labels: list[int]) -> tuple[list[int], list[int]]:
     """(prompt ids, response ids): the labelled span, and everything before it."""
     trained = [i for i, x in enumerate(labels) if x != IGNORE_INDEX]
     if not trained:
-        raise DataFormatError("the response has no token left to score", field="chosen")
+        raise DataFormatError("the response has no token left to score.", field="chosen")
     return ids[: trained[0]], ids[trained[0] : trained[-1] + 1]
 
 
@@ -132,7 +133,7 @@ def tokenize_pair(
     response-only mask); DataFormatError when they are equal or the prompt does not fit."""
     if pair.chosen.strip() == pair.rejected.strip():
         raise DataFormatError(
-            "chosen and rejected are the same response, so the pair prefers nothing",
+            "chosen and rejected are the same response, so the pair prefers nothing.",
             field="rejected",
             fix="drop the pair or give it a different rejected response.",
         )
@@ -146,7 +147,7 @@ def tokenize_pair(
     if len(prompt) >= max_seq_len:
         raise DataFormatError(
             f"the prompt is {len(prompt)} tokens, which leaves no room for a response within "
-            f"max_seq_len={max_seq_len}",
+            f"max_seq_len={max_seq_len}.",
             field="prompt",
             fix="raise max_seq_len, shorten the prompt, or set skip_invalid: true.",
         )
@@ -167,7 +168,7 @@ def load_pairs(
         try:
             if not isinstance(record, PreferencePair):
                 raise DataFormatError(
-                    "the row is a conversation, not a preference pair",
+                    "the row is a conversation, not a preference pair.",
                     field="chosen",
                     fix="give the row 'chosen' and 'rejected' responses (docs/preference.md).",
                 )
@@ -230,7 +231,7 @@ def _trainer(
     """TRL's DPOTrainer on our tokenized pairs (its own tokenization is skipped)."""
     from trl import DPOConfig, DPOTrainer
 
-    class PretokenizedDPOTrainer(DPOTrainer):  # type: ignore[misc]  # untyped base
+    class PretokenizedDPOTrainer(DPOTrainer):
         """Takes prompt_ids/chosen_ids/rejected_ids as they are (tokenized by us)."""
 
         def _prepare_dataset(self, dataset: Any, *args: Any, **kwargs: Any) -> Any:
@@ -246,9 +247,12 @@ def _trainer(
         label_smoothing=cfg.label_smoothing,
         precompute_ref_log_probs=False,
     )
+    # full fine-tuning: a frozen copy is the reference (TRL would reload it from a hub id/path)
+    ref = None if cfg.lora.enabled else copy.deepcopy(model).eval()
     with peft_checkpointing_warning_ignored():
         trainer = PretokenizedDPOTrainer(
             model=model,
+            ref_model=ref,
             args=args,
             train_dataset=data[0],
             eval_dataset=data[1],

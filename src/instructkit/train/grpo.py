@@ -37,9 +37,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from instructkit.config import save_config
 from instructkit.data.formats import parse_row
-from instructkit.data.records import Message
+from instructkit.data.records import Conversation, Message, PreferencePair
 from instructkit.data.templates import ChatTemplate, get_template
-from instructkit.errors import ConfigError, DataFormatError, TrainingError
+from instructkit.errors import ConfigError, DataFormatError
 from instructkit.io import read_rows, write_atomic
 from instructkit.models import DEFAULT_MODEL, load_model, peft_checkpointing_warning_ignored
 from instructkit.train.rewards import RewardFn, RewardItem
@@ -121,21 +121,26 @@ def _prompt_messages(row: Any, path: str, row_no: int) -> list[Message]:
     """The prompt turns of a row, checked by the data layer's rules (a placeholder response
     lets a prompt that ends with a user turn pass the conversation checks)."""
     if isinstance(row, dict) and "prompt" in row:
-        conv = parse_row({"prompt": row["prompt"], "completion": "-"}, "prompt-completion",
-                         path=path, row_no=row_no)  # fmt: skip
-        return conv.messages[:-1]
+        placed = {"prompt": row["prompt"], "completion": "-"}
+        return _without_placeholder(
+            parse_row(placed, "prompt-completion", path=path, row_no=row_no)
+        )
     if isinstance(row, dict) and isinstance(row.get("messages"), list):
         turns = list(row["messages"])
         users = [i for i, m in enumerate(turns) if isinstance(m, dict) and m.get("role") == "user"]
         turns = turns[: users[-1] + 1] if users else turns
-        conv = parse_row({"messages": [*turns, {"role": "assistant", "content": "-"}]},
-                         "messages", path=path, row_no=row_no)  # fmt: skip
-        return conv.messages[:-1]
+        placed = {"messages": [*turns, {"role": "assistant", "content": "-"}]}
+        return _without_placeholder(parse_row(placed, "messages", path=path, row_no=row_no))
     raise DataFormatError(
         "expected a 'prompt' (a string or a message list) or chat 'messages'",
         path=path, row=row_no, field="prompt",
         fix="give every row a 'prompt' string, or 'messages' ending with a user turn.",
     )  # fmt: skip
+
+
+def _without_placeholder(record: Conversation | PreferencePair) -> list[Message]:
+    assert isinstance(record, Conversation)  # both formats above parse to a conversation
+    return record.messages[:-1]
 
 
 def _strip_bos(text: str, tokenizer: Any) -> str:
@@ -198,6 +203,14 @@ def _check(cfg: GRPORunConfig) -> None:
         )
 
 
+def _save_reference(model: Any, path: Path) -> None:
+    """Full fine-tuning with a KL term: TRL loads the reference from the model's path, which an
+    in-process or converted model lacks, so the initial weights are saved once and named."""
+    if not (path / "config.json").exists():
+        model.save_pretrained(path)
+    model.config._name_or_path = str(path)
+
+
 def _trainer(cfg: GRPORunConfig, model: Any, tokenizer: Any, parts: dict[str, Any]) -> Any:
     """TRL's GRPOTrainer on our rendered prompts (``parts``: dataset, reward, logger, progress)."""
     from trl import GRPOConfig, GRPOTrainer
@@ -257,6 +270,8 @@ def run_grpo(cfg: GRPORunConfig, reward: RewardFn, *, progress: bool = True) -> 
             "logger": logger,
             "progress": progress,
         }
+        if cfg.beta > 0 and not cfg.lora.enabled:
+            _save_reference(model, out / "reference")
         trainer = _trainer(cfg, model, tokenizer, parts)
         started = time.perf_counter()
         trainer.train(resume_from_checkpoint=ckpt)
@@ -272,19 +287,22 @@ def _result(
     """Reward at the start and end (means over a window of logged steps) and the last KL."""
     events = [e for e in read_metrics(out / "metrics.jsonl") if e.get("reward_mean") is not None]
     k = max(1, min(10, len(events) // 4))
-    mean = lambda xs: sum(xs) / len(xs) if xs else None  # noqa: E731
     kls = [e["kl"] for e in events if e.get("kl") is not None]
     return GRPOResult(
         output_dir=str(out),
         steps=steps,
         n_prompts=n,
         reward=name,
-        reward_start=mean([e["reward_mean"] for e in events[:k]]),
-        reward_end=mean([e["reward_mean"] for e in events[-k:]]),
+        reward_start=_mean([e["reward_mean"] for e in events[:k]]),
+        reward_end=_mean([e["reward_mean"] for e in events[-k:]]),
         window=k,
         kl_end=kls[-1] if kls else None,
         resumed_from=ckpt,
     )
+
+
+def _mean(xs: list[float]) -> float | None:
+    return sum(xs) / len(xs) if xs else None
 
 
 def _write_outputs(

@@ -104,7 +104,9 @@ def resume_checkpoint(out: Path, cfg: PreferenceTrainConfig, *, main: bool = Tru
     from transformers.trainer_utils import get_last_checkpoint
 
     run_dir = out / "checkpoints"
-    ckpt = get_last_checkpoint(str(run_dir)) if cfg.resume and run_dir.is_dir() else None
+    ckpt: str | None = None
+    if cfg.resume and run_dir.is_dir():
+        ckpt = get_last_checkpoint(str(run_dir))  # type: ignore[no-untyped-call]
     if main:
         last = int(Path(ckpt).name.split("-")[-1]) if ckpt else -1
         truncate_metrics(out / "metrics.jsonl", last)
@@ -121,7 +123,7 @@ def metrics_callback(logger: MetricsLogger, renames: dict[str, str] | None = Non
 
     names = dict(renames or {})
 
-    class MetricsCallback(TrainerCallback):  # type: ignore[misc]  # untyped base
+    class MetricsCallback(TrainerCallback):
         def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **kw: Any) -> None:
             if not logs:
                 return
