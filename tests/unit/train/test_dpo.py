@@ -185,4 +185,3 @@ def test_full_fine_tuning_uses_a_frozen_copy_as_reference(tmp_path):
     cfg = config(tmp_path, lora={"enabled": False}, eval_ratio=0.0)
     assert run_dpo(cfg, progress=False).steps == 1
     assert (tmp_path / "run" / "model" / "model.safetensors").exists()
-
