@@ -86,3 +86,40 @@ def test_train_grpo_cli_row_without_the_reward_field(tmp_path):
                                  "--model", "tiny-random-llama", "--reward", "exact"])  # fmt: skip
     assert r.exit_code == 1
     assert f"{prompts}:2: field 'answer'" in r.output and r.output.count("\n") == 1, r.output
+
+
+def test_killed_dpo_run_resumes_to_the_same_weights(tmp_path):
+    """SIGKILL once a checkpoint is complete; the re-run resumes and ends where an uninterrupted
+    run ends (same data order and weights), logging every step once."""
+    import sys
+
+    from killing import kill_when
+    from safetensors.torch import load_file
+
+    pairs = write_jsonl(tmp_path / "pairs.jsonl",
+                        [{"prompt": f"Say {w}.", "chosen": w, "rejected": w.upper()}
+                         for w in WORDS * 2])  # fmt: skip
+
+    def cmd(name: str) -> list[str]:
+        return [sys.executable, "-m", "instructkit", "train", "dpo", str(pairs), "-o",
+                str(tmp_path / name), "--model", "tiny-random-llama", "--set", "eval_ratio=0",
+                "--set", "lora.r=4", "--set", "train.max_steps=12", "--set", "train.save_every=3",
+                "--set", "train.batch_size=2", "--set", "train.lr=1e-2"]  # fmt: skip
+
+    import subprocess
+
+    subprocess.run(cmd("ref"), check=True, capture_output=True)
+    ckpts = tmp_path / "killed" / "checkpoints"
+    kill_when(cmd("killed"), lambda: any(ckpts.glob("checkpoint-*/trainer_state.json")))
+    assert not (tmp_path / "killed" / "adapter").exists(), "run finished before it was killed"
+    out = subprocess.run(cmd("killed"), check=True, capture_output=True, text=True)
+    assert "resuming from" in out.stdout
+    a = load_file(str(tmp_path / "ref" / "adapter" / "adapter_model.safetensors"))
+    b = load_file(str(tmp_path / "killed" / "adapter" / "adapter_model.safetensors"))
+    assert a.keys() == b.keys()
+    for k in a:
+        assert (a[k] - b[k]).abs().max() < 1e-5, k
+    events = [
+        json.loads(x) for x in (tmp_path / "killed" / "metrics.jsonl").read_text().splitlines()
+    ]
+    assert [e["step"] for e in events if "loss" in e] == list(range(1, 13))

@@ -17,6 +17,7 @@ left it (``resume_from_checkpoint``), including the data order and, for GRPO, th
 
 from __future__ import annotations
 
+import json
 import math
 import warnings
 from collections.abc import Iterator
@@ -99,20 +100,31 @@ def _cuda() -> bool:
 
 
 def resume_checkpoint(out: Path, cfg: PreferenceTrainConfig, *, main: bool = True) -> str | None:
-    """The newest ``checkpoint-N`` under ``out/checkpoints`` (None for a fresh run); the
-    metrics logged after that step are dropped, since the resumed run logs them again."""
-    from transformers.trainer_utils import get_last_checkpoint
-
-    run_dir = out / "checkpoints"
-    ckpt: str | None = None
-    if cfg.resume and run_dir.is_dir():
-        ckpt = get_last_checkpoint(str(run_dir))  # type: ignore[no-untyped-call]
+    """The newest complete ``checkpoint-N`` under ``out/checkpoints`` (None for a fresh run);
+    the metrics logged after that step are dropped, since the resumed run logs them again."""
+    ckpt = _newest_complete(out / "checkpoints") if cfg.resume else None
     if main:
-        last = int(Path(ckpt).name.split("-")[-1]) if ckpt else -1
+        last = int(ckpt.name.split("-")[-1]) if ckpt else -1
         truncate_metrics(out / "metrics.jsonl", last)
         if ckpt:
             print(f"resuming from {ckpt}")
-    return ckpt
+    return str(ckpt) if ckpt else None
+
+
+def _newest_complete(run_dir: Path) -> Path | None:
+    """Transformers writes a checkpoint in place, trainer_state.json last: a folder without a
+    readable one was torn by a kill and is skipped (transformers' get_last_checkpoint would
+    pick it and fail to load it)."""
+    found = []
+    for path in run_dir.glob("checkpoint-*") if run_dir.is_dir() else []:
+        step = path.name.split("-")[-1]
+        try:
+            json.loads((path / "trainer_state.json").read_text("utf-8"))
+        except (OSError, ValueError):
+            continue
+        if step.isdigit():
+            found.append((int(step), path))
+    return max(found)[1] if found else None
 
 
 def metrics_callback(logger: MetricsLogger, renames: dict[str, str] | None = None) -> Any:
