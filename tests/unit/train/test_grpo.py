@@ -133,3 +133,14 @@ def test_grpo_end_to_end_logs_reward_kl_and_length(tmp_path):
     assert (run / "reward_curve.png").stat().st_size > 0
     summary = json.loads((run / "summary.json").read_text())
     assert summary["reward_start"] == pytest.approx(steps[0]["reward_mean"])
+
+
+def test_docs_list_every_config_key():
+    from instructkit.rl.grpo_job import GRPOJobConfig
+    from instructkit.train.dpo import DPORunConfig
+    from instructkit.train.trl_runs import PreferenceTrainConfig
+
+    doc = (Path(__file__).parents[3] / "docs" / "preference.md").read_text("utf-8")
+    for model in (DPORunConfig, GRPOJobConfig, PreferenceTrainConfig):
+        missing = [k for k in model.model_fields if f"`{k}`" not in doc]
+        assert not missing, f"{model.__name__}: {missing} not in docs/preference.md"
