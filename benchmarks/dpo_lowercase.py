@@ -4,7 +4,7 @@ Pairs are programmatic and verifiable: the prompt asks for an all-lowercase sent
 chosen response is a sentence in lowercase, the rejected one is the same sentence in Title Case
 (so the pair differs only in the constraint). Train and held-out pairs use disjoint subjects.
 
-    PYTHONPATH=src python benchmarks/dpo_lowercase.py --out /tmp/dpo_lowercase [--pairs 100]
+    PYTHONPATH=src python benchmarks/dpo_lowercase.py --out /tmp/dpo_lowercase [--pairs 32]
 
 Prints the held-out implicit-reward accuracy and mean margin before and after training (from
 ``summary.json``); the run folder holds metrics.jsonl and loss_curve.png.
@@ -45,7 +45,7 @@ def write_data(out: Path, n: int, seed: int = 0) -> tuple[Path, Path]:
     subjects = SUBJECTS[:]
     rng.shuffle(subjects)
     held_subjects, train_subjects = subjects[:6], subjects[6:]
-    n_eval = max(1, n // 5)
+    n_eval = max(1, n // 4)
     train = [pair(rng.choice(train_subjects), rng) for _ in range(n - n_eval)]
     held = [pair(rng.choice(held_subjects), rng) for _ in range(n_eval)]
     out.mkdir(parents=True, exist_ok=True)
@@ -58,17 +58,19 @@ def write_data(out: Path, n: int, seed: int = 0) -> tuple[Path, Path]:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default="/tmp/dpo_lowercase")
-    ap.add_argument("--pairs", type=int, default=100)
+    ap.add_argument("--pairs", type=int, default=32)
     ap.add_argument("--model", default="smollm2-135m-instruct")
-    ap.add_argument("--steps", type=int, default=10)
+    ap.add_argument("--steps", type=int, default=6)
+    ap.add_argument("--batch", type=int, default=4)
     args = ap.parse_args()
     from instructkit.train.dpo import DPORunConfig, format_summary, run_dpo
 
     train, held = write_data(Path(args.out), args.pairs)
     cfg = DPORunConfig.model_validate({
         "model": args.model, "output_dir": str(Path(args.out) / "run"), "data": str(train),
-        "eval_path": str(held), "max_seq_len": 128, "beta": 0.1, "lora": {"r": 16},
-        "train": {"lr": 5e-4, "max_steps": args.steps, "batch_size": 8, "resume": False},
+        "eval_path": str(held), "max_seq_len": 96, "template": "chatml", "beta": 0.1,
+        "lora": {"r": 16},
+        "train": {"lr": 5e-4, "max_steps": args.steps, "batch_size": args.batch, "resume": False},
     })  # fmt: skip
     started = time.perf_counter()
     result = run_dpo(cfg, progress=False)

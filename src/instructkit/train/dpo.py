@@ -50,6 +50,7 @@ from instructkit.train.tracking import MetricsLogger, plot_losses, read_metrics
 from instructkit.train.trl_runs import (
     PreferenceTrainConfig,
     metrics_callback,
+    newest_complete_checkpoint,
     quiet_printer,
     resume_checkpoint,
     trainer_arguments,
@@ -240,7 +241,7 @@ def _trainer(
     out = Path(cfg.output_dir)
     args = DPOConfig(
         **trainer_arguments(cfg.train, out / "checkpoints", progress=progress),
-        per_device_eval_batch_size=1,  # per-pair means, not means of uneven batches
+        per_device_eval_batch_size=_eval_batch(len(data[1]) if data[1] is not None else 1),
         max_length=cfg.max_seq_len,
         loss_type=[cfg.loss_type],
         beta=cfg.beta,
@@ -263,6 +264,12 @@ def _trainer(
     return quiet_printer(trainer)
 
 
+def _eval_batch(n_eval: int, most: int = 8) -> int:
+    """The largest batch <= ``most`` that divides the eval set: TRL averages per-batch means,
+    which equal the per-pair mean only when every batch has the same size."""
+    return max(d for d in range(1, most + 1) if n_eval % d == 0)
+
+
 def _implicit_reward(trainer: Any, has_eval: bool) -> dict[str, float]:
     """Held-out implicit-reward accuracy (share of pairs where beta*log(pi/ref) of chosen beats
     rejected) and mean margin; empty when there is no eval set."""
@@ -280,7 +287,10 @@ def run_dpo(cfg: DPORunConfig, *, progress: bool = True) -> DPOResult:
     """Run the DPO workflow described by ``cfg``; see the module docstring."""
     _check(cfg)
     out = Path(cfg.output_dir)
-    with removed_on_failure(out, enabled=True), trl_warnings_ignored():
+    with (
+        removed_on_failure(out, enabled=True, checkpoint=newest_complete_checkpoint),
+        trl_warnings_ignored(),
+    ):
         out.mkdir(parents=True, exist_ok=True)
         save_config(cfg, out / "config.yaml")
         model, tokenizer = load_model(cfg.model, dtype=torch_dtype(cfg.dtype))

@@ -48,6 +48,7 @@ from instructkit.train.tracking import MetricsLogger, read_metrics
 from instructkit.train.trl_runs import (
     PreferenceTrainConfig,
     metrics_callback,
+    newest_complete_checkpoint,
     quiet_printer,
     resume_checkpoint,
     trainer_arguments,
@@ -249,7 +250,10 @@ def run_grpo(cfg: GRPORunConfig, reward: RewardFn, *, progress: bool = True) -> 
 
     _check(cfg)
     out = Path(cfg.output_dir)
-    with removed_on_failure(out, enabled=True), trl_warnings_ignored():
+    with (
+        removed_on_failure(out, enabled=True, checkpoint=newest_complete_checkpoint),
+        trl_warnings_ignored(),
+    ):
         out.mkdir(parents=True, exist_ok=True)
         save_config(cfg, out / "config.yaml")
         model, tokenizer = load_model(cfg.model, dtype=torch_dtype(cfg.dtype))

@@ -17,7 +17,7 @@ import math
 import random
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
@@ -356,16 +356,22 @@ def run_sft(cfg: SFTConfig, *, progress: bool = True) -> SFTResult:
 
 
 @contextmanager
-def removed_on_failure(out: Path, *, enabled: bool) -> Iterator[None]:
+def removed_on_failure(
+    out: Path,
+    *,
+    enabled: bool,
+    checkpoint: Callable[[Path], Path | None] = latest_checkpoint,
+) -> Iterator[None]:
     """If the run fails before its first checkpoint, remove ``out`` when this run created it.
 
-    A folder that existed before, or that holds a checkpoint a re-run can resume from, stays.
+    A folder that existed before, or that holds a checkpoint a re-run can resume from, stays;
+    ``checkpoint(out / "checkpoints")`` finds one (TRL-backed runs pass their own finder).
     """
     existed = out.exists()
     try:
         yield
     except BaseException:
-        if enabled and not existed and latest_checkpoint(out / "checkpoints") is None:
+        if enabled and not existed and checkpoint(out / "checkpoints") is None:
             shutil.rmtree(out, ignore_errors=True)
         raise
 

@@ -32,6 +32,7 @@ from instructkit.train.tracking import MetricsLogger, truncate_metrics
 __all__ = [
     "PreferenceTrainConfig",
     "metrics_callback",
+    "newest_complete_checkpoint",
     "quiet_printer",
     "resume_checkpoint",
     "trainer_arguments",
@@ -102,7 +103,7 @@ def _cuda() -> bool:
 def resume_checkpoint(out: Path, cfg: PreferenceTrainConfig, *, main: bool = True) -> str | None:
     """The newest complete ``checkpoint-N`` under ``out/checkpoints`` (None for a fresh run);
     the metrics logged after that step are dropped, since the resumed run logs them again."""
-    ckpt = _newest_complete(out / "checkpoints") if cfg.resume else None
+    ckpt = newest_complete_checkpoint(out / "checkpoints") if cfg.resume else None
     if main:
         last = int(ckpt.name.split("-")[-1]) if ckpt else -1
         truncate_metrics(out / "metrics.jsonl", last)
@@ -111,7 +112,7 @@ def resume_checkpoint(out: Path, cfg: PreferenceTrainConfig, *, main: bool = Tru
     return str(ckpt) if ckpt else None
 
 
-def _newest_complete(run_dir: Path) -> Path | None:
+def newest_complete_checkpoint(run_dir: Path) -> Path | None:
     """Transformers writes a checkpoint in place, trainer_state.json last: a folder without a
     readable one was torn by a kill and is skipped (transformers' get_last_checkpoint would
     pick it and fail to load it)."""

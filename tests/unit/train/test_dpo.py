@@ -185,3 +185,27 @@ def test_full_fine_tuning_uses_a_frozen_copy_as_reference(tmp_path):
     cfg = config(tmp_path, lora={"enabled": False}, eval_ratio=0.0)
     assert run_dpo(cfg, progress=False).steps == 1
     assert (tmp_path / "run" / "model" / "model.safetensors").exists()
+
+
+@pytest.mark.parametrize("save_every, kept", [(1, True), (None, False)])
+def test_failed_run_keeps_its_folder_only_when_it_holds_a_checkpoint(
+    tmp_path, monkeypatch, save_every, kept
+):
+    import instructkit.train.dpo as dpo
+
+    def fail(*args, **kwargs):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(dpo, "_write_outputs", fail)
+    train = {"lr": 1e-2, "max_steps": 1, "batch_size": 4, "save_every": save_every}
+    with pytest.raises(RuntimeError, match="disk full"):
+        run_dpo(config(tmp_path, eval_ratio=0.0, train=train), progress=False)
+    assert (tmp_path / "run").exists() == kept
+    if kept:
+        assert (tmp_path / "run" / "checkpoints" / "checkpoint-1" / "trainer_state.json").exists()
+
+
+def test_eval_batches_are_equal_so_the_mean_of_batch_means_is_the_pair_mean():
+    from instructkit.train.dpo import _eval_batch
+
+    assert [_eval_batch(n) for n in (20, 7, 11, 16, 1)] == [5, 7, 1, 8, 1]
