@@ -26,16 +26,8 @@ def test_train_dpo_cli(tmp_path):
         [{"prompt": f"Say {w}.", "chosen": w, "rejected": w.upper()} for w in WORDS[:2]],
     )
     cfg = tmp_path / "dpo.yaml"
-    cfg.write_text(
-        yaml.safe_dump(
-            {
-                "max_seq_len": 64,
-                "lora": {"r": 4},
-                "train": {"max_steps": 2, "batch_size": 4, "lr": 1e-2},
-            }
-        )
-    )
-    # fmt: skip
+    train = {"max_steps": 2, "batch_size": 4, "lr": 1e-2}
+    cfg.write_text(yaml.safe_dump({"max_seq_len": 64, "lora": {"r": 4}, "train": train}))
     out = tmp_path / "run"
     r = CliRunner().invoke(cli, ["train", "dpo", str(pairs), "-o", str(out), "--model",
                                  "tiny-random-llama", "--eval", str(held), "--config", str(cfg),
