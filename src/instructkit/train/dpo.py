@@ -45,7 +45,7 @@ from instructkit.data.tokenize import IGNORE_INDEX, tokenize_conversation
 from instructkit.errors import ConfigError, DataFormatError, TrainingError
 from instructkit.io import write_atomic
 from instructkit.models import DEFAULT_MODEL, load_model, peft_checkpointing_warning_ignored
-from instructkit.train.sft import AdapterConfig, lora_config, removed_on_failure, torch_dtype
+from instructkit.train.sft import AdapterConfig, lora_config, removed_on_failure, resolve_dtype
 from instructkit.train.tracking import MetricsLogger, plot_losses, read_metrics
 from instructkit.train.trl_runs import (
     PreferenceTrainConfig,
@@ -293,7 +293,7 @@ def run_dpo(cfg: DPORunConfig, *, progress: bool = True) -> DPOResult:
     ):
         out.mkdir(parents=True, exist_ok=True)
         save_config(cfg, out / "config.yaml")
-        model, tokenizer = load_model(cfg.model, dtype=torch_dtype(cfg.dtype))
+        model, tokenizer = load_model(cfg.model, dtype=resolve_dtype(cfg.dtype))
         template = get_template(cfg.template, tokenizer)
         pairs, rejects = load_pairs(cfg.data, cfg, template, tokenizer)
         train, held, eval_rejects = _held_out(pairs, cfg, template, tokenizer)

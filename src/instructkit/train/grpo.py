@@ -43,7 +43,7 @@ from instructkit.errors import ConfigError, DataFormatError
 from instructkit.io import read_rows, write_atomic
 from instructkit.models import DEFAULT_MODEL, load_model, peft_checkpointing_warning_ignored
 from instructkit.train.rewards import RewardFn, RewardItem
-from instructkit.train.sft import AdapterConfig, lora_config, removed_on_failure, torch_dtype
+from instructkit.train.sft import AdapterConfig, lora_config, removed_on_failure, resolve_dtype
 from instructkit.train.tracking import MetricsLogger, read_metrics
 from instructkit.train.trl_runs import (
     PreferenceTrainConfig,
@@ -256,7 +256,7 @@ def run_grpo(cfg: GRPORunConfig, reward: RewardFn, *, progress: bool = True) -> 
     ):
         out.mkdir(parents=True, exist_ok=True)
         save_config(cfg, out / "config.yaml")
-        model, tokenizer = load_model(cfg.model, dtype=torch_dtype(cfg.dtype))
+        model, tokenizer = load_model(cfg.model, dtype=resolve_dtype(cfg.dtype))
         if tokenizer.pad_token is None:
             tokenizer.pad_token = tokenizer.eos_token
         tokenizer.padding_side = "left"  # generation pads prompts on the left

@@ -44,7 +44,7 @@ __all__ = [
     "apply_lora",
     "lora_config",
     "removed_on_failure",
-    "torch_dtype",
+    "resolve_dtype",
     "load_examples",
     "run_sft",
 ]
@@ -254,7 +254,8 @@ def _check(cfg: SFTConfig) -> None:
         )
 
 
-def torch_dtype(name: str) -> Any:
+def resolve_dtype(name: str) -> Any:
+    """The torch dtype a config's ``dtype`` names (auto: bfloat16 on CUDA, else float32)."""
     import torch
 
     if name == "auto":
@@ -304,7 +305,7 @@ def run_sft(cfg: SFTConfig, *, progress: bool = True) -> SFTResult:
         if main:
             out.mkdir(parents=True, exist_ok=True)
             save_config(cfg, out / "config.yaml")
-        model, tokenizer = load_model(cfg.model, dtype=torch_dtype(cfg.dtype))
+        model, tokenizer = load_model(cfg.model, dtype=resolve_dtype(cfg.dtype))
         template = get_template(cfg.template, tokenizer)
 
         mixture, eval_ex, rejects = _training_data(cfg, tokenizer, template)
