@@ -11,7 +11,7 @@ from instructkit.cli.options import config_options
 
 @click.group(cls=_Group)
 def train() -> None:
-    """Fine-tune models: SFT, reward models, PPO; DPO and GRPO as they land."""
+    """Fine-tune models: SFT, reward models, DPO, PPO and GRPO."""
 
 
 @train.command("sft")
@@ -85,3 +85,50 @@ def train_ppo_cmd(prompts, output_dir, model, reward_kind, config_path, override
         reward=reward,
     )
     click.echo(format_ppo_summary(run_ppo_job(cfg)))
+
+
+@train.command("dpo")
+@click.argument("data", required=False, type=click.Path(exists=True, dir_okay=False))
+@click.option("-o", "--output-dir", default=None, help="Run folder (output_dir).")
+@click.option("--model", default=None, help="Model name, hub id or path (model).")
+@click.option(
+    "--eval",
+    "eval_path",
+    default=None,
+    type=click.Path(exists=True, dir_okay=False),
+    help="Held-out pairs (eval_path); else eval_ratio of DATA is held out.",
+)
+@config_options("docs/preference.md", example="loss_type=ipo", flags_win=True)
+def train_dpo_cmd(data, output_dir, model, eval_path, config_path, overrides) -> None:
+    """DPO on preference pairs (TRL's DPOTrainer; sigmoid, ipo, hinge or robust loss)."""
+    from instructkit.config import load_config
+    from instructkit.train.dpo import DPORunConfig, format_summary, run_dpo
+
+    # DATA/-o/--model/--eval override the YAML; --set overrides them (None: not given)
+    values = {"data": data, "output_dir": output_dir, "model": model, "eval_path": eval_path}
+    cfg = load_config(DPORunConfig, config_path, overrides, **values)
+    click.echo(format_summary(run_dpo(cfg)))
+
+
+@train.command("grpo")
+@click.argument("data", required=False, type=click.Path(exists=True, dir_okay=False))
+@click.option("-o", "--output-dir", default=None, help="Run folder (output_dir).")
+@click.option("--model", default=None, help="Model name, hub id or path (model).")
+@click.option(
+    "--reward",
+    "reward_kind",
+    type=click.Choice(["ifeval", "exact"]),
+    default=None,
+    help="Reward source (reward.kind): ifeval checks or an exact answer.",
+)
+@config_options("docs/preference.md", example="num_generations=4", flags_win=True)
+def train_grpo_cmd(data, output_dir, model, reward_kind, config_path, overrides) -> None:
+    """GRPO on prompts with a verifiable reward (TRL's GRPOTrainer; CPU generation)."""
+    from instructkit.config import load_config
+    from instructkit.rl.grpo_job import GRPOJobConfig, run_grpo_job
+    from instructkit.train.grpo import format_summary
+
+    values = {"data": data, "output_dir": output_dir, "model": model}
+    reward = {"kind": reward_kind} if reward_kind else None
+    cfg = load_config(GRPOJobConfig, config_path, overrides, reward=reward, **values)
+    click.echo(format_summary(run_grpo_job(cfg)))

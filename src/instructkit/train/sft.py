@@ -17,7 +17,7 @@ import math
 import random
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
@@ -42,6 +42,9 @@ __all__ = [
     "SFTConfig",
     "SFTResult",
     "apply_lora",
+    "lora_config",
+    "removed_on_failure",
+    "resolve_dtype",
     "load_examples",
     "removed_on_failure",
     "run_sft",
@@ -108,23 +111,16 @@ class SFTResult(BaseModel):
     rejected: int
 
 
-def apply_lora(
-    model: Any,
-    cfg: AdapterConfig,
-    *,
-    task_type: str = "CAUSAL_LM",
-    modules_to_save: list[str] | None = None,
+def lora_config(
+    cfg: AdapterConfig, *, task_type: str = "CAUSAL_LM", modules_to_save: list[str] | None = None
 ) -> Any:
-    """Wrap ``model`` with a PEFT LoRA adapter; with ``enabled: false`` return it unchanged.
+    """The PEFT ``LoraConfig`` of ``cfg`` (also for trainers that wrap the model themselves).
 
     ``modules_to_save`` names modules trained in full and saved with the adapter (a reward
-    model's new ``score`` head, with ``task_type="SEQ_CLS"``).
-    """
-    if not cfg.enabled:
-        return model
-    from peft import LoraConfig, get_peft_model
+    model's new ``score`` head, with ``task_type="SEQ_CLS"``)."""
+    from peft import LoraConfig
 
-    lora = LoraConfig(
+    return LoraConfig(
         r=cfg.r,
         lora_alpha=cfg.alpha,  # type: ignore[arg-type]  # typed int, any number works
         lora_dropout=cfg.dropout,
@@ -132,8 +128,23 @@ def apply_lora(
         task_type=task_type,
         modules_to_save=modules_to_save,
     )
+
+
+def apply_lora(
+    model: Any,
+    cfg: AdapterConfig,
+    *,
+    task_type: str = "CAUSAL_LM",
+    modules_to_save: list[str] | None = None,
+) -> Any:
+    """Wrap ``model`` with a PEFT LoRA adapter; with ``enabled: false`` return it unchanged."""
+    if not cfg.enabled:
+        return model
+    from peft import get_peft_model
+
+    config = lora_config(cfg, task_type=task_type, modules_to_save=modules_to_save)
     with peft_checkpointing_warning_ignored():
-        return get_peft_model(model, lora)
+        return get_peft_model(model, config)
 
 
 def _text_examples(path: str, tokenizer: Any, max_seq_len: int) -> list[TokenizedExample]:
@@ -361,16 +372,22 @@ def run_sft(cfg: SFTConfig, *, progress: bool = True) -> SFTResult:
 
 
 @contextmanager
-def removed_on_failure(out: Path, *, enabled: bool) -> Iterator[None]:
+def removed_on_failure(
+    out: Path,
+    *,
+    enabled: bool,
+    checkpoint: Callable[[Path], Path | None] = latest_checkpoint,
+) -> Iterator[None]:
     """If the run fails before its first checkpoint, remove ``out`` when this run created it.
 
-    A folder that existed before, or that holds a checkpoint a re-run can resume from, stays.
+    A folder that existed before, or that holds a checkpoint a re-run can resume from, stays;
+    ``checkpoint(out / "checkpoints")`` finds one (TRL-backed runs pass their own finder).
     """
     existed = out.exists()
     try:
         yield
     except BaseException:
-        if enabled and not existed and latest_checkpoint(out / "checkpoints") is None:
+        if enabled and not existed and checkpoint(out / "checkpoints") is None:
             shutil.rmtree(out, ignore_errors=True)
         raise
 

@@ -1,0 +1,356 @@
+"""Group Relative Policy Optimization: ``instructkit train grpo PROMPTS.jsonl -o runs/grpo``.
+
+GRPO (Shao et al., 2024, "DeepSeekMath") samples ``num_generations`` completions per prompt,
+scores them with a reward, and uses each completion's reward standardised within its group as
+its advantage (no value model), with a clipped policy-gradient loss and, when ``beta > 0``, a
+per-token KL penalty to the reference policy (the paper's k3 estimator; beta 0.04 there). The
+optimisation, sampling and logging are TRL's ``GRPOTrainer``; the data and the reward are ours:
+
+- prompts are read with file:row from JSON/JSONL rows that hold ``prompt`` (a string or a
+  message list) or chat ``messages`` (turns after the last user message are dropped), checked
+  by the data layer's turn rules (:func:`instructkit.data.formats.parse_row`), and rendered by
+  our chat template with the generation prompt, exactly as ``train sft`` renders a prompt;
+- the reward is any :class:`~instructkit.train.rewards.RewardFn`: :func:`reward_function`
+  adapts it to TRL's ``f(prompts, completions, **columns) -> list[float]``, handing each
+  :class:`~instructkit.train.rewards.RewardItem` the last user message and the full source row
+  (so a verifier reads its ``instruction_id_list``/``kwargs`` or ``answer``); every row is
+  checked by ``reward.check`` before the model loads.
+
+On LoRA the reference is the base with the adapter disabled (TRL, when ``beta > 0``). Rollouts
+use ``model.generate`` (the CPU path); on GPUs TRL can generate with vLLM (docs/grpo.md).
+``run_grpo(cfg, reward)`` writes ``adapter/`` (or ``model/``), ``config.yaml``,
+``metrics.jsonl`` (per step: reward_mean, reward_std, kl, completion_length, entropy,
+clip ratios, loss), ``reward_curve.png``, ``summary.json`` and ``checkpoints/``; a killed run
+resumes from its newest checkpoint with the same sampling seeds (the RNG states are saved).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from instructkit.config import save_config
+from instructkit.data.formats import parse_row
+from instructkit.data.records import Conversation, Message, PreferencePair
+from instructkit.data.templates import ChatTemplate, get_template
+from instructkit.errors import ConfigError, DataFormatError
+from instructkit.io import read_rows, write_atomic
+from instructkit.models import DEFAULT_MODEL, load_model, peft_checkpointing_warning_ignored
+from instructkit.train.rewards import RewardFn, RewardItem
+from instructkit.train.sft import AdapterConfig, lora_config, removed_on_failure, resolve_dtype
+from instructkit.train.tracking import MetricsLogger, read_metrics
+from instructkit.train.trl_runs import (
+    PreferenceTrainConfig,
+    metrics_callback,
+    newest_complete_checkpoint,
+    quiet_printer,
+    resume_checkpoint,
+    trainer_arguments,
+    trl_warnings_ignored,
+)
+
+__all__ = [
+    "GRPORunConfig",
+    "GRPOResult",
+    "PromptRow",
+    "load_prompts",
+    "reward_function",
+    "run_grpo",
+]
+
+# TRL's metric names -> ours in metrics.jsonl (the rest keep TRL's names)
+METRIC_NAMES = {
+    "reward": "reward_mean",
+    "reward_std": "reward_std",
+    "completions/mean_length": "completion_length",
+}
+
+
+class GRPORunConfig(BaseModel):
+    """The ``train grpo`` workflow; YAML keys, attributes and --set paths are the same."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str = DEFAULT_MODEL
+    output_dir: str = "runs/grpo"
+    data: str = ""  # prompts: rows with 'prompt' (string or messages) or 'messages'
+    template: str = "tokenizer"
+    num_generations: int = Field(default=8, ge=2)  # completions per prompt (the group)
+    max_completion_length: int = Field(default=128, gt=0)
+    temperature: float = Field(default=1.0, gt=0)
+    top_p: float = Field(default=1.0, gt=0, le=1)
+    beta: float = Field(default=0.04, ge=0)  # KL coefficient; 0 loads no reference
+    epsilon: float = Field(default=0.2, gt=0)  # clipping range of the policy ratio
+    num_iterations: int = Field(default=1, gt=0)  # optimisation passes per generation batch
+    scale_rewards: Literal["group", "batch", "none"] = "group"
+    loss_type: Literal["grpo", "dapo", "dr_grpo", "bnpo"] = "dapo"
+    lora: AdapterConfig = Field(default_factory=AdapterConfig)
+    train: PreferenceTrainConfig = Field(default_factory=PreferenceTrainConfig)
+    dtype: Literal["auto", "float32", "bfloat16"] = "auto"
+    report_to: list[str] = Field(default_factory=list)
+
+
+class GRPOResult(BaseModel):
+    output_dir: str
+    steps: int
+    n_prompts: int
+    reward: str  # the reward source's name
+    reward_start: float | None  # mean reward over the first logged steps
+    reward_end: float | None  # ... and over the last ones
+    window: int
+    kl_end: float | None
+    resumed_from: str | None = None
+
+
+@dataclass(frozen=True)
+class PromptRow:
+    """A prompt as the model sees it (rendered) and as the reward sees it (text and row)."""
+
+    rendered: str
+    text: str  # the last user message
+    row: dict[str, Any]
+    row_no: int
+
+
+def _prompt_messages(row: Any, path: str, row_no: int) -> list[Message]:
+    """The prompt turns of a row, checked by the data layer's rules (a placeholder response
+    lets a prompt that ends with a user turn pass the conversation checks)."""
+    if isinstance(row, dict) and "prompt" in row:
+        placed = {"prompt": row["prompt"], "completion": "-"}
+        return _without_placeholder(
+            parse_row(placed, "prompt-completion", path=path, row_no=row_no)
+        )
+    if isinstance(row, dict) and isinstance(row.get("messages"), list):
+        turns = list(row["messages"])
+        users = [i for i, m in enumerate(turns) if isinstance(m, dict) and m.get("role") == "user"]
+        turns = turns[: users[-1] + 1] if users else turns
+        placed = {"messages": [*turns, {"role": "assistant", "content": "-"}]}
+        return _without_placeholder(parse_row(placed, "messages", path=path, row_no=row_no))
+    raise DataFormatError(
+        "expected a 'prompt' (a string or a message list) or chat 'messages'",
+        path=path, row=row_no, field="prompt",
+        fix="give every row a 'prompt' string, or 'messages' ending with a user turn.",
+    )  # fmt: skip
+
+
+def _without_placeholder(record: Conversation | PreferencePair) -> list[Message]:
+    assert isinstance(record, Conversation)  # both formats above parse to a conversation
+    return record.messages[:-1]
+
+
+def _strip_bos(text: str, tokenizer: Any) -> str:
+    """TRL tokenizes the rendered prompt with special tokens on: a BOS the template already
+    wrote would be doubled, so it is dropped from the text (tokenizers that add none keep it)."""
+    bos = getattr(tokenizer, "bos_token", None)
+    if bos and text.startswith(bos):
+        ids = tokenizer("a", add_special_tokens=True)["input_ids"]
+        if ids and ids[0] == tokenizer.bos_token_id:
+            return text[len(bos) :]
+    return text
+
+
+def load_prompts(
+    path: str, template: ChatTemplate, tokenizer: Any, reward: RewardFn
+) -> list[PromptRow]:
+    """Every row of ``path`` as a rendered prompt; a bad row (or one the reward cannot score)
+    is a DataFormatError naming the file, row and field."""
+    prompts = []
+    for row_no, row in read_rows(path):
+        messages = _prompt_messages(row, path, row_no)
+        reward.check(row, path=path, row_no=row_no)
+        rendered = template.render([m.to_chat() for m in messages], True)
+        text = next(m.text for m in reversed(messages) if m.role == "user")
+        prompts.append(PromptRow(_strip_bos(rendered, tokenizer), text, dict(row), row_no))
+    return prompts
+
+
+def reward_function(reward: RewardFn, rows: Sequence[PromptRow]) -> Any:
+    """``reward`` as a TRL reward function: ``f(prompts, completions, **columns)``; the
+    dataset's ``row_index`` column finds each completion's source row."""
+
+    def score(prompts: list[Any], completions: list[Any], **columns: Any) -> list[float]:
+        items = []
+        for completion, index in zip(completions, columns["row_index"], strict=True):
+            src = rows[int(index)]
+            text = completion if isinstance(completion, str) else completion[-1]["content"]
+            items.append(RewardItem(prompt=src.text, response=text, row=src.row))
+        return [float(x) for x in reward(items)]
+
+    score.__name__ = reward.name  # TRL logs rewards/<name>/mean under this name
+    return score
+
+
+def _check(cfg: GRPORunConfig) -> None:
+    problems = []
+    if not cfg.data:
+        problems.append("data: a file of prompts is needed")
+    elif not Path(cfg.data).exists():
+        problems.append(f"data: {cfg.data} does not exist")
+    if cfg.train.batch_size % cfg.num_generations:
+        problems.append(
+            f"train.batch_size ({cfg.train.batch_size}) must be a multiple of num_generations "
+            f"({cfg.num_generations}): a step trains on whole groups"
+        )
+    if problems:
+        raise ConfigError(
+            f"{len(problems)} config problem(s): " + "; ".join(problems),
+            fix="correct the keys above.",
+        )
+
+
+def _save_reference(model: Any, path: Path) -> None:
+    """Full fine-tuning with a KL term: TRL loads the reference from the model's path, which an
+    in-process or converted model lacks, so the initial weights are saved once and named."""
+    if not (path / "config.json").exists():
+        model.save_pretrained(path)
+    model.config._name_or_path = str(path)
+
+
+def _trainer(cfg: GRPORunConfig, model: Any, tokenizer: Any, parts: dict[str, Any]) -> Any:
+    """TRL's GRPOTrainer on our rendered prompts (``parts``: dataset, reward, logger, progress)."""
+    from trl import GRPOConfig, GRPOTrainer
+
+    out = Path(cfg.output_dir)
+    args = GRPOConfig(
+        **trainer_arguments(cfg.train, out / "checkpoints", progress=parts["progress"]),
+        num_generations=cfg.num_generations,
+        max_completion_length=cfg.max_completion_length,
+        temperature=cfg.temperature,
+        top_p=cfg.top_p,
+        beta=cfg.beta,
+        epsilon=cfg.epsilon,
+        num_iterations=cfg.num_iterations,
+        scale_rewards=cfg.scale_rewards,
+        loss_type=cfg.loss_type,
+        log_completions=False,
+        shuffle_dataset=True,
+    )
+    with peft_checkpointing_warning_ignored():
+        trainer = GRPOTrainer(
+            model=model,
+            reward_funcs=[parts["reward"]],
+            args=args,
+            train_dataset=parts["dataset"],
+            processing_class=tokenizer,
+            peft_config=lora_config(cfg.lora) if cfg.lora.enabled else None,
+            callbacks=[metrics_callback(parts["logger"], METRIC_NAMES)],
+        )
+    return quiet_printer(trainer)
+
+
+def run_grpo(cfg: GRPORunConfig, reward: RewardFn, *, progress: bool = True) -> GRPOResult:
+    """Run the GRPO workflow described by ``cfg`` with ``reward``; see the module docstring."""
+    from datasets import Dataset
+
+    _check(cfg)
+    out = Path(cfg.output_dir)
+    with (
+        removed_on_failure(out, enabled=True, checkpoint=newest_complete_checkpoint),
+        trl_warnings_ignored(),
+    ):
+        out.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, out / "config.yaml")
+        model, tokenizer = load_model(cfg.model, dtype=resolve_dtype(cfg.dtype))
+        if tokenizer.pad_token is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        tokenizer.padding_side = "left"  # generation pads prompts on the left
+        template = get_template(cfg.template, tokenizer)
+        prompts = load_prompts(cfg.data, template, tokenizer, reward)
+        print(f"prompts: {len(prompts)}, reward: {reward.name}")
+        dataset = Dataset.from_list(
+            [{"prompt": p.rendered, "row_index": i} for i, p in enumerate(prompts)]
+        )
+        ckpt = resume_checkpoint(out, cfg.train)
+        logger = MetricsLogger(out, cfg.report_to, run_name=out.name)
+        parts = {
+            "dataset": dataset,
+            "reward": reward_function(reward, prompts),
+            "logger": logger,
+            "progress": progress,
+        }
+        if cfg.beta > 0 and not cfg.lora.enabled:
+            _save_reference(model, out / "reference")
+        trainer = _trainer(cfg, model, tokenizer, parts)
+        started = time.perf_counter()
+        trainer.train(resume_from_checkpoint=ckpt)
+        logger.close()
+        result = _result(cfg, out, int(trainer.state.global_step), len(prompts), reward.name, ckpt)
+        _write_outputs(trainer, tokenizer, cfg, result, time.perf_counter() - started)
+    return result
+
+
+def _result(
+    cfg: GRPORunConfig, out: Path, steps: int, n: int, name: str, ckpt: str | None
+) -> GRPOResult:
+    """Reward at the start and end (means over a window of logged steps) and the last KL."""
+    events = [e for e in read_metrics(out / "metrics.jsonl") if e.get("reward_mean") is not None]
+    k = max(1, min(10, len(events) // 4))
+    kls = [e["kl"] for e in events if e.get("kl") is not None]
+    return GRPOResult(
+        output_dir=str(out),
+        steps=steps,
+        n_prompts=n,
+        reward=name,
+        reward_start=_mean([e["reward_mean"] for e in events[:k]]),
+        reward_end=_mean([e["reward_mean"] for e in events[-k:]]),
+        window=k,
+        kl_end=kls[-1] if kls else None,
+        resumed_from=ckpt,
+    )
+
+
+def _mean(xs: list[float]) -> float | None:
+    return sum(xs) / len(xs) if xs else None
+
+
+def _write_outputs(
+    trainer: Any, tokenizer: Any, cfg: GRPORunConfig, result: GRPOResult, seconds: float
+) -> None:
+    out = Path(result.output_dir)
+    target = out / ("adapter" if cfg.lora.enabled else "model")
+    trainer.model.save_pretrained(target)
+    tokenizer.save_pretrained(target)
+    _plot(read_metrics(out / "metrics.jsonl"), out / "reward_curve.png", f"GRPO {cfg.model}")
+    summary = {**result.model_dump(), "seconds": round(seconds, 2)}
+    write_atomic(out / "summary.json", [json.dumps(summary, indent=2)])
+
+
+def _plot(events: list[dict[str, Any]], png: Path, title: str) -> None:
+    """Mean reward and KL against the optimizer step."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
+    for key, axis in (("reward_mean", ax), ("kl", ax.twinx())):
+        points = [(e["step"], e[key]) for e in events if e.get(key) is not None]
+        if points:
+            color = "C0" if key == "reward_mean" else "C1"
+            axis.plot(*zip(*points, strict=True), color=color, label=key)
+            axis.set_ylabel(key, color=color)
+    ax.set_xlabel("optimizer step")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(png)
+    plt.close(fig)
+
+
+def format_summary(result: GRPOResult) -> str:
+    """What ``train grpo`` prints at the end of a run."""
+    lines = [f"trained {result.steps} steps on {result.n_prompts} prompts (reward {result.reward})"]
+    if result.reward_start is not None and result.reward_end is not None:
+        lines.append(
+            f"mean reward {result.reward_start:.4f} -> {result.reward_end:.4f} "
+            f"(first and last {result.window} logged steps)"
+            + (f"; KL {result.kl_end:.4f}" if result.kl_end is not None else "")
+        )
+    lines.append(f"outputs in {result.output_dir}")
+    return "\n".join(lines)

@@ -1,0 +1,172 @@
+"""What the TRL-backed workflows (``train dpo``, ``train grpo``) share: their ``train:`` section,
+the TrainingArguments it becomes, the callback that copies TRL's logs into our metrics.jsonl,
+resume from the newest checkpoint, and the TRL warnings we silence on purpose.
+
+Usage (inside a workflow)::
+
+    args = DPOConfig(**trainer_arguments(cfg.train, out / "checkpoints", progress=True), beta=0.1)
+    logger = MetricsLogger(out, cfg.report_to)
+    trainer = Trainer(..., callbacks=[metrics_callback(logger)])
+    with trl_warnings_ignored():
+        trainer.train(resume_from_checkpoint=resume_checkpoint(out, cfg.train))
+
+TRL's trainers are Hugging Face ``Trainer`` subclasses: checkpoints are ``checkpoint-N`` folders
+with the optimizer, scheduler and RNG states, so a killed run resumes where its last checkpoint
+left it (``resume_from_checkpoint``), including the data order and, for GRPO, the sampling seeds.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from instructkit.train.tracking import MetricsLogger, truncate_metrics
+
+__all__ = [
+    "PreferenceTrainConfig",
+    "metrics_callback",
+    "newest_complete_checkpoint",
+    "quiet_printer",
+    "resume_checkpoint",
+    "trainer_arguments",
+    "trl_warnings_ignored",
+]
+
+
+class PreferenceTrainConfig(BaseModel):
+    """Optimisation and run control of a TRL-backed run (the ``train:`` section); the names
+    match :class:`~instructkit.train.loop.TrainConfig` where the setting is the same."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    lr: float = Field(default=5e-6, gt=0)
+    epochs: float = Field(default=1.0, gt=0)
+    max_steps: int | None = Field(default=None, gt=0)
+    batch_size: int = Field(default=8, gt=0)  # pairs (DPO) or completions (GRPO) per device step
+    grad_accum: int = Field(default=1, gt=0)
+    schedule: Literal["cosine", "linear", "constant"] = "linear"
+    warmup_ratio: float = Field(default=0.0, ge=0, le=1)
+    weight_decay: float = Field(default=0.0, ge=0)
+    grad_clip: float | None = Field(default=1.0, gt=0)
+    grad_checkpointing: bool = False
+    save_every: int | None = Field(default=None, gt=0)  # steps between checkpoints (None: none)
+    keep_checkpoints: int = Field(default=2, gt=0)
+    resume: bool = True  # continue from the newest checkpoint in output_dir/checkpoints
+    log_every: int = Field(default=1, gt=0)
+    seed: int = 0
+
+
+def trainer_arguments(
+    cfg: PreferenceTrainConfig, run_dir: Path, *, progress: bool, bf16: bool = False
+) -> dict[str, Any]:
+    """Keyword arguments shared by TRL's DPOConfig and GRPOConfig (TrainingArguments)."""
+    return {
+        "output_dir": str(run_dir),
+        "learning_rate": cfg.lr,
+        "num_train_epochs": cfg.epochs,
+        "max_steps": cfg.max_steps or -1,
+        "per_device_train_batch_size": cfg.batch_size,
+        "gradient_accumulation_steps": cfg.grad_accum,
+        "lr_scheduler_type": cfg.schedule,
+        "warmup_steps": cfg.warmup_ratio,  # transformers 5: a float < 1 is a ratio of the steps
+        "weight_decay": cfg.weight_decay,
+        "max_grad_norm": cfg.grad_clip or 0.0,
+        "activation_checkpointing": cfg.grad_checkpointing,  # transformers 5 name
+        "save_strategy": "steps" if cfg.save_every else "no",
+        "save_steps": cfg.save_every or 500,
+        "save_total_limit": cfg.keep_checkpoints,
+        "logging_steps": cfg.log_every,
+        "logging_first_step": True,
+        "seed": cfg.seed,
+        "data_seed": cfg.seed,
+        "bf16": bf16,
+        "report_to": "none",  # our MetricsLogger mirrors to the backends in report_to
+        "disable_tqdm": not progress,
+        "use_cpu": not _cuda(),
+        "dataloader_num_workers": 0,
+    }
+
+
+def _cuda() -> bool:
+    import torch
+
+    return bool(torch.cuda.is_available())
+
+
+def resume_checkpoint(out: Path, cfg: PreferenceTrainConfig, *, main: bool = True) -> str | None:
+    """The newest complete ``checkpoint-N`` under ``out/checkpoints`` (None for a fresh run);
+    the metrics logged after that step are dropped, since the resumed run logs them again."""
+    ckpt = newest_complete_checkpoint(out / "checkpoints") if cfg.resume else None
+    if main:
+        last = int(ckpt.name.split("-")[-1]) if ckpt else -1
+        truncate_metrics(out / "metrics.jsonl", last)
+        if ckpt:
+            print(f"resuming from {ckpt}")
+    return str(ckpt) if ckpt else None
+
+
+def newest_complete_checkpoint(run_dir: Path) -> Path | None:
+    """Transformers writes a checkpoint in place, trainer_state.json last: a folder without a
+    readable one was torn by a kill and is skipped (transformers' get_last_checkpoint would
+    pick it and fail to load it)."""
+    found = []
+    for path in run_dir.glob("checkpoint-*") if run_dir.is_dir() else []:
+        step = path.name.split("-")[-1]
+        try:
+            json.loads((path / "trainer_state.json").read_text("utf-8"))
+        except (OSError, ValueError):
+            continue
+        if step.isdigit():
+            found.append((int(step), path))
+    return max(found)[1] if found else None
+
+
+def metrics_callback(logger: MetricsLogger, renames: dict[str, str] | None = None) -> Any:
+    """A transformers ``TrainerCallback`` that appends each of TRL's log events (loss, rewards,
+    KL, ...) to our metrics.jsonl with ``step`` = the optimizer step; ``renames`` maps TRL's
+    names to ours (e.g. ``reward`` -> ``reward_mean``). Non-finite numbers are logged as null."""
+    from transformers import TrainerCallback
+
+    names = dict(renames or {})
+
+    class MetricsCallback(TrainerCallback):
+        def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **kw: Any) -> None:
+            if not logs:
+                return
+            event: dict[str, Any] = {"step": int(state.global_step)}
+            for key, value in logs.items():
+                if isinstance(value, int | float) and not isinstance(value, bool):
+                    value = float(value) if math.isfinite(value) else None
+                event[names.get(key, key)] = value
+            logger.log(event)
+
+    return MetricsCallback()
+
+
+def quiet_printer(trainer: Any) -> Any:
+    """Drop the callback that prints every log dict to stdout (metrics.jsonl has them)."""
+    from transformers.trainer_callback import PrinterCallback
+
+    trainer.remove_callback(PrinterCallback)
+    return trainer
+
+
+@contextmanager
+def trl_warnings_ignored() -> Iterator[None]:
+    """Hide the warnings TRL/transformers raise on our path with nothing of ours to change.
+
+    - ``torch.utils.checkpoint`` / ``use_reentrant`` notices when TRL toggles checkpointing;
+    - transformers' notice that ``model.config`` and ``generation_config`` disagree on the pad
+      token, which TRL sets itself.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*use_reentrant.*")
+        warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated")
+        yield

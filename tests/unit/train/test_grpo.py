@@ -1,0 +1,146 @@
+"""`train grpo`: prompts read and rendered by our template, rows reach the reward, TRL trains."""
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from instructkit.data.templates import get_template
+from instructkit.errors import ConfigError, DataFormatError
+from instructkit.train.grpo import GRPORunConfig, load_prompts, reward_function, run_grpo
+from instructkit.train.rewards import RewardItem
+
+WORDS = ["apple", "pear", "plum", "fig"]
+
+
+class ShortReward:
+    """Rewards short completions; records what it was given."""
+
+    name = "short"
+
+    def __init__(self) -> None:
+        self.items: list[RewardItem] = []
+        self.checked: list[int | None] = []
+
+    def __call__(self, items):
+        self.items.extend(items)
+        return [-len(i.response) / 10 for i in items]
+
+    def check(self, row, *, path=None, row_no=None):
+        self.checked.append(row_no)
+        if "target" not in row:
+            raise DataFormatError("the reward reads 'target'", path=path, row=row_no,
+                                  field="target", fix="add it.")  # fmt: skip
+
+
+def write_prompts(path: Path) -> Path:
+    rows = [{"prompt": f"Say the word {w}.", "target": w, "kwargs": [{"n": i}]}
+            for i, w in enumerate(WORDS)]  # fmt: skip
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def test_prompts_render_with_our_template_and_keep_their_rows(tmp_path, tiny_tokenizer):
+    path = tmp_path / "p.jsonl"
+    rows = [
+        {"prompt": "Hi.", "target": "a"},
+        {"prompt": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Yo."}],
+         "target": "b"},
+        {"messages": [{"role": "user", "content": "One."}, {"role": "assistant", "content": "1"},
+                      {"role": "user", "content": "Two."}, {"role": "assistant", "content": "2"}],
+         "target": "c"},
+    ]  # fmt: skip
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    template = get_template("chatml", tiny_tokenizer)
+    reward = ShortReward()
+    prompts = load_prompts(str(path), template, tiny_tokenizer, reward)
+    assert reward.checked == [1, 2, 3]
+    assert [p.text for p in prompts] == ["Hi.", "Yo.", "Two."]
+    assert prompts[0].rendered == template.render([{"role": "user", "content": "Hi."}], True)
+    assert prompts[2].rendered.endswith("<|im_start|>assistant\n")
+    assert "One." in prompts[2].rendered and "2" not in prompts[2].rendered  # last answer dropped
+    assert prompts[1].row["target"] == "b"
+
+
+@pytest.mark.parametrize(
+    "row, field",
+    [
+        ({"question": "Hi.", "target": "a"}, "prompt"),
+        ({"prompt": "  ", "target": "a"}, "prompt"),
+        ({"prompt": "Hi."}, "target"),  # the reward's own check
+        ({"messages": [{"role": "assistant", "content": "Hi."}], "target": "a"}, "messages[0]"),
+    ],
+)
+def test_bad_prompt_row_names_file_row_field(tmp_path, tiny_tokenizer, row, field):
+    path = tmp_path / "p.jsonl"
+    path.write_text(json.dumps({"prompt": "Fine.", "target": "x"}) + "\n" + json.dumps(row) + "\n")
+    with pytest.raises(DataFormatError) as e:
+        load_prompts(str(path), get_template("chatml", tiny_tokenizer), tiny_tokenizer,
+                     ShortReward())  # fmt: skip
+    msg = str(e.value)
+    assert "\n" not in msg and f"{path}:2: field '{field}" in msg, msg
+
+
+def test_reward_function_hands_each_completion_its_row(tmp_path, tiny_tokenizer):
+    template = get_template("chatml", tiny_tokenizer)
+    reward = ShortReward()
+    prompts = load_prompts(str(write_prompts(tmp_path / "p.jsonl")), template, tiny_tokenizer,
+                           reward)  # fmt: skip
+    fn = reward_function(reward, prompts)
+    scores = fn(
+        prompts=["x", "y"], completions=["ab", "abcd"], row_index=[2, 0], trainer_state=None
+    )
+    assert scores == [-0.2, -0.4] and fn.__name__ == "short"
+    assert [(i.prompt, i.row["target"], i.row["kwargs"]) for i in reward.items] == [
+        ("Say the word plum.", "plum", [{"n": 2}]),
+        ("Say the word apple.", "apple", [{"n": 0}]),
+    ]
+
+
+def test_batch_must_hold_whole_groups(tmp_path):
+    cfg = GRPORunConfig(data=str(write_prompts(tmp_path / "p.jsonl")), num_generations=3,
+                        train={"batch_size": 4})  # fmt: skip
+    with pytest.raises(ConfigError, match="multiple of num_generations"):
+        run_grpo(cfg, ShortReward(), progress=False)
+
+
+def test_grpo_end_to_end_logs_reward_kl_and_length(tmp_path):
+    cfg = GRPORunConfig(
+        model="tiny-random-llama",
+        output_dir=str(tmp_path / "run"),
+        data=str(write_prompts(tmp_path / "p.jsonl")),
+        num_generations=4,
+        max_completion_length=6,
+        lora={"r": 4},
+        train={"lr": 1e-2, "max_steps": 2, "batch_size": 4},
+    )
+    reward = ShortReward()
+    result = run_grpo(cfg, reward, progress=False)
+    assert result.steps == 2 and result.reward == "short"
+    assert len(reward.items) == 8  # 2 steps x 1 prompt x 4 generations
+    assert {i.row["target"] for i in reward.items} <= set(WORDS)
+    assert all(i.prompt.startswith("Say the word") for i in reward.items)
+    run = tmp_path / "run"
+    events = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    steps = [e for e in events if "reward_mean" in e]
+    assert [e["step"] for e in steps] == [1, 2]
+    for key in ("reward_mean", "reward_std", "kl", "completion_length", "entropy"):
+        assert all(math.isfinite(e[key]) for e in steps), key
+    assert steps[0]["kl"] == 0.0  # the policy is the reference before the first update
+    assert all(0 < e["completion_length"] <= 6 for e in steps)
+    assert (run / "adapter" / "adapter_model.safetensors").exists()
+    assert (run / "reward_curve.png").stat().st_size > 0
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["reward_start"] == pytest.approx(steps[0]["reward_mean"])
+
+
+def test_docs_list_every_config_key():
+    from instructkit.rl.grpo_job import GRPOJobConfig
+    from instructkit.train.dpo import DPORunConfig
+    from instructkit.train.trl_runs import PreferenceTrainConfig
+
+    doc = (Path(__file__).parents[3] / "docs" / "preference.md").read_text("utf-8")
+    for model in (DPORunConfig, GRPOJobConfig, PreferenceTrainConfig):
+        missing = [k for k in model.model_fields if f"`{k}`" not in doc]
+        assert not missing, f"{model.__name__}: {missing} not in docs/preference.md"
