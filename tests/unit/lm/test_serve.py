@@ -333,13 +333,19 @@ def tiny_lms(tmp_path_factory):
     from peft import LoraConfig, get_peft_model
 
     from instructkit.lm.local import LocalLM
-    from instructkit.models import TINY_MODEL, build_tiny_model, build_tiny_tokenizer
+    from instructkit.models import (
+        TINY_MODEL,
+        build_tiny_model,
+        build_tiny_tokenizer,
+        peft_checkpointing_warning_ignored,
+    )
 
     tok = build_tiny_tokenizer()
-    peft_model = get_peft_model(
-        build_tiny_model(tok, seed=0),
-        LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "o_proj"]),
-    )
+    with peft_checkpointing_warning_ignored():  # PEFT reads a property transformers 5 deprecated
+        peft_model = get_peft_model(
+            build_tiny_model(tok, seed=0),
+            LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "o_proj"]),
+        )
     torch.manual_seed(1)
     with torch.no_grad():
         for name, p in peft_model.named_parameters():
