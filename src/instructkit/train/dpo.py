@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
 from instructkit.config import save_config
 from instructkit.data.records import Conversation, Message, PreferencePair
@@ -44,11 +44,11 @@ from instructkit.data.templates import ChatTemplate, get_template
 from instructkit.data.tokenize import IGNORE_INDEX, tokenize_conversation
 from instructkit.errors import ConfigError, DataFormatError, TrainingError
 from instructkit.io import write_atomic
-from instructkit.models import DEFAULT_MODEL, load_model, peft_checkpointing_warning_ignored
-from instructkit.train.sft import AdapterConfig, lora_config, removed_on_failure, resolve_dtype
+from instructkit.models import load_model, peft_checkpointing_warning_ignored
+from instructkit.train.sft import lora_config, removed_on_failure, resolve_dtype
 from instructkit.train.tracking import MetricsLogger, plot_losses, read_metrics
 from instructkit.train.trl_runs import (
-    PreferenceTrainConfig,
+    TRLRunConfig,
     metrics_callback,
     newest_complete_checkpoint,
     quiet_printer,
@@ -62,27 +62,19 @@ __all__ = ["DPORunConfig", "DPOResult", "TokenizedPair", "load_pairs", "run_dpo"
 LossType = Literal["sigmoid", "ipo", "hinge", "robust"]
 
 
-class DPORunConfig(BaseModel):
+class DPORunConfig(TRLRunConfig):
     """The whole ``train dpo`` workflow; YAML keys, attributes and --set paths are the same."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    model: str = DEFAULT_MODEL
     output_dir: str = "runs/dpo"
     data: str = ""  # preference pairs (any format the data layer reads)
     format: str | None = None  # auto-detected when None
     eval_path: str | None = None  # held-out pairs; else eval_ratio of data is held out
     eval_ratio: float = Field(default=0.1, ge=0, lt=1)
-    template: str = "tokenizer"
     max_seq_len: int = Field(default=1024, gt=8)  # prompt + response tokens per side
     skip_invalid: bool = False
     loss_type: LossType = "sigmoid"
     beta: float = Field(default=0.1, gt=0)
     label_smoothing: float = Field(default=0.0, ge=0, lt=0.5)  # robust / conservative DPO
-    lora: AdapterConfig = Field(default_factory=AdapterConfig)
-    train: PreferenceTrainConfig = Field(default_factory=PreferenceTrainConfig)
-    dtype: Literal["auto", "float32", "bfloat16"] = "auto"
-    report_to: list[str] = Field(default_factory=list)
 
 
 class DPOResult(BaseModel):

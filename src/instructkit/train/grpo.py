@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
 from instructkit.config import save_config
 from instructkit.data.formats import parse_row
@@ -41,12 +41,12 @@ from instructkit.data.records import Conversation, Message, PreferencePair
 from instructkit.data.templates import ChatTemplate, get_template
 from instructkit.errors import ConfigError, DataFormatError
 from instructkit.io import read_rows, write_atomic
-from instructkit.models import DEFAULT_MODEL, load_model, peft_checkpointing_warning_ignored
+from instructkit.models import load_model, peft_checkpointing_warning_ignored
 from instructkit.train.rewards import RewardFn, RewardItem
-from instructkit.train.sft import AdapterConfig, lora_config, removed_on_failure, resolve_dtype
+from instructkit.train.sft import lora_config, removed_on_failure, resolve_dtype
 from instructkit.train.tracking import MetricsLogger, read_metrics
 from instructkit.train.trl_runs import (
-    PreferenceTrainConfig,
+    TRLRunConfig,
     metrics_callback,
     newest_complete_checkpoint,
     quiet_printer,
@@ -72,15 +72,11 @@ METRIC_NAMES = {
 }
 
 
-class GRPORunConfig(BaseModel):
+class GRPORunConfig(TRLRunConfig):
     """The ``train grpo`` workflow; YAML keys, attributes and --set paths are the same."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    model: str = DEFAULT_MODEL
     output_dir: str = "runs/grpo"
     data: str = ""  # prompts: rows with 'prompt' (string or messages) or 'messages'
-    template: str = "tokenizer"
     num_generations: int = Field(default=8, ge=2)  # completions per prompt (the group)
     max_completion_length: int = Field(default=128, gt=0)
     temperature: float = Field(default=1.0, gt=0)
@@ -90,10 +86,6 @@ class GRPORunConfig(BaseModel):
     num_iterations: int = Field(default=1, gt=0)  # optimisation passes per generation batch
     scale_rewards: Literal["group", "batch", "none"] = "group"
     loss_type: Literal["grpo", "dapo", "dr_grpo", "bnpo"] = "dapo"
-    lora: AdapterConfig = Field(default_factory=AdapterConfig)
-    train: PreferenceTrainConfig = Field(default_factory=PreferenceTrainConfig)
-    dtype: Literal["auto", "float32", "bfloat16"] = "auto"
-    report_to: list[str] = Field(default_factory=list)
 
 
 class GRPOResult(BaseModel):

@@ -27,6 +27,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from instructkit.models import DEFAULT_MODEL
+from instructkit.train.sft import AdapterConfig
 from instructkit.train.tracking import MetricsLogger, truncate_metrics
 
 __all__ = [
@@ -61,6 +63,20 @@ class PreferenceTrainConfig(BaseModel):
     resume: bool = True  # continue from the newest checkpoint in output_dir/checkpoints
     log_every: int = Field(default=1, gt=0)
     seed: int = 0
+
+
+class TRLRunConfig(BaseModel):
+    """What ``train dpo`` and ``train grpo`` share: the model, the template, LoRA, the
+    ``train:`` section, the dtype and the tracking backends."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str = DEFAULT_MODEL
+    template: str = "tokenizer"
+    lora: AdapterConfig = Field(default_factory=AdapterConfig)
+    train: PreferenceTrainConfig = Field(default_factory=PreferenceTrainConfig)
+    dtype: Literal["auto", "float32", "bfloat16"] = "auto"
+    report_to: list[str] = Field(default_factory=list)
 
 
 def trainer_arguments(
