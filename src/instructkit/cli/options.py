@@ -51,3 +51,46 @@ def config_options(
             help=f"Override a config key, e.g. --set {example} (repeatable).",
         ),
     )
+
+
+def run_options(
+    name: str, what: str, *, eval_help: str | None = None, reward: bool = False
+) -> Callable[[F], F]:
+    """The common case of a training command: ``NAME`` (the input file, ``what`` it holds),
+    ``-o/--output-dir``, ``--model``, and ``--eval FILE`` (``eval_path``, when ``eval_help``
+    is given) and ``--reward`` (``reward_kind``, when ``reward``)."""
+    options: list[Callable[[F], F]] = [
+        click.argument(name, required=False, type=click.Path(exists=True, dir_okay=False)),
+        click.option(
+            "-o",
+            "--output-dir",
+            "--out",
+            "output_dir",
+            default=None,
+            help=f"Run folder (output_dir); {what} from {name.upper()}.",
+        ),  # fmt: skip
+        click.option("--model", default=None, help="Base model: registry name, hub id, folder."),
+    ]
+    if eval_help is not None:
+        options.append(
+            click.option(
+                "--eval",
+                "eval_path",
+                default=None,
+                type=click.Path(exists=True, dir_okay=False),
+                help=eval_help,
+            )  # fmt: skip
+        )
+    if reward:
+        options.append(
+            click.option(
+                "--reward",
+                "reward_kind",
+                type=click.Choice(["ifeval", "exact"]),
+                default=None,
+                help="Reward source (reward.kind): ifeval (the row's IFEval instructions) or "
+                "exact (its 'answer'); a reward model with --set reward.kind=model "
+                "--set reward.path=DIR.",
+            )  # fmt: skip
+        )
+    return apply_options(*options)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import click
 
 from instructkit.cli.main import _Group
-from instructkit.cli.options import config_options
+from instructkit.cli.options import config_options, run_options
 
 
 @click.group(cls=_Group)
@@ -26,15 +26,10 @@ def train_sft_cmd(config_path, overrides) -> None:
 
 
 @train.command("reward")
-@click.argument("data", required=False, type=click.Path(exists=True, dir_okay=False))
-@click.option("-o", "--output-dir", default=None, help="Folder for the model, metrics and plots.")
-@click.option("--model", default=None, help="Base model: a registry name, hub id or folder.")
-@click.option(
-    "--eval",
-    "eval_path",
-    default=None,
-    type=click.Path(exists=True, dir_okay=False),
-    help="Held-out pairs (default: eval_ratio of the prompts of DATA).",
+@run_options(
+    "data",
+    "preference pairs",
+    eval_help="Held-out pairs (default: eval_ratio of the prompts of DATA).",
 )
 @config_options("docs/reward.md", example="too_long=truncate", flags_win=True)
 def train_reward_cmd(data, output_dir, model, eval_path, config_path, overrides) -> None:
@@ -56,17 +51,7 @@ def train_reward_cmd(data, output_dir, model, eval_path, config_path, overrides)
 
 
 @train.command("ppo")
-@click.argument("prompts", required=False, type=click.Path(exists=True, dir_okay=False))
-@click.option("-o", "--out", "output_dir", default=None, help="Run directory (output_dir).")
-@click.option("--model", default=None, help="Model name, hub id or local path.")
-@click.option(
-    "--reward",
-    "reward_kind",
-    type=click.Choice(["ifeval", "exact"]),
-    default=None,
-    help="Reward source: ifeval (the row's IFEval instructions) or exact (its 'answer'); a "
-    "trained reward model with --set reward.kind=model --set reward.path=DIR.",
-)
+@run_options("prompts", "prompt rows", reward=True)
 @config_options("docs/ppo.md", example="kl.coef=0.1", flags_win=True)
 def train_ppo_cmd(prompts, output_dir, model, reward_kind, config_path, overrides) -> None:
     """PPO with a KL penalty to the reference, on PROMPTS (JSONL rows with a prompt)."""
@@ -88,15 +73,10 @@ def train_ppo_cmd(prompts, output_dir, model, reward_kind, config_path, override
 
 
 @train.command("dpo")
-@click.argument("data", required=False, type=click.Path(exists=True, dir_okay=False))
-@click.option("-o", "--output-dir", default=None, help="Run folder (output_dir).")
-@click.option("--model", default=None, help="Model name, hub id or path (model).")
-@click.option(
-    "--eval",
-    "eval_path",
-    default=None,
-    type=click.Path(exists=True, dir_okay=False),
-    help="Held-out pairs (eval_path); else eval_ratio of DATA is held out.",
+@run_options(
+    "data",
+    "preference pairs",
+    eval_help="Held-out pairs (eval_path); else eval_ratio of DATA is held out.",
 )
 @config_options("docs/preference.md", example="loss_type=ipo", flags_win=True)
 def train_dpo_cmd(data, output_dir, model, eval_path, config_path, overrides) -> None:
@@ -111,16 +91,7 @@ def train_dpo_cmd(data, output_dir, model, eval_path, config_path, overrides) ->
 
 
 @train.command("grpo")
-@click.argument("data", required=False, type=click.Path(exists=True, dir_okay=False))
-@click.option("-o", "--output-dir", default=None, help="Run folder (output_dir).")
-@click.option("--model", default=None, help="Model name, hub id or path (model).")
-@click.option(
-    "--reward",
-    "reward_kind",
-    type=click.Choice(["ifeval", "exact"]),
-    default=None,
-    help="Reward source (reward.kind): ifeval checks or an exact answer.",
-)
+@run_options("data", "prompt rows", reward=True)
 @config_options("docs/preference.md", example="num_generations=4", flags_win=True)
 def train_grpo_cmd(data, output_dir, model, reward_kind, config_path, overrides) -> None:
     """GRPO on prompts with a verifiable reward (TRL's GRPOTrainer; CPU generation)."""
