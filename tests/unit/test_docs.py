@@ -14,6 +14,7 @@ from instructkit.demo import DemoConfig
 from instructkit.optimize.evolutionary import EvolutionSettings
 from instructkit.optimize.opro import OPROSettings
 from instructkit.optimize.prompt import PromptOptConfig
+from instructkit.rl.pairs import PairsConfig
 from instructkit.synth.evol_instruct import EvolConfig
 from instructkit.synth.self_instruct import SelfInstructConfig
 
@@ -28,6 +29,7 @@ PAGES = [
     (PromptOptConfig, "optimize.md"),
     (EvolutionSettings, "optimize.md"),
     (OPROSettings, "optimize.md"),
+    (PairsConfig, "reward.md"),
 ]
 
 

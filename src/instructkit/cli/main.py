@@ -205,6 +205,7 @@ def _register() -> None:
     from instructkit.cli.eval import eval_group
     from instructkit.cli.evol import evol
     from instructkit.cli.optimize import optimize_group
+    from instructkit.cli.pairs import data_pairs
     from instructkit.cli.quality import data_dedup, data_filter
     from instructkit.cli.serve import serve
     from instructkit.cli.synth import synth
@@ -212,6 +213,7 @@ def _register() -> None:
 
     data.add_command(data_filter)
     data.add_command(data_dedup)
+    data.add_command(data_pairs)
     cli.add_command(serve)
     cli.add_command(eval_group)
     synth.add_command(evol)

@@ -1,0 +1,226 @@
+"""On-policy preference pairs: sample ``n`` responses per prompt with an LM, rank them by a
+reward, and keep the best and the worst as a TRL preference row::
+
+    cfg = PairsConfig(prompts="prompts.jsonl", out="pairs.jsonl", lm="local", n=4,
+                      reward=RewardSpec(kind="ifeval"))
+    result = run_pairs(cfg)          # `instructkit data pairs prompts.jsonl -o pairs.jsonl`
+    result.n_pairs, result.counts    # 37, {"tie": 2, "low_margin": 1, ...}
+
+How it works, top to bottom in :func:`run_pairs`:
+
+1. Prompt rows (``prompt`` or chat ``messages``; every other field kept for the reward) are
+   read by :func:`~instructkit.data.prompt_rows.load_prompt_rows` and every row is checked by
+   the reward before any LM call.
+2. Each prompt gets ``n`` requests with a seed derived from ``(seed, row, sample)`` (a rerun
+   draws the same), batched across prompts. Sampled responses are journaled through a
+   :class:`~instructkit.jobs.Job` at ``OUT.samples.jsonl`` (one row per prompt), so a killed
+   run resumes without asking again for finished prompts.
+3. The responses are scored with the reward; the best is ``chosen`` and the worst
+   ``rejected``. A prompt is dropped when the margin is not above ``min_margin`` ("tie" when
+   the scores are equal, else "low_margin"), or when fewer than two distinct non-empty
+   responses came back ("empty"/"identical").
+4. ``OUT`` is written atomically in TRL's preference format (``prompt`` as a string for one
+   user turn, else the message list; ``chosen``/``rejected`` strings; ``chosen_reward``,
+   ``rejected_reward``; the source ``id`` if any). Invalid rows and dropped prompts go to the
+   rejects file (``OUT.rejects.jsonl``) with their reason.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from instructkit.data.formats import Reject, save_rejects
+from instructkit.data.prompt_rows import PromptRow, PromptRows, load_prompt_rows
+from instructkit.errors import ConfigError, DataFormatError
+from instructkit.io import beside, write_jsonl
+from instructkit.jobs import Job, fingerprint
+from instructkit.lm.base import DEFAULT_BATCH, LM, ChatRequest
+from instructkit.rl.rewards import RewardSpec, build_reward
+from instructkit.train.rewards import RewardFn, RewardItem
+
+__all__ = ["PairsConfig", "PairsResult", "run_pairs", "sample_seed"]
+
+
+class PairsConfig(BaseModel):
+    """Settings of ``instructkit data pairs`` (every key is in docs/reward.md)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    prompts: str = Field(description="the prompt rows (.json/.jsonl): 'prompt' or 'messages'.")
+    out: str = Field(description="the preference pairs written (.jsonl).")
+    rejects: str | None = Field(
+        default=None, description="invalid rows and dropped prompts (default OUT.rejects.jsonl)."
+    )
+    lm: str = Field(default="local", description="the LM that samples: local[:MODEL], openai:M.")
+    base_url: str | None = Field(default=None, description="openai-compatible server URL.")
+    cache: str | None = Field(default=None, description="SQLite request cache file.")
+    n: int = Field(default=4, ge=2, description="responses sampled per prompt.")
+    temperature: float = Field(default=0.8, ge=0.0, description="sampling temperature.")
+    max_tokens: int = Field(default=256, ge=1, description="tokens per response at most.")
+    seed: int = Field(default=0, description="base of the per-(prompt, sample) seeds.")
+    reward: RewardSpec = Field(default_factory=RewardSpec, description="the ranking reward.")
+    min_margin: float = Field(
+        default=0.0, ge=0.0, description="a pair needs chosen - rejected reward above this."
+    )
+    skip_invalid: bool = Field(default=False, description="send bad rows to rejects.")
+    batch: int = Field(default=DEFAULT_BATCH, ge=1, description="requests sent per LM call.")
+    fresh: bool = Field(default=False, description="discard the sample journal, start over.")
+
+
+@dataclass
+class PairsResult:
+    """What a run wrote and why prompts were dropped (``counts``: tie, low_margin, ...)."""
+
+    out: Path
+    rejects_path: Path
+    samples_path: Path
+    n_prompts: int
+    n_pairs: int
+    n_rejected_rows: int
+    n_sampled: int  # prompts sampled by this run (the others came from the journal)
+    counts: dict[str, int] = field(default_factory=dict)
+
+    def summary(self) -> str:
+        """One line per count, as the CLI prints it."""
+        c = self.counts
+        return (
+            f"{self.n_prompts} prompts -> {self.n_pairs} pairs ({self.out}); "
+            f"ties {c.get('tie', 0)}, low-margin {c.get('low_margin', 0)}, "
+            f"empty/identical {c.get('empty', 0) + c.get('identical', 0)}, "
+            f"rejected rows {self.n_rejected_rows} ({self.rejects_path})"
+        )
+
+
+def run_pairs(cfg: PairsConfig, *, lm: LM | None = None, progress: bool = True) -> PairsResult:
+    """Sample, rank and write pairs (see the module doc); ``lm`` overrides ``cfg.lm``."""
+    reward = build_reward(cfg.reward)
+    loaded = load_prompt_rows(cfg.prompts, skip_invalid=cfg.skip_invalid)
+    rows = _checked_rows(loaded, reward, cfg.skip_invalid)
+    if lm is None:
+        from instructkit.lm import build_lm
+
+        lm = build_lm(cfg.lm, base_url=cfg.base_url, cache=cfg.cache)
+    samples_path = beside(cfg.out, ".samples.jsonl")
+    ranking_only = ("reward", "min_margin", "skip_invalid", "rejects")  # resample nothing
+    exclude = ("fresh", "batch", "cache", *ranking_only)
+    fp = fingerprint(cfg, exclude=exclude, prompts=Path(cfg.prompts), lm=lm.name)
+    job = Job(samples_path, fp, fresh=cfg.fresh)
+    n_sampled = _sample(job, rows, lm, cfg, progress)
+    responses = {int(r["row"]): list(r["responses"]) for r in job.records}
+    pairs, dropped, counts = _rank(rows, responses, reward, cfg.min_margin, loaded.path)
+    write_jsonl(pairs, cfg.out)
+    rejects_path = Path(cfg.rejects) if cfg.rejects else beside(cfg.out, ".rejects.jsonl")
+    save_rejects([*loaded.rejects, *dropped], rejects_path)
+    return PairsResult(
+        Path(cfg.out), rejects_path, samples_path, len(rows), len(pairs),
+        len(loaded.rejects), n_sampled, counts,
+    )  # fmt: skip
+
+
+def _checked_rows(loaded: PromptRows, reward: RewardFn, skip_invalid: bool) -> list[PromptRow]:
+    """Rows the reward can score; the others raise, or become rejects with ``skip_invalid``."""
+    kept = []
+    for row in loaded.rows:
+        try:
+            reward.check(row.row, path=loaded.path, row_no=row.row_no)
+        except DataFormatError as e:
+            if not skip_invalid:
+                raise
+            loaded.rejects.append(Reject(loaded.path, row.row_no, e.field, e.reason, row.row))
+            continue
+        kept.append(row)
+    return kept
+
+
+def sample_seed(seed: int, row_no: int, sample: int) -> int:
+    """The seed of sample ``sample`` of prompt row ``row_no``: stable across runs."""
+    digest = hashlib.sha256(f"{seed}:{row_no}:{sample}".encode()).digest()
+    return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
+
+
+def _requests(row: PromptRow, cfg: PairsConfig) -> list[ChatRequest]:
+    return [
+        ChatRequest.from_messages(
+            row.messages,
+            temperature=cfg.temperature,
+            max_tokens=cfg.max_tokens,
+            seed=sample_seed(cfg.seed, row.row_no, j),
+        )
+        for j in range(cfg.n)
+    ]
+
+
+def _sample(job: Job, rows: list[PromptRow], lm: LM, cfg: PairsConfig, progress: bool) -> int:
+    """Ask the LM for the prompts not in the journal, a chunk at a time; journal each chunk."""
+    done = {int(r["row"]) for r in job.records}
+    todo = [r for r in rows if r.row_no not in done]
+    per_call = max(1, cfg.batch // cfg.n)
+    for start in range(0, len(todo), per_call):
+        chunk = todo[start : start + per_call]
+        requests = [q for row in chunk for q in _requests(row, cfg)]
+        completions = lm.complete(requests, progress=progress)
+        if len(completions) != len(requests):
+            raise ConfigError(
+                f"the LM '{lm.name}' returned {len(completions)} completions for "
+                f"{len(requests)} requests.",
+                fix="use an LM backend that answers every request.",
+            )
+        texts = [c.text for c in completions]
+        job.append(
+            {"row": row.row_no, "responses": texts[i * cfg.n : (i + 1) * cfg.n]}
+            for i, row in enumerate(chunk)
+        )
+        job.save_state(sampled=len(done) + start + len(chunk))
+    return len(todo)
+
+
+def _prompt_text(row: PromptRow) -> str:
+    return row.messages[-1]["content"]
+
+
+def _rank(
+    rows: list[PromptRow],
+    responses: dict[int, list[str]],
+    reward: RewardFn,
+    min_margin: float,
+    path: str,
+) -> tuple[list[dict[str, Any]], list[Reject], dict[str, int]]:
+    """The pair rows, a reject per dropped prompt, and the drops per reason (tie, ...)."""
+    pairs, dropped, counts = [], [], Counter[str]()
+    for row in rows:
+        texts = list(dict.fromkeys(t for t in responses[row.row_no] if t.strip()))
+        if len(texts) < 2:
+            reason = "empty" if not texts else "identical"
+            why = f"{reason}: fewer than two distinct non-empty responses"
+            dropped.append(Reject(path, row.row_no, None, why, row.row))
+            counts[reason] += 1
+            continue
+        scores = reward([RewardItem(_prompt_text(row), t, row.row) for t in texts])
+        best = max(range(len(texts)), key=lambda i: scores[i])
+        worst = min(range(len(texts)), key=lambda i: scores[i])
+        margin = scores[best] - scores[worst]
+        if margin <= min_margin:
+            reason = "tie" if margin == 0 else "low_margin"
+            why = f"{reason}: rewards {min(scores):g}..{max(scores):g}, margin {margin:g} "
+            dropped.append(Reject(path, row.row_no, None, why + f"<= {min_margin:g}", row.row))
+            counts[reason] += 1
+            continue
+        pairs.append(_pair_row(row, texts[best], texts[worst], scores[best], scores[worst]))
+    return pairs, dropped, dict(counts)
+
+
+def _pair_row(
+    row: PromptRow, chosen: str, rejected: str, good: float, bad: float
+) -> dict[str, Any]:
+    one_turn = len(row.messages) == 1 and row.messages[0]["role"] == "user"
+    out: dict[str, Any] = {"prompt": row.messages[0]["content"] if one_turn else row.messages}
+    out.update(chosen=chosen, rejected=rejected, chosen_reward=good, rejected_reward=bad)
+    if "id" in row.row:
+        out["id"] = row.row["id"]
+    return out
