@@ -180,10 +180,11 @@ def run_peer(
     adapter = RoutingAdapter(proposer_adapter)
     try:
         with _quiet(), dspy.context(lm=task_lm, adapter=adapter, max_errors=10**9):
-            program, settings = runs[name](
+            run = _PeerInputs(
                 student, list(trainset), list(valset), metric, task_lm, proposer_lm, budget,
                 seed, calls_per_item,
             )  # fmt: skip
+            program, settings = runs[name](run)
     except Exception as exc:
         cause = instructkit_cause(exc)
         if isinstance(cause, BudgetExceeded):
@@ -248,57 +249,63 @@ def search_peer(name: str) -> MethodFn:
 Plan = tuple[Any, dict[str, Any]]
 
 
-def _copro(
-    student: Any, train: list[Any], val: list[Any], metric: Any, task: Any, proposer: Any,
-    budget: int, seed: int, c: int,
-) -> Plan:  # fmt: skip
-    breadth, depth = plan_copro(budget // (len(val) * c), len(student.predictors()))
+@dataclass(frozen=True)
+class _PeerInputs:
+    """What every peer runner reads (``c``: task calls per item)."""
+
+    student: Any
+    train: list[Any]
+    val: list[Any]
+    metric: Any
+    task: Any
+    proposer: Any
+    budget: int
+    seed: int
+    c: int
+
+
+def _copro(r: _PeerInputs) -> Plan:
+    breadth, depth = plan_copro(r.budget // (len(r.val) * r.c), len(r.student.predictors()))
     opt = dspy.COPRO(
-        prompt_model=proposer, metric=metric, breadth=breadth, depth=depth, init_temperature=1.4
+        prompt_model=r.proposer, metric=r.metric, breadth=breadth, depth=depth, init_temperature=1.4
     )
     eval_kwargs = {"num_threads": PEER_THREADS, "display_progress": False}
-    best = opt.compile(student, trainset=val, eval_kwargs=eval_kwargs)
+    best = opt.compile(r.student, trainset=r.val, eval_kwargs=eval_kwargs)
     return best, {"breadth": breadth, "depth": depth}
 
 
-def _mipro(
-    student: Any, train: list[Any], val: list[Any], metric: Any, task: Any, proposer: Any,
-    budget: int, seed: int, c: int,
-) -> Plan:  # fmt: skip
-    trials = plan_mipro(budget, len(val) * c, c)
+def _mipro(r: _PeerInputs) -> Plan:
+    trials = plan_mipro(r.budget, len(r.val) * r.c, r.c)
     opt = dspy.MIPROv2(
-        metric=metric,
-        prompt_model=proposer,
-        task_model=task,
+        metric=r.metric,
+        prompt_model=r.proposer,
+        task_model=r.task,
         auto=None,
         num_candidates=MIPRO_CANDIDATES,
         max_bootstrapped_demos=0,
         max_labeled_demos=0,
         num_threads=PEER_THREADS,
         max_errors=10**9,
-        seed=seed + 1,  # MIPROv2 ignores seed=0 (``seed or self.seed``)
+        seed=r.seed + 1,  # MIPROv2 ignores seed=0 (``seed or self.seed``)
         verbose=False,
     )
     best = opt.compile(
-        student, trainset=train or val, valset=val, num_trials=trials, minibatch=False
+        r.student, trainset=r.train or r.val, valset=r.val, num_trials=trials, minibatch=False
     )
     return best, {"num_candidates": MIPRO_CANDIDATES, "trials": trials}
 
 
-def _gepa(
-    student: Any, train: list[Any], val: list[Any], metric: Any, task: Any, proposer: Any,
-    budget: int, seed: int, c: int,
-) -> Plan:  # fmt: skip
-    calls = plan_gepa(budget, len(val), c)
+def _gepa(r: _PeerInputs) -> Plan:
+    calls = plan_gepa(r.budget, len(r.val), r.c)
     opt = dspy.GEPA(
-        metric=metric,
-        reflection_lm=proposer,
+        metric=r.metric,
+        reflection_lm=r.proposer,
         max_metric_calls=calls,
         reflection_minibatch_size=GEPA_MINIBATCH,
         num_threads=PEER_THREADS,
-        seed=seed,
+        seed=r.seed,
     )
-    best = opt.compile(student, trainset=train or val, valset=val)
+    best = opt.compile(r.student, trainset=r.train or r.val, valset=r.val)
     return best, {"max_metric_calls": calls}
 
 
