@@ -293,3 +293,28 @@ def test_docs_list_every_judge_reward_key():
     keys = [*RewardSpec.model_fields, *JudgeLMConfig.model_fields, "judge_mode"]
     missing = [k for k in keys if f"`{k}`" not in text]
     assert not missing, f"docs/reward.md does not document {missing}"
+
+
+def test_grpo_trains_with_the_judge_and_unparseable_grades_reach_it_as_zero(tmp_path, caplog):
+    from instructkit.rl.grpo_job import GRPOJobConfig, run_grpo_job
+
+    prompts = tmp_path / "p.jsonl"
+    prompts.write_text("".join(json.dumps({"prompt": f"Say {w}."}) + "\n" for w in ("a", "b")))
+
+    def judge(request):  # no grade for the first response asked, 7 (reward 2/3) for the rest
+        return "I cannot grade this." if len(lm.calls) == 1 else "Rating: [[7]]"
+
+    lm = ScriptedLM(judge)
+    cfg = GRPOJobConfig(
+        model="tiny-random-llama", output_dir=str(tmp_path / "run"), data=str(prompts),
+        num_generations=4, max_completion_length=6, lora={"r": 4},
+        train={"lr": 1e-2, "max_steps": 1, "batch_size": 4}, reward=JUDGE,
+    )  # fmt: skip
+    with caplog.at_level(logging.WARNING):
+        result = run_grpo_job(cfg, progress=False, judge_lm=lm)
+    assert result.steps == 1 and result.reward == "judge:openai:judge"
+    assert 1 <= len(lm.calls) <= 4  # identical completions are graded once
+    events = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    [step] = [e for e in events if "reward_mean" in e]
+    assert 0.0 <= step["reward_mean"] < 2 / 3  # the unparseable one counted 0, not NaN
+    assert "got no score" in caplog.text and "counted as 0.0" in caplog.text
