@@ -30,7 +30,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from instructkit.errors import ConfigError, DataFormatError
 from instructkit.evaluate.checks import score_answer
@@ -70,6 +70,15 @@ class RewardSpec(BaseModel):
         default=None,
         description="'judge' only: grade against this field of the row when the row has it.",
     )
+
+    @model_validator(mode="after")
+    def _judge_keys_need_kind_judge(self) -> RewardSpec:
+        if self.kind != "judge" and (self.judge is not None or self.reference_field is not None):
+            raise ValueError(
+                f"judge and reference_field apply to kind 'judge' only, not '{self.kind}' "
+                "(set reward.kind: judge, --reward judge)"
+            )
+        return self
 
 
 class IFEvalReward:

@@ -318,3 +318,12 @@ def test_grpo_trains_with_the_judge_and_unparseable_grades_reach_it_as_zero(tmp_
     [step] = [e for e in events if "reward_mean" in e]
     assert 0.0 <= step["reward_mean"] < 2 / 3  # the unparseable one counted 0, not NaN
     assert "got no score" in caplog.text and "counted as 0.0" in caplog.text
+
+
+def test_judge_keys_without_kind_judge_are_a_config_error_not_ignored(tmp_path):
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text(json.dumps(ROWS[0]) + "\n", encoding="utf-8")
+    args = ["data", "pairs", str(prompts), "-o", str(tmp_path / "p.jsonl"), "--judge-lm", "x"]
+    r = CliRunner().invoke(cli, args)
+    assert r.exit_code == 1 and len(r.output.strip().splitlines()) == 1
+    assert "apply to kind 'judge' only, not 'ifeval'" in r.output
