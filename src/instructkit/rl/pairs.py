@@ -286,8 +286,7 @@ def _rank(
         (best, good), (worst, bad) = max(scored, key=_by_score), min(scored, key=_by_score)
         margin = good - bad
         if margin <= min_margin:
-            lo, hi = min(s for _, s in scored), max(s for _, s in scored)
-            why = f"rewards {lo:g}..{hi:g}, margin {margin:g} <= {min_margin:g}"
+            why = f"rewards {bad:g}..{good:g}, margin {margin:g} <= {min_margin:g}"
             drop(row, "tie" if margin == 0 else "low_margin", why)
             continue
         pairs.append(_pair_row(row, best, worst, good, bad))
