@@ -66,7 +66,8 @@ def test_train_grpo_cli_with_an_exact_reward(tmp_path):
     assert r.exit_code == 0, r.output
     assert "reward exact:answer" in r.output
     assert yaml.safe_load((out / "config.yaml").read_text())["reward"] == {
-        "kind": "exact", "field": "answer", "path": None}  # fmt: skip
+        "kind": "exact", "field": "answer", "path": None, "judge": None,
+        "reference_field": None}  # fmt: skip
     events = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     assert [e["step"] for e in events if "reward_mean" in e] == [1]
 

@@ -23,9 +23,26 @@ __all__ = ["data_pairs"]
 @click.option(
     "--reward",
     "reward_kind",
-    type=click.Choice(["ifeval", "exact", "model"]),
+    type=click.Choice(["ifeval", "exact", "model", "judge"]),
     default=None,
-    help="What ranks the responses (ifeval).",
+    help="What ranks the responses (ifeval); judge needs --judge-lm.",
+)
+@click.option("--judge-lm", default=None, metavar="BACKEND[:MODEL]", help="The judge LM (judge).")
+@click.option("--judge-base-url", default=None, help="Server URL for --judge-lm openai:MODEL.")
+@click.option(
+    "--judge-scoring",
+    type=click.Choice(["text", "probabilities"]),
+    default=None,
+    help="Parse the judge's text, or (local judge) its grade probabilities (text).",
+)
+@click.option(
+    "--judge-mode",
+    type=click.Choice(["pointwise", "pairwise"]),
+    default=None,
+    help="1-10 grades, or a round robin of both-orders comparisons (pointwise).",
+)
+@click.option(
+    "--reference-field", default=None, help="The judge grades against this field of the row."
 )
 @click.option("--min-margin", type=float, default=None, help="Pairs need a margin above (0).")
 @click.option("--skip-invalid", is_flag=True, default=None, help="Send bad rows to rejects.")
@@ -40,6 +57,11 @@ def data_pairs(
     cache,
     n,
     reward_kind,
+    judge_lm,
+    judge_base_url,
+    judge_scoring,
+    judge_mode,
+    reference_field,
     min_margin,
     skip_invalid,
     config_path,
@@ -58,7 +80,10 @@ def data_pairs(
         "base_url": base_url,
         "cache": cache,
         "n": n,
-        "reward": {"kind": reward_kind} if reward_kind else None,
+        "reward": _reward_flags(
+            reward_kind, judge_lm, judge_base_url, judge_scoring, reference_field
+        ),
+        "judge_mode": judge_mode,
         "min_margin": min_margin,
         "skip_invalid": skip_invalid or None,
         "fresh": fresh or None,
@@ -68,3 +93,18 @@ def data_pairs(
     if result.n_sampled < result.n_prompts:
         click.echo(f"resumed: {result.n_prompts - result.n_sampled} prompts already sampled")
     click.echo(result.summary())
+
+
+def _reward_flags(
+    kind: str | None,
+    judge_lm: str | None,
+    base_url: str | None,
+    scoring: str | None,
+    reference_field: str | None,
+) -> dict[str, object] | None:
+    """The ``reward:`` keys the flags set (merged into the config file's), or None."""
+    judge = {"lm": judge_lm, "base_url": base_url, "scoring": scoring}
+    judge = {k: v for k, v in judge.items() if v is not None}
+    flags: dict[str, object] = {"kind": kind, "judge": judge, "reference_field": reference_field}
+    kept = {k: v for k, v in flags.items() if v}
+    return kept or None

@@ -47,8 +47,10 @@ __all__ = [
     "IFEVAL_MAX_NEW_TOKENS",
     "SystemConfig",
     "EvalTaskConfig",
+    "JudgeLMConfig",
     "JudgeConfig",
     "EvalConfig",
+    "build_judge_lm",
     "run_eval",
     "per_item_path",
     "judge_journal_path",
@@ -81,12 +83,14 @@ class EvalTaskConfig(BaseModel):
     max_new_tokens: int | None = Field(None, gt=0)  # None: eval's, or 1024 for kind ifeval
 
 
-class JudgeConfig(BaseModel):
+class JudgeLMConfig(BaseModel):
+    """The judge LM and how it is asked: shared by ``eval run``'s ``judge:`` and the judge
+    reward (``reward: {kind: judge, judge: {...}}`` of ``data pairs``, ``train grpo``/``ppo``)."""
+
     model_config = ConfigDict(extra="forbid")
 
     lm: str  # an LM spec: local, local:NAME, openai:MODEL, llamacpp[:PATH]
     base_url: str | None = None
-    max_items: int | None = Field(None, gt=0)
     max_tokens: int = Field(1024, gt=0)
     batch_size: int = Field(16, gt=0)
     # "probabilities": G-Eval-style expected grade from the grade tokens' probabilities (local
@@ -97,6 +101,12 @@ class JudgeConfig(BaseModel):
     max_retries: int = Field(6, ge=0)
     retry_window: float = Field(60.0, gt=0)
     concurrency: int = Field(8, gt=0)
+
+
+class JudgeConfig(JudgeLMConfig):
+    """``eval run``'s judge: the judge LM, on at most ``max_items`` items."""
+
+    max_items: int | None = Field(None, gt=0)
 
 
 class EvalConfig(BaseModel):
@@ -563,7 +573,8 @@ def _groups(pooled: list[dict[str, Any]], names: list[str], seed: int) -> dict[s
 # --- judge ------------------------------------------------------------------------------------
 
 
-def _build_judge(cfg: JudgeConfig) -> LM:
+def build_judge_lm(cfg: JudgeLMConfig) -> LM:
+    """The judge LM ``cfg`` names; the served-judge keys apply to ``openai:MODEL`` only."""
     from instructkit.lm import build_lm
 
     served: dict[str, Any] = {}
@@ -582,7 +593,7 @@ def _judge(cfg: EvalConfig, rows: list[dict[str, Any]], judge_lm: LM | None) -> 
     from instructkit.evaluate.judge import compare, grade
 
     assert cfg.judge is not None
-    lm = judge_lm or _build_judge(cfg.judge)
+    lm = judge_lm or build_judge_lm(cfg.judge)
     names = [s.name for s in cfg.systems]
     first = [r for r in rows if r["system"] == names[0]][: cfg.judge.max_items]
     by_sys = {(r["eval_task"], r["id"], r["system"]): r["response"] for r in rows}

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from instructkit.rl.rewards import RewardSpec, build_reward
+from instructkit.lm.base import LM
+from instructkit.rl.rewards import RewardSpec, build_policy_reward
 from instructkit.train.grpo import GRPOResult, GRPORunConfig, run_grpo
 
 __all__ = ["GRPOJobConfig", "run_grpo_job"]
@@ -23,6 +24,10 @@ class GRPOJobConfig(GRPORunConfig):
     reward: RewardSpec = Field(default_factory=RewardSpec)
 
 
-def run_grpo_job(cfg: GRPOJobConfig, *, progress: bool = True) -> GRPOResult:
-    """Build the reward that ``cfg.reward`` names and run GRPO with it."""
-    return run_grpo(cfg, build_reward(cfg.reward), progress=progress)  # config.yaml keeps reward
+def run_grpo_job(
+    cfg: GRPOJobConfig, *, progress: bool = True, judge_lm: LM | None = None
+) -> GRPOResult:
+    """Build the reward that ``cfg.reward`` names and run GRPO with it; ``judge_lm`` replaces
+    the LM of a ``judge`` reward (unparseable grades count as 0.0, with a warning)."""
+    reward = build_policy_reward(cfg.reward, judge_lm=judge_lm)
+    return run_grpo(cfg, reward, progress=progress)  # config.yaml keeps reward

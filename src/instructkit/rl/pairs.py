@@ -15,10 +15,16 @@ How it works, top to bottom in :func:`run_pairs`:
    draws the same), batched across prompts. Sampled responses are journaled through a
    :class:`~instructkit.jobs.Job` at ``OUT.samples.jsonl`` (one row per prompt), so a killed
    run resumes without asking again for finished prompts.
-3. The responses are scored with the reward; the best is ``chosen`` and the worst
-   ``rejected``. A prompt is dropped when the margin is not above ``min_margin`` ("tie" when
-   the scores are equal, else "low_margin"), or when fewer than two distinct non-empty
-   responses came back ("empty"/"identical").
+3. The responses of all prompts are scored with the reward in one call; the best is
+   ``chosen`` and the worst ``rejected``. A prompt is dropped when the margin is not above
+   ``min_margin`` ("tie" when the scores are equal, else "low_margin"), or when fewer than two
+   distinct non-empty responses came back ("empty"/"identical"). A NaN score (a judge's
+   unparseable grade) leaves that response out; a prompt left with fewer than two scored
+   responses is dropped as "unscored". With ``reward.kind: judge`` and ``judge_mode:
+   pairwise`` the score of a response is its number of wins in a round robin of the judge's
+   both-orders comparisons (:meth:`~instructkit.rl.judge.JudgeReward.round_robin`; a pair
+   whose orders disagree is a tie, counted in ``judge_counts["inconsistent"]``). The judge's
+   answers are journaled in ``OUT.judge.jsonl``, so a rerun asks it only what is missing.
 4. ``OUT`` is written atomically in TRL's preference format (``prompt`` as a string for one
    user turn, else the message list; ``chosen``/``rejected`` strings; ``chosen_reward``,
    ``rejected_reward``; the source ``id`` if any). Invalid rows and dropped prompts go to the
@@ -28,10 +34,11 @@ How it works, top to bottom in :func:`run_pairs`:
 from __future__ import annotations
 
 import hashlib
+import math
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -41,6 +48,7 @@ from instructkit.errors import ConfigError, DataFormatError
 from instructkit.io import beside, write_jsonl
 from instructkit.jobs import Job, fingerprint
 from instructkit.lm.base import DEFAULT_BATCH, LM, ChatRequest
+from instructkit.rl.judge import JudgeReward
 from instructkit.rl.rewards import RewardSpec, build_reward
 from instructkit.train.rewards import RewardFn, RewardItem
 
@@ -65,6 +73,11 @@ class PairsConfig(BaseModel):
     max_tokens: int = Field(default=256, ge=1, description="tokens per response at most.")
     seed: int = Field(default=0, description="base of the per-(prompt, sample) seeds.")
     reward: RewardSpec = Field(default_factory=RewardSpec, description="the ranking reward.")
+    judge_mode: Literal["pointwise", "pairwise"] = Field(
+        default="pointwise",
+        description="reward kind judge: pointwise 1-10 grades, or pairwise (a round robin of "
+        "both-orders comparisons; the score is the number of wins).",
+    )
     min_margin: float = Field(
         default=0.0, ge=0.0, description="a pair needs chosen - rejected reward above this."
     )
@@ -85,21 +98,36 @@ class PairsResult:
     n_rejected_rows: int
     n_sampled: int  # prompts sampled by this run (the others came from the journal)
     counts: dict[str, int] = field(default_factory=dict)
+    # judge rewards: pointwise {"graded", "unscored"}; pairwise {"comparisons",
+    # "inconsistent" (orders disagreed: a tie), "unparseable"}; empty for other rewards
+    judge_counts: dict[str, int] = field(default_factory=dict)
 
     def summary(self) -> str:
         """One line per count, as the CLI prints it."""
-        c = self.counts
-        return (
+        c, j = self.counts, self.judge_counts
+        line = (
             f"{self.n_prompts} prompts -> {self.n_pairs} pairs ({self.out}); "
             f"ties {c.get('tie', 0)}, low-margin {c.get('low_margin', 0)}, "
             f"empty/identical {c.get('empty', 0) + c.get('identical', 0)}, "
-            f"rejected rows {self.n_rejected_rows} ({self.rejects_path})"
         )
+        if "comparisons" in j:
+            line += (
+                f"judge comparisons {j['comparisons']} (position-inconsistent "
+                f"{j['inconsistent']}, unparseable {j['unparseable']}), "
+            )
+        elif "graded" in j:
+            line += f"unscored {c.get('unscored', 0)} (unparseable grades {j['unscored']}), "
+        return line + f"rejected rows {self.n_rejected_rows} ({self.rejects_path})"
 
 
-def run_pairs(cfg: PairsConfig, *, lm: LM | None = None, progress: bool = True) -> PairsResult:
-    """Sample, rank and write pairs (see the module doc); ``lm`` overrides ``cfg.lm``."""
-    reward = build_reward(cfg.reward)
+def run_pairs(
+    cfg: PairsConfig, *, lm: LM | None = None, judge_lm: LM | None = None, progress: bool = True
+) -> PairsResult:
+    """Sample, rank and write pairs (see the module doc); ``lm`` overrides ``cfg.lm`` and
+    ``judge_lm`` the LM of a ``judge`` reward."""
+    _check_mode(cfg)
+    judge_path = beside(cfg.out, ".judge.jsonl")
+    reward = build_reward(cfg.reward, judge_lm=judge_lm, journal=judge_path)
     loaded = load_prompt_rows(cfg.prompts, skip_invalid=cfg.skip_invalid)
     rows = _checked_rows(loaded, reward, cfg.skip_invalid)
     if lm is None:
@@ -107,20 +135,33 @@ def run_pairs(cfg: PairsConfig, *, lm: LM | None = None, progress: bool = True) 
 
         lm = build_lm(cfg.lm, base_url=cfg.base_url, cache=cfg.cache)
     samples_path = beside(cfg.out, ".samples.jsonl")
-    ranking_only = ("reward", "min_margin", "skip_invalid", "rejects")  # resample nothing
-    exclude = ("fresh", "batch", "cache", *ranking_only)
+    ranking_only = ("reward", "judge_mode", "min_margin", "skip_invalid", "rejects")
+    exclude = ("fresh", "batch", "cache", *ranking_only)  # ranking keys resample nothing
     fp = fingerprint(cfg, exclude=exclude, prompts=Path(cfg.prompts), lm=lm.name)
     job = Job(samples_path, fp, fresh=cfg.fresh)
+    if cfg.fresh:  # the judge's answers go too (they are keyed by request, never stale)
+        for stale in (judge_path, Path(f"{judge_path}.state.json")):
+            stale.unlink(missing_ok=True)
     n_sampled = _sample(job, rows, lm, cfg, progress)
-    responses = {int(r["row"]): list(r["responses"]) for r in job.records}
-    pairs, dropped, counts = _rank(rows, responses, reward, cfg.min_margin, loaded.path)
+    texts = {int(r["row"]): _distinct(r["responses"]) for r in job.records}
+    scores, judge_counts = _score(rows, texts, reward, cfg.judge_mode)
+    pairs, dropped, counts = _rank(rows, texts, scores, cfg.min_margin, loaded.path)
     write_jsonl(pairs, cfg.out)
     rejects_path = Path(cfg.rejects) if cfg.rejects else beside(cfg.out, ".rejects.jsonl")
     save_rejects([*loaded.rejects, *dropped], rejects_path)
     return PairsResult(
         Path(cfg.out), rejects_path, samples_path, len(rows), len(pairs),
-        len(loaded.rejects), n_sampled, counts,
+        len(loaded.rejects), n_sampled, counts, judge_counts,
     )  # fmt: skip
+
+
+def _check_mode(cfg: PairsConfig) -> None:
+    if cfg.judge_mode == "pairwise" and cfg.reward.kind != "judge":
+        raise ConfigError(
+            f"judge_mode 'pairwise' ranks with an LLM judge, but reward.kind is "
+            f"'{cfg.reward.kind}'.",
+            fix="use --reward judge --judge-lm SPEC, or judge_mode: pointwise.",
+        )
 
 
 def _checked_rows(loaded: PromptRows, reward: RewardFn, skip_invalid: bool) -> list[PromptRow]:
@@ -184,35 +225,76 @@ def _prompt_text(row: PromptRow) -> str:
     return row.messages[-1]["content"]
 
 
+def _distinct(responses: list[str]) -> list[str]:
+    """The distinct non-empty responses, in sample order."""
+    return list(dict.fromkeys(t for t in responses if t.strip()))
+
+
+def _score(
+    rows: list[PromptRow], texts: dict[int, list[str]], reward: RewardFn, judge_mode: str
+) -> tuple[dict[int, list[float]], dict[str, int]]:
+    """Scores of the responses of every prompt that has two or more, in one reward call (or
+    one round robin), and the judge's counts (empty for other rewards)."""
+    ranked = [r for r in rows if len(texts[r.row_no]) >= 2]
+    groups = [[RewardItem(_prompt_text(r), t, r.row) for t in texts[r.row_no]] for r in ranked]
+    if judge_mode == "pairwise":
+        assert isinstance(reward, JudgeReward)  # _check_mode
+        t = reward.round_robin(groups)
+        wins = dict(zip([r.row_no for r in ranked], t.wins, strict=True))
+        counts = {"comparisons": t.comparisons, "inconsistent": t.inconsistent}
+        return wins, counts | {"unparseable": t.unparseable}
+    flat = [item for group in groups for item in group]
+    values = reward(flat) if flat else []
+    if len(values) != len(flat):
+        raise ConfigError(
+            f"the reward '{reward.name}' returned {len(values)} scores for {len(flat)} responses.",
+            fix="a reward returns one score per response.",
+        )
+    scores, start = {}, 0
+    for row, group in zip(ranked, groups, strict=True):
+        scores[row.row_no], start = list(values[start : start + len(group)]), start + len(group)
+    if not isinstance(reward, JudgeReward):
+        return scores, {}
+    return scores, {"graded": len(values), "unscored": sum(math.isnan(v) for v in values)}
+
+
 def _rank(
     rows: list[PromptRow],
-    responses: dict[int, list[str]],
-    reward: RewardFn,
+    texts: dict[int, list[str]],
+    scores: dict[int, list[float]],
     min_margin: float,
     path: str,
 ) -> tuple[list[dict[str, Any]], list[Reject], dict[str, int]]:
     """The pair rows, a reject per dropped prompt, and the drops per reason (tie, ...)."""
     pairs, dropped, counts = [], [], Counter[str]()
+
+    def drop(row: PromptRow, reason: str, why: str) -> None:
+        dropped.append(Reject(path, row.row_no, None, f"{reason}: {why}", row.row))
+        counts[reason] += 1
+
     for row in rows:
-        texts = list(dict.fromkeys(t for t in responses[row.row_no] if t.strip()))
-        if len(texts) < 2:
-            reason = "empty" if not texts else "identical"
-            why = f"{reason}: fewer than two distinct non-empty responses"
-            dropped.append(Reject(path, row.row_no, None, why, row.row))
-            counts[reason] += 1
+        distinct = texts[row.row_no]
+        if len(distinct) < 2:
+            drop(row, "empty" if not distinct else "identical",
+                 "fewer than two distinct non-empty responses")  # fmt: skip
             continue
-        scores = reward([RewardItem(_prompt_text(row), t, row.row) for t in texts])
-        best = max(range(len(texts)), key=lambda i: scores[i])
-        worst = min(range(len(texts)), key=lambda i: scores[i])
-        margin = scores[best] - scores[worst]
+        scored = [(t, s) for t, s in zip(distinct, scores[row.row_no], strict=True)
+                  if not math.isnan(s)]  # fmt: skip
+        if len(scored) < 2:
+            drop(row, "unscored", f"the reward scored {len(scored)} of {len(distinct)} responses")
+            continue
+        (best, good), (worst, bad) = max(scored, key=_by_score), min(scored, key=_by_score)
+        margin = good - bad
         if margin <= min_margin:
-            reason = "tie" if margin == 0 else "low_margin"
-            why = f"{reason}: rewards {min(scores):g}..{max(scores):g}, margin {margin:g} "
-            dropped.append(Reject(path, row.row_no, None, why + f"<= {min_margin:g}", row.row))
-            counts[reason] += 1
+            why = f"rewards {bad:g}..{good:g}, margin {margin:g} <= {min_margin:g}"
+            drop(row, "tie" if margin == 0 else "low_margin", why)
             continue
-        pairs.append(_pair_row(row, texts[best], texts[worst], scores[best], scores[worst]))
+        pairs.append(_pair_row(row, best, worst, good, bad))
     return pairs, dropped, dict(counts)
+
+
+def _by_score(scored: tuple[str, float]) -> float:
+    return scored[1]
 
 
 def _pair_row(

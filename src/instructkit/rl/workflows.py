@@ -16,7 +16,8 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from instructkit.rl.rewards import RewardSpec, build_reward
+from instructkit.lm.base import LM
+from instructkit.rl.rewards import RewardSpec, build_policy_reward
 from instructkit.train.ppo import PPOConfig, PPOResult, run_ppo
 
 __all__ = ["PPOJobConfig", "run_ppo_job"]
@@ -28,6 +29,9 @@ class PPOJobConfig(PPOConfig):
     reward: RewardSpec = Field(default_factory=RewardSpec)
 
 
-def run_ppo_job(cfg: PPOJobConfig, *, progress: bool = True) -> PPOResult:
-    """PPO on ``cfg.prompts`` with the reward ``cfg.reward`` names; config.yaml keeps both."""
-    return run_ppo(cfg, build_reward(cfg.reward), progress=progress)
+def run_ppo_job(
+    cfg: PPOJobConfig, *, progress: bool = True, judge_lm: LM | None = None
+) -> PPOResult:
+    """PPO on ``cfg.prompts`` with the reward ``cfg.reward`` names; config.yaml keeps both.
+    ``judge_lm`` replaces the LM of a ``judge`` reward (unparseable grades count as 0.0)."""
+    return run_ppo(cfg, build_policy_reward(cfg.reward, judge_lm=judge_lm), progress=progress)
