@@ -13,7 +13,9 @@ answer is", lowercases, removes punctuation (but keeps a decimal point or minus 
 to a number) and the articles a/an/the, and collapses whitespace. The score is 1.0 when the
 normalized response equals the normalized reference, or when a chain-of-thought response says
 "So the answer is X" (X being the rest of that line) and X equals the reference. No substring
-matching: "Paris, France" does not match "Paris".
+matching: "Paris, France" does not match "Paris". A ``json`` item's response must also contain
+a JSON object, since normalization drops the braces and quotes that make it JSON. Articles go
+too, so "(A) negative" strictly matches "negative" (as in SQuAD; lenient and format see "(A)").
 
 **lenient** (:func:`lenient_score`): the reference found *as the response's answer*. A strict
 match always counts. Otherwise the answer span is the text after the first "answer is" /
@@ -390,7 +392,8 @@ def _format_match(item: Mapping[str, Any], response: str, fmt: str) -> bool:
 
 def _bare_letter(span: str, n_options: int) -> bool:
     """The span is only a choice letter: "B", "(B)", "B.", "B)"."""
-    match = re.fullmatch(r"\s*\(?([A-Za-z])[).:]?\s*", span)
+    span = _PREFIX.sub("", span.lower(), count=1).upper()
+    match = re.fullmatch(r"\s*\(?([A-Z])\)?[.:]?\s*", span)
     return match is not None and 0 <= ord(match.group(1).upper()) - ord("A") < n_options
 
 
@@ -398,7 +401,10 @@ def _bare_letter(span: str, n_options: int) -> bool:
 
 
 def strict_score(item: Mapping[str, Any], response: str) -> float:
-    """Normalized exact match of the response's first line (or CoT tail) with the answer."""
+    """Normalized exact match of the response's first line (or CoT tail) with the answer; a
+    ``json`` item's response must also be JSON (normalization drops the braces and quotes)."""
+    if item_format(item) == "json" and not _json_object(response):
+        return 0.0
     return score_answer(response, _answer(item))
 
 
