@@ -143,6 +143,18 @@ def test_main_writes_the_suite(tmp_path, capsys, items):
     assert write_suite(tmp_path / "s1.jsonl", seed=1) == tmp_path / "s1.jsonl"
 
 
+def test_docs_list_every_task_and_held_out_cluster(items):
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[3] / "docs" / "demo.md").read_text("utf-8")
+    section = doc[doc.index("## The task suite") :]
+    for task, c in suite_counts(items).items():
+        cluster = task_cluster(task)
+        held = "yes" if cluster in UNSEEN_CLUSTERS else ""
+        assert f"| {cluster} | {held} | `{task}` |" in section, task
+        assert f"| {c['train']} | {c['test']} |" in section.split(f"`{task}`")[1].split("\n")[0]
+
+
 def test_load_suite_names_the_bad_row(tmp_path):
     path = tmp_path / "bad.jsonl"
     path.write_text('{"id": "a"}\n{oops\n', encoding="utf-8")
