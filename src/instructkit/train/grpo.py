@@ -44,7 +44,7 @@ from instructkit.io import read_rows, write_atomic
 from instructkit.models import load_model, peft_checkpointing_warning_ignored
 from instructkit.train.rewards import RewardFn, RewardItem
 from instructkit.train.sft import lora_config, removed_on_failure, resolve_dtype
-from instructkit.train.tracking import MetricsLogger, read_metrics
+from instructkit.train.tracking import MetricsLogger, read_metrics, run_figures
 from instructkit.train.trl_runs import (
     TRLRunConfig,
     metrics_callback,
@@ -184,6 +184,12 @@ def _check(cfg: GRPORunConfig) -> None:
         problems.append("data: a file of prompts is needed")
     elif not Path(cfg.data).exists():
         problems.append(f"data: {cfg.data} does not exist")
+    if cfg.train.save_every and cfg.train.save_every % cfg.num_iterations:
+        problems.append(
+            f"train.save_every ({cfg.train.save_every}) must be a multiple of num_iterations "
+            f"({cfg.num_iterations}): a checkpoint inside a generation's iterations would resume "
+            "with new rollouts"
+        )
     if cfg.train.batch_size % cfg.num_generations:
         problems.append(
             f"train.batch_size ({cfg.train.batch_size}) must be a multiple of num_generations "
@@ -204,9 +210,32 @@ def _save_reference(model: Any, path: Path) -> None:
     model.config._name_or_path = str(path)
 
 
+def _trainer_class(clock: RolloutClock) -> Any:
+    """TRL's GRPOTrainer with a data order that is a function of (seed, epoch), so that a run
+    resumed in a later epoch takes the prompts an unkilled run would (see _epoch_seeded), and
+    its rollouts timed into ``clock`` (and logged per step as ``rollout_tokens_per_s``)."""
+    from trl import GRPOTrainer
+
+    class GRPORunTrainer(GRPOTrainer):
+        def _get_train_sampler(self, dataset: Any = None) -> Any:
+            return _epoch_seeded(super()._get_train_sampler(dataset), self.args.seed)
+
+        def _generate_single_turn(self, *args: Any, **kwargs: Any) -> Any:
+            started = time.perf_counter()
+            generate = super()._generate_single_turn
+            completion_ids, logprobs = generate(*args, **kwargs)  # type: ignore[no-untyped-call]
+            rate = clock.add(sum(len(ids) for ids in completion_ids), started)
+            mode = "train" if getattr(self.model, "training", True) else "eval"
+            self._metrics[mode]["rollout_tokens_per_s"].append(rate)
+            return completion_ids, logprobs
+
+    return GRPORunTrainer
+
+
 def _trainer(cfg: GRPORunConfig, model: Any, tokenizer: Any, parts: dict[str, Any]) -> Any:
-    """TRL's GRPOTrainer on our rendered prompts (``parts``: dataset, reward, logger, progress)."""
-    from trl import GRPOConfig, GRPOTrainer
+    """TRL's GRPOTrainer on our rendered prompts (``parts``: dataset, reward, logger, progress,
+    clock)."""
+    from trl import GRPOConfig
 
     out = Path(cfg.output_dir)
     args = GRPOConfig(
@@ -224,7 +253,7 @@ def _trainer(cfg: GRPORunConfig, model: Any, tokenizer: Any, parts: dict[str, An
         shuffle_dataset=True,
     )
     with peft_checkpointing_warning_ignored():
-        trainer = GRPOTrainer(
+        trainer = _trainer_class(parts["clock"])(
             model=model,
             reward_funcs=[parts["reward"]],
             args=args,
@@ -236,12 +265,44 @@ def _trainer(cfg: GRPORunConfig, model: Any, tokenizer: Any, parts: dict[str, An
     return quiet_printer(trainer)
 
 
+@dataclass
+class RolloutClock:
+    """Completion tokens generated and seconds spent generating them, over this process."""
+
+    tokens: int = 0
+    seconds: float = 0.0
+
+    def add(self, tokens: int, started: float) -> float:
+        """Count one generation call begun at ``started``; its tokens per second."""
+        seconds = time.perf_counter() - started
+        self.tokens += tokens
+        self.seconds += seconds
+        return tokens / max(seconds, 1e-9)
+
+
+def _epoch_seeded(sampler: Any, seed: int) -> Any:
+    """TRL's ``RepeatSampler`` draws each epoch's prompt order from one generator seeded once,
+    so a process resumed in epoch e > 0 would replay epoch 0's order. The trainer calls
+    ``set_epoch(e)`` before each pass; reseeding the generator there with (seed, e) makes the
+    order of every epoch independent of how many passes this process has made (epoch 0 keeps
+    TRL's order)."""
+    generator = getattr(sampler, "generator", None)  # absent when the sampler does not shuffle
+    if generator is not None:
+
+        def set_epoch(epoch: int) -> None:
+            generator.manual_seed(seed + 1_000_003 * epoch)
+
+        sampler.set_epoch = set_epoch
+    return sampler
+
+
 def run_grpo(cfg: GRPORunConfig, reward: RewardFn, *, progress: bool = True) -> GRPOResult:
     """Run the GRPO workflow described by ``cfg`` with ``reward``; see the module docstring."""
     from datasets import Dataset
 
     _check(cfg)
     out = Path(cfg.output_dir)
+    wall = time.perf_counter()
     with (
         removed_on_failure(out, enabled=True, checkpoint=newest_complete_checkpoint),
         trl_warnings_ignored(),
@@ -265,6 +326,7 @@ def run_grpo(cfg: GRPORunConfig, reward: RewardFn, *, progress: bool = True) -> 
             "reward": reward_function(reward, prompts),
             "logger": logger,
             "progress": progress,
+            "clock": RolloutClock(),
         }
         if cfg.beta > 0 and not cfg.lora.enabled:
             _save_reference(model, out / "reference")
@@ -273,7 +335,8 @@ def run_grpo(cfg: GRPORunConfig, reward: RewardFn, *, progress: bool = True) -> 
         trainer.train(resume_from_checkpoint=ckpt)
         logger.close()
         result = _result(cfg, out, int(trainer.state.global_step), len(prompts), reward.name, ckpt)
-        _write_outputs(trainer, tokenizer, cfg, result, time.perf_counter() - started)
+        timing = (time.perf_counter() - started, wall)
+        _write_outputs(trainer, tokenizer, cfg, result, timing, parts["clock"])
     return result
 
 
@@ -302,14 +365,25 @@ def _mean(xs: list[float]) -> float | None:
 
 
 def _write_outputs(
-    trainer: Any, tokenizer: Any, cfg: GRPORunConfig, result: GRPOResult, seconds: float
+    trainer: Any,
+    tokenizer: Any,
+    cfg: GRPORunConfig,
+    result: GRPOResult,
+    timing: tuple[float, float],
+    clock: RolloutClock,
 ) -> None:
+    """Weights, the reward curve and summary.json (``timing``: the training's seconds, and
+    the run's start on ``time.perf_counter``)."""
     out = Path(result.output_dir)
     target = out / ("adapter" if cfg.lora.enabled else "model")
     trainer.model.save_pretrained(target)
     tokenizer.save_pretrained(target)
     _plot(read_metrics(out / "metrics.jsonl"), out / "reward_curve.png", f"GRPO {cfg.model}")
-    summary = {**result.model_dump(), "seconds": round(seconds, 2)}
+    summary = {
+        **result.model_dump(),
+        "seconds": round(timing[0], 2),
+        **run_figures(time.perf_counter() - timing[1], (clock.tokens, clock.seconds)),
+    }
     write_atomic(out / "summary.json", [json.dumps(summary, indent=2)])
 
 

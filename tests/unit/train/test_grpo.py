@@ -105,6 +105,15 @@ def test_batch_must_hold_whole_groups(tmp_path):
         run_grpo(cfg, ShortReward(), progress=False)
 
 
+def test_checkpoints_fall_between_generations(tmp_path):
+    """A checkpoint inside the num_iterations passes over one generation would resume with
+    fresh rollouts (TRL regenerates after a resume), so such a save_every is refused."""
+    cfg = GRPORunConfig(data=str(write_prompts(tmp_path / "p.jsonl")), num_generations=2,
+                        num_iterations=2, train={"batch_size": 4, "save_every": 3})  # fmt: skip
+    with pytest.raises(ConfigError, match=r"save_every \(3\) must be a multiple of num_iter"):
+        run_grpo(cfg, ShortReward(), progress=False)
+
+
 def test_grpo_end_to_end_logs_reward_kl_and_length(tmp_path):
     cfg = GRPORunConfig(
         model="tiny-random-llama",
@@ -133,6 +142,10 @@ def test_grpo_end_to_end_logs_reward_kl_and_length(tmp_path):
     assert (run / "reward_curve.png").stat().st_size > 0
     summary = json.loads((run / "summary.json").read_text())
     assert summary["reward_start"] == pytest.approx(steps[0]["reward_mean"])
+    assert all(e["rollout_tokens_per_s"] > 0 for e in steps)  # timed around generation
+    for key in ("wall_s", "peak_rss_mb", "rollout_tokens_per_s"):
+        assert summary[key] > 0, key
+    assert summary["wall_s"] >= summary["seconds"] and summary["peak_cuda_mb"] is None
 
 
 def test_docs_list_every_config_key():
