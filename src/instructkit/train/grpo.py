@@ -6,10 +6,11 @@ its advantage (no value model), with a clipped policy-gradient loss and, when ``
 per-token KL penalty to the reference policy (the paper's k3 estimator; beta 0.04 there). The
 optimisation, sampling and logging are TRL's ``GRPOTrainer``; the data and the reward are ours:
 
-- prompts are read with file:row from JSON/JSONL rows that hold ``prompt`` (a string or a
-  message list) or chat ``messages`` (turns after the last user message are dropped), checked
-  by the data layer's turn rules (:func:`instructkit.data.formats.parse_row`), and rendered by
-  our chat template with the generation prompt, exactly as ``train sft`` renders a prompt;
+- prompts are read by :func:`instructkit.data.prompt_rows.load_prompt_rows` (as ``train ppo``
+  and ``data pairs`` read them): rows that hold ``prompt`` (a string or a message list) or
+  chat ``messages``, cut after the last user turn (the count is printed), checked by the data
+  layer's turn rules, and rendered by our chat template with the generation prompt, exactly
+  as ``train sft`` renders a prompt;
 - the reward is any :class:`~instructkit.train.rewards.RewardFn`: :func:`reward_function`
   adapts it to TRL's ``f(prompts, completions, **columns) -> list[float]``, handing each
   :class:`~instructkit.train.rewards.RewardItem` the last user message and the full source row
@@ -36,11 +37,10 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from instructkit.config import save_config
-from instructkit.data.formats import parse_row
-from instructkit.data.records import Conversation, Message, PreferencePair
+from instructkit.data.prompt_rows import PromptRow, PromptRows, load_prompt_rows
 from instructkit.data.templates import ChatTemplate, get_template
-from instructkit.errors import ConfigError, DataFormatError
-from instructkit.io import read_rows, write_atomic
+from instructkit.errors import ConfigError
+from instructkit.io import write_atomic
 from instructkit.models import load_model, peft_checkpointing_warning_ignored
 from instructkit.train.rewards import RewardFn, RewardItem
 from instructkit.train.sft import lora_config, removed_on_failure, resolve_dtype
@@ -58,8 +58,9 @@ from instructkit.train.trl_runs import (
 __all__ = [
     "GRPORunConfig",
     "GRPOResult",
-    "PromptRow",
+    "RolloutClock",
     "load_prompts",
+    "render_prompt",
     "reward_function",
     "run_grpo",
 ]
@@ -98,42 +99,7 @@ class GRPOResult(BaseModel):
     window: int
     kl_end: float | None
     resumed_from: str | None = None
-
-
-@dataclass(frozen=True)
-class PromptRow:
-    """A prompt as the model sees it (rendered) and as the reward sees it (text and row)."""
-
-    rendered: str
-    text: str  # the last user message
-    row: dict[str, Any]
-    row_no: int
-
-
-def _prompt_messages(row: Any, path: str, row_no: int) -> list[Message]:
-    """The prompt turns of a row, checked by the data layer's rules (a placeholder response
-    lets a prompt that ends with a user turn pass the conversation checks)."""
-    if isinstance(row, dict) and "prompt" in row:
-        placed = {"prompt": row["prompt"], "completion": "-"}
-        return _without_placeholder(
-            parse_row(placed, "prompt-completion", path=path, row_no=row_no)
-        )
-    if isinstance(row, dict) and isinstance(row.get("messages"), list):
-        turns = list(row["messages"])
-        users = [i for i, m in enumerate(turns) if isinstance(m, dict) and m.get("role") == "user"]
-        turns = turns[: users[-1] + 1] if users else turns
-        placed = {"messages": [*turns, {"role": "assistant", "content": "-"}]}
-        return _without_placeholder(parse_row(placed, "messages", path=path, row_no=row_no))
-    raise DataFormatError(
-        "expected a 'prompt' (a string or a message list) or chat 'messages'",
-        path=path, row=row_no, field="prompt",
-        fix="give every row a 'prompt' string, or 'messages' ending with a user turn.",
-    )  # fmt: skip
-
-
-def _without_placeholder(record: Conversation | PreferencePair) -> list[Message]:
-    assert isinstance(record, Conversation)  # both formats above parse to a conversation
-    return record.messages[:-1]
+    truncated: int = 0  # prompt rows cut after their last user turn
 
 
 def _strip_bos(text: str, tokenizer: Any) -> str:
@@ -147,19 +113,19 @@ def _strip_bos(text: str, tokenizer: Any) -> str:
     return text
 
 
-def load_prompts(
-    path: str, template: ChatTemplate, tokenizer: Any, reward: RewardFn
-) -> list[PromptRow]:
-    """Every row of ``path`` as a rendered prompt; a bad row (or one the reward cannot score)
+def load_prompts(path: str, reward: RewardFn) -> PromptRows:
+    """The prompt rows of ``path`` (:mod:`instructkit.data.prompt_rows`: the conversation up to
+    its last user turn), each checked by ``reward``; a bad row (or one the reward cannot score)
     is a DataFormatError naming the file, row and field."""
-    prompts = []
-    for row_no, row in read_rows(path):
-        messages = _prompt_messages(row, path, row_no)
-        reward.check(row, path=path, row_no=row_no)
-        rendered = template.render([m.to_chat() for m in messages], True)
-        text = next(m.text for m in reversed(messages) if m.role == "user")
-        prompts.append(PromptRow(_strip_bos(rendered, tokenizer), text, dict(row), row_no))
-    return prompts
+    loaded = load_prompt_rows(path)
+    for r in loaded.rows:
+        reward.check(r.row, path=path, row_no=r.row_no)
+    return loaded
+
+
+def render_prompt(row: PromptRow, template: ChatTemplate, tokenizer: Any) -> str:
+    """The prompt as the policy sees it: our chat template with the generation prompt."""
+    return _strip_bos(template.render(row.messages, True), tokenizer)
 
 
 def reward_function(reward: RewardFn, rows: Sequence[PromptRow]) -> Any:
@@ -314,10 +280,15 @@ def run_grpo(cfg: GRPORunConfig, reward: RewardFn, *, progress: bool = True) -> 
             tokenizer.pad_token = tokenizer.eos_token
         tokenizer.padding_side = "left"  # generation pads prompts on the left
         template = get_template(cfg.template, tokenizer)
-        prompts = load_prompts(cfg.data, template, tokenizer, reward)
-        print(f"prompts: {len(prompts)}, reward: {reward.name}")
+        loaded = load_prompts(cfg.data, reward)
+        prompts = loaded.rows
+        cut = f" ({loaded.truncated} cut after their last user turn)" if loaded.truncated else ""
+        print(f"prompts: {len(prompts)}{cut}, reward: {reward.name}")
         dataset = Dataset.from_list(
-            [{"prompt": p.rendered, "row_index": i} for i, p in enumerate(prompts)]
+            [
+                {"prompt": render_prompt(p, template, tokenizer), "row_index": i}
+                for i, p in enumerate(prompts)
+            ]
         )
         ckpt = resume_checkpoint(out, cfg.train)
         logger = MetricsLogger(out, cfg.report_to, run_name=out.name)
@@ -335,6 +306,7 @@ def run_grpo(cfg: GRPORunConfig, reward: RewardFn, *, progress: bool = True) -> 
         trainer.train(resume_from_checkpoint=ckpt)
         logger.close()
         result = _result(cfg, out, int(trainer.state.global_step), len(prompts), reward.name, ckpt)
+        result.truncated = loaded.truncated
         timing = (time.perf_counter() - started, wall)
         _write_outputs(trainer, tokenizer, cfg, result, timing, parts["clock"])
     return result

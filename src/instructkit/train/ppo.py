@@ -268,6 +268,8 @@ def _checked_rows(cfg: PPOConfig, reward: RewardFn) -> tuple[list[PromptRow], li
     """Prompt rows that parse and carry what ``reward`` reads; the others are rejects
     (with ``skip_invalid``) or the first one raises DataFormatError."""
     loaded = load_prompt_rows(cfg.prompts, skip_invalid=cfg.skip_invalid)
+    if loaded.truncated:  # the prompt is the conversation up to its last user turn
+        print(f"prompts: {loaded.truncated} cut after their last user turn")
     rows, rejects = [], list(loaded.rejects)
     for r in loaded.rows:
         try:
