@@ -151,7 +151,7 @@ def test_grpo_end_to_end_logs_reward_kl_and_length(tmp_path):
     assert all(e["rollout_tokens_per_s"] > 0 for e in steps)  # timed around generation
     for key in ("wall_s", "peak_rss_mb", "rollout_tokens_per_s"):
         assert summary[key] > 0, key
-    assert summary["wall_s"] >= summary["seconds"] and summary["peak_cuda_mb"] is None
+    assert summary["wall_s"] >= summary["seconds"] and "peak_cuda_mb" in summary
 
 
 def test_docs_list_every_config_key():

@@ -92,6 +92,15 @@ def test_loop_runs_logs_every_key_and_finite_losses(run):
         assert (tmp / "run" / name).exists(), name
 
 
+def test_summary_records_the_run_cost(run):
+    tmp, result, rows, _ = run
+    summary = json.loads((tmp / "run" / "summary.json").read_text())
+    assert summary["wall_s"] >= result.seconds > 0 and summary["peak_rss_mb"] > 0
+    assert summary["peak_cuda_mb"] is None or summary["peak_cuda_mb"] > 0
+    rates = [r["rollout_tokens_per_s"] for r in rows]  # the run's rate lies among the steps'
+    assert min(rates) <= summary["rollout_tokens_per_s"] <= max(rates)
+
+
 def test_kl_to_the_reference_is_zero_at_step_zero_and_grows(run):
     _, _, rows, _ = run
     assert rows[0]["kl"] == pytest.approx(0.0, abs=1e-6)  # LoRA starts as the reference
