@@ -21,8 +21,14 @@ On LoRA the reference is the base with the adapter disabled (TRL, when ``beta > 
 use ``model.generate`` (the CPU path); on GPUs TRL can generate with vLLM (docs/grpo.md).
 ``run_grpo(cfg, reward)`` writes ``adapter/`` (or ``model/``), ``config.yaml``,
 ``metrics.jsonl`` (per step: reward_mean, reward_std, kl, completion_length, entropy,
-clip ratios, loss), ``reward_curve.png``, ``summary.json`` and ``checkpoints/``; a killed run
-resumes from its newest checkpoint with the same sampling seeds (the RNG states are saved).
+clip ratios, loss, rollout_tokens_per_s), ``reward_curve.png``, ``summary.json`` (with the
+run's cost: :func:`~instructkit.train.tracking.run_figures`) and ``checkpoints/``.
+
+A killed run resumes from its newest checkpoint with the rollouts an unkilled run would draw:
+the RNG states are in the checkpoint, each epoch's prompt order is drawn from (seed, epoch)
+(:func:`_epoch_seeded`), and ``train.save_every`` must be a multiple of ``num_iterations``, so
+that a checkpoint never falls inside the passes over one generation (TRL regenerates after a
+resume).
 """
 
 from __future__ import annotations
@@ -264,8 +270,6 @@ def _epoch_seeded(sampler: Any, seed: int) -> Any:
 
 def run_grpo(cfg: GRPORunConfig, reward: RewardFn, *, progress: bool = True) -> GRPOResult:
     """Run the GRPO workflow described by ``cfg`` with ``reward``; see the module docstring."""
-    from datasets import Dataset
-
     _check(cfg)
     out = Path(cfg.output_dir)
     wall = time.perf_counter()
@@ -284,16 +288,10 @@ def run_grpo(cfg: GRPORunConfig, reward: RewardFn, *, progress: bool = True) -> 
         prompts = loaded.rows
         cut = f" ({loaded.truncated} cut after their last user turn)" if loaded.truncated else ""
         print(f"prompts: {len(prompts)}{cut}, reward: {reward.name}")
-        dataset = Dataset.from_list(
-            [
-                {"prompt": render_prompt(p, template, tokenizer), "row_index": i}
-                for i, p in enumerate(prompts)
-            ]
-        )
         ckpt = resume_checkpoint(out, cfg.train)
         logger = MetricsLogger(out, cfg.report_to, run_name=out.name)
         parts = {
-            "dataset": dataset,
+            "dataset": _dataset(prompts, template, tokenizer),
             "reward": reward_function(reward, prompts),
             "logger": logger,
             "progress": progress,
@@ -310,6 +308,18 @@ def run_grpo(cfg: GRPORunConfig, reward: RewardFn, *, progress: bool = True) -> 
         timing = (time.perf_counter() - started, wall)
         _write_outputs(trainer, tokenizer, cfg, result, timing, parts["clock"])
     return result
+
+
+def _dataset(rows: Sequence[PromptRow], template: ChatTemplate, tokenizer: Any) -> Any:
+    """TRL's prompt dataset: each prompt rendered, with its row's index (for the reward)."""
+    from datasets import Dataset
+
+    return Dataset.from_list(
+        [
+            {"prompt": render_prompt(p, template, tokenizer), "row_index": i}
+            for i, p in enumerate(rows)
+        ]
+    )
 
 
 def _result(
