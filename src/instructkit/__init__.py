@@ -15,6 +15,12 @@ and does not import torch::
                          ik.load_seed_tasks().tasks, "synth.jsonl")
     ik.run_sft(ik.load_config(ik.SFTConfig, "recipes/sft_lora_smollm2.yaml"))
 
+    # preference and RL tuning: a reward model, DPO on pairs, PPO/GRPO on prompts with a reward
+    ik.run_reward(ik.RewardConfig(data="pairs.jsonl", output_dir="runs/rm"))
+    ik.run_dpo(ik.DPORunConfig(data="pairs.jsonl", output_dir="runs/dpo"))
+    ik.run_grpo_job(ik.GRPOJobConfig(data="prompts.jsonl", reward=ik.RewardSpec(kind="ifeval")))
+    ik.run_ppo(ik.PPOConfig(prompts="prompts.jsonl"), my_reward)   # any ik.RewardFn
+
 Workflows are ``run_*(cfg)`` functions over one typed config each (``load_config`` reads YAML
 plus ``--set`` style overrides); errors are :class:`InstructkitError` subclasses whose message
 names the file, row, field and the fix. Deeper modules stay importable, but only the names in
@@ -86,6 +92,25 @@ _EXPORTS: dict[str, str] = {
     "run_sft": "instructkit.train.sft",
     "TrainConfig": "instructkit.train.loop",
     "fit": "instructkit.train.loop",
+    # preference and RL tuning (train/ takes a RewardFn; rl/ builds one from config)
+    "RewardItem": "instructkit.train.rewards",
+    "RewardFn": "instructkit.train.rewards",
+    "RewardConfig": "instructkit.train.reward",
+    "run_reward": "instructkit.train.reward",
+    "DPORunConfig": "instructkit.train.dpo",
+    "run_dpo": "instructkit.train.dpo",
+    "PPOConfig": "instructkit.train.ppo",
+    "run_ppo": "instructkit.train.ppo",
+    "GRPORunConfig": "instructkit.train.grpo",
+    "run_grpo": "instructkit.train.grpo",
+    "RewardSpec": "instructkit.rl.rewards",
+    "build_reward": "instructkit.rl.rewards",
+    "PPOJobConfig": "instructkit.rl.workflows",
+    "run_ppo_job": "instructkit.rl.workflows",
+    "GRPOJobConfig": "instructkit.rl.grpo_job",
+    "run_grpo_job": "instructkit.rl.grpo_job",
+    "PairsConfig": "instructkit.rl.pairs",
+    "run_pairs": "instructkit.rl.pairs",
     # evaluation
     "EvalConfig": "instructkit.evaluate.runner",
     "EvalResults": "instructkit.evaluate.results",
@@ -163,10 +188,19 @@ if TYPE_CHECKING:  # static type checkers and IDEs see the real names
     from instructkit.lm.scripted import ScriptedLM
     from instructkit.models import DEFAULT_MODEL, load_model, load_tokenizer
     from instructkit.report import write_report
+    from instructkit.rl.grpo_job import GRPOJobConfig, run_grpo_job
+    from instructkit.rl.pairs import PairsConfig, run_pairs
+    from instructkit.rl.rewards import RewardSpec, build_reward
+    from instructkit.rl.workflows import PPOJobConfig, run_ppo_job
     from instructkit.synth.evol_instruct import EvolConfig, run_evol
     from instructkit.synth.evol_instruct import run_evol as evol_instruct
     from instructkit.synth.seeds import load_seed_tasks
     from instructkit.synth.self_instruct import SelfInstructConfig, run_self_instruct
     from instructkit.synth.self_instruct import run_self_instruct as self_instruct
+    from instructkit.train.dpo import DPORunConfig, run_dpo
+    from instructkit.train.grpo import GRPORunConfig, run_grpo
     from instructkit.train.loop import TrainConfig, fit
+    from instructkit.train.ppo import PPOConfig, run_ppo
+    from instructkit.train.reward import RewardConfig, run_reward
+    from instructkit.train.rewards import RewardFn, RewardItem
     from instructkit.train.sft import SFTConfig, run_sft

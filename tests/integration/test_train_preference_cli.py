@@ -116,3 +116,48 @@ def test_killed_dpo_run_resumes_to_the_same_weights(tmp_path):
         json.loads(x) for x in (tmp_path / "killed" / "metrics.jsonl").read_text().splitlines()
     ]
     assert [e["step"] for e in events if "loss" in e] == list(range(1, 13))
+
+
+def test_killed_grpo_run_resumes_with_the_same_rollouts(tmp_path):
+    """SIGKILL once a checkpoint is complete; the re-run resumes from it (in a later epoch of
+    the prompts) and samples what the uninterrupted run sampled: the same prompts, rewards and
+    completion lengths per step, and in the end the same adapter weights."""
+    import subprocess
+    import sys
+
+    from killing import kill_when
+    from safetensors.torch import load_file
+
+    prompts = write_jsonl(tmp_path / "prompts.jsonl",
+                          [{"prompt": f"Say {w}.", "answer": w} for w in WORDS[:6]])  # fmt: skip
+
+    def cmd(name: str) -> list[str]:
+        return [sys.executable, "-m", "instructkit", "train", "grpo", str(prompts), "-o",
+                str(tmp_path / name), "--model", "tiny-random-llama", "--reward", "exact",
+                "--set", "num_generations=2", "--set", "max_completion_length=4",
+                "--set", "lora.r=4", "--set", "train.max_steps=12", "--set", "train.save_every=3",
+                "--set", "train.batch_size=4", "--set", "train.lr=1e-2"]  # fmt: skip
+
+    subprocess.run(cmd("ref"), check=True, capture_output=True)
+    ckpts = tmp_path / "killed" / "checkpoints"
+    kill_when(cmd("killed"), lambda: any(ckpts.glob("checkpoint-*/trainer_state.json")))
+    assert not (tmp_path / "killed" / "adapter").exists(), "run finished before it was killed"
+    out = subprocess.run(cmd("killed"), check=True, capture_output=True, text=True)
+    assert "resuming from" in out.stdout
+
+    def per_step(name: str) -> list[tuple]:
+        lines = (tmp_path / name / "metrics.jsonl").read_text().splitlines()
+        events = [json.loads(x) for x in lines]
+        keys = ("step", "reward_mean", "reward_std", "completion_length", "num_tokens", "kl")
+        return [tuple(e[k] for k in keys) for e in events if "reward_mean" in e]
+
+    ref, killed = per_step("ref"), per_step("killed")
+    assert [s[0] for s in killed] == list(range(1, 13))  # every step logged once
+    assert killed == ref  # the same rollouts, scored the same
+    a = load_file(str(tmp_path / "ref" / "adapter" / "adapter_model.safetensors"))
+    b = load_file(str(tmp_path / "killed" / "adapter" / "adapter_model.safetensors"))
+    assert a.keys() == b.keys()
+    for k in a:
+        assert (a[k] - b[k]).abs().max() < 1e-5, k
+    summary = json.loads((tmp_path / "killed" / "summary.json").read_text())
+    assert summary["steps"] == 12 and "checkpoint-" in summary["resumed_from"]

@@ -75,6 +75,7 @@ def test_training_learns_the_preference_on_held_out_prompts(run):
     assert m["loss_end"] < m["loss_start"] * 0.5
     assert m["eval_accuracy"] > 0.5 and m["eval_margin"] > 0
     assert 0 <= m["ece"] <= 1 and sum(b["count"] for b in m["calibration"]) == 20
+    assert m["wall_s"] >= m["seconds"] > 0 and m["peak_rss_mb"] > 0 and "peak_cuda_mb" in m
     assert "held-out pair accuracy" in printed and "pairs: train 30, eval 10" in printed
 
 

@@ -26,6 +26,10 @@ PINNED = {
     "run_evol", "evol_instruct",
     # training
     "SFTConfig", "run_sft", "TrainConfig", "fit",
+    # preference and RL tuning
+    "RewardItem", "RewardFn", "RewardConfig", "run_reward", "DPORunConfig", "run_dpo",
+    "PPOConfig", "run_ppo", "GRPORunConfig", "run_grpo", "RewardSpec", "build_reward",
+    "PPOJobConfig", "run_ppo_job", "GRPOJobConfig", "run_grpo_job", "PairsConfig", "run_pairs",
     # evaluation and reports
     "EvalConfig", "EvalResults", "load_eval_results", "run_eval", "compute_metric",
     "score_ifeval", "ifeval", "compare_paired",
@@ -58,3 +62,17 @@ def test_import_is_light_and_lazy():
         "assert 'instructkit.data.formats' in sys.modules and 'torch' not in sys.modules\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_the_rl_workflows_are_the_modules_own():
+    from instructkit.rl import grpo_job, pairs, rewards, workflows
+    from instructkit.train import dpo, grpo, ppo, reward
+
+    assert ik.run_ppo_job is workflows.run_ppo_job and ik.run_grpo_job is grpo_job.run_grpo_job
+    assert ik.run_pairs is pairs.run_pairs and ik.build_reward is rewards.build_reward
+    assert ik.run_dpo is dpo.run_dpo and ik.run_grpo is grpo.run_grpo
+    assert ik.run_ppo is ppo.run_ppo and ik.run_reward is reward.run_reward
+    reward_fn = ik.build_reward(ik.RewardSpec(kind="exact"))
+    assert isinstance(reward_fn, ik.RewardFn)  # a runtime-checkable protocol
+    items = [ik.RewardItem(prompt="6 x 7?", response=r, row={"answer": "42"}) for r in ("42", "41")]
+    assert reward_fn(items) == [1.0, 0.0]

@@ -46,7 +46,7 @@ from instructkit.errors import ConfigError, DataFormatError, TrainingError
 from instructkit.io import write_atomic
 from instructkit.models import load_model, peft_checkpointing_warning_ignored
 from instructkit.train.sft import lora_config, removed_on_failure, resolve_dtype
-from instructkit.train.tracking import MetricsLogger, plot_losses, read_metrics
+from instructkit.train.tracking import MetricsLogger, plot_losses, read_metrics, run_figures
 from instructkit.train.trl_runs import (
     TRLRunConfig,
     metrics_callback,
@@ -279,6 +279,7 @@ def run_dpo(cfg: DPORunConfig, *, progress: bool = True) -> DPOResult:
     """Run the DPO workflow described by ``cfg``; see the module docstring."""
     _check(cfg)
     out = Path(cfg.output_dir)
+    wall = time.perf_counter()
     with (
         removed_on_failure(out, enabled=True, checkpoint=newest_complete_checkpoint),
         trl_warnings_ignored(),
@@ -319,7 +320,7 @@ def run_dpo(cfg: DPORunConfig, *, progress: bool = True) -> DPOResult:
             after=after,
             resumed_from=ckpt,
         )
-        _write_outputs(trainer, tokenizer, cfg, result, time.perf_counter() - started)
+        _write_outputs(trainer, tokenizer, cfg, result, (time.perf_counter() - started, wall))
     return result
 
 
@@ -336,8 +337,10 @@ def _before(
 
 
 def _write_outputs(
-    trainer: Any, tokenizer: Any, cfg: DPORunConfig, result: DPOResult, seconds: float
+    trainer: Any, tokenizer: Any, cfg: DPORunConfig, result: DPOResult, timing: tuple[float, float]
 ) -> None:
+    """Weights, the loss curve and summary.json (``timing``: the training's seconds, and the
+    run's start on ``time.perf_counter``)."""
     out = Path(result.output_dir)
     target = out / ("adapter" if cfg.lora.enabled else "model")
     trainer.model.save_pretrained(target)
@@ -352,7 +355,8 @@ def _write_outputs(
         "held_out_before": result.before,
         "held_out_after": result.after,
         "resumed_from": result.resumed_from,
-        "seconds": round(seconds, 2),
+        "seconds": round(timing[0], 2),
+        **run_figures(time.perf_counter() - timing[1]),
     }
     write_atomic(out / "summary.json", [json.dumps(summary, indent=2)])
 

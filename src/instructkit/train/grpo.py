@@ -6,10 +6,11 @@ its advantage (no value model), with a clipped policy-gradient loss and, when ``
 per-token KL penalty to the reference policy (the paper's k3 estimator; beta 0.04 there). The
 optimisation, sampling and logging are TRL's ``GRPOTrainer``; the data and the reward are ours:
 
-- prompts are read with file:row from JSON/JSONL rows that hold ``prompt`` (a string or a
-  message list) or chat ``messages`` (turns after the last user message are dropped), checked
-  by the data layer's turn rules (:func:`instructkit.data.formats.parse_row`), and rendered by
-  our chat template with the generation prompt, exactly as ``train sft`` renders a prompt;
+- prompts are read by :func:`instructkit.data.prompt_rows.load_prompt_rows` (as ``train ppo``
+  and ``data pairs`` read them): rows that hold ``prompt`` (a string or a message list) or
+  chat ``messages``, cut after the last user turn (the count is printed), checked by the data
+  layer's turn rules, and rendered by our chat template with the generation prompt, exactly
+  as ``train sft`` renders a prompt;
 - the reward is any :class:`~instructkit.train.rewards.RewardFn`: :func:`reward_function`
   adapts it to TRL's ``f(prompts, completions, **columns) -> list[float]``, handing each
   :class:`~instructkit.train.rewards.RewardItem` the last user message and the full source row
@@ -20,8 +21,14 @@ On LoRA the reference is the base with the adapter disabled (TRL, when ``beta > 
 use ``model.generate`` (the CPU path); on GPUs TRL can generate with vLLM (docs/grpo.md).
 ``run_grpo(cfg, reward)`` writes ``adapter/`` (or ``model/``), ``config.yaml``,
 ``metrics.jsonl`` (per step: reward_mean, reward_std, kl, completion_length, entropy,
-clip ratios, loss), ``reward_curve.png``, ``summary.json`` and ``checkpoints/``; a killed run
-resumes from its newest checkpoint with the same sampling seeds (the RNG states are saved).
+clip ratios, loss, rollout_tokens_per_s), ``reward_curve.png``, ``summary.json`` (with the
+run's cost: :func:`~instructkit.train.tracking.run_figures`) and ``checkpoints/``.
+
+A killed run resumes from its newest checkpoint with the rollouts an unkilled run would draw:
+the RNG states are in the checkpoint, each epoch's prompt order is drawn from (seed, epoch)
+(:func:`_epoch_seeded`), and ``train.save_every`` must be a multiple of ``num_iterations``, so
+that a checkpoint never falls inside the passes over one generation (TRL regenerates after a
+resume).
 """
 
 from __future__ import annotations
@@ -36,15 +43,14 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from instructkit.config import save_config
-from instructkit.data.formats import parse_row
-from instructkit.data.records import Conversation, Message, PreferencePair
+from instructkit.data.prompt_rows import PromptRow, PromptRows, load_prompt_rows
 from instructkit.data.templates import ChatTemplate, get_template
-from instructkit.errors import ConfigError, DataFormatError
-from instructkit.io import read_rows, write_atomic
+from instructkit.errors import ConfigError
+from instructkit.io import write_atomic
 from instructkit.models import load_model, peft_checkpointing_warning_ignored
 from instructkit.train.rewards import RewardFn, RewardItem
 from instructkit.train.sft import lora_config, removed_on_failure, resolve_dtype
-from instructkit.train.tracking import MetricsLogger, read_metrics
+from instructkit.train.tracking import MetricsLogger, read_metrics, run_figures
 from instructkit.train.trl_runs import (
     TRLRunConfig,
     metrics_callback,
@@ -58,8 +64,9 @@ from instructkit.train.trl_runs import (
 __all__ = [
     "GRPORunConfig",
     "GRPOResult",
-    "PromptRow",
+    "RolloutClock",
     "load_prompts",
+    "render_prompt",
     "reward_function",
     "run_grpo",
 ]
@@ -98,42 +105,7 @@ class GRPOResult(BaseModel):
     window: int
     kl_end: float | None
     resumed_from: str | None = None
-
-
-@dataclass(frozen=True)
-class PromptRow:
-    """A prompt as the model sees it (rendered) and as the reward sees it (text and row)."""
-
-    rendered: str
-    text: str  # the last user message
-    row: dict[str, Any]
-    row_no: int
-
-
-def _prompt_messages(row: Any, path: str, row_no: int) -> list[Message]:
-    """The prompt turns of a row, checked by the data layer's rules (a placeholder response
-    lets a prompt that ends with a user turn pass the conversation checks)."""
-    if isinstance(row, dict) and "prompt" in row:
-        placed = {"prompt": row["prompt"], "completion": "-"}
-        return _without_placeholder(
-            parse_row(placed, "prompt-completion", path=path, row_no=row_no)
-        )
-    if isinstance(row, dict) and isinstance(row.get("messages"), list):
-        turns = list(row["messages"])
-        users = [i for i, m in enumerate(turns) if isinstance(m, dict) and m.get("role") == "user"]
-        turns = turns[: users[-1] + 1] if users else turns
-        placed = {"messages": [*turns, {"role": "assistant", "content": "-"}]}
-        return _without_placeholder(parse_row(placed, "messages", path=path, row_no=row_no))
-    raise DataFormatError(
-        "expected a 'prompt' (a string or a message list) or chat 'messages'",
-        path=path, row=row_no, field="prompt",
-        fix="give every row a 'prompt' string, or 'messages' ending with a user turn.",
-    )  # fmt: skip
-
-
-def _without_placeholder(record: Conversation | PreferencePair) -> list[Message]:
-    assert isinstance(record, Conversation)  # both formats above parse to a conversation
-    return record.messages[:-1]
+    truncated: int = 0  # prompt rows cut after their last user turn
 
 
 def _strip_bos(text: str, tokenizer: Any) -> str:
@@ -147,19 +119,19 @@ def _strip_bos(text: str, tokenizer: Any) -> str:
     return text
 
 
-def load_prompts(
-    path: str, template: ChatTemplate, tokenizer: Any, reward: RewardFn
-) -> list[PromptRow]:
-    """Every row of ``path`` as a rendered prompt; a bad row (or one the reward cannot score)
+def load_prompts(path: str, reward: RewardFn) -> PromptRows:
+    """The prompt rows of ``path`` (:mod:`instructkit.data.prompt_rows`: the conversation up to
+    its last user turn), each checked by ``reward``; a bad row (or one the reward cannot score)
     is a DataFormatError naming the file, row and field."""
-    prompts = []
-    for row_no, row in read_rows(path):
-        messages = _prompt_messages(row, path, row_no)
-        reward.check(row, path=path, row_no=row_no)
-        rendered = template.render([m.to_chat() for m in messages], True)
-        text = next(m.text for m in reversed(messages) if m.role == "user")
-        prompts.append(PromptRow(_strip_bos(rendered, tokenizer), text, dict(row), row_no))
-    return prompts
+    loaded = load_prompt_rows(path)
+    for r in loaded.rows:
+        reward.check(r.row, path=path, row_no=r.row_no)
+    return loaded
+
+
+def render_prompt(row: PromptRow, template: ChatTemplate, tokenizer: Any) -> str:
+    """The prompt as the policy sees it: our chat template with the generation prompt."""
+    return _strip_bos(template.render(row.messages, True), tokenizer)
 
 
 def reward_function(reward: RewardFn, rows: Sequence[PromptRow]) -> Any:
@@ -184,6 +156,12 @@ def _check(cfg: GRPORunConfig) -> None:
         problems.append("data: a file of prompts is needed")
     elif not Path(cfg.data).exists():
         problems.append(f"data: {cfg.data} does not exist")
+    if cfg.train.save_every and cfg.train.save_every % cfg.num_iterations:
+        problems.append(
+            f"train.save_every ({cfg.train.save_every}) must be a multiple of num_iterations "
+            f"({cfg.num_iterations}): a checkpoint inside a generation's iterations would resume "
+            "with new rollouts"
+        )
     if cfg.train.batch_size % cfg.num_generations:
         problems.append(
             f"train.batch_size ({cfg.train.batch_size}) must be a multiple of num_generations "
@@ -204,9 +182,32 @@ def _save_reference(model: Any, path: Path) -> None:
     model.config._name_or_path = str(path)
 
 
+def _trainer_class(clock: RolloutClock) -> Any:
+    """TRL's GRPOTrainer with a data order that is a function of (seed, epoch), so that a run
+    resumed in a later epoch takes the prompts an unkilled run would (see _epoch_seeded), and
+    its rollouts timed into ``clock`` (and logged per step as ``rollout_tokens_per_s``)."""
+    from trl import GRPOTrainer
+
+    class GRPORunTrainer(GRPOTrainer):
+        def _get_train_sampler(self, dataset: Any = None) -> Any:
+            return _epoch_seeded(super()._get_train_sampler(dataset), self.args.seed)
+
+        def _generate_single_turn(self, *args: Any, **kwargs: Any) -> Any:
+            started = time.perf_counter()
+            generate = super()._generate_single_turn
+            completion_ids, logprobs = generate(*args, **kwargs)  # type: ignore[no-untyped-call]
+            rate = clock.add(sum(len(ids) for ids in completion_ids), started)
+            mode = "train" if getattr(self.model, "training", True) else "eval"
+            self._metrics[mode]["rollout_tokens_per_s"].append(rate)
+            return completion_ids, logprobs
+
+    return GRPORunTrainer
+
+
 def _trainer(cfg: GRPORunConfig, model: Any, tokenizer: Any, parts: dict[str, Any]) -> Any:
-    """TRL's GRPOTrainer on our rendered prompts (``parts``: dataset, reward, logger, progress)."""
-    from trl import GRPOConfig, GRPOTrainer
+    """TRL's GRPOTrainer on our rendered prompts (``parts``: dataset, reward, logger, progress,
+    clock)."""
+    from trl import GRPOConfig
 
     out = Path(cfg.output_dir)
     args = GRPOConfig(
@@ -224,7 +225,7 @@ def _trainer(cfg: GRPORunConfig, model: Any, tokenizer: Any, parts: dict[str, An
         shuffle_dataset=True,
     )
     with peft_checkpointing_warning_ignored():
-        trainer = GRPOTrainer(
+        trainer = _trainer_class(parts["clock"])(
             model=model,
             reward_funcs=[parts["reward"]],
             args=args,
@@ -236,12 +237,42 @@ def _trainer(cfg: GRPORunConfig, model: Any, tokenizer: Any, parts: dict[str, An
     return quiet_printer(trainer)
 
 
+@dataclass
+class RolloutClock:
+    """Completion tokens generated and seconds spent generating them, over this process."""
+
+    tokens: int = 0
+    seconds: float = 0.0
+
+    def add(self, tokens: int, started: float) -> float:
+        """Count one generation call begun at ``started``; its tokens per second."""
+        seconds = time.perf_counter() - started
+        self.tokens += tokens
+        self.seconds += seconds
+        return tokens / max(seconds, 1e-9)
+
+
+def _epoch_seeded(sampler: Any, seed: int) -> Any:
+    """TRL's ``RepeatSampler`` draws each epoch's prompt order from one generator seeded once,
+    so a process resumed in epoch e > 0 would replay epoch 0's order. The trainer calls
+    ``set_epoch(e)`` before each pass; reseeding the generator there with (seed, e) makes the
+    order of every epoch independent of how many passes this process has made (epoch 0 keeps
+    TRL's order)."""
+    generator = getattr(sampler, "generator", None)  # absent when the sampler does not shuffle
+    if generator is not None:
+
+        def set_epoch(epoch: int) -> None:
+            generator.manual_seed(seed + 1_000_003 * epoch)
+
+        sampler.set_epoch = set_epoch
+    return sampler
+
+
 def run_grpo(cfg: GRPORunConfig, reward: RewardFn, *, progress: bool = True) -> GRPOResult:
     """Run the GRPO workflow described by ``cfg`` with ``reward``; see the module docstring."""
-    from datasets import Dataset
-
     _check(cfg)
     out = Path(cfg.output_dir)
+    wall = time.perf_counter()
     with (
         removed_on_failure(out, enabled=True, checkpoint=newest_complete_checkpoint),
         trl_warnings_ignored(),
@@ -253,18 +284,18 @@ def run_grpo(cfg: GRPORunConfig, reward: RewardFn, *, progress: bool = True) -> 
             tokenizer.pad_token = tokenizer.eos_token
         tokenizer.padding_side = "left"  # generation pads prompts on the left
         template = get_template(cfg.template, tokenizer)
-        prompts = load_prompts(cfg.data, template, tokenizer, reward)
-        print(f"prompts: {len(prompts)}, reward: {reward.name}")
-        dataset = Dataset.from_list(
-            [{"prompt": p.rendered, "row_index": i} for i, p in enumerate(prompts)]
-        )
+        loaded = load_prompts(cfg.data, reward)
+        prompts = loaded.rows
+        cut = f" ({loaded.truncated} cut after their last user turn)" if loaded.truncated else ""
+        print(f"prompts: {len(prompts)}{cut}, reward: {reward.name}")
         ckpt = resume_checkpoint(out, cfg.train)
         logger = MetricsLogger(out, cfg.report_to, run_name=out.name)
         parts = {
-            "dataset": dataset,
+            "dataset": _dataset(prompts, template, tokenizer),
             "reward": reward_function(reward, prompts),
             "logger": logger,
             "progress": progress,
+            "clock": RolloutClock(),
         }
         if cfg.beta > 0 and not cfg.lora.enabled:
             _save_reference(model, out / "reference")
@@ -273,8 +304,22 @@ def run_grpo(cfg: GRPORunConfig, reward: RewardFn, *, progress: bool = True) -> 
         trainer.train(resume_from_checkpoint=ckpt)
         logger.close()
         result = _result(cfg, out, int(trainer.state.global_step), len(prompts), reward.name, ckpt)
-        _write_outputs(trainer, tokenizer, cfg, result, time.perf_counter() - started)
+        result.truncated = loaded.truncated
+        timing = (time.perf_counter() - started, wall)
+        _write_outputs(trainer, tokenizer, cfg, result, timing, parts["clock"])
     return result
+
+
+def _dataset(rows: Sequence[PromptRow], template: ChatTemplate, tokenizer: Any) -> Any:
+    """TRL's prompt dataset: each prompt rendered, with its row's index (for the reward)."""
+    from datasets import Dataset
+
+    return Dataset.from_list(
+        [
+            {"prompt": render_prompt(p, template, tokenizer), "row_index": i}
+            for i, p in enumerate(rows)
+        ]
+    )
 
 
 def _result(
@@ -302,14 +347,25 @@ def _mean(xs: list[float]) -> float | None:
 
 
 def _write_outputs(
-    trainer: Any, tokenizer: Any, cfg: GRPORunConfig, result: GRPOResult, seconds: float
+    trainer: Any,
+    tokenizer: Any,
+    cfg: GRPORunConfig,
+    result: GRPOResult,
+    timing: tuple[float, float],
+    clock: RolloutClock,
 ) -> None:
+    """Weights, the reward curve and summary.json (``timing``: the training's seconds, and
+    the run's start on ``time.perf_counter``)."""
     out = Path(result.output_dir)
     target = out / ("adapter" if cfg.lora.enabled else "model")
     trainer.model.save_pretrained(target)
     tokenizer.save_pretrained(target)
     _plot(read_metrics(out / "metrics.jsonl"), out / "reward_curve.png", f"GRPO {cfg.model}")
-    summary = {**result.model_dump(), "seconds": round(seconds, 2)}
+    summary = {
+        **result.model_dump(),
+        "seconds": round(timing[0], 2),
+        **run_figures(time.perf_counter() - timing[1], (clock.tokens, clock.seconds)),
+    }
     write_atomic(out / "summary.json", [json.dumps(summary, indent=2)])
 
 

@@ -70,6 +70,7 @@ from instructkit.train.tracking import (
     check_backends,
     plot_series,
     read_metrics,
+    run_figures,
     truncate_metrics,
 )
 
@@ -268,6 +269,8 @@ def _checked_rows(cfg: PPOConfig, reward: RewardFn) -> tuple[list[PromptRow], li
     """Prompt rows that parse and carry what ``reward`` reads; the others are rejects
     (with ``skip_invalid``) or the first one raises DataFormatError."""
     loaded = load_prompt_rows(cfg.prompts, skip_invalid=cfg.skip_invalid)
+    if loaded.truncated:  # the prompt is the conversation up to its last user turn
+        print(f"prompts: {loaded.truncated} cut after their last user turn")
     rows, rejects = [], list(loaded.rejects)
     for r in loaded.rows:
         try:
@@ -590,6 +593,7 @@ def _write_outputs(
     """Weights, value head, plots and summary.json; ``counts`` = (prompts kept, rejected)."""
     from safetensors.torch import save_file
 
+    writing = time.perf_counter()
     out = Path(cfg.output_dir)
     target = out / ("adapter" if cfg.lora.enabled else "model")
     policy.lm.save_pretrained(target)
@@ -608,8 +612,18 @@ def _write_outputs(
         reward_start=r0, reward_end=r1, kl_end=sum(kls[-k:]) / k if k else None, window=k,
         resumed_from=start or None, seconds=round(seconds, 2),
     )  # fmt: skip
-    write_atomic(out / "summary.json", [json.dumps(result.model_dump(), indent=2)])
+    figures = run_figures(seconds + time.perf_counter() - writing, _rollout(events, start, cfg))
+    write_atomic(out / "summary.json", [json.dumps({**result.model_dump(), **figures}, indent=2)])
     return result
+
+
+def _rollout(events: list[dict[str, Any]], start: int, cfg: PPOConfig) -> tuple[int, float]:
+    """(tokens generated, seconds generating) over the steps this process ran, from the
+    metrics rows (each holds its mean response length and tokens per second)."""
+    rows = [e for e in events if e["step"] >= start and e.get("rollout_tokens_per_s")]
+    tokens = [e["response_len"] * cfg.rollout.batch_size for e in rows]
+    seconds = sum(t / e["rollout_tokens_per_s"] for t, e in zip(tokens, rows, strict=True))
+    return round(sum(tokens)), seconds
 
 
 def format_ppo_summary(result: PPOResult) -> str:

@@ -57,7 +57,13 @@ from instructkit.train.reward_model import (
     with_score_head,
 )
 from instructkit.train.sft import AdapterConfig, apply_lora, removed_on_failure, resolve_dtype
-from instructkit.train.tracking import MetricsLogger, plot_losses, read_metrics, truncate_metrics
+from instructkit.train.tracking import (
+    MetricsLogger,
+    plot_losses,
+    read_metrics,
+    run_figures,
+    truncate_metrics,
+)
 
 __all__ = [
     "RewardConfig",
@@ -139,6 +145,7 @@ def run_reward(cfg: RewardConfig, *, progress: bool = True) -> RewardResult:
     """Run the reward-model workflow described by ``cfg``; see the module docstring."""
     _check(cfg)
     out = Path(cfg.output_dir)
+    wall = time.perf_counter()
     with removed_on_failure(out, enabled=True):
         out.mkdir(parents=True, exist_ok=True)
         save_config(cfg, out / "config.yaml")
@@ -173,7 +180,7 @@ def run_reward(cfg: RewardConfig, *, progress: bool = True) -> RewardResult:
         logger.close()
         final = evaluate_pairs(model, held, cfg, pad_id) if held else None
         result = _result(cfg, fit, final, n=(len(train), len(held)), bad=(rejects, truncated))
-        _write_outputs(model, tokenizer, cfg, result, final)
+        _write_outputs(model, tokenizer, cfg, (result, final), wall)
     return result
 
 
@@ -467,8 +474,15 @@ def _result(
 
 
 def _write_outputs(
-    model: Any, tokenizer: Any, cfg: RewardConfig, result: RewardResult, final: PairEval | None
+    model: Any,
+    tokenizer: Any,
+    cfg: RewardConfig,
+    results: tuple[RewardResult, PairEval | None],
+    wall: float,
 ) -> None:
+    """Weights, reward_model.json, plots and metrics.json (with the run's cost figures;
+    ``wall`` is the run's start on ``time.perf_counter``)."""
+    result, final = results
     out = Path(cfg.output_dir)
     folder = out / ("adapter" if cfg.lora.enabled else "model")
     model.save_pretrained(folder)
@@ -484,6 +498,7 @@ def _write_outputs(
         bins = calibration_bins(final.diffs, cfg.calibration_bins)
         metrics["calibration"] = bins
         plot_calibration(bins, out / "calibration.png", f"reward model, {result.n_eval} pairs")
+    metrics.update(run_figures(time.perf_counter() - wall))
     write_atomic(out / "metrics.json", [json.dumps(metrics, indent=2)])
 
 

@@ -184,3 +184,26 @@ def plot_series(
     fig.tight_layout()
     fig.savefig(out_png)
     plt.close(fig)
+
+
+def run_figures(wall_s: float, rollout: tuple[int, float] | None = None) -> dict[str, Any]:
+    """The cost figures every training workflow's summary records under the same keys:
+    ``wall_s`` (the whole run: load, train, save), ``peak_rss_mb`` (the process's maximum
+    resident memory), ``peak_cuda_mb`` (``torch.cuda.max_memory_allocated``; None off CUDA)
+    and, for the methods that sample (``rollout`` = generated tokens, seconds spent
+    generating), ``rollout_tokens_per_s``."""
+    import resource
+    import sys
+
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
+    torch: Any = sys.modules.get("torch")  # not imported just to learn that CUDA is unused
+    cuda = torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized()
+    figures: dict[str, Any] = {
+        "wall_s": round(wall_s, 2),
+        "peak_rss_mb": round(rss / (2**20 if sys.platform == "darwin" else 2**10), 1),
+        "peak_cuda_mb": round(torch.cuda.max_memory_allocated() / 2**20, 1) if cuda else None,
+    }
+    if rollout is not None:
+        tokens, seconds = rollout
+        figures["rollout_tokens_per_s"] = round(tokens / seconds, 2) if seconds > 0 else None
+    return figures

@@ -152,6 +152,8 @@ def test_dpo_end_to_end_writes_metrics_and_held_out_numbers(tmp_path):
     assert summary["held_out_before"]["accuracy"] == 0.0
     assert summary["held_out_before"]["margin"] == 0.0
     assert summary["held_out_after"]["margin"] > 0  # chosen is a learnable lowercase word
+    assert summary["wall_s"] >= summary["seconds"] > 0 and summary["peak_rss_mb"] > 0
+    assert "peak_cuda_mb" in summary and "rollout_tokens_per_s" not in summary  # no sampling
     assert (run / "adapter" / "adapter_model.safetensors").exists()
     assert (run / "loss_curve.png").stat().st_size > 0
     assert "loss_type: sigmoid" in (run / "config.yaml").read_text()

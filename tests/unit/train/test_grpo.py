@@ -8,7 +8,13 @@ import pytest
 
 from instructkit.data.templates import get_template
 from instructkit.errors import ConfigError, DataFormatError
-from instructkit.train.grpo import GRPORunConfig, load_prompts, reward_function, run_grpo
+from instructkit.train.grpo import (
+    GRPORunConfig,
+    load_prompts,
+    render_prompt,
+    reward_function,
+    run_grpo,
+)
 from instructkit.train.rewards import RewardItem
 
 WORDS = ["apple", "pear", "plum", "fig"]
@@ -54,12 +60,15 @@ def test_prompts_render_with_our_template_and_keep_their_rows(tmp_path, tiny_tok
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     template = get_template("chatml", tiny_tokenizer)
     reward = ShortReward()
-    prompts = load_prompts(str(path), template, tiny_tokenizer, reward)
+    loaded = load_prompts(str(path), reward)
+    prompts = loaded.rows
     assert reward.checked == [1, 2, 3]
     assert [p.text for p in prompts] == ["Hi.", "Yo.", "Two."]
-    assert prompts[0].rendered == template.render([{"role": "user", "content": "Hi."}], True)
-    assert prompts[2].rendered.endswith("<|im_start|>assistant\n")
-    assert "One." in prompts[2].rendered and "2" not in prompts[2].rendered  # last answer dropped
+    rendered = [render_prompt(p, template, tiny_tokenizer) for p in prompts]
+    assert rendered[0] == template.render([{"role": "user", "content": "Hi."}], True)
+    assert rendered[2].endswith("<|im_start|>assistant\n")
+    assert "One." in rendered[2] and "2" not in rendered[2]  # the last answer is dropped ...
+    assert loaded.truncated == 1 and [p.dropped for p in prompts] == [0, 0, 1]  # ... and counted
     assert prompts[1].row["target"] == "b"
 
 
@@ -72,21 +81,18 @@ def test_prompts_render_with_our_template_and_keep_their_rows(tmp_path, tiny_tok
         ({"messages": [{"role": "assistant", "content": "Hi."}], "target": "a"}, "messages[0]"),
     ],
 )
-def test_bad_prompt_row_names_file_row_field(tmp_path, tiny_tokenizer, row, field):
+def test_bad_prompt_row_names_file_row_field(tmp_path, row, field):
     path = tmp_path / "p.jsonl"
     path.write_text(json.dumps({"prompt": "Fine.", "target": "x"}) + "\n" + json.dumps(row) + "\n")
     with pytest.raises(DataFormatError) as e:
-        load_prompts(str(path), get_template("chatml", tiny_tokenizer), tiny_tokenizer,
-                     ShortReward())  # fmt: skip
+        load_prompts(str(path), ShortReward())
     msg = str(e.value)
     assert "\n" not in msg and f"{path}:2: field '{field}" in msg, msg
 
 
-def test_reward_function_hands_each_completion_its_row(tmp_path, tiny_tokenizer):
-    template = get_template("chatml", tiny_tokenizer)
+def test_reward_function_hands_each_completion_its_row(tmp_path):
     reward = ShortReward()
-    prompts = load_prompts(str(write_prompts(tmp_path / "p.jsonl")), template, tiny_tokenizer,
-                           reward)  # fmt: skip
+    prompts = load_prompts(str(write_prompts(tmp_path / "p.jsonl")), reward).rows
     fn = reward_function(reward, prompts)
     scores = fn(
         prompts=["x", "y"], completions=["ab", "abcd"], row_index=[2, 0], trainer_state=None
@@ -102,6 +108,15 @@ def test_batch_must_hold_whole_groups(tmp_path):
     cfg = GRPORunConfig(data=str(write_prompts(tmp_path / "p.jsonl")), num_generations=3,
                         train={"batch_size": 4})  # fmt: skip
     with pytest.raises(ConfigError, match="multiple of num_generations"):
+        run_grpo(cfg, ShortReward(), progress=False)
+
+
+def test_checkpoints_fall_between_generations(tmp_path):
+    """A checkpoint inside the num_iterations passes over one generation would resume with
+    fresh rollouts (TRL regenerates after a resume), so such a save_every is refused."""
+    cfg = GRPORunConfig(data=str(write_prompts(tmp_path / "p.jsonl")), num_generations=2,
+                        num_iterations=2, train={"batch_size": 4, "save_every": 3})  # fmt: skip
+    with pytest.raises(ConfigError, match=r"save_every \(3\) must be a multiple of num_iter"):
         run_grpo(cfg, ShortReward(), progress=False)
 
 
@@ -133,6 +148,10 @@ def test_grpo_end_to_end_logs_reward_kl_and_length(tmp_path):
     assert (run / "reward_curve.png").stat().st_size > 0
     summary = json.loads((run / "summary.json").read_text())
     assert summary["reward_start"] == pytest.approx(steps[0]["reward_mean"])
+    assert all(e["rollout_tokens_per_s"] > 0 for e in steps)  # timed around generation
+    for key in ("wall_s", "peak_rss_mb", "rollout_tokens_per_s"):
+        assert summary[key] > 0, key
+    assert summary["wall_s"] >= summary["seconds"] and "peak_cuda_mb" in summary
 
 
 def test_docs_list_every_config_key():

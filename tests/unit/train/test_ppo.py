@@ -92,6 +92,15 @@ def test_loop_runs_logs_every_key_and_finite_losses(run):
         assert (tmp / "run" / name).exists(), name
 
 
+def test_summary_records_the_run_cost(run):
+    tmp, result, rows, _ = run
+    summary = json.loads((tmp / "run" / "summary.json").read_text())
+    assert summary["wall_s"] >= result.seconds > 0 and summary["peak_rss_mb"] > 0
+    assert summary["peak_cuda_mb"] is None or summary["peak_cuda_mb"] > 0
+    rates = [r["rollout_tokens_per_s"] for r in rows]  # the run's rate lies among the steps'
+    assert min(rates) <= summary["rollout_tokens_per_s"] <= max(rates)
+
+
 def test_kl_to_the_reference_is_zero_at_step_zero_and_grows(run):
     _, _, rows, _ = run
     assert rows[0]["kl"] == pytest.approx(0.0, abs=1e-6)  # LoRA starts as the reference
@@ -149,17 +158,40 @@ def test_prompt_rows_formats_and_errors(tmp_path):
     assert rows[0].messages == [{"role": "user", "content": "hi"}] and rows[0].row["answer"] == "x"
     assert [m["role"] for m in rows[1].messages] == ["system", "user"]
     assert rows[2].messages[-1]["content"] == "u2"
-    bad = {"messages": [{"role": "user", "content": "u"}, {"role": "assistant", "content": "a"}]}
+    bad = {"messages": [{"role": "assistant", "content": "a"}, {"role": "user", "content": "u"}]}
     p.write_text(json.dumps(good[0]) + "\n" + json.dumps(bad) + "\n" + '{"prompt": ""}\n{oops\n')
     with pytest.raises(DataFormatError) as e:
         load_prompt_rows(p)
-    assert "p.jsonl:2: field 'messages[1].role'" in str(e.value)
-    assert "messages[1].role" in str(e.value) and "final assistant turn" in str(e.value)
+    assert "p.jsonl:2: field 'messages[0].role'" in str(e.value)
+    assert "expected a user message here" in str(e.value) and "skip_invalid" in str(e.value)
     loaded = load_prompt_rows(p, skip_invalid=True)
     assert len(loaded.rows) == 1
     assert [(r.row, r.field) for r in loaded.rejects] == [
-        (2, "messages[1].role"), (3, "prompt"), (4, None)
+        (2, "messages[0].role"), (3, "prompt"), (4, None)
     ]  # fmt: skip
+
+
+def test_a_prompt_ends_at_its_last_user_turn_and_the_cut_is_counted(tmp_path, capsys):
+    """SFT-style rows (ending with the reference answer) are prompts up to the last user turn;
+    `train ppo` samples after it and says how many rows it cut."""
+    from instructkit.data.templates import get_template
+    from instructkit.models import build_tiny_tokenizer
+    from instructkit.train.ppo import _checked_rows, encode_prompts
+
+    turns = [{"role": "user", "content": "Say hi."}, {"role": "assistant", "content": "REPLY"}]
+    p = tmp_path / "p.jsonl"
+    p.write_text(json.dumps({"messages": turns}) + "\n" + json.dumps({"prompt": "Say yo."}) + "\n")
+    cfg = _cfg(tmp_path)
+    kept, rejects = _checked_rows(cfg, Lowercase())
+    assert not rejects and [r.dropped for r in kept] == [1, 0]
+    assert "prompts: 1 cut after their last user turn" in capsys.readouterr().out
+    tok = build_tiny_tokenizer()
+    queries, _ = encode_prompts(kept, get_template("chatml", tok), tok, cfg)
+    assert "Say hi." in queries[0].text and "REPLY" not in queries[0].text
+    assert queries[0].text.endswith("<|im_start|>assistant\n")  # the policy answers here
+    p.write_text(json.dumps({"prompt": [turns[0], *turns]}) + "\n")
+    with pytest.raises(DataFormatError, match=r"p\.jsonl:1: field 'prompt\[1\]\.role'"):
+        load_prompt_rows(p)  # the turns kept must still alternate (the data layer's rules)
 
 
 def test_bad_rows_and_config_are_one_line_errors(tmp_path):
