@@ -16,8 +16,8 @@ from instructkit.train.ppo import TIMING_KEYS, PPOConfig, run_ppo, step_prompts
 from instructkit.train.rewards import RewardFn
 
 KEYS = {
-    "step", "reward_mean", "reward_std", "kl", "kl_coef", "entropy", "clip_frac",
-    "value_clip_frac", "value_loss", "policy_loss", "approx_kl", "response_len",
+    "step", "reward_mean", "reward_std", "kl", "kl_coef", "entropy", "clip_fraction",
+    "value_clip_fraction", "value_loss", "policy_loss", "loss", "approx_kl", "response_length",
     "truncated_frac", "value_mean", "return_mean", "rollout_tokens_per_s", "step_seconds",
 }  # fmt: skip
 
