@@ -150,3 +150,17 @@ def test_report_renders_in_headless_chromium(run, tmp_path):
     assert "<h1>PPO run: tiny-random-llama</h1>" in dom
     assert dom.count("data:image/png;base64,") == 7  # reward (with its band) to loss
     assert "<h2>Sample rollouts</h2>" in dom and "Say " in dom
+
+
+def test_train_report_renders_a_run_folder_again(run, tmp_path):
+    _, out, _, _ = run
+    page = tmp_path / "again.html"
+    r = CliRunner().invoke(cli, ["train", "report", str(out), "-o", str(page)])
+    assert r.exit_code == 0, r.output
+    assert page.read_text() == (out / "report.html").read_text()
+
+
+def test_train_report_of_a_folder_that_is_no_run_is_one_line(tmp_path):
+    r = CliRunner().invoke(cli, ["train", "report", str(tmp_path)])
+    assert r.exit_code == 1 and len(r.output.strip().splitlines()) == 1, r.output
+    assert "config.yaml" in r.output and "train ppo, grpo, dpo or reward" in r.output

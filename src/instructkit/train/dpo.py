@@ -52,6 +52,7 @@ from instructkit.train.trl_runs import (
     TRLRunConfig,
     metrics_callback,
     newest_complete_checkpoint,
+    purge_step,
     quiet_printer,
     resume_checkpoint,
     trainer_arguments,
@@ -304,7 +305,7 @@ def run_dpo(cfg: DPORunConfig, *, progress: bool = True) -> DPOResult:
             )
         ckpt = resume_checkpoint(out, cfg.train)
         eval_ds = _dataset(held) if held else None
-        logger = MetricsLogger(out, cfg.report_to, run_name=out.name)
+        logger = MetricsLogger(out, cfg.report_to, run_name=out.name, purge_step=purge_step(ckpt))
         trainer = _trainer(cfg, model, tokenizer, (_dataset(train), eval_ds), logger, progress)
         started = time.perf_counter()
         before = _before(out, trainer, held, ckpt)

@@ -51,6 +51,7 @@ from instructkit.train.trl_runs import (
     TRLRunConfig,
     metrics_callback,
     newest_complete_checkpoint,
+    purge_step,
     quiet_printer,
     resume_checkpoint,
     samples_callback,
@@ -269,7 +270,7 @@ def run_grpo(cfg: GRPORunConfig, reward: RewardFn, *, progress: bool = True) -> 
             [{"prompt": p.rendered, "row_index": i} for i, p in enumerate(prompts)]
         )
         ckpt = resume_checkpoint(out, cfg.train)
-        logger = MetricsLogger(out, cfg.report_to, run_name=out.name)
+        logger = MetricsLogger(out, cfg.report_to, run_name=out.name, purge_step=purge_step(ckpt))
         scored: list[tuple[str, str, float]] = []
         parts = {
             "dataset": dataset,

@@ -525,7 +525,7 @@ def run_ppo(cfg: PPOConfig, reward: RewardFn, *, progress: bool = True) -> PPORe
         optimizer = torch.optim.AdamW(params, lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
         kl_ctl = _kl_controller(cfg.kl)
         start = _resume(out, policy, optimizer, kl_ctl, cfg)
-        logger = MetricsLogger(out, cfg.report_to, run_name=out.name)
+        logger = MetricsLogger(out, cfg.report_to, run_name=out.name, purge_step=start or None)
         samples = SampleLogger(out, cfg.samples_every)
         for step in tqdm(range(start, cfg.train.steps), disable=not progress, desc="ppo"):
             t0 = time.perf_counter()

@@ -172,8 +172,10 @@ def run_reward(cfg: RewardConfig, *, progress: bool = True) -> RewardResult:
         ckpt = latest_checkpoint(out / "checkpoints") if cfg.train.resume else None
         if ckpt is not None:
             print(f"resuming from {ckpt}")
-        truncate_metrics(out / "metrics.jsonl", int(ckpt.name.split("-")[-1]) if ckpt else -1)
-        logger = MetricsLogger(out, cfg.report_to, run_name=out.name)
+        last = int(ckpt.name.split("-")[-1]) if ckpt else -1
+        truncate_metrics(out / "metrics.jsonl", last)
+        purge = last + 1 if ckpt else None  # a resumed run logs the steps after `last` again
+        logger = MetricsLogger(out, cfg.report_to, run_name=out.name, purge_step=purge)
         fit = fit_pairs(
             model, train, held, cfg, pad_id=pad_id, run_dir=out / "checkpoints",
             log=logger.log, progress=progress,

@@ -69,7 +69,11 @@ def check_backends(report_to: list[str]) -> None:
 
 
 class MetricsLogger:
-    """Append-only metrics log with optional mirrors (main process only)."""
+    """Append-only metrics log with optional mirrors (main process only).
+
+    ``purge_step``: a resumed run's first step; TensorBoard hides what an earlier attempt
+    logged at that step and after (the run logs those steps again), as ``truncate_metrics``
+    does for metrics.jsonl."""
 
     def __init__(
         self,
@@ -77,11 +81,13 @@ class MetricsLogger:
         report_to: list[str] | None = None,
         run_name: str = "instructkit",
         enabled: bool = True,
+        purge_step: int | None = None,
     ) -> None:
         self.path = Path(run_dir) / "metrics.jsonl"
         self.enabled = enabled
         self.report_to = list(report_to or [])
         self.run_name = run_name
+        self.purge_step = purge_step
         self._backends: dict[str, Any] = {}
         if enabled:
             check_backends(self.report_to)
@@ -91,7 +97,9 @@ class MetricsLogger:
         if "tensorboard" in self.report_to and "tensorboard" not in self._backends:
             from torch.utils.tensorboard import SummaryWriter
 
-            self._backends["tensorboard"] = SummaryWriter(str(self.path.parent / "tensorboard"))
+            self._backends["tensorboard"] = SummaryWriter(
+                str(self.path.parent / "tensorboard"), purge_step=self.purge_step
+            )
         if "wandb" in self.report_to and "wandb" not in self._backends:
             import wandb
 

@@ -37,6 +37,7 @@ __all__ = [
     "metric_names",
     "metrics_callback",
     "newest_complete_checkpoint",
+    "purge_step",
     "quiet_printer",
     "resume_checkpoint",
     "samples_callback",
@@ -142,6 +143,11 @@ def resume_checkpoint(out: Path, cfg: PreferenceTrainConfig, *, main: bool = Tru
         if ckpt:
             print(f"resuming from {ckpt}")
     return str(ckpt) if ckpt else None
+
+
+def purge_step(ckpt: str | None) -> int | None:
+    """The first step a run resumed from ``ckpt`` (``.../checkpoint-N``) logs: N + 1."""
+    return int(ckpt.rsplit("-", 1)[-1]) + 1 if ckpt else None
 
 
 def newest_complete_checkpoint(run_dir: Path) -> Path | None:

@@ -66,6 +66,13 @@ def test_tensorboard_mirror_uses_the_logged_steps(tmp_path):
     assert acc.Tags()["scalars"] == ["kl"]  # numbers only: no bools, text or nulls
     assert [(s.step, s.value) for s in acc.Scalars("kl")] == [(0, 1.0), (5, 2.0)]
 
+    resumed = MetricsLogger(tmp_path, ["tensorboard"], purge_step=5)  # from a checkpoint at 5
+    resumed.log({"step": 5, "kl": 3.0})
+    resumed.close()
+    acc = EventAccumulator(str(tmp_path / "tensorboard"))
+    acc.Reload()
+    assert [(s.step, s.value) for s in acc.Scalars("kl")] == [(0, 1.0), (5, 3.0)]
+
 
 def _no_wandb(monkeypatch):
     real = importlib.util.find_spec
