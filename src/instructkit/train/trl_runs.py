@@ -178,7 +178,7 @@ def metrics_callback(logger: MetricsLogger, names: dict[str, str] | None = None)
 
     class MetricsCallback(TrainerCallback):
         def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **kw: Any) -> None:
-            if logs:
+            if logs and getattr(state, "is_world_process_zero", True):  # one writer
                 logger.log({"step": int(state.global_step), **event_names(logs)})
 
     return MetricsCallback()
@@ -209,7 +209,8 @@ def samples_callback(samples: SampleLogger, pending: list[tuple[str, str, float]
     class SamplesCallback(TrainerCallback):
         def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
             step = int(state.global_step)
-            if pending and samples.due(step, last=step == state.max_steps):
+            main = getattr(state, "is_world_process_zero", True)
+            if main and pending and samples.due(step, last=step == state.max_steps):
                 samples.log(
                     step, [p for p, _, _ in pending], [r for _, r, _ in pending],
                     [x for _, _, x in pending],
