@@ -87,7 +87,7 @@ def test_killed_run_resumes_with_the_same_rollouts(tmp_path):
     )
     assert [x["step"] for x in b] == [0, 1, 2, 3]
     for x, y in zip(a, b, strict=True):
-        for k in ("reward_mean", "kl", "policy_loss", "value_loss", "response_len", "kl_coef"):
+        for k in ("reward_mean", "kl", "policy_loss", "value_loss", "response_length", "kl_coef"):
             assert abs(x[k] - y[k]) <= 1e-5 + 1e-4 * abs(x[k]), (x["step"], k)
 
 

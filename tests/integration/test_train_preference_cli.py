@@ -148,7 +148,7 @@ def test_killed_grpo_run_resumes_with_the_same_rollouts(tmp_path):
     def per_step(name: str) -> list[tuple]:
         lines = (tmp_path / name / "metrics.jsonl").read_text().splitlines()
         events = [json.loads(x) for x in lines]
-        keys = ("step", "reward_mean", "reward_std", "completion_length", "num_tokens", "kl")
+        keys = ("step", "reward_mean", "reward_std", "response_length", "num_tokens", "kl")
         return [tuple(e[k] for k in keys) for e in events if "reward_mean" in e]
 
     ref, killed = per_step("ref"), per_step("killed")

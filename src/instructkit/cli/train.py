@@ -1,5 +1,8 @@
 """``instructkit train ...``: each command parses its options, builds the workflow's config
-(``--config FILE.yaml`` with ``--set key=value`` overrides) and calls one ``run_*`` function."""
+(``--config FILE.yaml`` with ``--set key=value`` overrides) and calls one ``run_*`` function.
+``reward``, ``ppo``, ``dpo`` and ``grpo`` then write the run's report.html
+(:func:`instructkit.report.rl.write_rl_report`: the report layer sits above ``train``, so the
+workflows cannot write it themselves); ``train report DIR`` renders it again."""
 
 from __future__ import annotations
 
@@ -48,6 +51,7 @@ def train_reward_cmd(data, output_dir, model, eval_path, config_path, overrides)
         eval_path=eval_path,
     )
     click.echo(format_reward_summary(run_reward(cfg)))
+    _report(cfg.output_dir)
 
 
 @train.command("ppo")
@@ -70,6 +74,7 @@ def train_ppo_cmd(prompts, output_dir, model, reward_kind, config_path, override
         reward=reward,
     )
     click.echo(format_ppo_summary(run_ppo_job(cfg)))
+    _report(cfg.output_dir)
 
 
 @train.command("dpo")
@@ -88,6 +93,7 @@ def train_dpo_cmd(data, output_dir, model, eval_path, config_path, overrides) ->
     values = {"data": data, "output_dir": output_dir, "model": model, "eval_path": eval_path}
     cfg = load_config(DPORunConfig, config_path, overrides, **values)
     click.echo(format_summary(run_dpo(cfg)))
+    _report(cfg.output_dir)
 
 
 @train.command("grpo")
@@ -103,3 +109,23 @@ def train_grpo_cmd(data, output_dir, model, reward_kind, config_path, overrides)
     reward = {"kind": reward_kind} if reward_kind else None
     cfg = load_config(GRPOJobConfig, config_path, overrides, reward=reward, **values)
     click.echo(format_summary(run_grpo_job(cfg)))
+    _report(cfg.output_dir)
+
+
+def _report(run_dir: str) -> None:
+    from instructkit.report.rl import write_rl_report
+
+    click.echo(f"report: {write_rl_report(run_dir)}")
+
+
+@train.command("report")
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
+@click.option(
+    "-o", "--out", "out_html", default=None, help="HTML file (default RUN_DIR/report.html)."
+)
+def train_report_cmd(run_dir, out_html) -> None:
+    """Write the HTML report (plots of every logged metric, summary, sample rollouts) of a
+    train ppo, grpo, dpo or reward run folder; works on an unfinished run too."""
+    from instructkit.report.rl import write_rl_report
+
+    click.echo(f"report: {write_rl_report(run_dir, out_html)}")

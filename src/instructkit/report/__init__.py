@@ -1,7 +1,8 @@
 """Reports of evaluation results: one self-contained HTML file (:mod:`.html`) from results
 files in the one schema (:mod:`instructkit.evaluate.results`), loaded and merged by
 :mod:`.results`; the pages of ``optimize prompt`` (:mod:`.prompt`) and ``optimize program``
-(:mod:`.program`) runs, from the sections they share (:mod:`.runs`)."""
+(:mod:`.program`) runs, from the sections they share (:mod:`.runs`); the page of a ``train
+ppo|grpo|dpo|reward`` run (:mod:`.rl`)."""
 
 from instructkit.report.html import render_report, write_report
 from instructkit.report.program import write_program_report
@@ -19,6 +20,7 @@ from instructkit.report.results import (
     parse_results,
     report_data,
 )
+from instructkit.report.rl import render_rl_report, write_rl_report
 
 __all__ = [
     "HumanSummary",
@@ -33,7 +35,9 @@ __all__ = [
     "parse_results",
     "report_data",
     "render_report",
+    "render_rl_report",
     "write_report",
+    "write_rl_report",
     "write_program_report",
     "write_prompt_report",
 ]

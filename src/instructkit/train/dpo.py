@@ -19,8 +19,9 @@ picks TRL's variants: ``sigmoid`` (the paper), ``ipo`` (Azar et al., 2023: squar
 On LoRA the reference policy is the base model with the adapter disabled (TRL does this when
 it wraps the model from our ``peft_config`` and no ``ref_model`` is given); with ``lora.enabled:
 false`` TRL keeps a frozen copy. ``run_dpo(cfg)`` writes into ``output_dir``: ``adapter/`` (or
-``model/``), ``config.yaml``, ``metrics.jsonl`` (loss, rewards/chosen, rewards/rejected,
-rewards/accuracies, rewards/margins per logging step), ``summary.json`` with the held-out
+``model/``), ``config.yaml``, ``metrics.jsonl`` (per logging step TRL's log, e.g. loss,
+rewards/accuracies, rewards/margins, entropy, plus our names for them: accuracy, margin,
+reward_chosen, reward_rejected; eval_* the same), ``summary.json`` with the held-out
 implicit-reward accuracy and chosen-rejected margin before and after training,
 ``loss_curve.png``, ``rejects.jsonl`` (with ``skip_invalid``) and ``checkpoints/``; a killed
 run resumes from its newest checkpoint.
@@ -46,11 +47,18 @@ from instructkit.errors import ConfigError, DataFormatError, TrainingError
 from instructkit.io import write_atomic
 from instructkit.models import load_model, peft_checkpointing_warning_ignored
 from instructkit.train.sft import lora_config, removed_on_failure, resolve_dtype
-from instructkit.train.tracking import MetricsLogger, plot_losses, read_metrics, run_figures
+from instructkit.train.tracking import (
+    MetricsLogger,
+    check_backends,
+    plot_losses,
+    read_metrics,
+    run_figures,
+)
 from instructkit.train.trl_runs import (
     TRLRunConfig,
     metrics_callback,
     newest_complete_checkpoint,
+    purge_step,
     quiet_printer,
     resume_checkpoint,
     trainer_arguments,
@@ -189,6 +197,7 @@ def _check(cfg: DPORunConfig) -> None:
             f"{len(problems)} config problem(s): " + "; ".join(problems),
             fix="correct the keys above.",
         )
+    check_backends(cfg.report_to)
 
 
 def _held_out(
@@ -303,7 +312,7 @@ def run_dpo(cfg: DPORunConfig, *, progress: bool = True) -> DPOResult:
             )
         ckpt = resume_checkpoint(out, cfg.train)
         eval_ds = _dataset(held) if held else None
-        logger = MetricsLogger(out, cfg.report_to, run_name=out.name)
+        logger = MetricsLogger(out, cfg.report_to, run_name=out.name, purge_step=purge_step(ckpt))
         trainer = _trainer(cfg, model, tokenizer, (_dataset(train), eval_ds), logger, progress)
         started = time.perf_counter()
         before = _before(out, trainer, held, ckpt)

@@ -20,9 +20,11 @@ optimisation, sampling and logging are TRL's ``GRPOTrainer``; the data and the r
 On LoRA the reference is the base with the adapter disabled (TRL, when ``beta > 0``). Rollouts
 use ``model.generate`` (the CPU path); on GPUs TRL can generate with vLLM (docs/grpo.md).
 ``run_grpo(cfg, reward)`` writes ``adapter/`` (or ``model/``), ``config.yaml``,
-``metrics.jsonl`` (per step: reward_mean, reward_std, kl, completion_length, entropy,
-clip ratios, loss, rollout_tokens_per_s), ``reward_curve.png``, ``summary.json`` (with the
-run's cost: :func:`~instructkit.train.tracking.run_figures`) and ``checkpoints/``.
+``metrics.jsonl`` (per step TRL's log plus our names for it: reward_mean, reward_std, kl,
+response_length, entropy, clip_fraction, loss; ``trl_runs.TRL_METRIC_NAMES``; and
+rollout_tokens_per_s), ``samples.jsonl`` (a few scored completions every ``samples_every``
+steps), ``reward_curve.png``, ``summary.json`` (with the run's cost:
+:func:`~instructkit.train.tracking.run_figures`) and ``checkpoints/``.
 
 A killed run resumes from its newest checkpoint with the rollouts an unkilled run would draw:
 the RNG states are in the checkpoint, each epoch's prompt order is drawn from (seed, epoch)
@@ -50,13 +52,21 @@ from instructkit.io import write_atomic
 from instructkit.models import load_model, peft_checkpointing_warning_ignored
 from instructkit.train.rewards import RewardFn, RewardItem
 from instructkit.train.sft import lora_config, removed_on_failure, resolve_dtype
-from instructkit.train.tracking import MetricsLogger, read_metrics, run_figures
+from instructkit.train.tracking import (
+    MetricsLogger,
+    SampleLogger,
+    check_backends,
+    read_metrics,
+    run_figures,
+)
 from instructkit.train.trl_runs import (
     TRLRunConfig,
     metrics_callback,
     newest_complete_checkpoint,
+    purge_step,
     quiet_printer,
     resume_checkpoint,
+    samples_callback,
     trainer_arguments,
     trl_warnings_ignored,
 )
@@ -70,13 +80,6 @@ __all__ = [
     "reward_function",
     "run_grpo",
 ]
-
-# TRL's metric names -> ours in metrics.jsonl (the rest keep TRL's names)
-METRIC_NAMES = {
-    "reward": "reward_mean",
-    "reward_std": "reward_std",
-    "completions/mean_length": "completion_length",
-}
 
 
 class GRPORunConfig(TRLRunConfig):
@@ -93,6 +96,7 @@ class GRPORunConfig(TRLRunConfig):
     num_iterations: int = Field(default=1, gt=0)  # optimisation passes per generation batch
     scale_rewards: Literal["group", "batch", "none"] = "group"
     loss_type: Literal["grpo", "dapo", "dr_grpo", "bnpo"] = "dapo"
+    samples_every: int = Field(default=10, ge=0)  # steps between samples.jsonl rows (0: none)
 
 
 class GRPOResult(BaseModel):
@@ -134,9 +138,14 @@ def render_prompt(row: PromptRow, template: ChatTemplate, tokenizer: Any) -> str
     return _strip_bos(template.render(row.messages, True), tokenizer)
 
 
-def reward_function(reward: RewardFn, rows: Sequence[PromptRow]) -> Any:
+def reward_function(
+    reward: RewardFn,
+    rows: Sequence[PromptRow],
+    scored: list[tuple[str, str, float]] | None = None,
+) -> Any:
     """``reward`` as a TRL reward function: ``f(prompts, completions, **columns)``; the
-    dataset's ``row_index`` column finds each completion's source row."""
+    dataset's ``row_index`` column finds each completion's source row. ``scored``, when
+    given, is replaced by the last batch's (prompt, completion, reward) for samples.jsonl."""
 
     def score(prompts: list[Any], completions: list[Any], **columns: Any) -> list[float]:
         items = []
@@ -144,7 +153,10 @@ def reward_function(reward: RewardFn, rows: Sequence[PromptRow]) -> Any:
             src = rows[int(index)]
             text = completion if isinstance(completion, str) else completion[-1]["content"]
             items.append(RewardItem(prompt=src.text, response=text, row=src.row))
-        return [float(x) for x in reward(items)]
+        scores = [float(x) for x in reward(items)]
+        if scored is not None:
+            scored[:] = [(i.prompt, i.response, x) for i, x in zip(items, scores, strict=True)]
+        return scores
 
     score.__name__ = reward.name  # TRL logs rewards/<name>/mean under this name
     return score
@@ -172,6 +184,7 @@ def _check(cfg: GRPORunConfig) -> None:
             f"{len(problems)} config problem(s): " + "; ".join(problems),
             fix="correct the keys above.",
         )
+    check_backends(cfg.report_to)
 
 
 def _save_reference(model: Any, path: Path) -> None:
@@ -206,7 +219,7 @@ def _trainer_class(clock: RolloutClock) -> Any:
 
 def _trainer(cfg: GRPORunConfig, model: Any, tokenizer: Any, parts: dict[str, Any]) -> Any:
     """TRL's GRPOTrainer on our rendered prompts (``parts``: dataset, reward, logger, progress,
-    clock)."""
+    clock, and ``samples`` with the ``scored`` list the reward function fills)."""
     from trl import GRPOConfig
 
     out = Path(cfg.output_dir)
@@ -232,7 +245,10 @@ def _trainer(cfg: GRPORunConfig, model: Any, tokenizer: Any, parts: dict[str, An
             train_dataset=parts["dataset"],
             processing_class=tokenizer,
             peft_config=lora_config(cfg.lora) if cfg.lora.enabled else None,
-            callbacks=[metrics_callback(parts["logger"], METRIC_NAMES)],
+            callbacks=[
+                metrics_callback(parts["logger"]),
+                samples_callback(parts["samples"], parts["scored"]),
+            ],
         )
     return quiet_printer(trainer)
 
@@ -289,13 +305,16 @@ def run_grpo(cfg: GRPORunConfig, reward: RewardFn, *, progress: bool = True) -> 
         cut = f" ({loaded.truncated} cut after their last user turn)" if loaded.truncated else ""
         print(f"prompts: {len(prompts)}{cut}, reward: {reward.name}")
         ckpt = resume_checkpoint(out, cfg.train)
-        logger = MetricsLogger(out, cfg.report_to, run_name=out.name)
+        logger = MetricsLogger(out, cfg.report_to, run_name=out.name, purge_step=purge_step(ckpt))
+        scored: list[tuple[str, str, float]] = []
         parts = {
             "dataset": _dataset(prompts, template, tokenizer),
-            "reward": reward_function(reward, prompts),
+            "reward": reward_function(reward, prompts, scored),
             "logger": logger,
             "progress": progress,
             "clock": RolloutClock(),
+            "samples": SampleLogger(out, cfg.samples_every),
+            "scored": scored,
         }
         if cfg.beta > 0 and not cfg.lora.enabled:
             _save_reference(model, out / "reference")

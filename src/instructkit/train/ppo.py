@@ -18,11 +18,14 @@ newest checkpoint; then, per step:
    and returns;
 4. ``train.epochs`` passes of shuffled minibatches of the clipped policy loss plus
    ``value_coef`` times the clipped value loss (minus ``entropy_coef`` times the entropy);
-5. the KL coefficient update (fixed, or adaptive toward ``kl.target``), one metrics.jsonl row,
-   a checkpoint every ``train.save_every`` steps.
+5. the KL coefficient update (fixed, or adaptive toward ``kl.target``), one metrics.jsonl row
+   (reward_mean, reward_std, kl, entropy, clip_fraction, value_loss, response_length, loss,
+   ...: docs/ppo.md), a few (prompt, response, reward) rows in samples.jsonl every
+   ``samples_every`` steps, a checkpoint every ``train.save_every`` steps.
 
 Outputs in ``output_dir``: adapter/ (or model/), value_head.safetensors, config.yaml,
-metrics.jsonl, reward.png, kl.png, summary.json, rejects.jsonl when rows were rejected.
+metrics.jsonl, samples.jsonl, reward.png, kl.png, summary.json, rejects.jsonl when rows were
+rejected.
 The model runs in eval mode throughout (no dropout), so the first PPO epoch starts at ratio 1.
 """
 
@@ -67,6 +70,7 @@ from instructkit.train.rl_math import (
 from instructkit.train.sft import AdapterConfig, apply_lora, removed_on_failure, resolve_dtype
 from instructkit.train.tracking import (
     MetricsLogger,
+    SampleLogger,
     check_backends,
     plot_series,
     read_metrics,
@@ -154,6 +158,7 @@ class PPOConfig(BaseModel):
     train: PPOTrainConfig = Field(default_factory=PPOTrainConfig)
     dtype: Literal["auto", "float32", "bfloat16"] = "auto"
     report_to: list[str] = Field(default_factory=list)
+    samples_every: int = Field(default=10, ge=0)  # steps between samples.jsonl rows (0: none)
 
 
 class PPOResult(BaseModel):
@@ -457,8 +462,9 @@ def ppo_update(
             if tc.grad_clip is not None:
                 torch.nn.utils.clip_grad_norm_(params, tc.grad_clip)
             optimizer.step()
-            for k, v in (("policy_loss", pl.loss.item()), ("value_loss", vl.loss.item()),
-                         ("clip_frac", pl.clip_frac), ("value_clip_frac", vl.clip_frac),
+            for k, v in (("loss", loss.item()), ("policy_loss", pl.loss.item()),
+                         ("value_loss", vl.loss.item()), ("clip_fraction", pl.clip_frac),
+                         ("value_clip_fraction", vl.clip_frac),
                          ("approx_kl", pl.approx_kl)):  # fmt: skip
                 stats[k].append(v)
     return {k: sum(v) / len(v) for k, v in stats.items()}
@@ -476,7 +482,7 @@ def _step_row(
         **exp.stats,
         **update,
         "kl_coef": kl_coef,
-        "response_len": float(lengths.mean()),
+        "response_length": float(lengths.mean()),
         "truncated_frac": float((~roll.ended).float().mean()),
         "rollout_tokens_per_s": float(lengths.sum()) / max(roll.seconds, 1e-9),
     }
@@ -522,7 +528,8 @@ def run_ppo(cfg: PPOConfig, reward: RewardFn, *, progress: bool = True) -> PPORe
         optimizer = torch.optim.AdamW(params, lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
         kl_ctl = _kl_controller(cfg.kl)
         start = _resume(out, policy, optimizer, kl_ctl, cfg)
-        logger = MetricsLogger(out, cfg.report_to, run_name=out.name)
+        logger = MetricsLogger(out, cfg.report_to, run_name=out.name, purge_step=start or None)
+        samples = SampleLogger(out, cfg.samples_every)
         for step in tqdm(range(start, cfg.train.steps), disable=not progress, desc="ppo"):
             t0 = time.perf_counter()
             picked = step_prompts(len(queries), cfg.rollout.batch_size, cfg.train.seed, step)
@@ -530,6 +537,9 @@ def run_ppo(cfg: PPOConfig, reward: RewardFn, *, progress: bool = True) -> PPORe
             torch.manual_seed(cfg.train.seed * 1_000_003 + step)  # the same rollouts on resume
             roll = generate_rollout(policy.lm, batch, cfg.rollout, tokenizer, stop)
             scores = _scores(reward, batch, roll)
+            if samples.due(step, last=step == cfg.train.steps - 1):
+                prompts = [q.source.messages[-1]["content"] for q in batch]
+                samples.log(step, prompts, roll.texts, scores.tolist())
             exp = make_experience(policy, ref_lm, roll, scores, cfg, kl_ctl.value)
             gen = torch.Generator().manual_seed(cfg.train.seed * 1_000_003 + step)
             update = ppo_update(policy, optimizer, exp, cfg, gen)
@@ -574,11 +584,13 @@ def _resume(
     ckpt = latest_checkpoint(out / "checkpoints") if cfg.train.resume else None
     if ckpt is None:
         truncate_metrics(out / "metrics.jsonl", -1)
+        truncate_metrics(out / "samples.jsonl", -1)
         return 0
     print(f"resuming from {ckpt}")
     state = load_checkpoint(ckpt, policy, optimizer)
     kl_ctl.value = float(state["kl_coef"])
     truncate_metrics(out / "metrics.jsonl", int(state["step"]) - 1)  # rows are 0-based steps
+    truncate_metrics(out / "samples.jsonl", int(state["step"]) - 1)
     return int(state["step"])
 
 
@@ -621,7 +633,7 @@ def _rollout(events: list[dict[str, Any]], start: int, cfg: PPOConfig) -> tuple[
     """(tokens generated, seconds generating) over the steps this process ran, from the
     metrics rows (each holds its mean response length and tokens per second)."""
     rows = [e for e in events if e["step"] >= start and e.get("rollout_tokens_per_s")]
-    tokens = [e["response_len"] * cfg.rollout.batch_size for e in rows]
+    tokens = [e["response_length"] * cfg.rollout.batch_size for e in rows]
     seconds = sum(t / e["rollout_tokens_per_s"] for t, e in zip(tokens, rows, strict=True))
     return round(sum(tokens)), seconds
 

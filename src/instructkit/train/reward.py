@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import statistics
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -59,6 +60,7 @@ from instructkit.train.reward_model import (
 from instructkit.train.sft import AdapterConfig, apply_lora, removed_on_failure, resolve_dtype
 from instructkit.train.tracking import (
     MetricsLogger,
+    check_backends,
     plot_losses,
     read_metrics,
     run_figures,
@@ -72,6 +74,7 @@ __all__ = [
     "calibration_bins",
     "evaluate_pairs",
     "format_reward_summary",
+    "pair_stats",
     "run_reward",
 ]
 
@@ -171,8 +174,10 @@ def run_reward(cfg: RewardConfig, *, progress: bool = True) -> RewardResult:
         ckpt = latest_checkpoint(out / "checkpoints") if cfg.train.resume else None
         if ckpt is not None:
             print(f"resuming from {ckpt}")
-        truncate_metrics(out / "metrics.jsonl", int(ckpt.name.split("-")[-1]) if ckpt else -1)
-        logger = MetricsLogger(out, cfg.report_to, run_name=out.name)
+        last = int(ckpt.name.split("-")[-1]) if ckpt else -1
+        truncate_metrics(out / "metrics.jsonl", last)
+        purge = last + 1 if ckpt else None  # a resumed run logs the steps after `last` again
+        logger = MetricsLogger(out, cfg.report_to, run_name=out.name, purge_step=purge)
         fit = fit_pairs(
             model, train, held, cfg, pad_id=pad_id, run_dir=out / "checkpoints",
             log=logger.log, progress=progress,
@@ -207,6 +212,7 @@ def _check(cfg: RewardConfig) -> None:
             f"{len(problems)} config problem(s): " + "; ".join(problems),
             fix="correct the keys above (docs/reward.md lists every key).",
         )
+    check_backends(cfg.report_to)
 
 
 def _pairs(
@@ -347,7 +353,7 @@ def fit_pairs(
             group["lr"] = lr
         n_pairs = sum(len(idx) for idx in plan[step])
         opt.zero_grad(set_to_none=True)
-        loss_sum, correct, margin_sum = 0.0, 0, 0.0
+        loss_sum, chosen, rejected = 0.0, [], []
         for idx in plan[step]:  # grad_accum micro-batches, each loss / pairs in the step
             batch = [train[i] for i in idx]
             r_c, r_r = pair_rewards(model, batch, pad_id)
@@ -355,8 +361,8 @@ def fit_pairs(
             loss = pairwise_reward_loss(r_c, r_r, margin, cfg.center_rewards_coefficient).sum()
             (loss / n_pairs).backward()  # type: ignore[no-untyped-call]
             loss_sum += float(loss.detach())
-            correct += int((r_c > r_r).sum())
-            margin_sum += float((r_c - r_r).detach().sum())
+            chosen += r_c.detach().float().tolist()
+            rejected += r_r.detach().float().tolist()
         if tc.grad_clip:
             torch.nn.utils.clip_grad_norm_(params, tc.grad_clip)
         opt.step()
@@ -369,8 +375,7 @@ def fit_pairs(
         fit.losses.append(loss_value)
         done = step + 1
         if done % tc.log_every == 0 or done == len(plan):
-            log({"step": done, "loss": loss_value, "lr": lr, "accuracy": correct / n_pairs,
-                 "margin": margin_sum / n_pairs})  # fmt: skip
+            log({"step": done, "loss": loss_value, "lr": lr, **pair_stats(chosen, rejected)})
         bar.update(1)
         bar.set_postfix(loss=f"{loss_value:.3f}")
         if held and ((tc.eval_every and done % tc.eval_every == 0) or done == len(plan)):
@@ -382,6 +387,21 @@ def fit_pairs(
     model.eval()
     fit.seconds = time.perf_counter() - started
     return fit
+
+
+def pair_stats(chosen: Sequence[float], rejected: Sequence[float]) -> dict[str, float]:
+    """A step's pairs: accuracy (r_c > r_r), mean margin, mean chosen and rejected reward, and
+    the mean and standard deviation of all their rewards (``reward_mean``, ``reward_std``)."""
+    n = len(chosen)
+    both = [*chosen, *rejected]
+    return {
+        "accuracy": sum(c > r for c, r in zip(chosen, rejected, strict=True)) / n,
+        "margin": (sum(chosen) - sum(rejected)) / n,
+        "reward_chosen": sum(chosen) / n,
+        "reward_rejected": sum(rejected) / n,
+        "reward_mean": statistics.fmean(both),
+        "reward_std": statistics.stdev(both) if len(both) > 1 else 0.0,
+    }
 
 
 def calibration_bins(diffs: Sequence[float], n_bins: int = 10) -> list[dict[str, float]]:

@@ -2,9 +2,15 @@
 
 ``MetricsLogger(run_dir, report_to=["tensorboard"])`` appends one JSON object per event to
 ``run_dir/metrics.jsonl`` (flushed each time, so a killed run keeps what it logged) and mirrors
-scalars to the backends named in ``report_to``. A backend that is not installed is a
-ConfigError naming the package to install. ``plot_losses`` draws the loss curve as a PNG,
-``plot_series`` any logged metric against steps (PPO's reward.png and kl.png).
+scalars to the backends named in ``report_to``, with the same step numbers. A backend that is
+not installed is a ConfigError naming the package to install (``check_backends``: workflows
+call it before any model loads). ``SampleLogger(run_dir, every=10)`` appends a few sampled
+(prompt, response, reward) rows of a step to ``run_dir/samples.jsonl`` (PPO and GRPO).
+``plot_losses`` draws the loss curve as a PNG, ``plot_series`` any logged metric against steps
+(PPO's reward.png and kl.png).
+
+The RL and preference workflows share one naming for what is the same concept (docs/ppo.md,
+"Logged metrics"): :data:`RL_METRICS`.
 """
 
 from __future__ import annotations
@@ -18,7 +24,10 @@ from instructkit.errors import ConfigError
 
 __all__ = [
     "BACKENDS",
+    "RL_METRICS",
     "MetricsLogger",
+    "SampleLogger",
+    "check_backends",
     "plot_losses",
     "plot_series",
     "read_metrics",
@@ -26,6 +35,23 @@ __all__ = [
 ]
 
 BACKENDS = {"tensorboard": "tensorboard", "wandb": "wandb", "mlflow": "mlflow"}
+
+# metrics.jsonl keys that mean the same thing in every workflow that logs them
+RL_METRICS = {
+    "reward_mean": "mean score of the step's sampled responses (reward model: of all responses)",
+    "reward_std": "their standard deviation",
+    "kl": "KL of the policy to the reference on the sampled responses",
+    "entropy": "mean per-token entropy of the policy on the responses",
+    "clip_fraction": "share of response tokens where the clipped policy term was taken",
+    "value_loss": "clipped value loss (PPO only)",
+    "response_length": "mean tokens per sampled response",
+    "loss": "the optimised loss",
+    "lr": "learning rate",
+    "accuracy": "share of pairs whose chosen response outscores the rejected one",
+    "margin": "mean reward of chosen minus rejected",
+    "reward_chosen": "mean reward of the chosen responses",
+    "reward_rejected": "mean reward of the rejected responses",
+}
 
 
 def check_backends(report_to: list[str]) -> None:
@@ -43,7 +69,11 @@ def check_backends(report_to: list[str]) -> None:
 
 
 class MetricsLogger:
-    """Append-only metrics log with optional mirrors (main process only)."""
+    """Append-only metrics log with optional mirrors (main process only).
+
+    ``purge_step``: a resumed run's first step; TensorBoard hides what an earlier attempt
+    logged at that step and after (the run logs those steps again), as ``truncate_metrics``
+    does for metrics.jsonl."""
 
     def __init__(
         self,
@@ -51,11 +81,13 @@ class MetricsLogger:
         report_to: list[str] | None = None,
         run_name: str = "instructkit",
         enabled: bool = True,
+        purge_step: int | None = None,
     ) -> None:
         self.path = Path(run_dir) / "metrics.jsonl"
         self.enabled = enabled
         self.report_to = list(report_to or [])
         self.run_name = run_name
+        self.purge_step = purge_step
         self._backends: dict[str, Any] = {}
         if enabled:
             check_backends(self.report_to)
@@ -65,7 +97,9 @@ class MetricsLogger:
         if "tensorboard" in self.report_to and "tensorboard" not in self._backends:
             from torch.utils.tensorboard import SummaryWriter
 
-            self._backends["tensorboard"] = SummaryWriter(str(self.path.parent / "tensorboard"))
+            self._backends["tensorboard"] = SummaryWriter(
+                str(self.path.parent / "tensorboard"), purge_step=self.purge_step
+            )
         if "wandb" in self.report_to and "wandb" not in self._backends:
             import wandb
 
@@ -110,6 +144,36 @@ class MetricsLogger:
 
                 mlflow.end_run()
         self._backends.clear()
+
+
+class SampleLogger:
+    """A few sampled (prompt, response, reward) rows per ``every`` steps in ``samples.jsonl``.
+
+    ``every=0`` logs none; ``per_step`` rows are kept of a step's batch. Rows are appended and
+    flushed like metrics, so a resumed run truncates them the same way (``truncate_metrics``).
+    """
+
+    def __init__(
+        self, run_dir: str | Path, every: int, per_step: int = 4, enabled: bool = True
+    ) -> None:
+        self.path = Path(run_dir) / "samples.jsonl"
+        self.every, self.per_step, self.enabled = every, per_step, enabled
+
+    def due(self, step: int, *, last: bool = False) -> bool:
+        """Whether ``step`` logs samples: every ``every`` steps and the last one."""
+        return self.enabled and self.every > 0 and (step % self.every == 0 or last)
+
+    def log(
+        self, step: int, prompts: list[str], responses: list[str], rewards: list[float]
+    ) -> None:
+        """Append the first ``per_step`` (prompt, response, reward) of a step."""
+        rows = zip(prompts, responses, rewards, strict=True)
+        with self.path.open("a", encoding="utf-8") as f:
+            for i, (prompt, response, reward) in enumerate(rows):
+                if i == self.per_step:
+                    break
+                event = {"step": step, "prompt": prompt, "response": response}
+                f.write(json.dumps({**event, "reward": float(reward)}) + "\n")
 
 
 def truncate_metrics(path: str | Path, last_step: int) -> None:

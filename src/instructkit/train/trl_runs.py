@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import math
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
@@ -29,17 +29,33 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from instructkit.models import DEFAULT_MODEL
 from instructkit.train.sft import AdapterConfig
-from instructkit.train.tracking import MetricsLogger, truncate_metrics
+from instructkit.train.tracking import MetricsLogger, SampleLogger, truncate_metrics
 
 __all__ = [
+    "TRL_METRIC_NAMES",
     "PreferenceTrainConfig",
+    "metric_names",
     "metrics_callback",
     "newest_complete_checkpoint",
+    "purge_step",
     "quiet_printer",
     "resume_checkpoint",
+    "samples_callback",
     "trainer_arguments",
     "trl_warnings_ignored",
 ]
+
+# TRL's log names -> ours (instructkit.train.tracking.RL_METRICS); metrics.jsonl keeps both
+TRL_METRIC_NAMES = {
+    "reward": "reward_mean",  # GRPO: mean total reward of the step's completions
+    "completions/mean_length": "response_length",
+    "clip_ratio/region_mean": "clip_fraction",
+    "learning_rate": "lr",
+    "rewards/accuracies": "accuracy",  # DPO: implicit reward beta * log(pi / ref)
+    "rewards/margins": "margin",
+    "rewards/chosen": "reward_chosen",
+    "rewards/rejected": "reward_rejected",
+}
 
 
 class PreferenceTrainConfig(BaseModel):
@@ -123,9 +139,15 @@ def resume_checkpoint(out: Path, cfg: PreferenceTrainConfig, *, main: bool = Tru
     if main:
         last = int(ckpt.name.split("-")[-1]) if ckpt else -1
         truncate_metrics(out / "metrics.jsonl", last)
+        truncate_metrics(out / "samples.jsonl", last)
         if ckpt:
             print(f"resuming from {ckpt}")
     return str(ckpt) if ckpt else None
+
+
+def purge_step(ckpt: str | None) -> int | None:
+    """The first step a run resumed from ``ckpt`` (``.../checkpoint-N``) logs: N + 1."""
+    return int(ckpt.rsplit("-", 1)[-1]) + 1 if ckpt else None
 
 
 def newest_complete_checkpoint(run_dir: Path) -> Path | None:
@@ -144,26 +166,57 @@ def newest_complete_checkpoint(run_dir: Path) -> Path | None:
     return max(found)[1] if found else None
 
 
-def metrics_callback(logger: MetricsLogger, renames: dict[str, str] | None = None) -> Any:
+def metrics_callback(logger: MetricsLogger, names: dict[str, str] | None = None) -> Any:
     """A transformers ``TrainerCallback`` that appends each of TRL's log events (loss, rewards,
-    KL, ...) to our metrics.jsonl with ``step`` = the optimizer step; ``renames`` maps TRL's
-    names to ours (e.g. ``reward`` -> ``reward_mean``). Non-finite numbers are logged as null."""
+    KL, ...) to our metrics.jsonl with ``step`` = the optimizer step. Each key keeps TRL's name
+    and, when ``names`` (default :data:`TRL_METRIC_NAMES`) has one, is also logged under ours
+    (``reward`` -> ``reward_mean``; an ``eval_`` prefix is kept: ``eval_rewards/margins`` ->
+    ``eval_margin``). Non-finite numbers are logged as null."""
     from transformers import TrainerCallback
 
-    names = dict(renames or {})
+    event_names = metric_names(names if names is not None else TRL_METRIC_NAMES)
 
     class MetricsCallback(TrainerCallback):
         def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **kw: Any) -> None:
-            if not logs:
-                return
-            event: dict[str, Any] = {"step": int(state.global_step)}
-            for key, value in logs.items():
-                if isinstance(value, int | float) and not isinstance(value, bool):
-                    value = float(value) if math.isfinite(value) else None
-                event[names.get(key, key)] = value
-            logger.log(event)
+            if logs and getattr(state, "is_world_process_zero", True):  # one writer
+                logger.log({"step": int(state.global_step), **event_names(logs)})
 
     return MetricsCallback()
+
+
+def metric_names(names: dict[str, str]) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """``logs -> event``: finite numbers kept (others null), each key also under its name."""
+
+    def event(logs: dict[str, Any]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key, value in logs.items():
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                value = float(value) if math.isfinite(value) else None
+            out[key] = value
+            prefix, bare = ("eval_", key[5:]) if key.startswith("eval_") else ("", key)
+            if bare in names:
+                out[prefix + names[bare]] = value
+        return out
+
+    return event
+
+
+def samples_callback(samples: SampleLogger, pending: list[tuple[str, str, float]]) -> Any:
+    """A ``TrainerCallback`` that writes ``pending`` (the latest scored (prompt, response,
+    reward) triples, filled by the reward function) to samples.jsonl at each due step."""
+    from transformers import TrainerCallback
+
+    class SamplesCallback(TrainerCallback):
+        def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+            step = int(state.global_step)
+            main = getattr(state, "is_world_process_zero", True)
+            if main and pending and samples.due(step, last=step == state.max_steps):
+                samples.log(
+                    step, [p for p, _, _ in pending], [r for _, r, _ in pending],
+                    [x for _, _, x in pending],
+                )  # fmt: skip
+
+    return SamplesCallback()
 
 
 def quiet_printer(trainer: Any) -> Any:

@@ -4,10 +4,10 @@ import json
 import math
 import re
 import struct
-import subprocess
-from pathlib import Path
 
 import pytest
+from browser import CHROMIUM
+from browser import chromium as _chromium
 
 from instructkit.errors import DataFormatError
 from instructkit.evaluate.stats import compare_by_group, compare_paired
@@ -20,8 +20,6 @@ from instructkit.report import (
     render_report,
     write_report,
 )
-
-CHROMIUM = Path("/usr/bin/chromium")
 
 
 def _comparison(mean_a, mean_b, p, *, n=20, wins=8, losses=2, mcnemar=None):
@@ -444,24 +442,6 @@ def test_files_that_do_not_fit_together_are_rejected(tmp_path, change, message):
 
 
 # --- in a real browser ---------------------------------------------------------------------------
-
-
-def _chromium(tmp_path, *args):
-    command = [
-        str(CHROMIUM),
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        f"--user-data-dir={tmp_path / 'profile'}",
-        *args,
-    ]
-    return subprocess.run(command, capture_output=True, text=True, timeout=60, check=True)
 
 
 def test_report_renders_in_headless_chromium(tmp_path):

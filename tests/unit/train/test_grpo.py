@@ -140,10 +140,11 @@ def test_grpo_end_to_end_logs_reward_kl_and_length(tmp_path):
     events = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
     steps = [e for e in events if "reward_mean" in e]
     assert [e["step"] for e in steps] == [1, 2]
-    for key in ("reward_mean", "reward_std", "kl", "completion_length", "entropy"):
+    for key in ("reward_mean", "reward_std", "kl", "response_length", "entropy", "clip_fraction"):
         assert all(math.isfinite(e[key]) for e in steps), key
     assert steps[0]["kl"] == 0.0  # the policy is the reference before the first update
-    assert all(0 < e["completion_length"] <= 6 for e in steps)
+    assert all(0 < e["response_length"] <= 6 for e in steps)
+    assert all(e["reward"] == e["reward_mean"] for e in steps)  # TRL's name is kept too
     assert (run / "adapter" / "adapter_model.safetensors").exists()
     assert (run / "reward_curve.png").stat().st_size > 0
     summary = json.loads((run / "summary.json").read_text())

@@ -16,8 +16,8 @@ from instructkit.train.ppo import TIMING_KEYS, PPOConfig, run_ppo, step_prompts
 from instructkit.train.rewards import RewardFn
 
 KEYS = {
-    "step", "reward_mean", "reward_std", "kl", "kl_coef", "entropy", "clip_frac",
-    "value_clip_frac", "value_loss", "policy_loss", "approx_kl", "response_len",
+    "step", "reward_mean", "reward_std", "kl", "kl_coef", "entropy", "clip_fraction",
+    "value_clip_fraction", "value_loss", "policy_loss", "loss", "approx_kl", "response_length",
     "truncated_frac", "value_mean", "return_mean", "rollout_tokens_per_s", "step_seconds",
 }  # fmt: skip
 
@@ -119,6 +119,23 @@ def test_resume_after_an_interruption_repeats_the_uninterrupted_run(run):
     for a, b in zip(full, rows, strict=True):
         for k in KEYS - set(TIMING_KEYS):
             assert b[k] == pytest.approx(a[k], rel=1e-4, abs=1e-6), (a["step"], k)
+
+
+def test_a_resumed_run_leaves_tensorboard_one_value_per_step(tmp_path):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    _prompts(tmp_path / "p.jsonl")
+    cfg = _cfg(tmp_path, report_to=["tensorboard"], train__lr=1e-3)
+    with pytest.raises(KeyboardInterrupt):  # during step 3: steps 0-2 logged, checkpoint 2
+        run_ppo(cfg, Lowercase(fail_at=4), progress=False)
+    run_ppo(cfg, Lowercase(), progress=False)  # resumes at step 2 and logs it again
+    rows = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    acc = EventAccumulator(str(tmp_path / "run" / "tensorboard"))
+    acc.Reload()
+    got = [(s.step, s.value) for s in acc.Scalars("reward_mean")]
+    assert got == [(r["step"], pytest.approx(r["reward_mean"])) for r in rows]
+    assert [s for s, _ in got] == [0, 1, 2, 3]
 
 
 def test_adaptive_kl_moves_the_coefficient(tmp_path):
