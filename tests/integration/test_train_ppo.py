@@ -44,7 +44,12 @@ def test_train_ppo_with_the_ifeval_reward_writes_its_outputs(tmp_path):
     assert [row["step"] for row in rows] == [0, 1]
     assert all(0.0 <= row["reward_mean"] <= 1.0 for row in rows)
     saved = yaml.safe_load((out / "config.yaml").read_text())
-    assert saved["reward"] == {"kind": "ifeval", "field": "answer", "path": None}
+    assert saved["reward"] == {
+        "kind": "ifeval",
+        "field": "answer",
+        "path": None,
+        "shared_base": None,
+    }
     assert saved["prompts"].endswith("ifeval.jsonl") and saved["train"]["steps"] == 2
     for name in ("adapter", "value_head.safetensors", "reward.png", "kl.png", "summary.json"):
         assert (out / name).exists(), name

@@ -12,7 +12,9 @@ newest checkpoint; then, per step:
    ``max_new_tokens`` (truncated: it may lose ``truncation_penalty``);
 2. scores from the reward function; log-probs and values of the rollout policy, log-probs of
    the reference (on LoRA: the same base model with its adapters disabled, so one model in
-   memory serves policy, reference and value; full weights keep a frozen copy);
+   memory serves policy, reference and value; full weights keep a frozen copy); a
+   :class:`~instructkit.train.reward_adapter.SharedBaseReward` is attached to that model as
+   a second, frozen adapter, so the reward model needs no second base model either;
 3. per-token rewards -beta * KL with the score at the last token (Ziegler et al. 2019;
    InstructGPT, Ouyang et al. 2022), optional reward whitening, GAE advantages (whitened)
    and returns;
@@ -63,6 +65,7 @@ from instructkit.train.ppo_rollout import (
     step_prompts,
     stop_token_ids,
 )
+from instructkit.train.reward_adapter import POLICY_ADAPTER, SharedBaseReward
 from instructkit.train.rewards import RewardFn, RewardItem
 from instructkit.train.rl_math import (
     AdaptiveKLController,
@@ -402,6 +405,8 @@ def run_ppo(cfg: PPOConfig, reward: RewardFn, *, progress: bool = True) -> PPORe
         rows, rejects = _checked_rows(cfg, reward)  # before any model loads
 
         policy, ref_lm, tokenizer, device = _models(cfg)
+        if isinstance(reward, SharedBaseReward):  # the reward model as a second adapter
+            reward.attach(policy.lm)
         template = get_template(cfg.template, tokenizer)
         queries, too_long = encode_prompts(rows, template, tokenizer, cfg)
         rejects += too_long
@@ -485,7 +490,10 @@ def _write_outputs(
 
     out = Path(cfg.output_dir)
     target = out / ("adapter" if cfg.lora.enabled else "model")
-    policy.lm.save_pretrained(target)
+    if cfg.lora.enabled:  # the policy's adapter only, not a shared reward adapter
+        policy.lm.save_pretrained(target, selected_adapters=[POLICY_ADAPTER])
+    else:
+        policy.lm.save_pretrained(target)
     tokenizer.save_pretrained(target)
     head = {k: v.detach().cpu().contiguous() for k, v in policy.value_head.state_dict().items()}
     save_file(head, str(out / "value_head.safetensors"))
