@@ -202,6 +202,8 @@ def test_ppo_loads_one_base_model_and_trains_only_the_policy(ppo_run, rm):
     out = tmp / "run" / "adapter"
     assert not (out / REWARD_ADAPTER).exists()  # only the policy's adapter is written
     assert json.loads((out / "adapter_config.json").read_text())["task_type"] == "CAUSAL_LM"
+    written = load_file(str(out / "adapter_model.safetensors"))
+    assert all(".lora_" in k for k in written) and len(written) == len(policy_b)
 
 
 def test_resume_with_the_shared_reward_repeats_the_uninterrupted_run(ppo_run, rm):
