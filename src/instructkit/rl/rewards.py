@@ -15,9 +15,9 @@ Kinds:
   lenient rules (the answer in the first line or after "answer is", numbers parsed), else 0.0.
 - ``model``: the reward model trained by ``instructkit train reward`` in ``path``
   (:func:`~instructkit.train.reward_model.load_reward_model`): the scalar score of the rendered
-  prompt and response, batched; it reads no field of the row. ``train ppo`` serves a LoRA
-  reward model from the policy's own base model instead (``shared_base``, see
-  :mod:`instructkit.train.reward_adapter`).
+  prompt and response, batched; it reads no field of the row. ``train ppo`` can serve a LoRA
+  reward model from the policy's own base model instead (``reward.shared_base`` of
+  :class:`~instructkit.rl.workflows.PPORewardSpec`).
 """
 
 from __future__ import annotations
@@ -50,13 +50,6 @@ class RewardSpec(BaseModel):
     field: str = Field(default="answer", description="the reference field read by 'exact'.")
     path: str | None = Field(
         default=None, description="'model' only: the output_dir of `instructkit train reward`."
-    )
-    shared_base: bool | None = Field(
-        default=None,
-        description="'model' in `train ppo` only: score with the reward model's LoRA adapter "
-        "loaded as a second adapter on the policy's base model (one base model in memory). "
-        "None: when the reward model can (a LoRA adapter on the policy's model); true: require "
-        "it (ConfigError otherwise); false: load the reward model as a separate model.",
     )
 
 
@@ -100,13 +93,7 @@ class ExactReward:
 
 
 def build_reward(spec: RewardSpec) -> RewardFn:
-    """The reward source ``spec`` names (a separate reward model for kind ``model``; the shared
-    base of ``train ppo`` is built by :func:`instructkit.rl.workflows.run_ppo_job`)."""
-    if spec.shared_base:
-        raise ConfigError(
-            "reward.shared_base: true applies to reward kind 'model' in `train ppo` only.",
-            fix="remove reward.shared_base (or set it to false).",
-        )
+    """The reward source ``spec`` names."""
     if spec.kind == "ifeval":
         return IFEvalReward()
     if spec.kind == "exact":

@@ -26,13 +26,25 @@ from instructkit.train.ppo import PPOConfig, PPOResult, run_ppo
 from instructkit.train.reward_adapter import SharedBaseReward, shared_base_problem
 from instructkit.train.rewards import RewardFn
 
-__all__ = ["PPOJobConfig", "ppo_reward", "run_ppo_job"]
+__all__ = ["PPOJobConfig", "PPORewardSpec", "ppo_reward", "run_ppo_job"]
+
+
+class PPORewardSpec(RewardSpec):
+    """:class:`~instructkit.rl.rewards.RewardSpec` plus what only PPO can do with a reward model."""
+
+    shared_base: bool | None = Field(
+        default=None,
+        description="'model' only: score with the reward model's LoRA adapter loaded as a "
+        "second adapter on the policy's base model (one base model in memory). None: when the "
+        "reward model can (a LoRA adapter on the policy's model); true: require it (ConfigError "
+        "otherwise); false: load the reward model as a separate model.",
+    )
 
 
 class PPOJobConfig(PPOConfig):
     """:class:`~instructkit.train.ppo.PPOConfig` plus the reward source (``reward:``)."""
 
-    reward: RewardSpec = Field(default_factory=RewardSpec)
+    reward: PPORewardSpec = Field(default_factory=PPORewardSpec)
 
 
 def run_ppo_job(cfg: PPOJobConfig, *, progress: bool = True) -> PPOResult:
@@ -43,6 +55,11 @@ def run_ppo_job(cfg: PPOJobConfig, *, progress: bool = True) -> PPOResult:
 def ppo_reward(cfg: PPOJobConfig) -> RewardFn:
     """The reward source of ``cfg``; a reward model shares the policy's base when it can."""
     spec = cfg.reward
+    if spec.shared_base and spec.kind != "model":
+        raise ConfigError(
+            f"reward.shared_base: true applies to reward kind 'model', not '{spec.kind}'.",
+            fix="remove reward.shared_base, or set reward.kind: model with reward.path.",
+        )
     if spec.kind != "model" or not spec.path or spec.shared_base is False:
         if spec.kind == "model" and spec.path:
             print(f"reward: {spec.path} as a separate model (reward.shared_base: false)")

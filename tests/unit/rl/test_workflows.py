@@ -5,10 +5,11 @@ served as a second adapter by default, else loaded separately with a line saying
 import json
 
 import pytest
+from pydantic import ValidationError
 
 import instructkit.rl.workflows as workflows
 from instructkit.errors import ConfigError
-from instructkit.rl.rewards import RewardSpec, build_reward
+from instructkit.rl.grpo_job import GRPOJobConfig
 from instructkit.rl.workflows import PPOJobConfig, ppo_reward
 from instructkit.train.reward_adapter import SharedBaseReward
 
@@ -73,7 +74,8 @@ def test_shared_base_false_loads_separately(tmp_path, separate, capsys):
 def test_other_kinds_and_other_workflows_ignore_or_refuse_shared_base():
     cfg = PPOJobConfig.model_validate({"reward": {"kind": "ifeval"}})
     assert ppo_reward(cfg).name == "ifeval"
-    with pytest.raises(ConfigError, match="applies to reward kind 'model' in `train ppo` only"):
-        build_reward(RewardSpec(kind="model", path="runs/rm", shared_base=True))
-    with pytest.raises(ConfigError, match="applies to reward kind 'model'"):
-        ppo_reward(PPOJobConfig.model_validate({"reward": {"kind": "ifeval", "shared_base": True}}))
+    cfg = PPOJobConfig.model_validate({"reward": {"kind": "ifeval", "shared_base": True}})
+    with pytest.raises(ConfigError, match="applies to reward kind 'model', not 'ifeval'"):
+        ppo_reward(cfg)
+    with pytest.raises(ValidationError, match="shared_base"):  # a PPO-only key
+        GRPOJobConfig.model_validate({"reward": {"kind": "model", "shared_base": True}})
