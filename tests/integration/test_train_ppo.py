@@ -50,6 +50,7 @@ def test_train_ppo_with_the_ifeval_reward_writes_its_outputs(tmp_path):
         "path": None,
         "judge": None,
         "reference_field": None,
+        "shared_base": None,
     }
     assert saved["prompts"].endswith("ifeval.jsonl") and saved["train"]["steps"] == 2
     for name in ("adapter", "value_head.safetensors", "reward.png", "kl.png", "summary.json"):

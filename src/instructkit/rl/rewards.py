@@ -15,7 +15,9 @@ Kinds:
   lenient rules (the answer in the first line or after "answer is", numbers parsed), else 0.0.
 - ``model``: the reward model trained by ``instructkit train reward`` in ``path``
   (:func:`~instructkit.train.reward_model.load_reward_model`): the scalar score of the rendered
-  prompt and response, batched; it reads no field of the row.
+  prompt and response, batched; it reads no field of the row. ``train ppo`` can serve a LoRA
+  reward model from the policy's own base model instead (``reward.shared_base`` of
+  :class:`~instructkit.rl.workflows.PPORewardSpec`).
 - ``judge``: an LLM judge (:class:`~instructkit.rl.judge.JudgeReward`): the LM in ``judge``
   (an :class:`~instructkit.evaluate.runner.JudgeLMConfig`, the keys of ``eval run``'s judge)
   grades each response 1-10, MT-Bench style, against the row's ``reference_field`` when the

@@ -12,7 +12,9 @@ newest checkpoint; then, per step:
    ``max_new_tokens`` (truncated: it may lose ``truncation_penalty``);
 2. scores from the reward function; log-probs and values of the rollout policy, log-probs of
    the reference (on LoRA: the same base model with its adapters disabled, so one model in
-   memory serves policy, reference and value; full weights keep a frozen copy);
+   memory serves policy, reference and value; full weights keep a frozen copy); a
+   :class:`~instructkit.train.reward_adapter.SharedBaseReward` is attached to that model as
+   a second, frozen adapter, so the reward model needs no second base model either;
 3. per-token rewards -beta * KL with the score at the last token (Ziegler et al. 2019;
    InstructGPT, Ouyang et al. 2022), optional reward whitening, GAE advantages (whitened)
    and returns;
@@ -27,6 +29,7 @@ Outputs in ``output_dir``: adapter/ (or model/), value_head.safetensors, config.
 metrics.jsonl, samples.jsonl, reward.png, kl.png, summary.json, rejects.jsonl when rows were
 rejected.
 The model runs in eval mode throughout (no dropout), so the first PPO epoch starts at ratio 1.
+Sampling, response masks and the reference log-probs are in :mod:`instructkit.train.ppo_rollout`.
 """
 
 from __future__ import annotations
@@ -34,11 +37,9 @@ from __future__ import annotations
 import copy
 import json
 import math
-import random
 import time
 from collections import defaultdict
 from collections.abc import Sequence
-from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -56,6 +57,18 @@ from instructkit.losses import entropy_from_logits, kl_per_token, token_logprobs
 from instructkit.models import DEFAULT_MODEL, load_model
 from instructkit.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from instructkit.train.loop import window_means
+from instructkit.train.ppo_rollout import (
+    Query,
+    Rollout,
+    RolloutConfig,
+    causal_lm,
+    generate_rollout,
+    reference_logprobs,
+    response_hidden,
+    step_prompts,
+    stop_token_ids,
+)
+from instructkit.train.reward_adapter import POLICY_ADAPTER, SharedBaseReward
 from instructkit.train.rewards import RewardFn, RewardItem
 from instructkit.train.rl_math import (
     AdaptiveKLController,
@@ -91,18 +104,6 @@ __all__ = [
 
 # keys of a metrics row that depend on the machine's speed, not on the run's seeds
 TIMING_KEYS = ("rollout_tokens_per_s", "step_seconds")
-
-
-class RolloutConfig(BaseModel):
-    """How responses are sampled (the ``rollout:`` section)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    batch_size: int = Field(default=8, gt=0)  # prompts per step, one response each
-    max_new_tokens: int = Field(default=64, gt=0)
-    temperature: float = Field(default=1.0, gt=0)
-    top_p: float = Field(default=1.0, gt=0, le=1)
-    truncation_penalty: float = Field(default=0.0, ge=0)  # off the score when no end of turn
 
 
 class KLConfig(BaseModel):
@@ -174,28 +175,6 @@ class PPOResult(BaseModel):
     seconds: float
 
 
-@dataclass(frozen=True)
-class Query:
-    """A prompt ready to sample from: its token ids, its text and its source row."""
-
-    ids: list[int]
-    text: str
-    source: PromptRow
-
-
-@dataclass
-class Rollout:
-    """Sampled responses; positions P.. of ``ids`` are the response (R tokens, padded)."""
-
-    ids: torch.Tensor  # (B, P + R) left-padded prompt, then response
-    attention: torch.Tensor  # (B, P + R)
-    n_prompt: int  # P
-    mask: torch.Tensor  # (B, R) 1.0 on response tokens (end-of-turn token included)
-    ended: torch.Tensor  # (B,) True when the response reached an end-of-turn token
-    texts: list[str]
-    seconds: float
-
-
 class PolicyWithValue(torch.nn.Module):
     """The policy LM (LoRA-wrapped or not) and a linear value head on its last hidden state.
 
@@ -206,7 +185,7 @@ class PolicyWithValue(torch.nn.Module):
     def __init__(self, lm: Any) -> None:
         super().__init__()
         self.lm = lm
-        self.value_head = torch.nn.Linear(_causal_lm(lm).config.hidden_size, 1)
+        self.value_head = torch.nn.Linear(causal_lm(lm).config.hidden_size, 1)
         torch.nn.init.zeros_(self.value_head.weight)  # V = 0 until trained
         torch.nn.init.zeros_(self.value_head.bias)
 
@@ -215,35 +194,8 @@ class PolicyWithValue(torch.nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Logits (B, R, V) and values (B, R) at the response positions."""
         hidden = response_hidden(self.lm, ids, attention, n_prompt)  # (B, R, H)
-        logits = _causal_lm(self.lm).get_output_embeddings()(hidden)
+        logits = causal_lm(self.lm).get_output_embeddings()(hidden)
         return logits, self.value_head(hidden.float()).squeeze(-1)
-
-
-def _causal_lm(lm: Any) -> Any:
-    """The transformers model under a PEFT wrapper (LoRA layers are injected in place)."""
-    return lm.get_base_model() if hasattr(lm, "get_base_model") else lm
-
-
-def response_hidden(lm: Any, ids: torch.Tensor, attention: torch.Tensor, n_prompt: int) -> Any:
-    """Last hidden states (B, R, H) at the positions that predict the response tokens."""
-    positions = (attention.long().cumsum(-1) - 1).clamp(min=0)  # left padding, as generate does
-    out = _causal_lm(lm).get_decoder()(
-        input_ids=ids, attention_mask=attention, position_ids=positions, use_cache=False
-    )
-    return out.last_hidden_state[:, n_prompt - 1 : -1]
-
-
-@torch.no_grad()
-def reference_logprobs(
-    policy: PolicyWithValue, ref_lm: Any, roll: Rollout, temperature: float
-) -> torch.Tensor:
-    """Log-probs (B, R) of the response tokens under the reference: the policy with its
-    adapters disabled (LoRA), or the frozen copy ``ref_lm`` (full weights)."""
-    lm = policy.lm if ref_lm is None else ref_lm
-    with policy.lm.disable_adapter() if ref_lm is None else nullcontext():
-        hidden = response_hidden(lm, roll.ids, roll.attention, roll.n_prompt)
-        logits = _causal_lm(lm).get_output_embeddings()(hidden)
-    return token_logprobs(logits, roll.ids[:, roll.n_prompt :], temperature)
 
 
 def _check(cfg: PPOConfig) -> None:
@@ -316,62 +268,6 @@ def encode_prompts(
     return queries, rejects
 
 
-def stop_token_ids(tokenizer: Any, template: ChatTemplate) -> list[int]:
-    """Token ids that end a response: the template's end-of-turn markers and EOS."""
-    ids = {tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set()
-    for marker in template.eot:
-        enc = tokenizer(marker, add_special_tokens=False)["input_ids"]
-        if len(enc) == 1:
-            ids.add(enc[0])
-    return sorted(ids)
-
-
-def step_prompts(n: int, batch_size: int, seed: int, step: int) -> list[int]:
-    """Indices of the prompts of ``step``: consecutive slices of a fixed shuffle per pass,
-    a function of (seed, step) only, so that a resumed run takes the same prompts."""
-    out = []
-    for p in range(step * batch_size, (step + 1) * batch_size):
-        epoch, i = divmod(p, n)
-        order = list(range(n))
-        random.Random(seed * 7919 + epoch).shuffle(order)
-        out.append(order[i])
-    return out
-
-
-@torch.no_grad()
-def generate_rollout(
-    lm: Any, queries: Sequence[Query], cfg: RolloutConfig, tokenizer: Any, stop: list[int]
-) -> Rollout:
-    """Sample one response per query (left-padded batch); call with the torch seed set."""
-    from transformers import GenerationConfig
-
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else stop[0]
-    device = next(lm.parameters()).device
-    p = max(len(q.ids) for q in queries)
-    ids = torch.tensor([[pad] * (p - len(q.ids)) + q.ids for q in queries], device=device)
-    attention = torch.tensor([[0] * (p - len(q.ids)) + [1] * len(q.ids) for q in queries])
-    gen = GenerationConfig(  # type: ignore[no-untyped-call]
-        do_sample=True, temperature=cfg.temperature, top_p=cfg.top_p, top_k=0,
-        max_new_tokens=cfg.max_new_tokens, eos_token_id=stop, pad_token_id=pad,
-    )  # fmt: skip
-    started = time.perf_counter()
-    seq = lm.generate(input_ids=ids, attention_mask=attention.to(device), generation_config=gen)
-    seconds = time.perf_counter() - started
-    response = seq[:, p:]  # (B, R)
-    is_stop = torch.isin(response, torch.tensor(stop, device=device))
-    ended = is_stop.any(-1)
-    last = torch.where(ended, is_stop.int().argmax(-1), response.shape[1] - 1)  # (B,)
-    mask = (torch.arange(response.shape[1], device=device)[None] <= last[:, None]).float()
-    response = response.masked_fill(mask == 0, pad)
-    ends = [int(last[i]) + (0 if ended[i] else 1) for i in range(len(queries))]  # text stops
-    texts = [
-        tokenizer.decode(r[:e], skip_special_tokens=True)
-        for r, e in zip(response, ends, strict=True)
-    ]
-    full = torch.cat([attention.to(device), mask.long()], dim=1)
-    return Rollout(torch.cat([ids, response], 1), full, p, mask, ended, texts, seconds)
-
-
 def _scores(reward: RewardFn, queries: Sequence[Query], roll: Rollout) -> torch.Tensor:
     items = [
         RewardItem(q.source.messages[-1]["content"], text, q.source.row)
@@ -415,7 +311,7 @@ def make_experience(
     logp = token_logprobs(logits, tokens, cfg.rollout.temperature)
     entropy = masked_mean(entropy_from_logits(logits / cfg.rollout.temperature), m)
     del logits
-    ref_logp = reference_logprobs(policy, ref_lm, roll, cfg.rollout.temperature)
+    ref_logp = reference_logprobs(policy.lm, ref_lm, roll, cfg.rollout.temperature)
     kl = kl_per_token(logp, ref_logp, cfg.kl.estimator) * m  # (B, R)
     rewards = kl_penalized_rewards(
         kl, m, scores, kl_coef, ended=roll.ended, truncation_penalty=cfg.rollout.truncation_penalty
@@ -518,6 +414,8 @@ def run_ppo(cfg: PPOConfig, reward: RewardFn, *, progress: bool = True) -> PPORe
         rows, rejects = _checked_rows(cfg, reward)  # before any model loads
 
         policy, ref_lm, tokenizer, device = _models(cfg)
+        if isinstance(reward, SharedBaseReward):  # the reward model as a second adapter
+            reward.attach(policy.lm)
         template = get_template(cfg.template, tokenizer)
         queries, too_long = encode_prompts(rows, template, tokenizer, cfg)
         rejects += too_long
@@ -608,7 +506,10 @@ def _write_outputs(
     writing = time.perf_counter()
     out = Path(cfg.output_dir)
     target = out / ("adapter" if cfg.lora.enabled else "model")
-    policy.lm.save_pretrained(target)
+    if cfg.lora.enabled:  # the policy's adapter only, not a shared reward adapter
+        policy.lm.save_pretrained(target, selected_adapters=[POLICY_ADAPTER])
+    else:
+        policy.lm.save_pretrained(target)
     tokenizer.save_pretrained(target)
     head = {k: v.detach().cpu().contiguous() for k, v in policy.value_head.state_dict().items()}
     save_file(head, str(out / "value_head.safetensors"))

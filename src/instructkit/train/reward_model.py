@@ -33,8 +33,10 @@ from instructkit.train.rewards import RewardItem
 
 __all__ = [
     "RewardModel",
+    "load_reward_info",
     "load_reward_model",
     "pad_rows",
+    "reward_tokenizer",
     "save_reward_info",
     "sequence_rewards",
     "with_score_head",
@@ -161,18 +163,12 @@ def load_reward_model(
 ) -> RewardModel:
     """The reward model in ``path`` (the ``output_dir`` of ``train reward``)."""
     root = Path(path)
-    info_file = root / INFO_FILE
-    if not info_file.exists():
-        raise ModelError(
-            f"{root} holds no reward model ({INFO_FILE} is missing)",
-            fix="give the output_dir of a finished `instructkit train reward` run",
-        )
-    info = json.loads(info_file.read_text("utf-8"))
+    info = load_reward_info(root)
     if (root / "adapter").exists():
         from peft import PeftModel
 
         base, _ = load_model(info["base_model"], dtype=torch.float32)
-        tokenizer = _tokenizer(root / "adapter")
+        tokenizer = reward_tokenizer(root)
         model = with_score_head(base, pad_token_id=tokenizer.pad_token_id or 0)
         with peft_checkpointing_warning_ignored():
             model = PeftModel.from_pretrained(model, str(root / "adapter"))
@@ -180,7 +176,7 @@ def load_reward_model(
         from transformers import AutoModelForSequenceClassification
 
         model = AutoModelForSequenceClassification.from_pretrained(str(root / "model"))
-        tokenizer = _tokenizer(root / "model")
+        tokenizer = reward_tokenizer(root)
     model.to(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     template = get_template(info["template"], tokenizer)
     return RewardModel(
@@ -193,7 +189,22 @@ def load_reward_model(
     )
 
 
-def _tokenizer(path: Path) -> Any:
+def load_reward_info(path: str | Path) -> dict[str, Any]:
+    """``reward_model.json`` of a reward model folder: base_model, template, max_seq_len."""
+    info_file = Path(path) / INFO_FILE
+    if not info_file.exists():
+        raise ModelError(
+            f"{path} holds no reward model ({INFO_FILE} is missing)",
+            fix="give the output_dir of a finished `instructkit train reward` run",
+        )
+    info: dict[str, Any] = json.loads(info_file.read_text("utf-8"))
+    return info
+
+
+def reward_tokenizer(path: str | Path) -> Any:
+    """The tokenizer saved with the reward model in ``path`` (adapter/ or model/)."""
     from transformers import AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(str(path))
+    root = Path(path)
+    folder = root / "adapter" if (root / "adapter").exists() else root / "model"
+    return AutoTokenizer.from_pretrained(str(folder))
