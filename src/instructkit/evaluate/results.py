@@ -15,22 +15,27 @@ A file is one JSON object (``schema_version`` 1)::
       "tasks": {"qa": ROW, ...},                 # at least one
       "groups": {"seen": ROW, ...},              # pooled rows (optional)
       "overall": ROW | null,
-      "per_item": [{"id", "task", "scores": {system: float | null}}],
+      "per_item": [ITEM],
       "judge": JUDGE | null, "ifeval": {system: IFEvalReport.to_dict()} | null,
       "human": {"alpha", "level", "n_items", "n_raters", "metric", "scores"} | null,
       "meta": {...}                              # free-form provenance (model, training, ...)
     }
     ROW = {"metric", "n", "scores": {system: mean | null}, "metrics": {metric: {system: score}},
            "comparison": PairedComparison.to_dict() | null, "seen": bool | null,
-           "truncated": {system: items cut at max_new_tokens}}
+           "truncated": {system: items cut at max_new_tokens},
+           "comparisons": {metric: PairedComparison.to_dict()}}   # B - A on each metric
+    ITEM = {"id", "task", "scores": {system: float | null},       # the primary metric
+            "metrics": {metric: {system: score}}, "seen": bool | null, "cluster": str | null,
+            "prompt": str | null, "reference": str | null, "responses": {system: str}}
 
 Rules checked on load (besides types): a ``comparison`` is A = ``systems[0]`` against B =
 ``systems[1]`` (``diff`` = mean_b - mean_a), its means match the row's scores and wins + losses
-+ ties = n; score keys are systems; each ``per_item`` task is one of ``tasks``; a pairwise
-``judge`` names ``a`` = systems[0] and ``b`` = systems[1] and counts from A's side (``wins`` =
-the judge preferred A), as :meth:`~instructkit.evaluate.judge.PairwiseResult.to_dict` does; a
-``grade`` judge carries :meth:`~instructkit.evaluate.judge.JudgeResult.to_dict`. Unknown keys
-are errors (they are usually typos). Every problem of a file is reported at once, as one
++ ties = n, and so does each of ``comparisons`` against ``metrics``; score keys are systems;
+each ``per_item`` task is one of ``tasks``; a pairwise ``judge`` names ``a`` = systems[0] and
+``b`` = systems[1] and counts from A's side (``wins`` = the judge preferred A), as
+:meth:`~instructkit.evaluate.judge.PairwiseResult.to_dict` does; a ``grade`` judge carries
+:meth:`~instructkit.evaluate.judge.JudgeResult.to_dict`. Unknown keys are errors (they are
+usually typos). Every problem of a file is reported at once, as one
 :class:`~instructkit.errors.DataFormatError` naming the file and each field path, e.g.
 ``tasks['qa'].comparison.n``.
 
@@ -129,7 +134,11 @@ class Comparison(_Model):
 
 
 class ScoreRow(_Model):
-    """One row of the summary: a task, a pooled group, or overall."""
+    """One row of the summary: a task, a pooled group, or overall.
+
+    ``metric`` is the primary metric (``scores``, ``comparison``); ``metrics`` holds every
+    metric's mean per system and ``comparisons`` the paired comparison (B - A) of each metric.
+    """
 
     metric: NonEmpty
     n: Count
@@ -138,14 +147,23 @@ class ScoreRow(_Model):
     comparison: Comparison | None = None
     seen: bool | None = None
     truncated: dict[str, Count] = Field(default_factory=dict)
+    comparisons: dict[str, Comparison] = Field(default_factory=dict)
 
 
 class ItemScore(_Model):
-    """Per-item scores of each system (the primary metric of the item's task)."""
+    """Per-item scores of each system: ``scores`` on the primary metric of the item's task,
+    ``metrics`` on every metric; with what was asked and answered where the writer kept it
+    (``eval run`` does), for the report's examples."""
 
     id: str | int
     task: NonEmpty
     scores: dict[str, float | None]
+    metrics: dict[str, dict[str, float | None]] = Field(default_factory=dict)
+    seen: bool | None = None
+    cluster: str | None = None
+    prompt: str | None = None
+    reference: str | None = None
+    responses: dict[str, str] = Field(default_factory=dict)
 
 
 class JudgeSection(_Model):
@@ -277,6 +295,10 @@ class EvalResults(_Model):
             if item.task not in self.tasks:
                 problems.append((f"per_item[{i}].task", f"{item.task!r} is not one of the tasks"))
             problems += _keys_problems(item.scores, self.systems, f"per_item[{i}].scores")
+            for metric, by_system in item.metrics.items():
+                where = f"per_item[{i}].metrics[{metric!r}]"
+                problems += _keys_problems(by_system, self.systems, where)
+            problems += _keys_problems(item.responses, self.systems, f"per_item[{i}].responses")
         problems += _judge_problems(self.judge, self.systems)
         for name in self.ifeval or {}:
             if name not in self.systems:
@@ -313,17 +335,30 @@ def _row_problems(row: ScoreRow, systems: list[str], where: str) -> list[tuple[s
     for metric, by_system in row.metrics.items():
         problems += _keys_problems(by_system, systems, f"{where}.metrics[{metric!r}]")
     problems += _keys_problems(row.truncated, systems, f"{where}.truncated")
-    c = row.comparison
-    if c is None:
-        return problems
+    if row.comparison is not None:
+        problems += _comparison_problems(row.comparison, row.scores, systems, f"{where}.comparison")
+    for metric, c in row.comparisons.items():
+        at = f"{where}.comparisons[{metric!r}]"
+        if metric not in row.metrics:
+            problems.append((at, f"{metric!r} is not one of the row's metrics"))
+        else:
+            problems += _comparison_problems(c, row.metrics[metric], systems, at)
+    return problems
+
+
+def _comparison_problems(
+    c: Comparison, scores: Mapping[str, float | None], systems: list[str], where: str
+) -> list[tuple[str, str]]:
+    """A comparison is A = systems[0] vs B = systems[1]: its means are their ``scores``."""
     if len(systems) < 2:
-        return [*problems, (f"{where}.comparison", "a comparison needs two systems (A, B)")]
+        return [(where, "a comparison needs two systems (A, B)")]
+    problems = []
     for key, mean, system in (("mean_a", c.mean_a, systems[0]), ("mean_b", c.mean_b, systems[1])):
-        score = row.scores.get(system)
+        score = scores.get(system)
         if score is not None and not _close(mean, score):
             problems.append(
                 (
-                    f"{where}.comparison.{key}",
+                    f"{where}.{key}",
                     f"{mean} differs from the score of {system!r} ({score}); a comparison must "
                     f"be A = {systems[0]!r} (systems[0]) vs B = {systems[1]!r} (systems[1])",
                 )
