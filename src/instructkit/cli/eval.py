@@ -153,9 +153,13 @@ def eval_human_import(sheets, key_path, dst, as_json) -> None:
 @eval_group.command("report")
 @click.argument("results", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
 @click.option("-o", "--out", "dst", required=True, type=click.Path(dir_okay=False))
-def eval_report(results, dst) -> None:
+@click.option("--examples", default=5, show_default=True, type=click.IntRange(min=0),
+              help="Example predictions per task (two systems; 0: none).")  # fmt: skip
+@click.option("--train-log", type=click.Path(exists=True, dir_okay=False),
+              help="Training metrics.jsonl to plot (default: meta.train_log).")  # fmt: skip
+def eval_report(results, dst, examples, train_log) -> None:
     """Write a self-contained HTML report (plots embedded) from results JSON files."""
     from instructkit.report import write_report
 
-    path = write_report(list(results), dst)
+    path = write_report(list(results), dst, examples=examples, train_log=train_log)
     click.echo(f"wrote {path}")

@@ -137,6 +137,9 @@ class EvalConfig(BaseModel):
     batch_size: int = Field(DEFAULT_BATCH, gt=0)
     cache: str | None = None  # SQLite request cache for generated responses
     seed: int = 0
+    # copied into the results' meta, e.g. {"train_log": "sft/metrics.jsonl"} (relative to out's
+    # folder), which eval report plots
+    meta: dict[str, Any] = Field(default_factory=dict)
 
 
 def per_item_path(out: str | Path) -> Path:
@@ -226,7 +229,8 @@ def _fingerprint(cfg: EvalConfig) -> dict[str, Any]:
     """What must not change on resume: the generation settings and the input files' content."""
     files = {f"task:{t.name}": Path(t.path) for t in cfg.tasks}
     files |= {f"responses:{s.name}": Path(s.responses) for s in cfg.systems if s.responses}
-    return fingerprint(cfg, exclude=("title", "judge", "out", "batch_size", "cache"), **files)
+    exclude = ("title", "judge", "out", "batch_size", "cache", "meta")
+    return fingerprint(cfg, exclude=exclude, **files)
 
 
 def _items(task: EvalTaskConfig, seed: int) -> list[dict[str, Any]]:
@@ -262,10 +266,16 @@ def _items(task: EvalTaskConfig, seed: int) -> list[dict[str, Any]]:
                 "reference": r["answer"],
                 "seen": None if seen is None else r["task"] in seen,
                 "cluster": r.get("cluster"),
-                "raw": r,
+                "raw": _with_options(r, templates[r["task"]][0].options),
             }
         )
     return items
+
+
+def _with_options(row: dict[str, Any], options: tuple[str, ...]) -> dict[str, Any]:
+    """The row with its template's answer options where it lists none, so that strict,
+    lenient and format score a label task as one (sentiment rows need not repeat them)."""
+    return row if row.get("options") or not options else {**row, "options": list(options)}
 
 
 def _seen_tasks(task: EvalTaskConfig, rows: list[Any]) -> set[str] | None:
@@ -529,7 +539,7 @@ def _results(
             "per_item": [{k: v for k, v in p.items() if k != "truncated"} for p in pooled],
             "judge": judge,
             "ifeval": ifeval or None,
-            "meta": {"per_item": str(per_item_path(cfg.out)), "warnings": warnings},
+            "meta": {**cfg.meta, "per_item": str(per_item_path(cfg.out)), "warnings": warnings},
         }
     )
 

@@ -153,3 +153,27 @@ def test_item_scores_need_task_items(tmp_path):
     typo = cfg.tasks[0].model_copy(update={"metrics": ["lenient_match"]})
     with pytest.raises(ConfigError, match="unknown metric 'lenient_match'.*strict, lenient"):
         run_eval(cfg.model_copy(update={"tasks": [typo]}))
+
+
+def test_label_rows_without_options_take_them_from_their_template(tmp_path):
+    """items.jsonl's sentiment rows list no options: a hedge names both labels and must not
+    count (scored as a free word answer it would: "negative" occurs in it)."""
+    from importlib import resources
+
+    text = resources.files("instructkit.resources").joinpath("demo/items.jsonl").read_text()
+    rows = [json.loads(x) for x in text.splitlines()]
+    rows = [r for r in rows if r["task"] == "sentiment" and r["split"] == "test"]
+    assert "options" not in rows[0]
+    cfg = _cfg(tmp_path, rows, systems=("base",), seen_tasks=None)
+    res = run_eval(cfg, lms={"base": ScriptedLM(["positive or negative"])})
+    assert res.tasks["sentiment"].metrics["lenient"] == {"base": 0.0}
+    assert res.tasks["sentiment"].metrics["format"] == {"base": 0.0}
+
+
+def test_the_configs_meta_lands_in_the_results_and_does_not_block_resuming(tmp_path):
+    rows = _suite_rows()
+    cfg = _cfg(tmp_path, rows, systems=("base",))
+    run_eval(cfg, lms={"base": _answerer(rows, _verbose)})
+    again = cfg.model_copy(update={"meta": {"train_log": "sft/metrics.jsonl"}})
+    res = run_eval(again)  # resumes the finished run: no LM needed
+    assert res.meta["train_log"] == "sft/metrics.jsonl" and "per_item" in res.meta
