@@ -77,6 +77,8 @@ __all__ = [
     "load_eval_results",
     "save_eval_results",
     "format_results",
+    "paired_summary",
+    "format_metrics",
 ]
 
 SCHEMA_VERSION: Literal[1] = 1
@@ -591,3 +593,74 @@ def _judge_lines(judge: JudgeSection | None) -> list[str]:
         f"judge {judge.judge}: {judge.a} preferred {judge.wins}, {judge.b} preferred "
         f"{judge.losses}, ties {judge.ties}, unparseable {judge.unparseable}"
     ]
+
+
+# --- every metric, paired ---------------------------------------------------------------------
+
+
+def _named_rows(results: EvalResults, names: Sequence[str] | None) -> dict[str, ScoreRow]:
+    """Group rows (and "overall") by name: ``names``, or every group then overall."""
+    rows = {**results.groups, **({"overall": results.overall} if results.overall else {})}
+    if names is None:
+        return rows
+    missing = [n for n in names if n not in rows]
+    if missing:
+        raise DataFormatError(
+            f"the results have no row {', '.join(map(repr, missing))} (rows: {', '.join(rows)})",
+            fix="set seen_tasks (groups seen/unseen) or give items a cluster (cluster:NAME).",
+        )
+    return {n: rows[n] for n in names}
+
+
+def paired_summary(
+    results: EvalResults,
+    groups: Sequence[str] = ("seen", "unseen"),
+    metrics: Sequence[str] = ("strict", "lenient", "format"),
+) -> dict[str, dict[str, dict[str, Any]]]:
+    """``{group: {metric: {"n", "before", "after", "delta", "ci": [lo, hi], "p"}}}`` from the
+    rows' paired comparisons (before = ``systems[0]``, after = ``systems[1]``; p: permutation
+    test); ``groups`` are group names or "overall". DataFormatError names a missing row or
+    metric."""
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    for name, row in _named_rows(results, groups).items():
+        missing = [m for m in metrics if m not in row.comparisons]
+        if missing:
+            raise DataFormatError(
+                f"row {name!r} has no paired comparison of {', '.join(missing)}",
+                fix="compare two systems with these metrics (eval run: tasks[].metrics).",
+            )
+        out[name] = {
+            m: {
+                "n": c.n,
+                "before": c.mean_a,
+                "after": c.mean_b,
+                "delta": c.diff,
+                "ci": [c.ci_low, c.ci_high],
+                "p": c.p_permutation,
+            }
+            for m in metrics
+            for c in [row.comparisons[m]]
+        }
+    return out
+
+
+def format_metrics(
+    results: EvalResults,
+    metrics: Sequence[str] = ("strict", "lenient", "format"),
+    rows: Sequence[str] | None = None,
+) -> str:
+    """Plain-text table: per group row (default: every group, then overall) and metric, A -> B
+    and, with two systems, B - A [95% CI] and p."""
+    head = f"{'':<22}{'n':>5}" + "".join(f"  {m:<38}" for m in metrics)
+    lines = [head]
+    for name, row in _named_rows(results, rows).items():
+        cells = []
+        for m in metrics:
+            scores = row.metrics.get(m, {})
+            cell = " -> ".join(_cell(scores.get(s)).strip() for s in results.systems)
+            c = row.comparisons.get(m)
+            if c is not None:
+                cell += f" {c.diff:+.3f} [{c.ci_low:+.3f},{c.ci_high:+.3f}] p={c.p_permutation:.3f}"
+            cells.append(f"  {cell:<38}")
+        lines.append(f"{name:<22}{row.n:>5}" + "".join(cells))
+    return "\n".join(lines)

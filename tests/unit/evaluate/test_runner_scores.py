@@ -177,3 +177,26 @@ def test_the_configs_meta_lands_in_the_results_and_does_not_block_resuming(tmp_p
     again = cfg.model_copy(update={"meta": {"train_log": "sft/metrics.jsonl"}})
     res = run_eval(again)  # resumes the finished run: no LM needed
     assert res.meta["train_log"] == "sft/metrics.jsonl" and "per_item" in res.meta
+
+
+def test_paired_summary_gives_each_split_and_metric_for_summary_json(two_runs):
+    from instructkit.errors import DataFormatError
+    from instructkit.evaluate.results import format_metrics, paired_summary
+
+    _, _, res = two_runs
+    summary = paired_summary(res)
+    assert list(summary) == ["seen", "unseen"]
+    assert list(summary["unseen"]) == ["strict", "lenient", "format"]
+    unseen = summary["unseen"]["format"]
+    assert set(unseen) == {"n", "before", "after", "delta", "ci", "p"}
+    assert (unseen["n"], unseen["before"], unseen["after"], unseen["delta"]) == (3, 0.0, 1.0, 1.0)
+    assert unseen["ci"][0] <= 1.0 <= unseen["ci"][1] and 0.0 < unseen["p"] <= 1.0
+    assert paired_summary(res, groups=["overall"], metrics=["lenient"])["overall"]["lenient"]["n"]
+    with pytest.raises(DataFormatError, match="no row 'cluster:nli'"):
+        paired_summary(res, groups=["cluster:nli"])
+    with pytest.raises(DataFormatError, match="no paired comparison of exact_match"):
+        paired_summary(res, metrics=["exact_match"])
+    table = format_metrics(res).splitlines()
+    unseen_line = next(x for x in table if x.startswith("unseen"))
+    assert "0.0000 -> 1.0000 +1.000 [+1.000,+1.000]" in unseen_line
+    assert table[-1].startswith("overall")
