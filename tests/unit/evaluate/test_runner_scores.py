@@ -200,3 +200,21 @@ def test_paired_summary_gives_each_split_and_metric_for_summary_json(two_runs):
     unseen_line = next(x for x in table if x.startswith("unseen"))
     assert "0.0000 -> 1.0000 +1.000 [+1.000,+1.000]" in unseen_line
     assert table[-1].startswith("overall")
+
+
+def test_the_schema_checks_each_metrics_comparison_and_the_item_responses(two_runs):
+    from instructkit.errors import DataFormatError
+    from instructkit.evaluate.results import parse_eval_results
+
+    _, _, res = two_runs
+    obj = res.model_dump(mode="json")
+    obj["tasks"]["sentiment"]["comparisons"]["strict"]["mean_a"] = 0.5
+    obj["tasks"]["sentiment"]["comparisons"]["strict"]["diff"] = 0.5
+    obj["groups"]["seen"]["comparisons"]["bleu"] = obj["groups"]["seen"]["comparisons"]["strict"]
+    obj["per_item"][0]["responses"]["other"] = "x"
+    with pytest.raises(DataFormatError) as e:
+        parse_eval_results(obj)
+    text = str(e.value)
+    assert "tasks['sentiment'].comparisons['strict'].mean_a" in text
+    assert "groups['seen'].comparisons['bleu']" in text and "not one of the row's metrics" in text
+    assert "per_item[0].responses['other']" in text
