@@ -26,12 +26,15 @@ def eval_run(config_path, overrides, fresh) -> None:
 
     Resumable: a killed run continues where it stopped when started again."""
     from instructkit.config import load_config
-    from instructkit.evaluate.results import format_results
+    from instructkit.evaluate.checks import SCORES
+    from instructkit.evaluate.results import format_metrics, format_results
     from instructkit.evaluate.runner import EvalConfig, per_item_path, run_eval
 
     cfg = load_config(EvalConfig, config_path, overrides)
     results = run_eval(cfg, fresh=fresh)
     click.echo(format_results(results))
+    if results.overall is not None and set(SCORES) <= results.overall.metrics.keys():
+        click.echo(format_metrics(results, SCORES))  # every group: strict, lenient, format
     click.echo(f"wrote {cfg.out} and {per_item_path(cfg.out)}")
 
 

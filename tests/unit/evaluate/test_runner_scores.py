@@ -218,3 +218,29 @@ def test_the_schema_checks_each_metrics_comparison_and_the_item_responses(two_ru
     assert "tasks['sentiment'].comparisons['strict'].mean_a" in text
     assert "groups['seen'].comparisons['bleu']" in text and "not one of the row's metrics" in text
     assert "per_item[0].responses['other']" in text
+
+
+def test_eval_run_prints_strict_lenient_and_format_per_group(tmp_path):
+    from click.testing import CliRunner
+
+    from instructkit.cli.main import cli
+
+    rows = [r for r in _suite_rows() if r["split"] == "test"]
+    answers = {"base": _verbose, "tuned": lambda r: r["answer"]}
+    systems = []
+    for name, say in answers.items():
+        path = tmp_path / f"{name}.jsonl"
+        path.write_text(
+            "".join(json.dumps({"id": r["id"], "response": say(r)}) + "\n" for r in rows)
+        )
+        systems.append({"name": name, "responses": str(path)})
+    data = tmp_path / "suite.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in _suite_rows()))
+    task = {"name": "suite", "path": str(data), "metrics": ["lenient", "strict", "format"]}
+    config = {"systems": systems, "tasks": [task | {"seen_tasks": "train"}]}
+    config["out"] = str(tmp_path / "res.json")
+    (tmp_path / "eval.yaml").write_text(json.dumps(config))
+    res = CliRunner().invoke(cli, ["eval", "run", "--config", str(tmp_path / "eval.yaml")])
+    assert res.exit_code == 0, res.output
+    line = next(x for x in res.output.splitlines() if x.startswith("cluster:counting"))
+    assert "0.0000 -> 1.0000 +1.000" in line  # strict: the base answers in sentences
