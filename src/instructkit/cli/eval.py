@@ -26,12 +26,15 @@ def eval_run(config_path, overrides, fresh) -> None:
 
     Resumable: a killed run continues where it stopped when started again."""
     from instructkit.config import load_config
-    from instructkit.evaluate.results import format_results
+    from instructkit.evaluate.checks import SCORES
+    from instructkit.evaluate.results import format_metrics, format_results
     from instructkit.evaluate.runner import EvalConfig, per_item_path, run_eval
 
     cfg = load_config(EvalConfig, config_path, overrides)
     results = run_eval(cfg, fresh=fresh)
     click.echo(format_results(results))
+    if results.overall is not None and set(SCORES) <= results.overall.metrics.keys():
+        click.echo(format_metrics(results, SCORES))  # every group: strict, lenient, format
     click.echo(f"wrote {cfg.out} and {per_item_path(cfg.out)}")
 
 
@@ -153,9 +156,13 @@ def eval_human_import(sheets, key_path, dst, as_json) -> None:
 @eval_group.command("report")
 @click.argument("results", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
 @click.option("-o", "--out", "dst", required=True, type=click.Path(dir_okay=False))
-def eval_report(results, dst) -> None:
+@click.option("--examples", default=5, show_default=True, type=click.IntRange(min=0),
+              help="Example predictions per task (two systems; 0: none).")  # fmt: skip
+@click.option("--train-log", type=click.Path(exists=True, dir_okay=False),
+              help="Training metrics.jsonl to plot (default: meta.train_log).")  # fmt: skip
+def eval_report(results, dst, examples, train_log) -> None:
     """Write a self-contained HTML report (plots embedded) from results JSON files."""
     from instructkit.report import write_report
 
-    path = write_report(list(results), dst)
+    path = write_report(list(results), dst, examples=examples, train_log=train_log)
     click.echo(f"wrote {path}")

@@ -67,6 +67,7 @@ from typing import Any
 from instructkit.errors import DataFormatError
 
 __all__ = [
+    "SCORES",
     "FORMATS",
     "normalize_answer",
     "score_answer",
@@ -418,6 +419,9 @@ def lenient_score(item: Mapping[str, Any], response: str) -> float:
 def format_score(item: Mapping[str, Any], response: str) -> float:
     """1.0 if the response has the answer shape the item's format asks for, right or wrong."""
     return float(_format_match(item, response, item_format(item)))
+
+
+SCORES = ("strict", "lenient", "format")  # the keys of score_item's result, in that order
 
 
 def score_item(item: Mapping[str, Any], response: str) -> dict[str, float]:

@@ -15,22 +15,27 @@ A file is one JSON object (``schema_version`` 1)::
       "tasks": {"qa": ROW, ...},                 # at least one
       "groups": {"seen": ROW, ...},              # pooled rows (optional)
       "overall": ROW | null,
-      "per_item": [{"id", "task", "scores": {system: float | null}}],
+      "per_item": [ITEM],
       "judge": JUDGE | null, "ifeval": {system: IFEvalReport.to_dict()} | null,
       "human": {"alpha", "level", "n_items", "n_raters", "metric", "scores"} | null,
       "meta": {...}                              # free-form provenance (model, training, ...)
     }
     ROW = {"metric", "n", "scores": {system: mean | null}, "metrics": {metric: {system: score}},
            "comparison": PairedComparison.to_dict() | null, "seen": bool | null,
-           "truncated": {system: items cut at max_new_tokens}}
+           "truncated": {system: items cut at max_new_tokens},
+           "comparisons": {metric: PairedComparison.to_dict()}}   # B - A on each metric
+    ITEM = {"id", "task", "scores": {system: float | null},       # the primary metric
+            "metrics": {metric: {system: score}}, "seen": bool | null, "cluster": str | null,
+            "prompt": str | null, "reference": str | null, "responses": {system: str}}
 
 Rules checked on load (besides types): a ``comparison`` is A = ``systems[0]`` against B =
 ``systems[1]`` (``diff`` = mean_b - mean_a), its means match the row's scores and wins + losses
-+ ties = n; score keys are systems; each ``per_item`` task is one of ``tasks``; a pairwise
-``judge`` names ``a`` = systems[0] and ``b`` = systems[1] and counts from A's side (``wins`` =
-the judge preferred A), as :meth:`~instructkit.evaluate.judge.PairwiseResult.to_dict` does; a
-``grade`` judge carries :meth:`~instructkit.evaluate.judge.JudgeResult.to_dict`. Unknown keys
-are errors (they are usually typos). Every problem of a file is reported at once, as one
++ ties = n, and so does each of ``comparisons`` against ``metrics``; score keys are systems;
+each ``per_item`` task is one of ``tasks``; a pairwise ``judge`` names ``a`` = systems[0] and
+``b`` = systems[1] and counts from A's side (``wins`` = the judge preferred A), as
+:meth:`~instructkit.evaluate.judge.PairwiseResult.to_dict` does; a ``grade`` judge carries
+:meth:`~instructkit.evaluate.judge.JudgeResult.to_dict`. Unknown keys are errors (they are
+usually typos). Every problem of a file is reported at once, as one
 :class:`~instructkit.errors.DataFormatError` naming the file and each field path, e.g.
 ``tasks['qa'].comparison.n``.
 
@@ -72,6 +77,8 @@ __all__ = [
     "load_eval_results",
     "save_eval_results",
     "format_results",
+    "paired_summary",
+    "format_metrics",
 ]
 
 SCHEMA_VERSION: Literal[1] = 1
@@ -129,7 +136,11 @@ class Comparison(_Model):
 
 
 class ScoreRow(_Model):
-    """One row of the summary: a task, a pooled group, or overall."""
+    """One row of the summary: a task, a pooled group, or overall.
+
+    ``metric`` is the primary metric (``scores``, ``comparison``); ``metrics`` holds every
+    metric's mean per system and ``comparisons`` the paired comparison (B - A) of each metric.
+    """
 
     metric: NonEmpty
     n: Count
@@ -138,14 +149,23 @@ class ScoreRow(_Model):
     comparison: Comparison | None = None
     seen: bool | None = None
     truncated: dict[str, Count] = Field(default_factory=dict)
+    comparisons: dict[str, Comparison] = Field(default_factory=dict)
 
 
 class ItemScore(_Model):
-    """Per-item scores of each system (the primary metric of the item's task)."""
+    """Per-item scores of each system: ``scores`` on the primary metric of the item's task,
+    ``metrics`` on every metric; with what was asked and answered where the writer kept it
+    (``eval run`` does), for the report's examples."""
 
     id: str | int
     task: NonEmpty
     scores: dict[str, float | None]
+    metrics: dict[str, dict[str, float | None]] = Field(default_factory=dict)
+    seen: bool | None = None
+    cluster: str | None = None
+    prompt: str | None = None
+    reference: str | None = None
+    responses: dict[str, str] = Field(default_factory=dict)
 
 
 class JudgeSection(_Model):
@@ -277,6 +297,10 @@ class EvalResults(_Model):
             if item.task not in self.tasks:
                 problems.append((f"per_item[{i}].task", f"{item.task!r} is not one of the tasks"))
             problems += _keys_problems(item.scores, self.systems, f"per_item[{i}].scores")
+            for metric, by_system in item.metrics.items():
+                where = f"per_item[{i}].metrics[{metric!r}]"
+                problems += _keys_problems(by_system, self.systems, where)
+            problems += _keys_problems(item.responses, self.systems, f"per_item[{i}].responses")
         problems += _judge_problems(self.judge, self.systems)
         for name in self.ifeval or {}:
             if name not in self.systems:
@@ -313,17 +337,30 @@ def _row_problems(row: ScoreRow, systems: list[str], where: str) -> list[tuple[s
     for metric, by_system in row.metrics.items():
         problems += _keys_problems(by_system, systems, f"{where}.metrics[{metric!r}]")
     problems += _keys_problems(row.truncated, systems, f"{where}.truncated")
-    c = row.comparison
-    if c is None:
-        return problems
+    if row.comparison is not None:
+        problems += _comparison_problems(row.comparison, row.scores, systems, f"{where}.comparison")
+    for metric, c in row.comparisons.items():
+        at = f"{where}.comparisons[{metric!r}]"
+        if metric not in row.metrics:
+            problems.append((at, f"{metric!r} is not one of the row's metrics"))
+        else:
+            problems += _comparison_problems(c, row.metrics[metric], systems, at)
+    return problems
+
+
+def _comparison_problems(
+    c: Comparison, scores: Mapping[str, float | None], systems: list[str], where: str
+) -> list[tuple[str, str]]:
+    """A comparison is A = systems[0] vs B = systems[1]: its means are their ``scores``."""
     if len(systems) < 2:
-        return [*problems, (f"{where}.comparison", "a comparison needs two systems (A, B)")]
+        return [(where, "a comparison needs two systems (A, B)")]
+    problems = []
     for key, mean, system in (("mean_a", c.mean_a, systems[0]), ("mean_b", c.mean_b, systems[1])):
-        score = row.scores.get(system)
+        score = scores.get(system)
         if score is not None and not _close(mean, score):
             problems.append(
                 (
-                    f"{where}.comparison.{key}",
+                    f"{where}.{key}",
                     f"{mean} differs from the score of {system!r} ({score}); a comparison must "
                     f"be A = {systems[0]!r} (systems[0]) vs B = {systems[1]!r} (systems[1])",
                 )
@@ -556,3 +593,74 @@ def _judge_lines(judge: JudgeSection | None) -> list[str]:
         f"judge {judge.judge}: {judge.a} preferred {judge.wins}, {judge.b} preferred "
         f"{judge.losses}, ties {judge.ties}, unparseable {judge.unparseable}"
     ]
+
+
+# --- every metric, paired ---------------------------------------------------------------------
+
+
+def _named_rows(results: EvalResults, names: Sequence[str] | None) -> dict[str, ScoreRow]:
+    """Group rows (and "overall") by name: ``names``, or every group then overall."""
+    rows = {**results.groups, **({"overall": results.overall} if results.overall else {})}
+    if names is None:
+        return rows
+    missing = [n for n in names if n not in rows]
+    if missing:
+        raise DataFormatError(
+            f"the results have no row {', '.join(map(repr, missing))} (rows: {', '.join(rows)})",
+            fix="set seen_tasks (groups seen/unseen) or give items a cluster (cluster:NAME).",
+        )
+    return {n: rows[n] for n in names}
+
+
+def paired_summary(
+    results: EvalResults,
+    groups: Sequence[str] = ("seen", "unseen"),
+    metrics: Sequence[str] = ("strict", "lenient", "format"),
+) -> dict[str, dict[str, dict[str, Any]]]:
+    """``{group: {metric: {"n", "before", "after", "delta", "ci": [lo, hi], "p"}}}`` from the
+    rows' paired comparisons (before = ``systems[0]``, after = ``systems[1]``; p: permutation
+    test); ``groups`` are group names or "overall". DataFormatError names a missing row or
+    metric."""
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    for name, row in _named_rows(results, groups).items():
+        missing = [m for m in metrics if m not in row.comparisons]
+        if missing:
+            raise DataFormatError(
+                f"row {name!r} has no paired comparison of {', '.join(missing)}",
+                fix="compare two systems with these metrics (eval run: tasks[].metrics).",
+            )
+        out[name] = {
+            m: {
+                "n": c.n,
+                "before": c.mean_a,
+                "after": c.mean_b,
+                "delta": c.diff,
+                "ci": [c.ci_low, c.ci_high],
+                "p": c.p_permutation,
+            }
+            for m in metrics
+            for c in [row.comparisons[m]]
+        }
+    return out
+
+
+def format_metrics(
+    results: EvalResults,
+    metrics: Sequence[str] = ("strict", "lenient", "format"),
+    rows: Sequence[str] | None = None,
+) -> str:
+    """Plain-text table: per group row (default: every group, then overall) and metric, A -> B
+    and, with two systems, B - A [95% CI] and p."""
+    head = f"{'':<22}{'n':>5}" + "".join(f"  {m:<38}" for m in metrics)
+    lines = [head]
+    for name, row in _named_rows(results, rows).items():
+        cells = []
+        for m in metrics:
+            scores = row.metrics.get(m, {})
+            cell = " -> ".join(_cell(scores.get(s)).strip() for s in results.systems)
+            c = row.comparisons.get(m)
+            if c is not None:
+                cell += f" {c.diff:+.3f} [{c.ci_low:+.3f},{c.ci_high:+.3f}] p={c.p_permutation:.3f}"
+            cells.append(f"  {cell:<38}")
+        lines.append(f"{name:<22}{row.n:>5}" + "".join(cells))
+    return "\n".join(lines)

@@ -4,6 +4,14 @@ The results schema lives in :mod:`instructkit.evaluate.results`; loading and mer
 :mod:`instructkit.report.results`; this module draws the plots and writes the page. Usage::
 
     write_report(["eval/results.json"], "report.html")
+    write_report(["eval/after.json"], "report.html", examples=8, train_log="sft/metrics.jsonl")
+
+Besides the summary and plots: "Format or content" (two systems scored ``strict``, ``lenient``
+and ``format``) splits each strict gain into its content part (the lenient gain) and its form
+part (the rest), beside the gain in format compliance; "Training" plots the training loss when
+a log is attached; "Example predictions" shows, per task, ``examples`` items with reference,
+both responses and their scores, items that flipped first
+(:func:`~instructkit.report.results.pick_examples`).
 """
 
 from __future__ import annotations
@@ -23,13 +31,19 @@ from instructkit.io import write_atomic
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 from instructkit.report.results import (
+    A_BETTER,
+    B_BETTER,
     HumanSummary,
     IFEvalSummary,
+    ItemScores,
     JudgeSummary,
     ReportData,
     TaskRow,
+    TrainLog,
+    flip,
     holm_adjust,
     load_results,
+    pick_examples,
 )
 
 __all__ = ["render_report", "write_report"]
@@ -162,6 +176,21 @@ def _scores_plot(data: ReportData) -> tuple[str, str]:
     return _png_uri(fig), caption
 
 
+def _loss_plot(events: Sequence[Mapping[str, object]]) -> str:
+    """Training loss per optimizer step, and the eval loss where the log has it."""
+    fig = _figure(8, 3.2)
+    ax = fig.subplots()
+    for key, style, label in (("loss", "-", "train loss"), ("eval_loss", "o-", "eval loss")):
+        points = [(e["step"], e[key]) for e in events if isinstance(e.get(key), (int, float))]
+        if points:
+            ax.plot(*zip(*points, strict=True), style, label=label, lw=1, ms=4)
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("loss (token-weighted mean)")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return _png_uri(fig)
+
+
 def _judge_plot(judge: JudgeSummary, systems: tuple[str, ...]) -> str:
     labels = [f"{systems[0]} preferred", f"{systems[1]} preferred", "tie", "unparseable"]
     counts = [judge.wins, judge.losses, judge.ties, judge.unparseable]
@@ -204,6 +233,11 @@ p.note { color: #555; font-size: 0.88em; max-width: 1000px; }
 figure { margin: 16px 0; } figure img { max-width: 100%; border: 1px solid #eee; }
 figcaption { color: #555; font-size: 0.88em; }
 footer { margin-top: 40px; color: #888; font-size: 0.8em; }
+td pre { white-space: pre-wrap; margin: 0; font: 0.88em/1.35 ui-monospace, monospace;
+         max-width: 330px; overflow-wrap: anywhere; }
+td.mark { white-space: nowrap; font-weight: 600; } tr.b-better td.mark { color: #0b6b2a; }
+tr.a-better td.mark { color: #b02020; } details summary { cursor: pointer; color: #555; }
+h3 { margin: 20px 0 4px; }
 """
 # Nothing may be fetched or run: images are data: URIs and the style is inline.
 _CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
@@ -438,8 +472,141 @@ def _human_section(human: HumanSummary) -> str:
     return f'<section id="human"><h2>Human ratings</h2><table>{table}</table></section>'
 
 
-def render_report(data: ReportData, *, alpha: float = 0.05) -> str:
-    """The report as one self-contained HTML page (no scripts, no external resources)."""
+# --- format or content, training, examples --------------------------------------------------
+
+_SPLIT = ("strict", "lenient", "format")
+
+
+def _change(row: TaskRow, metric: str, a: str, b: str) -> str:
+    """A cell: A's score -> B's, and below it B - A with its CI and permutation p."""
+    x, y = row.metrics[metric].get(a), row.metrics[metric].get(b)
+    c = row.comparisons.get(metric)
+    if c is not None:
+        diff = f"{c.diff:+.3f} [{c.ci_low:+.3f}, {c.ci_high:+.3f}], p {_fmt_p(c.p_permutation)}"
+    else:
+        diff = _DASH if x is None or y is None else f"{y - x:+.3f}"
+    return _num(f"{_fmt_score(x)} \N{RIGHTWARDS ARROW} {_fmt_score(y)}<br>{diff}")
+
+
+def _form_part(row: TaskRow, a: str, b: str) -> float | None:
+    """The strict gain that is not a lenient gain: right content that now has the right form."""
+    values = [row.metrics[m].get(s) for m in ("strict", "lenient") for s in (a, b)]
+    if any(v is None for v in values):
+        return None
+    sa, sb, la, lb = (float(v) for v in values if v is not None)
+    return (sb - sa) - (lb - la)
+
+
+def _content_section(data: ReportData) -> str | None:
+    """Groups, overall and tasks scored strict, lenient and format: the gain split in two."""
+    if len(data.systems) < 2:
+        return None
+    a, b = data.systems[0], data.systems[1]
+    rows = [*data.groups, *([data.overall] if data.overall else []), *data.tasks]
+    rows = [r for r in rows if all(m in r.metrics for m in _SPLIT)]
+    if not rows:
+        return None
+    head = ["", "n", "strict", "content: lenient", "form: strict \N{MINUS SIGN} content gain",
+            "format compliance"]  # fmt: skip
+    lines = ['<section id="format-content"><h2>Format or content</h2><table><thead><tr>']
+    lines += [f'<th scope="col">{h}</th>' for h in head] + ["</tr></thead><tbody>"]
+    for row in rows:
+        form = _form_part(row, a, b)
+        cells = [f'<th scope="row">{_e(row.name)}</th>', _num(str(row.n))]
+        cells += [_change(row, "strict", a, b), _change(row, "lenient", a, b)]
+        cells.append(_num(_DASH if form is None else f"{form:+.3f}"))
+        cells.append(_change(row, "format", a, b))
+        lines.append("<tr>" + "".join(cells) + "</tr>")
+    lines.append("</tbody></table>")
+    lines.append(
+        f'<p class="note">Each cell: {_e(a)} \N{RIGHTWARDS ARROW} {_e(b)}, and below it the '
+        "paired difference with its 95% bootstrap CI and permutation p. "
+        "<b>strict</b>: normalized exact match; <b>lenient</b>: the reference found as the "
+        "response's answer (label in the first line or after &quot;answer is&quot;, "
+        "numbers parsed, choice letters mapped); <b>format</b>: the response has the shape the "
+        "instruction asked for, right or wrong. Every strict match is a lenient match, so the "
+        "strict gain splits exactly into its <b>content</b> part (the lenient gain: answers "
+        "that became right) and its <b>form</b> part (answers already right in content that now "
+        "match exactly). Format compliance counts the shape on every item. Confidence "
+        "intervals and p (paired permutation test) are per row, not corrected for multiple "
+        "comparisons.</p></section>"
+    )
+    return "\n".join(lines)
+
+
+def _training_section(log: TrainLog) -> str:
+    head = '<section id="training"><h2>Training</h2>'
+    if log.missing or not log.events:
+        why = "does not exist" if log.missing else "has no loss values"
+        return f'{head}<p class="note">The training log {_e(log.path)} {why}.</p></section>'
+    steps = max(int(e["step"]) for e in log.events)
+    caption = f"Training loss per optimizer step ({steps} steps), from {log.path}."
+    return head + _figure_html(_loss_plot(log.events), "training loss", caption) + "</section>"
+
+
+def _scores_text(item: ItemScores, system: str) -> str:
+    metrics = item.metrics or {"score": item.scores}
+    parts = []
+    for metric, by_system in metrics.items():
+        v = by_system.get(system)
+        text = _DASH if v is None else f"{v:g}" if v in (0.0, 1.0) else f"{v:.3f}"
+        parts.append(f"{_e(metric)}&nbsp;{text}")
+    return "<br>".join(parts)
+
+
+def _example_row(kind: int, item: ItemScores, a: str, b: str) -> str:
+    marks = {B_BETTER: ("b-better", f"{b} better"), A_BETTER: ("a-better", f"{a} better")}
+    css, mark = marks.get(kind, ("same", ""))
+    prompt = (
+        f"<details><summary>prompt</summary><pre>{_e(item.prompt)}</pre></details>"
+        if item.prompt
+        else ""
+    )
+    cells = [f'<td class="mark">{_e(mark)}</td>', f"<td>{_e(item.id)}{prompt}</td>"]
+    cells.append(
+        f"<td><pre>{_e(item.reference if item.reference is not None else _DASH)}</pre></td>"
+    )
+    for system in (a, b):
+        cells.append(f"<td><pre>{_e(item.responses.get(system, _DASH))}</pre></td>")
+        cells.append(f'<td class="num">{_scores_text(item, system)}</td>')
+    return f'<tr class="{css}">' + "".join(cells) + "</tr>"
+
+
+def _examples_section(data: ReportData, per_task: int) -> str | None:
+    """Per task, ``per_task`` items with reference, both responses and scores, flips first."""
+    if len(data.systems) < 2 or per_task <= 0:
+        return None
+    a, b = data.systems[0], data.systems[1]
+    by_task: dict[str, list[ItemScores]] = {}
+    for item in data.per_item:
+        if a in item.responses and b in item.responses:
+            by_task.setdefault(item.task, []).append(item)
+    if not by_task:
+        return None
+    head = ["", "item", "reference", f"{_e(a)} (A)", "scores", f"{_e(b)} (B)", "scores"]
+    lines = [
+        '<section id="examples"><h2>Example predictions</h2>',
+        f'<p class="note">Per task, up to {per_task} items: first those where {_e(b)} scored '
+        f"higher than {_e(a)} on the task's primary metric, then those where it scored lower, "
+        "then unchanged ones.</p>",
+    ]
+    for task, items in by_task.items():
+        picked = pick_examples(items, a, b, per_task)
+        kinds = [flip(it, a, b) for it in items]
+        better, worse = kinds.count(B_BETTER), kinds.count(A_BETTER)
+        lines.append(
+            f'<h3>{_e(task)}</h3><p class="note">{len(items)} items: {_e(b)} better on '
+            f"{better}, worse on {worse}; {len(picked)} shown.</p><table><thead><tr>"
+        )
+        lines += [f'<th scope="col">{h}</th>' for h in head] + ["</tr></thead><tbody>"]
+        lines += [_example_row(kind, item, a, b) for kind, item in picked]
+        lines.append("</tbody></table>")
+    return "\n".join(lines) + "</section>"
+
+
+def render_report(data: ReportData, *, alpha: float = 0.05, examples: int = 5) -> str:
+    """The report as one self-contained HTML page (no scripts, no external resources);
+    ``examples``: example predictions per task (0: none)."""
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
@@ -448,8 +615,12 @@ def render_report(data: ReportData, *, alpha: float = 0.05) -> str:
         f"<title>{_e(data.title)}</title><style>{_CSS}</style></head><body>",
         _header(data),
         _summary_section(data, alpha),
-        _plots_section(data),
     ]
+    content = _content_section(data)
+    parts += [content] if content else []
+    parts.append(_plots_section(data))
+    if data.train_log is not None:
+        parts.append(_training_section(data.train_log))
     if data.judge is not None and data.judge.mode == "grade":
         parts.append(_grade_section(data.judge, data.systems))
     elif data.judge is not None and len(data.systems) >= 2:
@@ -458,12 +629,22 @@ def render_report(data: ReportData, *, alpha: float = 0.05) -> str:
         parts.append(_ifeval_section(data.ifeval))
     if data.human is not None:
         parts.append(_human_section(data.human))
+    shown = _examples_section(data, examples)
+    parts += [shown] if shown else []
     parts.append("<footer>Report generated by instructkit.</footer></body></html>\n")
     return "\n".join(parts)
 
 
-def write_report(paths: str | Path | Sequence[str | Path], out_html: str | Path) -> Path:
-    """Load the results files, render the report and write it atomically to ``out_html``."""
-    page = render_report(load_results(paths))
+def write_report(
+    paths: str | Path | Sequence[str | Path],
+    out_html: str | Path,
+    *,
+    examples: int = 5,
+    train_log: str | Path | None = None,
+) -> Path:
+    """Load the results files, render the report and write it atomically to ``out_html``;
+    ``examples`` per task (0: none); ``train_log``: a metrics JSONL whose loss is plotted
+    (instead of the one a results file's ``meta.train_log`` names)."""
+    page = render_report(load_results(paths, train_log=train_log), examples=examples)
     write_atomic(out_html, [page])
     return Path(out_html)

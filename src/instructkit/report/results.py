@@ -15,7 +15,14 @@ the file's modification time as ``created``.
 The page has a header (title, date, systems, sources), a summary table (score per system,
 difference B - A with its confidence interval, permutation p, Holm-adjusted p, McNemar p,
 wins/losses/ties, seen/unseen), plots (score distributions, per-task scores beside the
-differences with their CIs, judge outcomes) and tables for IFEval and human ratings when given.
+differences with their CIs, judge outcomes, the training loss) and tables for IFEval and human
+ratings when given. With two systems scored strict / lenient / format it shows how much of the
+gain is format and how much content; with the per-item responses (``eval run`` keeps them) a
+table of example predictions per task, flipped items first.
+
+The training loss comes from a metrics JSONL (``metrics.jsonl`` of ``train sft``: events with
+``step`` and ``loss`` / ``eval_loss``) named by a results file's ``meta.train_log`` (a path
+relative to the results file, or absolute) or given to :func:`load_results` as ``train_log``.
 
 Several files merge into one report when they name the same systems in the same order; task and
 group names must be unique across them, and judge/human results may come from one file only. If
@@ -43,12 +50,14 @@ from instructkit.evaluate.results import (
     EvalResults,
     HumanSection,
     IFEvalSection,
+    ItemScore,
     JudgeSection,
     ScoreRow,
     parse_eval_results,
     read_json,
 )
 from instructkit.evaluate.stats import PairedComparison, holm_adjust
+from instructkit.train.tracking import read_metrics
 
 __all__ = [
     "TaskRow",
@@ -57,7 +66,14 @@ __all__ = [
     "IFEvalSummary",
     "HumanSummary",
     "Source",
+    "TrainLog",
     "ReportData",
+    "read_train_log",
+    "B_BETTER",
+    "A_BETTER",
+    "SAME",
+    "flip",
+    "pick_examples",
     "holm_adjust",
     "parse_results",
     "report_data",
@@ -79,15 +95,31 @@ class TaskRow:
     scores: dict[str, float | None]  # system -> mean score (None: not scored)
     comparison: PairedComparison | None = None  # systems[0] (A) vs systems[1] (B)
     seen: bool | None = None
+    metrics: dict[str, dict[str, float | None]] = field(default_factory=dict)  # metric -> system
+    comparisons: dict[str, PairedComparison] = field(default_factory=dict)  # metric -> B vs A
 
 
 @dataclass(frozen=True)
 class ItemScores:
-    """Per-item scores of each system, for the distribution plot."""
+    """Per-item scores of each system (``scores``: the primary metric; ``metrics``: every
+    metric), with the prompt, reference and responses where the results keep them."""
 
     id: str
     task: str
     scores: dict[str, float | None]
+    metrics: dict[str, dict[str, float | None]] = field(default_factory=dict)
+    prompt: str | None = None
+    reference: str | None = None
+    responses: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TrainLog:
+    """The training loss events of the tuned system (steps with ``loss`` / ``eval_loss``)."""
+
+    path: str
+    events: tuple[dict[str, Any], ...] = ()
+    missing: bool = False  # named by the results, but not there
 
 
 @dataclass(frozen=True)
@@ -154,6 +186,38 @@ class ReportData:
     ifeval: dict[str, IFEvalSummary] = field(default_factory=dict)
     human: HumanSummary | None = None
     sources: tuple[Source, ...] = ()
+    train_log: TrainLog | None = None
+
+
+# --- example predictions -----------------------------------------------------------------------
+
+B_BETTER, A_BETTER, SAME = 0, 1, 2  # how an item's primary score moved from A to B
+
+
+def flip(item: ItemScores, a: str, b: str) -> int:
+    """B_BETTER, A_BETTER or SAME (equal, or a score missing) on the primary metric."""
+    x, y = item.scores.get(a), item.scores.get(b)
+    if x is None or y is None or x == y:
+        return SAME
+    return B_BETTER if y > x else A_BETTER
+
+
+def pick_examples(
+    items: Sequence[ItemScores], a: str, b: str, k: int
+) -> list[tuple[int, ItemScores]]:
+    """Up to ``k`` items with their flip: items B got better first (largest change first), then
+    items A got better, then unchanged ones, in file order. Both directions are shown when both
+    happened: A-better items get at least ``k // 2`` places (or all there are), so a few
+    regressions are never crowded out by many gains."""
+    kinds: dict[int, list[ItemScores]] = {B_BETTER: [], A_BETTER: [], SAME: []}
+    for it in items:
+        kinds[flip(it, a, b)].append(it)
+    for kind in (B_BETTER, A_BETTER):
+        kinds[kind].sort(key=lambda it: -abs((it.scores[b] or 0.0) - (it.scores[a] or 0.0)))
+    take_a = min(len(kinds[A_BETTER]), max(k - len(kinds[B_BETTER]), k // 2))
+    take_b = min(len(kinds[B_BETTER]), k - take_a)
+    counts = {B_BETTER: take_b, A_BETTER: take_a, SAME: max(0, k - take_a - take_b)}
+    return [(kind, it) for kind in (B_BETTER, A_BETTER, SAME) for it in kinds[kind][: counts[kind]]]
 
 
 # --- from the results schema -------------------------------------------------------------------
@@ -171,7 +235,48 @@ def _task_row(name: str, row: ScoreRow, systems: tuple[str, ...]) -> TaskRow:
         scores={s: row.scores.get(s) for s in systems},
         comparison=_comparison(row.comparison),
         seen=row.seen,
+        metrics={m: {s: v.get(s) for s in systems} for m, v in row.metrics.items()},
+        comparisons={m: PairedComparison(**c.model_dump()) for m, c in row.comparisons.items()},
     )
+
+
+def _item(item: ItemScore, systems: tuple[str, ...]) -> ItemScores:
+    return ItemScores(
+        id=str(item.id),
+        task=item.task,
+        scores={s: item.scores.get(s) for s in systems},
+        metrics={m: {s: v.get(s) for s in systems} for m, v in item.metrics.items()},
+        prompt=item.prompt,
+        reference=item.reference,
+        responses={s: item.responses[s] for s in systems if s in item.responses},
+    )
+
+
+def _train_log(results: EvalResults, path: str | Path | None) -> TrainLog | None:
+    """The log named by ``meta.train_log``, relative to the results file's folder."""
+    named = results.meta.get("train_log")
+    if not isinstance(named, str) or not named:
+        return None
+    where = Path(named)
+    if not where.is_absolute() and path is not None:
+        where = Path(path).parent / where
+    return read_train_log(where, required=False)
+
+
+def read_train_log(path: str | Path, *, required: bool = True) -> TrainLog:
+    """The loss events of a metrics JSONL; a missing file is a DataFormatError if
+    ``required``, else a :class:`TrainLog` marked ``missing`` (the report says so)."""
+    path = Path(path)
+    if not path.is_file():
+        if required:
+            raise DataFormatError(
+                "the training log does not exist.",
+                path=path,
+                fix="give the metrics.jsonl of the training run (train sft writes one).",
+            )
+        return TrainLog(str(path), missing=True)
+    events = [e for e in read_metrics(path) if isinstance(e, dict) and "step" in e]
+    return TrainLog(str(path), tuple(e for e in events if "loss" in e or "eval_loss" in e))
 
 
 def _judge(judge: JudgeSection | None) -> JudgeSummary | None:
@@ -226,14 +331,12 @@ def report_data(results: EvalResults, *, path: str | Path | None = None) -> Repo
         tasks=tuple(_task_row(k, r, systems) for k, r in results.tasks.items()),
         groups=tuple(_task_row(k, r, systems) for k, r in results.groups.items()),
         overall=None if results.overall is None else _task_row("overall", results.overall, systems),
-        per_item=tuple(
-            ItemScores(str(it.id), it.task, {s: it.scores.get(s) for s in systems})
-            for it in results.per_item
-        ),
+        per_item=tuple(_item(it, systems) for it in results.per_item),
         judge=_judge(results.judge),
         ifeval={k: _ifeval(v) for k, v in (results.ifeval or {}).items()},
         human=_human(results.human, systems),
         sources=(Source(str(path), results.title, results.created),) if path is not None else (),
+        train_log=_train_log(results, path),
     )
 
 
@@ -310,14 +413,20 @@ def _load_one(path: Path) -> ReportData:
     return parse_results(results, path=path, context="converted from the demo's metrics.json")
 
 
-def load_results(paths: str | Path | Sequence[str | Path]) -> ReportData:
-    """Load, validate and merge results files (or demo metrics.json files) into one ReportData."""
+def load_results(
+    paths: str | Path | Sequence[str | Path], *, train_log: str | Path | None = None
+) -> ReportData:
+    """Load, validate and merge results files (or demo metrics.json files) into one ReportData;
+    ``train_log`` (a metrics JSONL) replaces the training log the results name."""
     if isinstance(paths, (str, Path)):
         paths = [paths]
     if not paths:
         raise DataFormatError("no results files given.", fix="pass at least one results file.")
     parts = [_load_one(Path(p)) for p in paths]
-    return parts[0] if len(parts) == 1 else _merge(parts)
+    data = parts[0] if len(parts) == 1 else _merge(parts)
+    if train_log is not None:
+        data = dataclasses.replace(data, train_log=read_train_log(train_log))
+    return data
 
 
 def _unique(rows: list[tuple[Source, TaskRow]], kind: str) -> tuple[TaskRow, ...]:
@@ -381,4 +490,5 @@ def _merge(parts: list[ReportData]) -> ReportData:
         ifeval=ifeval,
         human=_only_one(parts, "human"),
         sources=tuple(s for p in parts for s in p.sources),
+        train_log=_only_one(parts, "train_log"),
     )
