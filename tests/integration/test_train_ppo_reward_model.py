@@ -55,7 +55,7 @@ def test_killed_run_with_the_shared_reward_model_resumes_to_the_same_log(tmp_pat
     assert [x["step"] for x in b] == [0, 1, 2, 3]
     assert len({x["reward_mean"] for x in a}) > 1  # the reward model scores, and they vary
     for x, y in zip(a, b, strict=True):
-        for k in ("reward_mean", "kl", "policy_loss", "value_loss", "response_len", "kl_coef"):
+        for k in ("reward_mean", "kl", "policy_loss", "value_loss", "response_length", "kl_coef"):
             assert abs(x[k] - y[k]) <= 1e-5 + 1e-4 * abs(x[k]), (x["step"], k)
 
 
