@@ -295,6 +295,36 @@ def run_all(args: argparse.Namespace) -> None:
         (root / f"report_{method}.json").write_text(json.dumps(report[method], indent=2))
 
 
+def plot(root: Path, png: Path) -> None:
+    """Training reward and KL against the step, PPO and GRPO side by side (their KL units
+    differ: PPO logs the k1 KL per response, TRL's GRPO the k3 KL per token)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    kl_axes = {"ppo": axes[1], "grpo": axes[1].twinx()}
+    units = {"ppo": "PPO KL per response (k1, nats)", "grpo": "GRPO KL per token (k3, nats)"}
+    for color, method in (("tab:blue", "ppo"), ("tab:orange", "grpo")):
+        rows = [json.loads(x) for x in (root / method / "metrics.jsonl").open()]
+        rows = [r for r in rows if "reward_mean" in r and "kl" in r]
+        steps = [r["step"] for r in rows]
+        rewards = [r["reward_mean"] for r in rows]
+        axes[0].plot(steps, rewards, marker="o", color=color, label=method.upper())
+        kl_axes[method].plot(steps, [r["kl"] for r in rows], marker="o", color=color)
+        kl_axes[method].set_ylabel(units[method], color=color)
+    axes[0].set(xlabel="step", ylabel="batch mean reward (train prompts)", ylim=(0, 1))
+    axes[0].legend(fontsize=8)
+    axes[1].set(xlabel="step", title="KL to the reference")
+    for ax in axes:
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    png.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(png, dpi=90)
+    print(f"wrote {png}")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -312,6 +342,9 @@ def main() -> None:
     sc = sub.add_parser("compare")
     sc.add_argument("base")
     sc.add_argument("tuned")
+    sl = sub.add_parser("plot")
+    sl.add_argument("root")
+    sl.add_argument("png")
     sa = sub.add_parser("all")
     sa.add_argument("--out", default="runs/rl_bench")
     sa.add_argument("--methods", nargs="+", default=["ppo", "grpo"])
@@ -320,6 +353,8 @@ def main() -> None:
         write_prompts(Path(args.out))
     elif args.cmd == "sample":
         sample(args)
+    elif args.cmd == "plot":
+        plot(Path(args.root), Path(args.png))
     elif args.cmd == "compare":
         _print(compare(Path(args.base), Path(args.tuned)))
     else:
