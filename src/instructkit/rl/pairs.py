@@ -43,13 +43,14 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from instructkit.data.formats import Reject, save_rejects
-from instructkit.data.prompt_rows import PromptRow, PromptRows, load_prompt_rows
-from instructkit.errors import ConfigError, DataFormatError
+from instructkit.data.prompt_rows import PromptRow
+from instructkit.errors import ConfigError
 from instructkit.io import beside, write_jsonl
 from instructkit.jobs import Job, fingerprint
 from instructkit.lm.base import DEFAULT_BATCH, LM, ChatRequest
 from instructkit.rl.judge import JudgeReward
 from instructkit.rl.rewards import RewardSpec, build_reward
+from instructkit.train.prompts import checked_prompt_rows
 from instructkit.train.rewards import RewardFn, RewardItem
 
 __all__ = ["PairsConfig", "PairsResult", "run_pairs", "sample_seed"]
@@ -128,8 +129,7 @@ def run_pairs(
     _check_mode(cfg)
     judge_path = beside(cfg.out, ".judge.jsonl")
     reward = build_reward(cfg.reward, judge_lm=judge_lm, journal=judge_path)
-    loaded = load_prompt_rows(cfg.prompts, skip_invalid=cfg.skip_invalid)
-    rows = _checked_rows(loaded, reward, cfg.skip_invalid)
+    rows, rejects = checked_prompt_rows(cfg.prompts, reward, skip_invalid=cfg.skip_invalid)
     if lm is None:
         from instructkit.lm import build_lm
 
@@ -145,13 +145,13 @@ def run_pairs(
     n_sampled = _sample(job, rows, lm, cfg, progress)
     texts = {int(r["row"]): _distinct(r["responses"]) for r in job.records}
     scores, judge_counts = _score(rows, texts, reward, cfg.judge_mode)
-    pairs, dropped, counts = _rank(rows, texts, scores, cfg.min_margin, loaded.path)
+    pairs, dropped, counts = _rank(rows, texts, scores, cfg.min_margin, cfg.prompts)
     write_jsonl(pairs, cfg.out)
     rejects_path = Path(cfg.rejects) if cfg.rejects else beside(cfg.out, ".rejects.jsonl")
-    save_rejects([*loaded.rejects, *dropped], rejects_path)
+    save_rejects([*rejects, *dropped], rejects_path)
     return PairsResult(
         Path(cfg.out), rejects_path, samples_path, len(rows), len(pairs),
-        len(loaded.rejects), n_sampled, counts, judge_counts,
+        len(rejects), n_sampled, counts, judge_counts,
     )  # fmt: skip
 
 
@@ -162,21 +162,6 @@ def _check_mode(cfg: PairsConfig) -> None:
             f"'{cfg.reward.kind}'.",
             fix="use --reward judge --judge-lm SPEC, or judge_mode: pointwise.",
         )
-
-
-def _checked_rows(loaded: PromptRows, reward: RewardFn, skip_invalid: bool) -> list[PromptRow]:
-    """Rows the reward can score; the others raise, or become rejects with ``skip_invalid``."""
-    kept = []
-    for row in loaded.rows:
-        try:
-            reward.check(row.row, path=loaded.path, row_no=row.row_no)
-        except DataFormatError as e:
-            if not skip_invalid:
-                raise
-            loaded.rejects.append(Reject(loaded.path, row.row_no, e.field, e.reason, row.row))
-            continue
-        kept.append(row)
-    return kept
 
 
 def sample_seed(seed: int, row_no: int, sample: int) -> int:

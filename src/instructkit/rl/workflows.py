@@ -67,6 +67,7 @@ def ppo_reward(cfg: PPOJobConfig, *, judge_lm: LM | None = None) -> RewardFn:
     if spec.kind != "model" or not spec.path or spec.shared_base is False:
         if spec.kind == "model" and spec.path:
             print(f"reward: {spec.path} as a separate model (reward.shared_base: false)")
+            return build_reward(spec)
         return build_policy_reward(spec, judge_lm=judge_lm)
     problem = shared_base_problem(spec.path, model=cfg.model, lora=cfg.lora.enabled)
     if problem is None:

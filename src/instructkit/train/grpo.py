@@ -6,11 +6,13 @@ its advantage (no value model), with a clipped policy-gradient loss and, when ``
 per-token KL penalty to the reference policy (the paper's k3 estimator; beta 0.04 there). The
 optimisation, sampling and logging are TRL's ``GRPOTrainer``; the data and the reward are ours:
 
-- prompts are read by :func:`instructkit.data.prompt_rows.load_prompt_rows` (as ``train ppo``
-  and ``data pairs`` read them): rows that hold ``prompt`` (a string or a message list) or
-  chat ``messages``, cut after the last user turn (the count is printed), checked by the data
-  layer's turn rules, and rendered by our chat template with the generation prompt, exactly
-  as ``train sft`` renders a prompt;
+- prompts are read and checked as ``train ppo`` reads them (:mod:`instructkit.train.prompts`):
+  rows that hold ``prompt`` (a string or a message list) or chat ``messages``, cut after the
+  last user turn (the count is printed), checked by the data layer's turn rules and by the
+  reward before the model loads (one line naming file, row and field; with ``skip_invalid``
+  a reject), rendered by our chat template with the generation prompt exactly as ``train sft``
+  renders a prompt; a prompt whose tokens plus ``max_completion_length`` exceed
+  ``max_seq_len`` is a reject (counted, ``rejects.jsonl``);
 - the reward is any :class:`~instructkit.train.rewards.RewardFn`: :func:`reward_function`
   adapts it to TRL's ``f(prompts, completions, **columns) -> list[float]``, handing each
   :class:`~instructkit.train.rewards.RewardItem` the last user message and the full source row
@@ -45,11 +47,18 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from instructkit.config import save_config
-from instructkit.data.prompt_rows import PromptRow, PromptRows, load_prompt_rows
-from instructkit.data.templates import ChatTemplate, get_template
+from instructkit.data.prompt_rows import PromptRow
+from instructkit.data.templates import get_template
 from instructkit.errors import ConfigError
 from instructkit.io import write_atomic
 from instructkit.models import load_model, peft_checkpointing_warning_ignored
+from instructkit.train.prompts import (
+    PromptFit,
+    Query,
+    checked_prompt_rows,
+    encode_prompts,
+    report_prompt_rejects,
+)
 from instructkit.train.rewards import RewardFn, RewardItem
 from instructkit.train.sft import lora_config, removed_on_failure, resolve_dtype
 from instructkit.train.tracking import (
@@ -75,8 +84,6 @@ __all__ = [
     "GRPORunConfig",
     "GRPOResult",
     "RolloutClock",
-    "load_prompts",
-    "render_prompt",
     "reward_function",
     "run_grpo",
 ]
@@ -97,6 +104,8 @@ class GRPORunConfig(TRLRunConfig):
     scale_rewards: Literal["group", "batch", "none"] = "group"
     loss_type: Literal["grpo", "dapo", "dr_grpo", "bnpo"] = "dapo"
     samples_every: int = Field(default=10, ge=0)  # steps between samples.jsonl rows (0: none)
+    max_seq_len: int = Field(default=1024, gt=8)  # prompt + max_completion_length must fit
+    skip_invalid: bool = False  # bad rows to rejects.jsonl instead of stopping
 
 
 class GRPOResult(BaseModel):
@@ -121,21 +130,6 @@ def _strip_bos(text: str, tokenizer: Any) -> str:
         if ids and ids[0] == tokenizer.bos_token_id:
             return text[len(bos) :]
     return text
-
-
-def load_prompts(path: str, reward: RewardFn) -> PromptRows:
-    """The prompt rows of ``path`` (:mod:`instructkit.data.prompt_rows`: the conversation up to
-    its last user turn), each checked by ``reward``; a bad row (or one the reward cannot score)
-    is a DataFormatError naming the file, row and field."""
-    loaded = load_prompt_rows(path)
-    for r in loaded.rows:
-        reward.check(r.row, path=path, row_no=r.row_no)
-    return loaded
-
-
-def render_prompt(row: PromptRow, template: ChatTemplate, tokenizer: Any) -> str:
-    """The prompt as the policy sees it: our chat template with the generation prompt."""
-    return _strip_bos(template.render(row.messages, True), tokenizer)
 
 
 def reward_function(
@@ -295,20 +289,26 @@ def run_grpo(cfg: GRPORunConfig, reward: RewardFn, *, progress: bool = True) -> 
     ):
         out.mkdir(parents=True, exist_ok=True)
         save_config(cfg, out / "config.yaml")
+        fit = PromptFit(
+            cfg.data, cfg.max_seq_len, cfg.max_completion_length, "max_completion_length",
+            cfg.skip_invalid,
+        )  # fmt: skip
+        rows, rejects = checked_prompt_rows(cfg.data, reward, skip_invalid=cfg.skip_invalid)
         model, tokenizer = load_model(cfg.model, dtype=resolve_dtype(cfg.dtype))
         if tokenizer.pad_token is None:
             tokenizer.pad_token = tokenizer.eos_token
         tokenizer.padding_side = "left"  # generation pads prompts on the left
         template = get_template(cfg.template, tokenizer)
-        loaded = load_prompts(cfg.data, reward)
-        prompts = loaded.rows
-        cut = f" ({loaded.truncated} cut after their last user turn)" if loaded.truncated else ""
-        print(f"prompts: {len(prompts)}{cut}, reward: {reward.name}")
+        queries, too_long = encode_prompts(rows, template, tokenizer, fit)
+        rejects += too_long
+        report_prompt_rejects(out, rejects, too_long, len(queries), fit)
+        prompts = [q.source for q in queries]
+        print(f"reward: {reward.name}")
         ckpt = resume_checkpoint(out, cfg.train)
         logger = MetricsLogger(out, cfg.report_to, run_name=out.name, purge_step=purge_step(ckpt))
         scored: list[tuple[str, str, float]] = []
         parts = {
-            "dataset": _dataset(prompts, template, tokenizer),
+            "dataset": _dataset(queries, tokenizer),
             "reward": reward_function(reward, prompts, scored),
             "logger": logger,
             "progress": progress,
@@ -323,22 +323,20 @@ def run_grpo(cfg: GRPORunConfig, reward: RewardFn, *, progress: bool = True) -> 
         trainer.train(resume_from_checkpoint=ckpt)
         logger.close()
         result = _result(cfg, out, int(trainer.state.global_step), len(prompts), reward.name, ckpt)
-        result.truncated = loaded.truncated
+        result.truncated = sum(1 for p in prompts if p.dropped)
         timing = (time.perf_counter() - started, wall)
         _write_outputs(trainer, tokenizer, cfg, result, timing, parts["clock"])
     return result
 
 
-def _dataset(rows: Sequence[PromptRow], template: ChatTemplate, tokenizer: Any) -> Any:
+def _dataset(queries: Sequence[Query], tokenizer: Any) -> Any:
     """TRL's prompt dataset: each prompt rendered, with its row's index (for the reward)."""
     from datasets import Dataset
 
-    return Dataset.from_list(
-        [
-            {"prompt": render_prompt(p, template, tokenizer), "row_index": i}
-            for i, p in enumerate(rows)
-        ]
-    )
+    rows = [
+        {"prompt": _strip_bos(q.text, tokenizer), "row_index": i} for i, q in enumerate(queries)
+    ]
+    return Dataset.from_list(rows)
 
 
 def _result(

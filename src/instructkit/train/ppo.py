@@ -48,17 +48,14 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from instructkit.config import save_config
-from instructkit.data.formats import Reject, save_rejects
-from instructkit.data.prompt_rows import PromptRow, load_prompt_rows
-from instructkit.data.templates import ChatTemplate, get_template
-from instructkit.errors import ConfigError, DataFormatError, InstructkitError, TrainingError
+from instructkit.data.templates import get_template
+from instructkit.errors import ConfigError, TrainingError
 from instructkit.io import write_atomic
 from instructkit.losses import entropy_from_logits, kl_per_token, token_logprobs
 from instructkit.models import DEFAULT_MODEL, load_model
 from instructkit.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from instructkit.train.loop import window_means
 from instructkit.train.ppo_rollout import (
-    Query,
     Rollout,
     RolloutConfig,
     causal_lm,
@@ -67,6 +64,13 @@ from instructkit.train.ppo_rollout import (
     response_hidden,
     step_prompts,
     stop_token_ids,
+)
+from instructkit.train.prompts import (
+    PromptFit,
+    Query,
+    checked_prompt_rows,
+    encode_prompts,
+    report_prompt_rejects,
 )
 from instructkit.train.reward_adapter import POLICY_ADAPTER, SharedBaseReward
 from instructkit.train.rewards import RewardFn, RewardItem
@@ -222,50 +226,11 @@ def _check(cfg: PPOConfig) -> None:
     check_backends(cfg.report_to)
 
 
-def _checked_rows(cfg: PPOConfig, reward: RewardFn) -> tuple[list[PromptRow], list[Reject]]:
-    """Prompt rows that parse and carry what ``reward`` reads; the others are rejects
-    (with ``skip_invalid``) or the first one raises DataFormatError."""
-    loaded = load_prompt_rows(cfg.prompts, skip_invalid=cfg.skip_invalid)
-    if loaded.truncated:  # the prompt is the conversation up to its last user turn
-        print(f"prompts: {loaded.truncated} cut after their last user turn")
-    rows, rejects = [], list(loaded.rejects)
-    for r in loaded.rows:
-        try:
-            reward.check(r.row, path=cfg.prompts, row_no=r.row_no)
-        except DataFormatError as e:
-            if not cfg.skip_invalid:
-                raise
-            rejects.append(Reject(cfg.prompts, r.row_no, e.field, e.reason, r.row))
-            continue
-        rows.append(r)
-    return rows, rejects
-
-
-def encode_prompts(
-    rows: Sequence[PromptRow], template: ChatTemplate, tokenizer: Any, cfg: PPOConfig
-) -> tuple[list[Query], list[Reject]]:
-    """Render each prompt with the chat template (generation prompt added) and tokenize it;
-    a prompt whose tokens plus ``max_new_tokens`` exceed ``max_seq_len`` is a reject."""
-    room = cfg.max_seq_len - cfg.rollout.max_new_tokens
-    queries, rejects = [], []
-    for r in rows:
-        try:
-            text = template.render(r.messages, True)
-        except InstructkitError as e:
-            if not cfg.skip_invalid:
-                raise DataFormatError(str(e), path=cfg.prompts, row=r.row_no, fix=e.fix) from e
-            rejects.append(Reject(cfg.prompts, r.row_no, None, str(e), r.row))
-            continue
-        ids = tokenizer(text, add_special_tokens=False)["input_ids"]
-        if len(ids) > room:
-            reason = (
-                f"the prompt has {len(ids)} tokens; with max_new_tokens="
-                f"{cfg.rollout.max_new_tokens} it exceeds max_seq_len={cfg.max_seq_len}"
-            )
-            rejects.append(Reject(cfg.prompts, r.row_no, "prompt", reason, r.row))
-            continue
-        queries.append(Query(ids, text, r))
-    return queries, rejects
+def _prompt_fit(cfg: PPOConfig) -> PromptFit:
+    return PromptFit(
+        cfg.prompts, cfg.max_seq_len, cfg.rollout.max_new_tokens, "rollout.max_new_tokens",
+        cfg.skip_invalid,
+    )  # fmt: skip
 
 
 def _scores(reward: RewardFn, queries: Sequence[Query], roll: Rollout) -> torch.Tensor:
@@ -411,15 +376,16 @@ def run_ppo(cfg: PPOConfig, reward: RewardFn, *, progress: bool = True) -> PPORe
     with removed_on_failure(out, enabled=True):
         out.mkdir(parents=True, exist_ok=True)
         save_config(cfg, out / "config.yaml")
-        rows, rejects = _checked_rows(cfg, reward)  # before any model loads
+        fit = _prompt_fit(cfg)
+        rows, rejects = checked_prompt_rows(cfg.prompts, reward, skip_invalid=cfg.skip_invalid)
 
         policy, ref_lm, tokenizer, device = _models(cfg)
         if isinstance(reward, SharedBaseReward):  # the reward model as a second adapter
             reward.attach(policy.lm)
         template = get_template(cfg.template, tokenizer)
-        queries, too_long = encode_prompts(rows, template, tokenizer, cfg)
+        queries, too_long = encode_prompts(rows, template, tokenizer, fit)
         rejects += too_long
-        _report_rejects(out, rejects, too_long, len(queries), cfg)
+        report_prompt_rejects(out, rejects, too_long, len(queries), fit)
         stop = stop_token_ids(tokenizer, template)
 
         params = [p for p in policy.parameters() if p.requires_grad]
@@ -454,21 +420,6 @@ def run_ppo(cfg: PPOConfig, reward: RewardFn, *, progress: bool = True) -> PPORe
         logger.close()
         seconds = time.perf_counter() - started
         return _write_outputs(policy, tokenizer, cfg, (len(queries), len(rejects)), start, seconds)
-
-
-def _report_rejects(
-    out: Path, rejects: list[Reject], too_long: list[Reject], kept: int, cfg: PPOConfig
-) -> None:
-    print(f"prompts: {kept} kept, {len(rejects)} rejected ({len(too_long)} too long)")
-    if rejects:
-        save_rejects(rejects, out / "rejects.jsonl")
-    if not kept:
-        raise TrainingError(
-            f"{cfg.prompts}: no prompt left to train on ({len(rejects)} rejected; first: "
-            f"{rejects[0].reason if rejects else 'the file has no rows'}).",
-            fix="raise max_seq_len or lower rollout.max_new_tokens, or mend the rows listed "
-            "in rejects.jsonl.",
-        )
 
 
 def _resume(

@@ -27,9 +27,9 @@ from typing import Any
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
-from instructkit.data.prompt_rows import PromptRow
 from instructkit.data.templates import ChatTemplate
 from instructkit.losses import token_logprobs
+from instructkit.train.prompts import Query
 
 __all__ = [
     "Query",
@@ -54,15 +54,6 @@ class RolloutConfig(BaseModel):
     temperature: float = Field(default=1.0, gt=0)
     top_p: float = Field(default=1.0, gt=0, le=1)
     truncation_penalty: float = Field(default=0.0, ge=0)  # off the score when no end of turn
-
-
-@dataclass(frozen=True)
-class Query:
-    """A prompt ready to sample from: its token ids, its text and its source row."""
-
-    ids: list[int]
-    text: str
-    source: PromptRow
 
 
 @dataclass

@@ -7,14 +7,9 @@ from pathlib import Path
 import pytest
 
 from instructkit.data.templates import get_template
-from instructkit.errors import ConfigError, DataFormatError
-from instructkit.train.grpo import (
-    GRPORunConfig,
-    load_prompts,
-    render_prompt,
-    reward_function,
-    run_grpo,
-)
+from instructkit.errors import ConfigError, DataFormatError, TrainingError
+from instructkit.train.grpo import GRPORunConfig, reward_function, run_grpo
+from instructkit.train.prompts import PromptFit, checked_prompt_rows, encode_prompts
 from instructkit.train.rewards import RewardItem
 
 WORDS = ["apple", "pear", "plum", "fig"]
@@ -60,15 +55,15 @@ def test_prompts_render_with_our_template_and_keep_their_rows(tmp_path, tiny_tok
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     template = get_template("chatml", tiny_tokenizer)
     reward = ShortReward()
-    loaded = load_prompts(str(path), reward)
-    prompts = loaded.rows
-    assert reward.checked == [1, 2, 3]
+    prompts, rejects = checked_prompt_rows(str(path), reward, skip_invalid=False)
+    assert reward.checked == [1, 2, 3] and not rejects
     assert [p.text for p in prompts] == ["Hi.", "Yo.", "Two."]
-    rendered = [render_prompt(p, template, tiny_tokenizer) for p in prompts]
+    fit = PromptFit(str(path), 512, 16, "max_completion_length", False)
+    rendered = [q.text for q in encode_prompts(prompts, template, tiny_tokenizer, fit)[0]]
     assert rendered[0] == template.render([{"role": "user", "content": "Hi."}], True)
     assert rendered[2].endswith("<|im_start|>assistant\n")
     assert "One." in rendered[2] and "2" not in rendered[2]  # the last answer is dropped ...
-    assert loaded.truncated == 1 and [p.dropped for p in prompts] == [0, 0, 1]  # ... and counted
+    assert [p.dropped for p in prompts] == [0, 0, 1]  # ... and counted
     assert prompts[1].row["target"] == "b"
 
 
@@ -85,14 +80,16 @@ def test_bad_prompt_row_names_file_row_field(tmp_path, row, field):
     path = tmp_path / "p.jsonl"
     path.write_text(json.dumps({"prompt": "Fine.", "target": "x"}) + "\n" + json.dumps(row) + "\n")
     with pytest.raises(DataFormatError) as e:
-        load_prompts(str(path), ShortReward())
+        checked_prompt_rows(str(path), ShortReward(), skip_invalid=False)
     msg = str(e.value)
     assert "\n" not in msg and f"{path}:2: field '{field}" in msg, msg
 
 
 def test_reward_function_hands_each_completion_its_row(tmp_path):
     reward = ShortReward()
-    prompts = load_prompts(str(write_prompts(tmp_path / "p.jsonl")), reward).rows
+    prompts, _ = checked_prompt_rows(
+        str(write_prompts(tmp_path / "p.jsonl")), reward, skip_invalid=False
+    )
     fn = reward_function(reward, prompts)
     scores = fn(
         prompts=["x", "y"], completions=["ab", "abcd"], row_index=[2, 0], trainer_state=None
@@ -118,6 +115,31 @@ def test_checkpoints_fall_between_generations(tmp_path):
                         num_iterations=2, train={"batch_size": 4, "save_every": 3})  # fmt: skip
     with pytest.raises(ConfigError, match=r"save_every \(3\) must be a multiple of num_iter"):
         run_grpo(cfg, ShortReward(), progress=False)
+
+
+def test_prompts_too_long_for_the_context_are_rejected_and_counted(tmp_path, capsys):
+    """A prompt whose tokens plus max_completion_length exceed max_seq_len is a reject (one
+    line with file, row and field in rejects.jsonl); a bad row is one with skip_invalid; with
+    none left the run stops naming the first reason and the fix."""
+    path = write_prompts(tmp_path / "p.jsonl")
+    rows = path.read_text().splitlines()
+    long = {"prompt": "Say " + "very " * 300 + "long.", "target": "x"}
+    path.write_text("\n".join([*rows, json.dumps(long), json.dumps({"prompt": "No target."})]))
+    base = {"model": "tiny-random-llama", "data": str(path), "num_generations": 2,
+            "max_completion_length": 4, "max_seq_len": 64, "lora": {"r": 4},
+            "train": {"max_steps": 1, "batch_size": 2}}  # fmt: skip
+    with pytest.raises(DataFormatError, match=r"p\.jsonl:6: field 'target'"):
+        run_grpo(GRPORunConfig(**base, output_dir=str(tmp_path / "a")), ShortReward())
+    cfg = GRPORunConfig(**base, output_dir=str(tmp_path / "b"), skip_invalid=True)
+    run_grpo(cfg, ShortReward(), progress=False)
+    assert "prompts: 4 kept, 2 rejected (1 too long)" in capsys.readouterr().out
+    rejects = [json.loads(x) for x in (tmp_path / "b" / "rejects.jsonl").read_text().splitlines()]
+    assert [(r["row"], r["field"]) for r in rejects] == [(6, "target"), (5, "prompt")]
+    assert "max_completion_length=4 it exceeds max_seq_len=64" in rejects[1]["reason"]
+    tiny = {**base, "max_seq_len": 12, "skip_invalid": True, "output_dir": str(tmp_path / "c")}
+    with pytest.raises(TrainingError, match="no prompt left to train on") as e:
+        run_grpo(GRPORunConfig(**tiny), ShortReward(), progress=False)
+    assert "max_completion_length" in e.value.fix
 
 
 def test_grpo_end_to_end_logs_reward_kl_and_length(tmp_path):

@@ -193,17 +193,18 @@ def test_a_prompt_ends_at_its_last_user_turn_and_the_cut_is_counted(tmp_path, ca
     `train ppo` samples after it and says how many rows it cut."""
     from instructkit.data.templates import get_template
     from instructkit.models import build_tiny_tokenizer
-    from instructkit.train.ppo import _checked_rows, encode_prompts
+    from instructkit.train.ppo import _prompt_fit
+    from instructkit.train.prompts import checked_prompt_rows, encode_prompts
 
     turns = [{"role": "user", "content": "Say hi."}, {"role": "assistant", "content": "REPLY"}]
     p = tmp_path / "p.jsonl"
     p.write_text(json.dumps({"messages": turns}) + "\n" + json.dumps({"prompt": "Say yo."}) + "\n")
     cfg = _cfg(tmp_path)
-    kept, rejects = _checked_rows(cfg, Lowercase())
+    kept, rejects = checked_prompt_rows(cfg.prompts, Lowercase(), skip_invalid=False)
     assert not rejects and [r.dropped for r in kept] == [1, 0]
     assert "prompts: 1 cut after their last user turn" in capsys.readouterr().out
     tok = build_tiny_tokenizer()
-    queries, _ = encode_prompts(kept, get_template("chatml", tok), tok, cfg)
+    queries, _ = encode_prompts(kept, get_template("chatml", tok), tok, _prompt_fit(cfg))
     assert "Say hi." in queries[0].text and "REPLY" not in queries[0].text
     assert queries[0].text.endswith("<|im_start|>assistant\n")  # the policy answers here
     p.write_text(json.dumps({"prompt": [turns[0], *turns]}) + "\n")
