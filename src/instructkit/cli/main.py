@@ -194,7 +194,7 @@ def data_render(
 def demo_cmd(out, config_path, overrides) -> None:
     """Evaluate the embedded model on the bundled task suite, LoRA-tune it on the seen clusters
     (train sft) and evaluate again (eval run): strict, lenient and format scores, seen vs unseen
-    clusters, offline. The recipe recipes/demo.yaml lists every key."""
+    clusters, offline. recipes/demo.yaml holds the defaults, to copy and edit."""
     from instructkit.config import load_config
     from instructkit.demo import DemoConfig, run_demo
 
