@@ -20,7 +20,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 demo: setup
-	$(VENV)/bin/instructkit demo --out $(OUT)
+	$(VENV)/bin/instructkit demo --config recipes/demo.yaml --out $(OUT)
 
 test: setup
 	$(PY) -m pytest -q

@@ -1,12 +1,26 @@
-"""The walking skeleton: evaluate, LoRA-tune, and re-evaluate the embedded model, offline.
+"""The main job (``make demo``, ``instructkit demo``): the product's own workflows in a row.
 
-``run_demo(cfg)`` reads top to bottom: bundled task items (train/test splits, one task type
-held out entirely) are rendered through the FLAN-style templates, the model answers the test
-prompts, is fine-tuned with LoRA and response-only loss on the training mixture, answers again,
-and the before/after accuracy is printed per task and for seen vs unseen tasks. Outputs in
-``cfg.out``: results.json (:class:`~instructkit.evaluate.results.EvalResults`, systems "before"
-and "after"; the training summary in ``meta``), report.html (from results.json), config.yaml,
-predictions.jsonl, train_log.jsonl, adapter/.
+``run_demo(cfg)`` reads top to bottom: pick the items (the bundled task suite's train items and
+a seeded sample of its test items, leave-cluster-out: the clusters in
+:data:`~instructkit.data.task_suite.UNSEEN_CLUSTERS` have no train item) and write them to
+``out/suite.jsonl``; :func:`~instructkit.evaluate.runner.run_eval` the base model (system
+``base``, scored strict / lenient / format); :func:`~instructkit.train.sft.run_sft` LoRA on the
+train items rendered as a FLAN-style mixture (response-only loss); ``run_eval`` again with two
+systems, ``base`` read back from the first run's per-item file and ``tuned`` (base + adapter),
+which compares them on the same items; print the per-group/per-cluster table; write the HTML
+report (examples, training loss) and ``summary.json``. Every step's config is written beside
+its outputs, so each step can be re-run with ``instructkit eval run`` / ``train sft``.
+
+Outputs in ``cfg.out``: config.yaml (this demo's resolved config), suite.jsonl (the items),
+base.yaml / base.json / base.per_item.jsonl (the base evaluation), sft/ (``train sft``'s run:
+config.yaml, adapter/, metrics.jsonl, loss_curve.png, summary.json), eval.yaml / results.json /
+results.per_item.jsonl (base vs tuned; :class:`~instructkit.evaluate.results.EvalResults`),
+report.html, summary.json (:func:`~instructkit.evaluate.results.paired_summary` of seen and
+unseen tasks on strict, lenient and format, plus ``wall_s``). From Python::
+
+    from instructkit.config import load_config
+    cfg = load_config(DemoConfig, "recipes/demo.yaml", ["sft.train.epochs=2"], out="out/demo")
+    results = run_demo(cfg)     # the base-vs-tuned EvalResults written to out/demo/results.json
 """
 
 from __future__ import annotations
@@ -14,334 +28,225 @@ from __future__ import annotations
 import json
 import random
 import time
-from importlib import resources
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from instructkit.config import save_config
-from instructkit.data.records import Conversation
-from instructkit.data.tasks import (
-    MixConfig,
-    build_task_mixture,
-    load_task_templates,
-    render_task_example,
-)
-from instructkit.data.templates import get_template
-from instructkit.data.tokenize import TrainOn, tokenize_conversation
-from instructkit.evaluate.checks import score_answer
-from instructkit.evaluate.results import EvalResults, now, save_eval_results
-from instructkit.evaluate.stats import compare_by_group, compare_paired
-from instructkit.io import write_jsonl
-from instructkit.lm.base import ChatRequest
-from instructkit.lm.local import LocalLM
-from instructkit.models import DEFAULT_MODEL, load_model
-from instructkit.train.loop import FitData, TrainConfig, fit, window_means
-from instructkit.train.sft import AdapterConfig, apply_lora
+from instructkit.data.task_suite import UNSEEN_CLUSTERS, load_suite
+from instructkit.errors import ConfigError
+from instructkit.evaluate.results import EvalResults, format_metrics, paired_summary
+from instructkit.evaluate.runner import EvalConfig, EvalTaskConfig, SystemConfig, run_eval
+from instructkit.io import write_atomic, write_jsonl
+from instructkit.models import DEFAULT_MODEL
+from instructkit.report import write_report
+from instructkit.train.sft import DatasetConfig, SFTConfig, format_summary, run_sft
 
-__all__ = [
-    "DemoConfig",
-    "run_demo",
-    "load_demo_items",
-    "evaluate_items",
-    "summarize",
-    "demo_results",
-]
+__all__ = ["DEMO_SFT", "METRICS", "DemoConfig", "DemoEvalConfig", "demo_items", "run_demo"]
+
+METRICS = ("lenient", "strict", "format")  # the first is the primary one (flips, overall)
+_SET_BY_DEMO = ("model", "output_dir", "template")  # sft keys the demo fills in
+# the demo's training run: the keys of `sft:` that differ from train sft's defaults; a config's
+# `sft:` (or --set sft.KEY=...) is merged over these
+DEMO_SFT: dict[str, Any] = {
+    "max_seq_len": 384,
+    "task_mix": {"zero_shot": 0.8, "few_shot": 0.2, "cot_ratio": 0.2, "n_shots": 2, "seed": 0},
+    "lora": {"r": 16, "alpha": 32},
+    "train": {"epochs": 1, "lr": 1e-3, "batch_tokens": 512, "warmup_ratio": 0.1},
+}
+
+
+class DemoEvalConfig(BaseModel):
+    """How the base and the tuned model are evaluated (both runs alike)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    # test items kept per task (a seeded sample; None: all): seen tasks have 5 to 10 each,
+    # each unseen (held-out cluster) task 24 to 40
+    seen_limit: int | None = Field(5, gt=0)
+    unseen_limit: int | None = Field(None, gt=0)
+    max_new_tokens: int = Field(24, gt=0)
+    batch_size: int = Field(32, gt=0)
+    examples: int = Field(5, ge=0)  # example predictions per task in report.html
 
 
 class DemoConfig(BaseModel):
+    """The demo: the model, the suite, and the two workflows' settings (``eval:``, ``sft:``)."""
+
     model_config = ConfigDict(extra="forbid")
 
     out: str
     model: str = DEFAULT_MODEL
     template: str = "tokenizer"
-    items: str | None = None  # JSONL of task items; None = the bundled set
-    max_seq_len: int = Field(384, gt=8)
-    max_new_tokens: int = Field(24, gt=0)
-    eval_batch_size: int = Field(32, gt=0)
-    mix: MixConfig = MixConfig(zero_shot=0.8, few_shot=0.2, cot_ratio=0.2, n_shots=2, seed=0)
-    lora: AdapterConfig = AdapterConfig(r=16, alpha=32)
-    train: TrainConfig = TrainConfig(epochs=3, lr=1e-3, batch_tokens=512, warmup_ratio=0.1)
-    train_on: TrainOn = "all"
-    limit: int | None = Field(None, gt=0)  # keep at most this many items per task and split
-    seed: int = 0
+    suite: str | None = None  # task suite JSONL (train and test items); None: the bundled one
+    seed: int = 0  # the test sample and the evaluation prompts' phrasing
+    eval: DemoEvalConfig = Field(default_factory=DemoEvalConfig)
+    # train sft's config (docs/sft.md); the demo sets model, template and output_dir (out/sft),
+    # and with no datasets trains on the suite's train items (kind tasks)
+    sft: SFTConfig = Field(default_factory=lambda: SFTConfig.model_validate(DEMO_SFT))
+
+    @field_validator("sft", mode="before")
+    @classmethod
+    def _over_demo_defaults(cls, value: Any) -> Any:
+        return _merged(DEMO_SFT, value) if isinstance(value, dict) else value
 
 
-def load_demo_items(path: str | None = None) -> list[dict[str, Any]]:
-    """Task items (id, task, split, fields, answer[, rationale]) from JSONL."""
-    if path is None:
-        text = (
-            resources.files("instructkit.resources")
-            .joinpath("demo/items.jsonl")
-            .read_text(encoding="utf-8")
-        )
-    else:
-        text = Path(path).read_text(encoding="utf-8")
-    return [json.loads(line) for line in text.splitlines() if line.strip()]
-
-
-def _limit(items: list[dict[str, Any]], limit: int | None) -> list[dict[str, Any]]:
-    if limit is None:
-        return items
-    seen: dict[tuple[str, str], int] = {}
-    kept = []
-    for it in items:
-        key = (it["task"], it["split"])
-        seen[key] = seen.get(key, 0) + 1
-        if seen[key] <= limit:
-            kept.append(it)
-    return kept
-
-
-def test_prompts(items: list[dict[str, Any]], templates: Any, seed: int) -> list[Conversation]:
-    """Zero-shot prompts for evaluation, one seeded phrasing per item (same before and after)."""
-    rng = random.Random(seed)
-    return [
-        render_task_example(
-            it, templates, mode="zero", template_index=rng.randrange(len(templates[it["task"]]))
-        )
-        for it in items
-    ]
-
-
-def evaluate_items(
-    model: Any,
-    tokenizer: Any,
-    items: list[dict[str, Any]],
-    prompts: list[Conversation],
-    cfg: DemoConfig,
-    desc: str,
-) -> list[dict[str, Any]]:
-    """Generate an answer per item (greedy) and score it by normalized exact match."""
-    chats = [p.to_chat()[:-1] for p in prompts]  # drop the reference answer
-    lm = LocalLM(model, tokenizer, template=cfg.template, batch_size=cfg.eval_batch_size, name=desc)
-    requests = [
-        ChatRequest.from_messages(c, max_tokens=cfg.max_new_tokens, temperature=0.0) for c in chats
-    ]
-    responses = [c.text.strip() for c in lm.complete(requests, progress=True)]
-    return [
-        {
-            "id": it["id"],
-            "task": it["task"],
-            "prompt": chat[-1]["content"],
-            "answer": it["answer"],
-            "response": resp,
-            "score": score_answer(resp, it["answer"]),
-        }
-        for it, chat, resp in zip(items, chats, responses, strict=False)
-    ]
-
-
-def summarize(rows: list[dict[str, Any]], seen_tasks: set[str]) -> dict[str, Any]:
-    """Accuracy per task, for seen and unseen tasks, and overall."""
-
-    def acc(sel: list[dict[str, Any]]) -> dict[str, float]:
-        return {"n": len(sel), "accuracy": sum(r["score"] for r in sel) / len(sel) if sel else 0.0}
-
-    tasks = sorted({r["task"] for r in rows})
-    return {
-        "per_task": {t: acc([r for r in rows if r["task"] == t]) for t in tasks},
-        "seen": acc([r for r in rows if r["task"] in seen_tasks]),
-        "unseen": acc([r for r in rows if r["task"] not in seen_tasks]),
-        "overall": acc(rows),
-    }
-
-
-def significance(
-    before_rows: list[dict[str, Any]],
-    after_rows: list[dict[str, Any]],
-    seen_tasks: set[str],
-    seed: int,
-) -> dict[str, Any]:
-    """Paired before/after comparison on the same items: all, seen and unseen tasks."""
-    groups = ["seen" if r["task"] in seen_tasks else "unseen" for r in before_rows]
-    by_group = compare_by_group(
-        [r["score"] for r in before_rows], [r["score"] for r in after_rows], groups, seed=seed
-    )
-    return {name: c.to_dict() for name, c in by_group.items()}
-
-
-def format_significance(sig: dict[str, Any]) -> str:
-    lines = [
-        f"{'items':<10}{'n':>4}{'after-before':>14}{'95% CI':>18}{'p perm':>9}"
-        f"{'p McNemar':>11}{'won/lost':>10}"
-    ]
-    for name, c in sig.items():
-        mc = "-" if c["p_mcnemar"] is None else f"{c['p_mcnemar']:.4f}"
-        ci = f"[{c['ci_low']:+.3f}, {c['ci_high']:+.3f}]"
-        won = f"{c['wins']}/{c['losses']}"
-        lines.append(
-            f"{name:<10}{c['n']:>4}{c['diff']:>+14.3f}{ci:>18}"
-            f"{c['p_permutation']:>9.4f}{mc:>11}{won:>10}"
-        )
-    return "\n".join(lines)
-
-
-def format_table(before: dict[str, Any], after: dict[str, Any], seen_tasks: set[str]) -> str:
-    lines = [f"{'task':<22}{'n':>4}  {'seen':<6}{'before':>8}{'after':>8}{'delta':>8}"]
-    for task, b in before["per_task"].items():
-        a = after["per_task"][task]
-        lines.append(
-            f"{task:<22}{b['n']:>4}  {'yes' if task in seen_tasks else 'no':<6}"
-            f"{b['accuracy']:>8.3f}{a['accuracy']:>8.3f}"
-            f"{a['accuracy'] - b['accuracy']:>+8.3f}"
-        )
-    for key in ("seen", "unseen", "overall"):
-        b, a = before[key], after[key]
-        lines.append(
-            f"{'[' + key + ']':<22}{b['n']:>4}  {'':<6}{b['accuracy']:>8.3f}"
-            f"{a['accuracy']:>8.3f}{a['accuracy'] - b['accuracy']:>+8.3f}"
-        )
-    return "\n".join(lines)
-
-
-def _row(
-    before: list[dict[str, Any]], after: list[dict[str, Any]], seed: int, seen: bool | None
-) -> dict[str, Any]:
-    a, b = [float(r["score"]) for r in before], [float(r["score"]) for r in after]
-    c = compare_paired(a, b, seed=seed)
-    scores = {"before": c.mean_a, "after": c.mean_b}
-    return {
-        "metric": "accuracy",
-        "n": c.n,
-        "scores": scores,
-        "comparison": c.to_dict(),
-        "seen": seen,
-    }
-
-
-def demo_results(
-    before_rows: list[dict[str, Any]],
-    after_rows: list[dict[str, Any]],
-    seen_tasks: set[str],
-    *,
-    title: str,
-    meta: dict[str, Any],
-    seed: int = 0,
-) -> EvalResults:
-    """Before vs after as results: a row per task, seen/unseen groups and overall, each with
-    its paired comparison on the same items; per-item scores; ``meta`` as given."""
-    tasks = sorted({r["task"] for r in before_rows})
-
-    def pick(keep: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-        idx = [i for i, r in enumerate(before_rows) if keep(r["task"])]
-        return [before_rows[i] for i in idx], [after_rows[i] for i in idx]
-
-    groups = {
-        name: _row(*pick(lambda t, s=seen: (t in seen_tasks) == s), seed, seen)
-        for name, seen in (("seen", True), ("unseen", False))
-        if pick(lambda t, s=seen: (t in seen_tasks) == s)[0]
-    }
-    per_item = [
-        {
-            "id": str(b["id"]),
-            "task": b["task"],
-            "scores": {"before": b["score"], "after": a["score"]},
-        }
-        for b, a in zip(before_rows, after_rows, strict=True)
-    ]
-    return EvalResults.model_validate(
-        {
-            "title": title,
-            "created": now(),
-            "systems": ["before", "after"],
-            "tasks": {t: _row(*pick(lambda x, t=t: x == t), seed, t in seen_tasks) for t in tasks},
-            "groups": groups,
-            "overall": {**_row(before_rows, after_rows, seed, None), "seen": None},
-            "per_item": per_item,
-            "meta": meta,
-        }
-    )
+def _merged(base: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+    """``extra`` over ``base``, nested mappings merged key by key."""
+    out = dict(base)
+    for k, v in extra.items():
+        both = isinstance(v, Mapping) and isinstance(out.get(k), Mapping)
+        out[k] = _merged(out[k], v) if both else v
+    return out
 
 
 def run_demo(cfg: DemoConfig) -> EvalResults:
-    """Run the whole demo; returns the results also written to ``out/results.json``."""
+    """Evaluate, tune and re-evaluate (see the module docstring); returns the base-vs-tuned
+    results also written to ``out/results.json``."""
     started = time.perf_counter()
+    _check(cfg)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     save_config(cfg, out / "config.yaml")
+    items = demo_items(load_suite(cfg.suite), cfg.eval, cfg.seed)
+    suite = out / "suite.jsonl"
+    write_jsonl(items, suite)
+    _print_split(items)
 
-    items = _limit(load_demo_items(cfg.items), cfg.limit)
-    templates = load_task_templates()
-    train_items = [it for it in items if it["split"] == "train"]
-    test_items = [it for it in items if it["split"] == "test"]
-    seen_tasks = {it["task"] for it in train_items}
-    print(
-        f"demo: {len(train_items)} train items, {len(test_items)} test items; "
-        f"unseen tasks: {sorted({it['task'] for it in test_items} - seen_tasks)}"
-    )
+    base = SystemConfig(name="base", model=cfg.model, template=cfg.template)
+    base_cfg = _eval_config(cfg, suite, [base], out / "base.json")
+    save_config(base_cfg, out / "base.yaml")
+    print("1/3 evaluating the base model")
+    run_eval(base_cfg, fresh=True)
 
-    model, tokenizer = load_model(cfg.model)
-    prompts = test_prompts(test_items, templates, cfg.seed)
-    before_rows = evaluate_items(model, tokenizer, test_items, prompts, cfg, "eval before")
-    before = summarize(before_rows, seen_tasks)
+    sft_cfg = _sft_config(cfg, suite, out / "sft")
+    print("2/3 fine-tuning (train sft, config in sft/config.yaml)")
+    trained = run_sft(sft_cfg)
+    print(format_summary(trained))
 
-    template = get_template(cfg.template, tokenizer)
-    train_convs = build_task_mixture(train_items, templates, cfg.mix)
-    examples = [
-        tokenize_conversation(
-            c, template, tokenizer, max_seq_len=cfg.max_seq_len, train_on=cfg.train_on
-        )
-        for c in train_convs
-    ]
-    model = apply_lora(model, cfg.lora)
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    result = fit(model, FitData(examples, pad_id=pad_id), cfg.train)
-    model.save_pretrained(out / "adapter")
-
-    after_rows = evaluate_items(model, tokenizer, test_items, prompts, cfg, "eval after")
-    after = summarize(after_rows, seen_tasks)
-
-    print(format_table(before, after, seen_tasks))
-    sig = significance(before_rows, after_rows, seen_tasks, cfg.seed)
-    print(format_significance(sig))
+    systems = [
+        SystemConfig(name="base", responses=str(out / "base.per_item.jsonl")),
+        SystemConfig(name="tuned", model=cfg.model, adapter=str(out / "sft" / "adapter"),
+                     template=cfg.template),
+    ]  # fmt: skip
     meta = {
+        "train_log": "sft/metrics.jsonl",  # eval report plots it (relative to results.json)
         "model": cfg.model,
-        "seen_tasks": sorted(seen_tasks),
-        "unseen_tasks": sorted({it["task"] for it in test_items} - seen_tasks),
-        "train": {
-            "examples": len(examples),
-            "steps": result.steps,
-            "tokens": result.tokens,
-            "trained_tokens": result.trained_tokens,
-            "seconds": round(result.seconds, 1),
-            "epochs": round(result.epochs, 3),
-            # means of the first and last k steps: one step's loss is one noisy batch
-            **dict(
-                zip(
-                    ("loss_start", "loss_end", "loss_window"),
-                    window_means(result.losses),
-                    strict=True,
-                )
-            ),
-        },
-        "seconds_total": round(time.perf_counter() - started, 1),
+        "sft": trained.fit,
+        "seen_tasks": _tasks(items, seen=True),
+        "unseen_tasks": _tasks(items, seen=False),
     }
-    title = f"Demo: {cfg.model}, before vs after fine-tuning"
-    results = demo_results(
-        before_rows, after_rows, seen_tasks, title=title, meta=meta, seed=cfg.seed
-    )
-    write_jsonl(
-        [{"step": i, "loss": x} for i, x in enumerate(result.losses)], out / "train_log.jsonl"
-    )
-    predictions = [
-        {
-            **{k: v for k, v in b.items() if k not in ("response", "score")},
-            "response_before": b["response"],
-            "score_before": b["score"],
-            "response_after": a["response"],
-            "score_after": a["score"],
-        }
-        for b, a in zip(before_rows, after_rows, strict=True)
-    ]
-    write_jsonl(predictions, out / "predictions.jsonl")
-    save_eval_results(results, out / "results.json")
-    from instructkit.report import write_report
+    tuned_cfg = _eval_config(cfg, suite, systems, out / "results.json", meta=meta)
+    save_config(tuned_cfg, out / "eval.yaml")
+    print("3/3 evaluating the tuned model")
+    results = run_eval(tuned_cfg, fresh=True)
 
-    write_report([out / "results.json"], out / "report.html")
-    print(
-        f"wrote {out}/results.json, report.html, adapter/, predictions.jsonl "
-        f"in {meta['seconds_total']} s"
-    )
+    print(format_metrics(results, METRICS))
+    write_report([out / "results.json"], out / "report.html", examples=cfg.eval.examples)
+    groups = [g for g in ("seen", "unseen") if g in results.groups]
+    summary = {**paired_summary(results, groups), "wall_s": round(time.perf_counter() - started, 1)}
+    write_atomic(out / "summary.json", [json.dumps(summary, indent=2) + "\n"])
+    print(_format_headline(summary))
+    print(f"wrote {out}/results.json, report.html, summary.json, sft/ in {summary['wall_s']} s")
     return results
+
+
+def _check(cfg: DemoConfig) -> None:
+    """Keys of ``sft`` that the demo sets itself must not be set in the config."""
+    clash = [k for k in _SET_BY_DEMO if k in cfg.sft.model_fields_set]
+    if clash:
+        raise ConfigError(
+            f"sft.{', sft.'.join(clash)}: set by the demo (model and template from the top-level "
+            "keys, output_dir = out/sft)",
+            fix="remove them from sft; set the top-level model/template or --out instead.",
+        )
+
+
+def demo_items(
+    items: Sequence[Mapping[str, Any]], cfg: DemoEvalConfig, seed: int
+) -> list[dict[str, Any]]:
+    """Every train item and, per task, a seeded sample of its test items (``seen_limit`` for a
+    task with train items, ``unseen_limit`` for one without), in the suite's order."""
+    seen = {it["task"] for it in items if it["split"] == "train"}
+    tests: dict[str, list[int]] = {}
+    for i, it in enumerate(items):
+        if it["split"] == "test":
+            tests.setdefault(str(it["task"]), []).append(i)
+    rng = random.Random(seed)
+    kept: set[int] = set()
+    for task, idx in tests.items():
+        limit = cfg.seen_limit if task in seen else cfg.unseen_limit
+        kept |= set(idx if limit is None or limit >= len(idx) else rng.sample(idx, limit))
+    return [dict(it) for i, it in enumerate(items) if it["split"] == "train" or i in kept]
+
+
+def _eval_config(
+    cfg: DemoConfig,
+    suite: Path,
+    systems: list[SystemConfig],
+    out: Path,
+    *,
+    meta: dict[str, Any] | None = None,
+) -> EvalConfig:
+    task = EvalTaskConfig(
+        name="suite", path=str(suite), kind="tasks", split="test", seen_tasks="train",
+        metrics=list(METRICS),
+    )  # fmt: skip
+    return EvalConfig(
+        title=f"Demo: {cfg.model}, base vs LoRA-tuned on the task suite",
+        systems=systems,
+        tasks=[task],
+        out=str(out),
+        max_new_tokens=cfg.eval.max_new_tokens,
+        batch_size=cfg.eval.batch_size,
+        seed=cfg.seed,
+        meta=meta or {},
+    )
+
+
+def _sft_config(cfg: DemoConfig, suite: Path, output_dir: Path) -> SFTConfig:
+    """``cfg.sft`` with the model, template and output folder, and by default the suite's
+    train items as the one dataset (FLAN task items: kind ``tasks``)."""
+    datasets = cfg.sft.datasets or [
+        DatasetConfig(path=str(suite), kind="tasks", split="train", name="suite")
+    ]
+    return cfg.sft.model_copy(
+        update={"model": cfg.model, "template": cfg.template, "output_dir": str(output_dir),
+                "datasets": datasets}
+    )  # fmt: skip
+
+
+def _tasks(items: Sequence[Mapping[str, Any]], *, seen: bool) -> list[str]:
+    trained = {it["task"] for it in items if it["split"] == "train"}
+    return sorted({str(it["task"]) for it in items if (it["task"] in trained) == seen})
+
+
+def _print_split(items: Sequence[Mapping[str, Any]]) -> None:
+    train = [it for it in items if it["split"] == "train"]
+    test = [it for it in items if it["split"] == "test"]
+    trained = {it["task"] for it in train}
+    unseen = [it for it in test if it["task"] not in trained]
+    clusters = sorted({str(it.get("cluster")) for it in unseen})
+    print(
+        f"demo: {len(train)} train items; {len(test)} test items, {len(unseen)} of them in "
+        f"clusters never trained on ({', '.join(clusters) or 'none'}; bundled suite holds out "
+        f"{', '.join(UNSEEN_CLUSTERS)})"
+    )
+
+
+def _format_headline(summary: Mapping[str, Any]) -> str:
+    """One line per split: lenient and strict accuracy before -> after, with CI and p."""
+    lines = []
+    for split in ("seen", "unseen"):
+        for metric in ("lenient", "strict"):
+            s = summary.get(split, {}).get(metric)
+            if s is None:
+                continue
+            lo, hi = s["ci"]
+            lines.append(
+                f"{split:<7}{metric:<8} n={s['n']:<4} {s['before']:.3f} -> {s['after']:.3f} "
+                f"({s['delta']:+.3f}, 95% CI [{lo:+.3f}, {hi:+.3f}], p={s['p']:.4f})"
+            )
+    return "\n".join(lines)

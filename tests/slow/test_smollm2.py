@@ -1,5 +1,8 @@
 """Tests on the embedded SmolLM2-135M-Instruct (marked slow: `make test-slow`)."""
 
+import json
+from pathlib import Path
+
 import pytest
 from click.testing import CliRunner
 
@@ -77,16 +80,21 @@ def test_generation_answers(smol):
 
 def test_demo_small_run_writes_results(tmp_path):
     out = tmp_path / "demo"
-    r = CliRunner().invoke(
-        cli, ["demo", "--out", str(out), "--set", "limit=2", "--set", "train.epochs=1"]
-    )
+    small = ["eval.seen_limit=1", "eval.unseen_limit=1", "sft.train.max_steps=4"]
+    recipe = Path(__file__).parents[2] / "recipes" / "demo.yaml"
+    args = ["demo", "--config", str(recipe), "--out", str(out)]
+    r = CliRunner().invoke(cli, [*args, *(x for s in small for x in ("--set", s))])
     assert r.exit_code == 0, r.output
     from instructkit.evaluate.results import load_eval_results
 
     results = load_eval_results(out / "results.json")
-    assert results.systems == ["before", "after"] and {"seen", "unseen"} <= set(results.groups)
-    assert results.meta["unseen_tasks"] and (out / "adapter" / "adapter_config.json").exists()
+    assert results.systems == ["base", "tuned"] and {"seen", "unseen"} <= set(results.groups)
+    assert (
+        results.meta["unseen_tasks"] and (out / "sft" / "adapter" / "adapter_config.json").exists()
+    )
     assert (out / "report.html").exists()
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["unseen"]["lenient"]["n"] == 9 and summary["wall_s"] > 0
 
 
 def test_readme_python_examples_run_as_written(run_readme_python):

@@ -42,10 +42,10 @@ def test_nested_unknown_keys_are_matched_against_the_nested_model(tmp_path):
     from instructkit.evaluate.runner import EvalConfig
 
     p = tmp_path / "c.yaml"
-    p.write_text("out: o\ntrain:\n  max_step: 3\n")
+    p.write_text("out: o\nsft:\n  train:\n    max_step: 3\n")
     with pytest.raises(ConfigError) as e:
         load_config(DemoConfig, p)
-    assert "unknown key 'train.max_step' (did you mean 'max_steps'?)" in str(e.value)
+    assert "unknown key 'sft.train.max_step' (did you mean 'max_steps'?)" in str(e.value)
     p.write_text("systems:\n- name: a\n  lm: x\ntasks: []\n")
     with pytest.raises(ConfigError) as e:
         load_config(EvalConfig, p)

@@ -188,11 +188,13 @@ def data_render(
     "--out",
     required=True,
     type=click.Path(file_okay=False),
-    help="Output directory (results.json, report.html, config.yaml, adapter/, predictions).",
+    help="Output directory (results.json, report.html, summary.json, sft/, base.json, configs).",
 )
-@config_options("docs/demo.md", example="train.epochs=1")
+@config_options("docs/demo.md", example="sft.train.epochs=2")
 def demo_cmd(out, config_path, overrides) -> None:
-    """Evaluate, LoRA-tune and re-evaluate the embedded model on a bundled task set (offline)."""
+    """Evaluate the embedded model on the bundled task suite, LoRA-tune it on the seen clusters
+    (train sft) and evaluate again (eval run): strict, lenient and format scores, seen vs unseen
+    clusters, offline. recipes/demo.yaml holds the defaults, to copy and edit."""
     from instructkit.config import load_config
     from instructkit.demo import DemoConfig, run_demo
 

@@ -1,4 +1,4 @@
-"""The training loop shared by the SFT workflow and the demo.
+"""The training loop shared by the training workflows (SFT, the reward model, the demo via SFT).
 
 ``fit(model, FitData(train, eval, pad_id), cfg, run_dir=...)`` is one function that reads top
 to bottom:
