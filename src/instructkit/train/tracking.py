@@ -31,6 +31,7 @@ __all__ = [
     "plot_losses",
     "plot_series",
     "read_metrics",
+    "run_figures",
     "truncate_metrics",
 ]
 
