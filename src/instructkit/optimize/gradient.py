@@ -55,6 +55,7 @@ from instructkit.lm.base import LM
 from instructkit.lm.cache import CachedLM
 from instructkit.lm.local import LocalLM
 from instructkit.losses import IGNORE_INDEX, response_only_loss
+from instructkit.models import mark_adapter_portable
 from instructkit.optimize.adapter import PlainAdapter
 from instructkit.optimize.bridge import CallCounter, bridge_lm
 from instructkit.optimize.search import TEST, Evaluator, Search, mean
@@ -560,6 +561,8 @@ def _soft_prompt(
     soft = train_soft_prompt(lm, items, search.initial, s, search.seed)
     folder = Path(search.extra["out"]) / SOFT_PROMPT
     soft.model.save_pretrained(str(folder))
+    if lm.name.startswith("local:"):  # LocalLM.load names it local:MODEL[+ADAPTER][@TEMPLATE]
+        mark_adapter_portable(folder, re.split(r"[+@]", lm.name.removeprefix("local:"))[0])
     soft_lm = LocalLM(soft.model, lm.tokenizer, lm.template, lm.batch_size, f"{lm.name}+soft")
     counter = CallCounter()
     ev = search.evaluator

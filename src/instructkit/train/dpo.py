@@ -45,7 +45,7 @@ from instructkit.data.templates import ChatTemplate, get_template
 from instructkit.data.tokenize import IGNORE_INDEX, tokenize_conversation
 from instructkit.errors import ConfigError, DataFormatError, TrainingError
 from instructkit.io import write_atomic
-from instructkit.models import load_model, peft_checkpointing_warning_ignored
+from instructkit.models import load_model, mark_adapter_portable, peft_checkpointing_warning_ignored
 from instructkit.train.sft import lora_config, removed_on_failure, resolve_dtype
 from instructkit.train.tracking import (
     MetricsLogger,
@@ -354,6 +354,8 @@ def _write_outputs(
     target = out / ("adapter" if cfg.lora.enabled else "model")
     trainer.model.save_pretrained(target)
     tokenizer.save_pretrained(target)
+    if cfg.lora.enabled:
+        mark_adapter_portable(target, cfg.model)
     events = [e for e in read_metrics(out / "metrics.jsonl") if "loss" in e or "eval_loss" in e]
     plot_losses(events, out / "loss_curve.png", title=f"DPO ({cfg.loss_type}) {cfg.model}")
     summary = {

@@ -51,7 +51,7 @@ from instructkit.data.prompt_rows import PromptRow
 from instructkit.data.templates import get_template
 from instructkit.errors import ConfigError
 from instructkit.io import write_atomic
-from instructkit.models import load_model, peft_checkpointing_warning_ignored
+from instructkit.models import load_model, mark_adapter_portable, peft_checkpointing_warning_ignored
 from instructkit.train.prompts import (
     PromptFit,
     Query,
@@ -377,6 +377,8 @@ def _write_outputs(
     target = out / ("adapter" if cfg.lora.enabled else "model")
     trainer.model.save_pretrained(target)
     tokenizer.save_pretrained(target)
+    if cfg.lora.enabled:
+        mark_adapter_portable(target, cfg.model)
     _plot(read_metrics(out / "metrics.jsonl"), out / "reward_curve.png", f"GRPO {cfg.model}")
     summary = {
         **result.model_dump(),

@@ -52,7 +52,7 @@ from instructkit.data.templates import get_template
 from instructkit.errors import ConfigError, TrainingError
 from instructkit.io import write_atomic
 from instructkit.losses import entropy_from_logits, kl_per_token, token_logprobs
-from instructkit.models import DEFAULT_MODEL, load_model
+from instructkit.models import DEFAULT_MODEL, load_model, mark_adapter_portable
 from instructkit.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from instructkit.train.loop import window_means
 from instructkit.train.ppo_rollout import (
@@ -459,6 +459,7 @@ def _write_outputs(
     target = out / ("adapter" if cfg.lora.enabled else "model")
     if cfg.lora.enabled:  # the policy's adapter only, not a shared reward adapter
         policy.lm.save_pretrained(target, selected_adapters=[POLICY_ADAPTER])
+        mark_adapter_portable(target, cfg.model)
     else:
         policy.lm.save_pretrained(target)
     tokenizer.save_pretrained(target)

@@ -41,7 +41,7 @@ from instructkit.data.templates import get_template
 from instructkit.errors import ConfigError, TrainingError
 from instructkit.io import write_atomic
 from instructkit.losses import pairwise_reward_loss
-from instructkit.models import DEFAULT_MODEL, load_model
+from instructkit.models import DEFAULT_MODEL, load_model, mark_adapter_portable
 from instructkit.train.checkpoint import (
     latest_checkpoint,
     load_checkpoint,
@@ -507,6 +507,8 @@ def _write_outputs(
     folder = out / ("adapter" if cfg.lora.enabled else "model")
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
+    if cfg.lora.enabled:
+        mark_adapter_portable(folder, cfg.model)
     save_reward_info(out, base_model=cfg.model, template=cfg.template, max_seq_len=cfg.max_seq_len)
     plot_losses(
         read_metrics(out / "metrics.jsonl"),

@@ -31,7 +31,12 @@ from instructkit.data.templates import get_template
 from instructkit.data.tokenize import TokenizedExample, TrainOn, tokenize_conversation
 from instructkit.errors import ConfigError, DataFormatError, TrainingError
 from instructkit.io import write_atomic
-from instructkit.models import DEFAULT_MODEL, load_model, peft_checkpointing_warning_ignored
+from instructkit.models import (
+    DEFAULT_MODEL,
+    load_model,
+    mark_adapter_portable,
+    peft_checkpointing_warning_ignored,
+)
 from instructkit.train.checkpoint import latest_checkpoint
 from instructkit.train.loop import FitData, FitResult, TrainConfig, fit, window_means
 from instructkit.train.tracking import MetricsLogger, plot_losses, read_metrics, truncate_metrics
@@ -467,6 +472,7 @@ def _write_outputs(
     if cfg.lora.enabled:
         model.save_pretrained(out / "adapter")
         tokenizer.save_pretrained(out / "adapter")
+        mark_adapter_portable(out / "adapter", cfg.model)
         if cfg.merge:
             merged = model.merge_and_unload()
             merged.save_pretrained(out / "merged")
