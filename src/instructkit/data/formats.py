@@ -6,8 +6,11 @@ Every format is read and written, and each holds preference pairs the way its ec
   (``[[user, assistant], ...]``); pairs are ``{instruction, input?, chosen, rejected}``.
 - ``sharegpt``: ``{conversations: [{from: human|gpt|system, value}], system?}``; pairs
   (LLaMA-Factory) end the conversation with ``human`` and add ``chosen``/``rejected`` turns.
+  Tool calling (LLaMA-Factory / glaive): ``function_call`` and ``observation`` turns and a
+  ``tools`` field (see :mod:`instructkit.data.toolcalls` and docs/tools.md).
 - ``messages``: OpenAI ``{messages: [{role, content, train?|weight?}]}``; pairs are written as
-  TRL conversational preference rows.
+  TRL conversational preference rows. Tool calling: assistant ``tool_calls``, ``tool`` turns
+  and a top-level ``tools`` list.
 - ``prompt-completion``: TRL ``{prompt, completion}``, as strings or as message lists.
 - ``preference``: TRL ``{prompt?, chosen, rejected}`` as strings or message lists (without
   ``prompt``, the lists share the prompt as a prefix), and Anthropic HH transcripts.
@@ -22,13 +25,15 @@ is reported in the notes :func:`save_records` returns. Usage::
 
 from __future__ import annotations
 
+import json
 import re
 from collections import Counter
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from instructkit.data import toolcalls
 from instructkit.data.records import ROLES, Conversation, Message, PreferencePair, Record, Role
 from instructkit.errors import DataFormatError
 from instructkit.io import BadLine, read_rows, write_jsonl, write_rows
@@ -50,8 +55,8 @@ FORMATS = ("alpaca", "sharegpt", "messages", "prompt-completion", "preference")
 # Top-level keys each format owns; every other key of a row is metadata.
 _FIELDS: dict[str, tuple[str, ...]] = {
     "alpaca": ("instruction", "input", "output", "system", "history", "chosen", "rejected"),
-    "sharegpt": ("conversations", "system", "chosen", "rejected"),
-    "messages": ("messages",),
+    "sharegpt": ("conversations", "system", "chosen", "rejected", "tools"),
+    "messages": ("messages", "tools"),
     "prompt-completion": ("prompt", "completion"),
     "preference": ("prompt", "chosen", "rejected"),
 }
@@ -83,7 +88,8 @@ _FROM_SHAREGPT: dict[str, Role] = {
     "assistant": "assistant",
     "system": "system",
 }
-_TO_SHAREGPT = {"system": "system", "user": "human", "assistant": "gpt"}
+_TO_SHAREGPT = {"system": "system", "user": "human", "assistant": "gpt", "tool": "observation"}
+_SHAREGPT_TOOL_TURNS = ("function_call", "observation", "tool")
 _HH_ASSISTANT = "\n\nAssistant:"
 _HH_TURN = re.compile(r"\n\n(Human|Assistant):")
 
@@ -207,39 +213,61 @@ def _plain(messages: list[Message]) -> list[tuple[str, str]]:
 
 
 def _check_turns(messages: list[Message], at: _At, field_of: FieldOf, *, end: Role) -> None:
-    """System (optional, first only), then user/assistant alternating from user, ending ``end``."""
-    expected: Role = "user"
-    n_turns = 0
+    """System (optional, first only), then user/assistant alternating from user, ending ``end``.
+
+    An assistant turn with tool calls is followed by its tool result(s), then by an assistant
+    turn again (another call or the answer); a prompt (``end="user"``) may end with a result.
+    """
+    prev: str | None = None  # user | assistant | call (assistant with tool calls) | tool
     for i, m in enumerate(messages):
         if m.role == "system" and i == 0:
             continue
         if m.role == "system":
             msg = f"a system message may only come first; found one at position {i}."
             raise at.error(msg, field_of(i, "role"), "merge it into the first system message.")
-        if m.role != expected:
-            article = "an" if expected == "assistant" else "a"
-            msg = f"expected {article} {expected} message here, got {m.role} (turns must alternate "
-            msg += "user/assistant, starting with user after an optional system message)."
-            raise at.error(msg, field_of(i, "role"), "merge or drop the out-of-order message.")
-        if not m.text.strip():
+        _check_order(m, prev, at, field_of(i, "role"))
+        if not m.text.strip() and not m.tool_calls:
             msg = f"expected a non-empty {m.role} message, got an empty string."
             raise at.error(msg, field_of(i, "content"), "write the text, or drop the row.")
-        expected = "assistant" if expected == "user" else "user"
-        n_turns += 1
-    if n_turns == 0:
+        prev = "call" if m.tool_calls else m.role
+    if prev is None:
         fix = "add the user message, or drop the row."
         raise at.error("expected at least one user message, got none.", field_of(0, "role"), fix)
-    # ``expected`` is now the role after the last turn: "assistant" means it ended with user.
-    if expected == "assistant" and end == "assistant":
+    last = field_of(len(messages) - 1, "role")
+    if prev == "user" and end == "assistant":
         msg = "the conversation ends with a user message; a training example must end with an "
         msg += "assistant response."
-        fix = "add the assistant response, or drop the trailing turn."
-        raise at.error(msg, field_of(len(messages) - 1, "role"), fix)
-    if expected == "user" and end == "user":
+        raise at.error(msg, last, "add the assistant response, or drop the trailing turn.")
+    if prev == "tool" and end == "assistant":
+        msg = "the conversation ends with a tool result; a training example must end with an "
+        msg += "assistant turn (the answer that uses the result, or another call)."
+        raise at.error(msg, last, "add the assistant's answer, or drop the trailing result.")
+    if prev in ("assistant", "call") and end == "user":
         msg = "the prompt ends with an assistant message; a preference prompt must end with a user "
         msg += "turn."
         fix = "move the final response into chosen/rejected, or drop it from the prompt."
-        raise at.error(msg, field_of(len(messages) - 1, "role"), fix)
+        raise at.error(msg, last, fix)
+
+
+def _check_order(m: Message, prev: str | None, at: _At, name: str) -> None:
+    """Whether ``m`` may follow a turn of kind ``prev`` (None: the start)."""
+    if m.role == "tool":
+        if prev not in ("call", "tool"):
+            msg = "a tool result must follow an assistant turn with tool calls (or another "
+            msg += f"result), but this one follows {prev or 'the start of the conversation'}."
+            fix = "put the function_call (ShareGPT) or assistant tool_calls (OpenAI) turn before "
+            raise at.error(msg, name, fix + "it, or drop the result.")
+        return
+    if prev == "call":
+        msg = f"expected the tool result of the assistant's tool call here, got {m.role}."
+        fix = "add the observation (ShareGPT) or tool (OpenAI) turn after the call, or drop it."
+        raise at.error(msg, name, fix)
+    expected = "assistant" if prev in ("user", "tool") else "user"
+    if m.role != expected:
+        article = "an" if expected == "assistant" else "a"
+        msg = f"expected {article} {expected} message here, got {m.role} (turns must alternate "
+        msg += "user/assistant, starting with user after an optional system message)."
+        raise at.error(msg, name, "merge or drop the out-of-order message.")
 
 
 def _field_namer(
@@ -312,31 +340,63 @@ def _content(value: object, at: _At, name: str) -> str:
     return "".join(texts)
 
 
+_MESSAGE_KEYS = ("role", "content", "train", "weight", "tool_calls", "tool_call_id", "name")
+
+
 def _message(d: object, at: _At, name: str) -> Message:
-    d = _turn_dict(d, at, name, ("role", "content", "train", "weight"))
+    keys = _MESSAGE_KEYS if isinstance(d, dict) and d.get("role") == "tool" else _MESSAGE_KEYS[:-1]
+    d = _turn_dict(d, at, name, keys)  # ``name`` is kept on tool results only
     role = d.get("role")
     if role not in ROLES:
-        msg = f"unknown role {role!r}; expected system, user or assistant."
-        fix = "drop tool/function messages (instructkit trains on text chat), or map them."
+        msg = f"unknown role {role!r}; expected system, user, assistant or tool."
+        fix = "map legacy 'function' messages to 'tool' turns, or drop them."
         raise at.error(msg, f"{name}.role", fix)
-    content = _content(d.get("content"), at, f"{name}.content")
-    return Message(role, content, train=_train_flag(d, role, at, name))
+    if role != "tool" and d.get("tool_call_id") is not None:
+        msg = f"only tool messages answer a call, but this {role} message has a tool_call_id."
+        raise at.error(msg, f"{name}.tool_call_id", "drop it, or make the message a tool turn.")
+    calls = d.get("tool_calls")
+    if calls is not None and role != "assistant":
+        msg = f"only assistant messages make tool calls, but this {role} message has tool_calls."
+        raise at.error(msg, f"{name}.tool_calls", "drop them, or make it an assistant turn.")
+    tool_calls = toolcalls.parse_openai_calls(calls, at, f"{name}.tool_calls") if calls else None
+    raw = d.get("content")
+    content = "" if raw is None and tool_calls else _content(raw, at, f"{name}.content")
+    message = Message(role, content, train=_train_flag(d, role, at, name), tool_calls=tool_calls)
+    message.tool_call_id = _optional_text(d, "tool_call_id", at)
+    message.name = _optional_text(d, "name", at)
+    return message
 
 
 def _sharegpt_turn(d: object, at: _At, name: str) -> Message:
     d = _turn_dict(d, at, name, ("from", "value", "train", "weight"))
     who = d.get("from")
+    if who in _SHAREGPT_TOOL_TURNS:
+        return _sharegpt_tool_turn(d, at, name)
     role = _FROM_SHAREGPT.get(who) if isinstance(who, str) else None
     if role is None:
-        msg = f"unknown role {who!r}; expected human, gpt or system (or user/assistant)."
-        fix = "drop function_call/observation/tool turns (instructkit trains on text chat)."
-        raise at.error(msg, f"{name}.from", fix)
+        msg = f"unknown role {who!r}; expected human, gpt, system, function_call or observation "
+        msg += "(or user/assistant/tool)."
+        raise at.error(msg, f"{name}.from", "rename the role to one of those.")
     value = d.get("value")
     if not isinstance(value, str):
         raise at.error(
             f"expected a string, got {_kind(value)}.", f"{name}.value", "give every turn text."
         )
     return Message(role, value, train=_train_flag(d, role, at, name))
+
+
+def _sharegpt_tool_turn(d: dict[str, Any], at: _At, name: str) -> Message:
+    """``function_call`` (value: JSON of a call or a list of calls) or ``observation``."""
+    value = d.get("value")
+    if d["from"] == "function_call":
+        calls = toolcalls.parse_sharegpt_call(value, at, f"{name}.value")
+        return Message(
+            "assistant", "", train=_train_flag(d, "assistant", at, name), tool_calls=calls
+        )
+    if not isinstance(value, str):
+        msg = f"expected the tool result as a string, got {_kind(value)}."
+        raise at.error(msg, f"{name}.value", "write the result as text (JSON text is fine).")
+    return Message("tool", value, train=_train_flag(d, "tool", at, name))
 
 
 def _turn_list(value: object, at: _At, name: str, parse: Callable[..., Message]) -> list[Message]:
@@ -406,12 +466,15 @@ def _parse_sharegpt(row: dict[str, Any], at: _At) -> Record:
     parts = [("system", len(head), False), ("conversations", len(turns), True)]
     field_of = _field_namer(parts, {"role": "from", "content": "value"})
     meta = _metadata(row, "sharegpt")
+    tools = toolcalls.parse_tools(row.get("tools"), at)
+    toolcalls.check_tool_names(head + turns, tools, at, field_of)
+    toolcalls.link_tool_results(head + turns, at, field_of)
     if "chosen" in row or "rejected" in row:
         _check_turns(head + turns, at, field_of, end="user")
         chosen, rejected = _sharegpt_reply(row, "chosen", at), _sharegpt_reply(row, "rejected", at)
         return PreferencePair(head + turns, chosen, rejected, meta)
     _check_turns(head + turns, at, field_of, end="assistant")
-    return Conversation(head + turns, meta)
+    return Conversation(head + turns, meta, tools)
 
 
 def _sharegpt_reply(row: dict[str, Any], key: str, at: _At) -> str:
@@ -426,8 +489,12 @@ def _parse_messages(row: dict[str, Any], at: _At) -> Record:
     if "messages" not in row and "chosen" in row:
         return _parse_preference(row, at)  # TRL conversational pairs, as written for messages
     messages = _turn_list(_need(row, "messages", at), at, "messages", _message)
-    _check_turns(messages, at, _list_namer("messages"), end="assistant")
-    return Conversation(messages, _metadata(row, "messages"))
+    tools = toolcalls.parse_tools(row.get("tools"), at)
+    field_of = _list_namer("messages")
+    _check_turns(messages, at, field_of, end="assistant")
+    toolcalls.check_tool_names(messages, tools, at, field_of, "tool_calls")
+    toolcalls.link_tool_results(messages, at, field_of)
+    return Conversation(messages, _metadata(row, "messages"), tools)
 
 
 def _parse_prompt_completion(row: dict[str, Any], at: _At) -> Record:
@@ -678,11 +745,50 @@ def _alpaca_pair(pair: PreferencePair) -> tuple[dict[str, Any], list[str]]:
 
 
 def _sharegpt_turns(messages: list[Message]) -> list[dict[str, str]]:
-    return [{"from": _TO_SHAREGPT[m.role], "value": m.text} for m in messages]
+    turns: list[dict[str, str]] = []
+    results: list[str] = []  # consecutive tool results: one observation (strict alternation)
+    for m in messages:
+        if m.role == "tool":
+            results.append(m.text)
+            continue
+        if results:
+            turns.append({"from": "observation", "value": _observation(results)})
+            results = []
+        if m.tool_calls:
+            value = toolcalls.sharegpt_call_value(m.tool_calls)
+            turns.append({"from": "function_call", "value": value})
+        else:
+            turns.append({"from": _TO_SHAREGPT[m.role], "value": m.text})
+    if results:
+        turns.append({"from": "observation", "value": _observation(results)})
+    return turns
+
+
+def _observation(results: list[str]) -> str:
+    """One result as it is; the results of several calls as a JSON list of strings."""
+    return results[0] if len(results) == 1 else json.dumps(results, ensure_ascii=False)
+
+
+def _tool_notes(messages: list[Message]) -> list[str]:
+    """What ShareGPT cannot hold of tool calls: text beside calls, ids, split results."""
+    notes = []
+    if any(m.tool_calls and m.text.strip() for m in messages):
+        notes.append(
+            "assistant text beside tool calls dropped (a sharegpt function_call holds calls only)"
+        )
+    calls = [c for m in messages for c in m.tool_calls or []]
+    if any(c.id != f"call_{k}" for k, c in enumerate(calls)):
+        notes.append("tool call ids dropped (sharegpt has none; they become call_0, call_1, ...)")
+    if any(a.role == b.role == "tool" for a, b in zip(messages, messages[1:], strict=False)):
+        notes.append("results of several calls joined into one observation (a JSON list)")
+    return notes
 
 
 def _sharegpt_conversation(conv: Conversation) -> tuple[dict[str, Any], list[str]]:
-    return {"conversations": _sharegpt_turns(conv.messages)}, _notes(conv.messages, "sharegpt")
+    row: dict[str, Any] = {"conversations": _sharegpt_turns(conv.messages)}
+    if conv.tools:
+        row["tools"] = json.dumps(toolcalls.flat_tools(conv.tools), ensure_ascii=False)
+    return row, _notes(conv.messages, "sharegpt") + _tool_notes(conv.messages)
 
 
 def _sharegpt_pair(pair: PreferencePair) -> tuple[dict[str, Any], list[str]]:
@@ -696,9 +802,39 @@ def _sharegpt_pair(pair: PreferencePair) -> tuple[dict[str, Any], list[str]]:
 
 def _messages_conversation(conv: Conversation) -> tuple[dict[str, Any], list[str]]:
     messages = []
-    for m in conv.messages:
-        messages.append(_chat(m) if m.train is None else {**_chat(m), "train": m.train})
-    return {"messages": messages}, _notes(conv.messages, "messages", train=False)
+    for m in _with_call_ids(conv.messages):
+        chat = _openai_message(m)
+        messages.append(chat if m.train is None else {**chat, "train": m.train})
+    row: dict[str, Any] = {"messages": messages}
+    if conv.tools:
+        row["tools"] = conv.tools
+    return row, _notes(conv.messages, "messages", train=False)
+
+
+def _openai_message(m: Message) -> dict[str, Any]:
+    """OpenAI API form: calls with JSON-string arguments and null content when there is none."""
+    if not (m.tool_calls or m.role == "tool"):
+        return _chat(m)
+    chat: dict[str, Any] = {"role": m.role, "content": m.text or None}
+    if m.tool_calls:
+        chat["tool_calls"] = [toolcalls.openai_call(c) for c in m.tool_calls]
+    if m.tool_call_id is not None:
+        chat["tool_call_id"] = m.tool_call_id
+    if m.name is not None:
+        chat["name"] = m.name
+    return chat
+
+
+def _with_call_ids(messages: list[Message]) -> list[Message]:
+    """Copies whose calls and results carry ids (records built in code may lack them)."""
+    if not any(m.tool_calls or m.role == "tool" for m in messages):
+        return messages
+    copies = [
+        replace(m, tool_calls=[replace(c) for c in m.tool_calls] if m.tool_calls else None)
+        for m in messages
+    ]
+    toolcalls.link_tool_results(copies, _At(), _list_namer("messages"))
+    return copies
 
 
 def _trl_pair(pair: PreferencePair, fmt: str) -> tuple[dict[str, Any], list[str]]:
@@ -750,6 +886,18 @@ def _check_record(record: Record) -> None:
         _check_turns(record.messages, at, _list_namer("messages"), end="assistant")
 
 
+def _check_tool_target(record: Record, fmt: str) -> None:
+    """Only sharegpt and messages hold tool calls and results."""
+    messages = record.prompt if isinstance(record, PreferencePair) else record.messages
+    tools = isinstance(record, Conversation) and bool(record.tools)
+    if fmt in ("sharegpt", "messages") or not (
+        tools or any(m.tool_calls or m.role == "tool" for m in messages)
+    ):
+        return
+    msg = f"the record holds tool calls, results or schemas, which '{fmt}' cannot hold."
+    raise DataFormatError(msg, field="tools", fix="write it as sharegpt or messages.")
+
+
 def to_row(record: Record, fmt: str) -> tuple[dict[str, Any], list[str]]:
     """``record`` as a row of ``fmt``, and notes on what ``fmt`` could not hold."""
     _check_format(fmt)
@@ -758,6 +906,7 @@ def to_row(record: Record, fmt: str) -> tuple[dict[str, Any], list[str]]:
         fix = "write it as messages, sharegpt, alpaca or prompt-completion."
         raise DataFormatError(msg, fix=fix)
     _check_record(record)
+    _check_tool_target(record, fmt)
     if isinstance(record, PreferencePair):
         row, notes = _PAIR_WRITERS[fmt](record)
     else:

@@ -13,18 +13,26 @@ text and trained text (assistant response plus its end-of-turn marker), without 
 - ``chatml``: ``<|im_start|>role\\n...<|im_end|>\\n``.
 - ``llama3``: Meta Llama-3 headers with ``<|eot_id|>``.
 - ``tokenizer``: the tokenizer's own ``chat_template``.
+
+Tool calling (docs/tools.md): ``render(messages, add_generation_prompt, tools)`` passes the
+function schemas and the messages' ``tool_calls`` / ``tool`` turns to the tokenizer's
+template (``apply_chat_template(..., tools=...)``); the built-in templates show them as text
+(:func:`instructkit.data.toolcalls.textual_tool_messages`: schemas in the system prompt,
+``<tool_call>`` blocks, results as ``<tool_response>`` user turns). An assistant turn that
+calls tools is trained on what the template renders for it (the calls and the end-of-turn);
+tool results are never trained.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import jinja2
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from instructkit.data.records import Conversation
+from instructkit.data.toolcalls import textual_tool_messages
 from instructkit.errors import TemplateError
 
 __all__ = [
@@ -109,16 +117,28 @@ _BUILTIN_EOT = {"alpaca": None, "vicuna": None, "chatml": "<|im_end|>", "llama3"
 TEMPLATE_NAMES = (*BUILTIN_TEMPLATES, "tokenizer")
 
 
+class Render(Protocol):
+    """``render(messages, add_generation_prompt, tools=None) -> text``."""
+
+    def __call__(
+        self,
+        messages: list[dict[str, Any]],
+        add_generation_prompt: bool,
+        tools: list[dict[str, Any]] | None = None,
+    ) -> str: ...
+
+
 @dataclass
 class ChatTemplate:
     """A named way to turn chat messages into text.
 
-    ``render(messages, add_generation_prompt)`` takes messages as dicts (role, content and,
-    for Alpaca, an optional ``input``). ``eot`` lists the strings that close an assistant turn.
+    ``render(messages, add_generation_prompt, tools=None)`` takes messages as dicts (role,
+    content, optional ``tool_calls`` / ``tool_call_id`` / ``name`` and, for Alpaca, ``input``)
+    and the function schemas offered. ``eot`` lists the strings that close an assistant turn.
     """
 
     name: str
-    render: Callable[[list[dict[str, Any]], bool], str]
+    render: Render
     eot: tuple[str, ...]
 
 
@@ -154,9 +174,13 @@ def get_template(name: str, tokenizer: Any) -> ChatTemplate:
     if name == "llama3" and not bos:
         bos = "<|begin_of_text|>" if "<|begin_of_text|>" in tokenizer.get_vocab() else ""
 
-    def render(messages: list[dict[str, Any]], add_generation_prompt: bool) -> str:
+    def render(
+        messages: list[dict[str, Any]],
+        add_generation_prompt: bool,
+        tools: list[dict[str, Any]] | None = None,
+    ) -> str:
         return compiled.render(
-            messages=messages,
+            messages=textual_tool_messages(messages, tools),
             add_generation_prompt=add_generation_prompt,
             bos_token=bos,
             eos_token=eos,
@@ -164,6 +188,9 @@ def get_template(name: str, tokenizer: Any) -> ChatTemplate:
 
     eot = _BUILTIN_EOT[name] or eos
     return ChatTemplate(name, render, (eot,) if eot else ())
+
+
+_CHAT_KEYS = ("role", "content", "tool_calls", "tool_call_id", "name")
 
 
 def _tokenizer_template(tokenizer: Any) -> ChatTemplate:
@@ -174,11 +201,16 @@ def _tokenizer_template(tokenizer: Any) -> ChatTemplate:
             "chatml, llama3.",
         )
 
-    def render(messages: list[dict[str, Any]], add_generation_prompt: bool) -> str:
-        chat = [{"role": m["role"], "content": m["content"]} for m in messages]
+    def render(
+        messages: list[dict[str, Any]],
+        add_generation_prompt: bool,
+        tools: list[dict[str, Any]] | None = None,
+    ) -> str:
+        chat = [{k: v for k, v in m.items() if k in _CHAT_KEYS} for m in messages]
+        extra = {"tools": tools} if tools else {}
         return str(
             tokenizer.apply_chat_template(
-                chat, tokenize=False, add_generation_prompt=add_generation_prompt
+                chat, tokenize=False, add_generation_prompt=add_generation_prompt, **extra
             )
         )
 
@@ -200,7 +232,7 @@ class Segment:
 
 def _message_dicts(conv: Conversation, template_name: str) -> list[dict[str, Any]]:
     if template_name == "alpaca":
-        return [{"role": m.role, "content": m.content, "input": m.input} for m in conv.messages]
+        return [{**m.to_chat(), "content": m.content, "input": m.input} for m in conv.messages]
     return conv.to_chat()
 
 
@@ -213,14 +245,21 @@ def segment_conversation(conv: Conversation, template: ChatTemplate) -> list[Seg
     end-of-turn marker that follows it. Templates that rewrite earlier turns raise TemplateError.
     """
     msgs = _message_dicts(conv, template.name)
-    full = template.render(msgs, False)
+    tools = conv.tools or None
+
+    def render(messages: list[dict[str, Any]], add_generation_prompt: bool) -> str:
+        if tools:  # templates built elsewhere may take no tools argument
+            return template.render(messages, add_generation_prompt, tools)
+        return template.render(messages, add_generation_prompt)
+
+    full = render(msgs, False)
     segments: list[Segment] = []
     cursor = 0
     for i, m in enumerate(conv.messages):
         if m.role != "assistant":
             continue
-        prompt = template.render(msgs[:i], True)
-        upto = template.render(msgs[: i + 1], False)
+        prompt = render(msgs[:i], True)
+        upto = render(msgs[: i + 1], False)
         if not (upto.startswith(prompt) and full.startswith(upto) and len(prompt) >= cursor):
             raise TemplateError(
                 f"template '{template.name}' renders turn {i} differently depending on what "
@@ -228,12 +267,37 @@ def segment_conversation(conv: Conversation, template: ChatTemplate) -> list[Seg
                 fix="use a built-in template: --template (in a train sft config: template:) "
                 "chatml, llama3, alpaca or vicuna.",
             )
-        start, end = _locate_response(upto, len(prompt), m.content, template, i)
+        if m.tool_calls:
+            start, end = _rendered_turn(upto, len(prompt), template)
+            _check_calls_shown(upto[start:end], [c.name for c in m.tool_calls], template, i)
+        else:
+            start, end = _locate_response(upto, len(prompt), m.content, template, i)
         segments.append(Segment(full[cursor:start], False))
         segments.append(Segment(full[start:end], True, i))
         cursor = end
     segments.append(Segment(full[cursor:], False))
     return [s for s in segments if s.text]
+
+
+def _rendered_turn(text: str, offset: int, template: ChatTemplate) -> tuple[int, int]:
+    """Span of a tool-calling turn: all the template rendered for it (its text and calls, in
+    the template's own syntax) through its last end-of-turn marker, without edge whitespace."""
+    turn = text[offset:]
+    start = offset + len(turn) - len(turn.lstrip())
+    ends = [turn.rfind(e) + len(e) for e in template.eot if e and e in turn]
+    end = offset + (max(ends) if ends else len(turn.rstrip()))
+    return start, max(start, end)
+
+
+def _check_calls_shown(text: str, names: list[str], template: ChatTemplate, turn: int) -> None:
+    missing = [n for n in names if n not in text]
+    if missing:
+        raise TemplateError(
+            f"template '{template.name}' does not render the tool calls of turn {turn} "
+            f"({', '.join(missing)}), so they cannot be trained on.",
+            fix="use a chat template that supports tools, or a built-in template: --template "
+            "(in a train sft config: template:) chatml, llama3, alpaca or vicuna.",
+        )
 
 
 def _locate_response(

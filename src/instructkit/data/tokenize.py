@@ -6,7 +6,8 @@ the trained tokens decode to exactly the response plus its end-of-turn marker. L
 everywhere else.
 
 Which assistant turns carry loss: ``train_on="all"`` (default) or ``"last"``; a message's own
-``train`` flag (True/False) overrides either.
+``train`` flag (True/False) overrides either. An assistant turn that calls tools is an
+assistant turn like any other (its calls carry loss); tool results never do.
 
 Truncation to ``max_seq_len`` keeps the system prompt and drops the oldest user/assistant
 exchanges until the rest fits; a lone final exchange that is still too long has its response
@@ -98,7 +99,7 @@ def tokenize_conversation(
         return example
     head, pairs = _exchanges(conv)
     for k in range(1, len(pairs)):
-        shorter = Conversation(head + [m for p in pairs[k:] for m in p], conv.metadata)
+        shorter = Conversation(head + [m for p in pairs[k:] for m in p], conv.metadata, conv.tools)
         example = encode_segments(
             segment_conversation(shorter, template), shorter, tokenizer, train_on
         )

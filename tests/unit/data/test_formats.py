@@ -572,8 +572,8 @@ INVALID_ROWS = [
             ]
         },
         None,
-        "conversations[3].from",
-        "unknown role 'function_call'",
+        "conversations[3].value",
+        "expected a call {name, arguments}",
     ),
     (
         {"system": "S", "conversations": [{"from": "gpt", "value": "b"}]},
@@ -613,7 +613,13 @@ INVALID_ROWS = [
         "messages[1].content",
         "non-empty assistant message",
     ),
-    (msgs_row(("user", "a"), ("tool", "x")), None, "messages[1].role", "unknown role 'tool'"),
+    (
+        msgs_row(("user", "a"), ("tool", "x")),
+        None,
+        "messages[1].role",
+        "a tool result must follow an assistant turn with tool calls",
+    ),
+    (msgs_row(("user", "a"), ("function", "x")), None, "messages[1].role", "unknown role"),
     ({"messages": []}, None, "messages", "non-empty list of messages, got an empty list"),
     (
         {
