@@ -342,3 +342,27 @@ def test_saved_adapter_is_portable_and_loads_with_plain_peft(tmp_path):
         plain = build_tiny_model()(torch.tensor([[5, 17, 42, 99]])).logits[0, -1]
     assert (ours - theirs).abs().max() < 1e-5
     assert (ours - plain).abs().max() > 1e-4  # the adapter changed the model
+
+
+def test_train_sft_on_tool_calling_sharegpt_and_openai_rows(tmp_path):
+    call = json.dumps({"name": "get_weather", "arguments": {"city": "Paris"}})
+    sharegpt = {
+        "conversations": [
+            {"from": "human", "value": "Weather in Paris?"},
+            {"from": "function_call", "value": call},
+            {"from": "observation", "value": "21 C"},
+            {"from": "gpt", "value": "It is 21 C."},
+        ],
+        "tools": json.dumps([{"name": "get_weather", "parameters": {"type": "object"}}]),
+    }
+    (tmp_path / "tools.jsonl").write_text((json.dumps(sharegpt) + "\n") * 8)
+    cfg = yaml.safe_load(write_config(tmp_path, "run", max_steps=2).read_text())
+    cfg.update(
+        template="chatml", max_seq_len=512, datasets=[{"path": str(tmp_path / "tools.jsonl")}]
+    )
+    cfg["train"]["batch_tokens"] = 512
+    path = tmp_path / "tools.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    r = CliRunner().invoke(cli, ["train", "sft", "--config", str(path)])
+    assert r.exit_code == 0, r.output
+    assert "trained 2 of 2 steps" in r.output

@@ -180,7 +180,7 @@ def get_template(name: str, tokenizer: Any) -> ChatTemplate:
         tools: list[dict[str, Any]] | None = None,
     ) -> str:
         return compiled.render(
-            messages=textual_tool_messages(messages, tools),
+            messages=textual_tool_messages(messages, tools, _default_system(name, messages)),
             add_generation_prompt=add_generation_prompt,
             bos_token=bos,
             eos_token=eos,
@@ -191,6 +191,16 @@ def get_template(name: str, tokenizer: Any) -> ChatTemplate:
 
 
 _CHAT_KEYS = ("role", "content", "tool_calls", "tool_call_id", "name")
+
+
+def _default_system(name: str, messages: list[dict[str, Any]]) -> str | None:
+    """The system prompt a built-in template shows when a conversation has none."""
+    if name == "vicuna":
+        return VICUNA_SYSTEM
+    if name == "alpaca":
+        first = next((m for m in messages if m.get("role") == "user"), {})
+        return ALPACA_PREAMBLE_INPUT if first.get("input") else ALPACA_PREAMBLE_NO_INPUT
+    return None
 
 
 def _tokenizer_template(tokenizer: Any) -> ChatTemplate:

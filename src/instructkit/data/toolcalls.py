@@ -230,12 +230,15 @@ def tool_result_text(content: str) -> str:
 
 
 def textual_tool_messages(
-    messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None
+    messages: list[dict[str, Any]],
+    tools: list[dict[str, Any]] | None,
+    default_system: str | None = None,
 ) -> list[dict[str, Any]]:
     """Chat dicts for templates without tool support (the built-in ones), as plain text.
 
-    The schemas go at the end of the system prompt (a system message is added when there is
-    none) between ``<tools>`` tags, one JSON object a line; an assistant's calls follow its text
+    The schemas go at the end of the system prompt (a system message, starting with the
+    template's ``default_system`` prompt if it has one, is added when there is none) between
+    ``<tools>`` tags, one JSON object a line; an assistant's calls follow its text
     as ``<tool_call>`` blocks; a tool result becomes a ``user`` turn wrapped in
     ``<tool_response>`` tags (the Hermes / Qwen2.5 convention). Other messages are unchanged.
     """
@@ -254,5 +257,6 @@ def textual_tool_messages(
         if out and out[0].get("role") == "system":
             out[0] = {**out[0], "content": f"{out[0]['content']}\n\n{block}"}
         else:
-            out.insert(0, {"role": "system", "content": block})
+            head = f"{default_system}\n\n{block}" if default_system else block
+            out.insert(0, {"role": "system", "content": head})
     return out
