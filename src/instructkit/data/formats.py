@@ -470,6 +470,9 @@ def _parse_sharegpt(row: dict[str, Any], at: _At) -> Record:
     toolcalls.check_tool_names(head + turns, tools, at, field_of)
     toolcalls.link_tool_results(head + turns, at, field_of)
     if "chosen" in row or "rejected" in row:
+        if tools:
+            msg = "'tools' on a preference row is not supported (pairs hold text responses)."
+            raise at.error(msg, "tools", "drop 'tools' from preference rows.")
         _check_turns(head + turns, at, field_of, end="user")
         chosen, rejected = _sharegpt_reply(row, "chosen", at), _sharegpt_reply(row, "rejected", at)
         return PreferencePair(head + turns, chosen, rejected, meta)

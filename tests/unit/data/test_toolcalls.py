@@ -225,6 +225,11 @@ BAD_TOOL_ROWS = [
     (_sharegpt(("human", "q"), ("gpt", "a"), tools='{"name": "f"}'), "tools", "list of function"),
     (_sharegpt(("human", "q"), ("gpt", "a"), tools=[{"description": "x"}]), "tools[0]", "'name'"),
     (
+        {**_sharegpt(("human", "q"), tools=[WEATHER]), "chosen": {"from": "gpt", "value": "a"}},
+        "tools",
+        "not supported",
+    ),
+    (
         {
             "messages": [
                 {"role": "user", "content": "q"},
