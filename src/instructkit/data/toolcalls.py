@@ -73,7 +73,7 @@ def _json(value: object, at: Where, name: str, what: str) -> object:
         return value
     try:
         return json.loads(value)
-    except ValueError as e:
+    except (ValueError, RecursionError) as e:  # RecursionError: absurdly deep nesting
         msg = f"expected {what} as JSON, got a string that is not JSON ({e})."
         raise at.error(msg, name, f"write '{name}' as valid JSON.") from e
 

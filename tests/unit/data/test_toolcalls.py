@@ -4,6 +4,8 @@ them, render with the tokenizer's template (tools=) and the built-in ones, mask 
 import json
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from instructkit.data.formats import load_records, parse_row, save_records, to_row
 from instructkit.data.records import Conversation, Message, ToolCall
@@ -429,3 +431,136 @@ def test_alpaca_keeps_its_preamble_before_the_tools(tiny_tokenizer):
     text = get_template("alpaca", tiny_tokenizer).render(conv.to_chat(), False, conv.tools)
     preamble = ALPACA_PROMPT_NO_INPUT.split("\n\n")[0]
     assert text.startswith(preamble + "\n\n# Tools\n")
+
+
+# ------------------------------------------------------------------ malformed input, generated
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=8),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+NAMES = st.sampled_from(["get_weather", "get_time", "", "x"])
+CALL_VALUE = st.one_of(
+    JSON,
+    st.builds(lambda n, a: json.dumps({"name": n, "arguments": a}), NAMES, JSON),
+    st.builds(lambda n, a: json.dumps([{"name": n, "arguments": a}]), NAMES, st.text(max_size=12)),
+)
+SHAREGPT_TURN = st.one_of(
+    st.fixed_dictionaries(
+        {"from": st.sampled_from(["human", "gpt"]), "value": st.text(max_size=6)}
+    ),
+    st.fixed_dictionaries({"from": st.just("function_call"), "value": CALL_VALUE}),
+    st.fixed_dictionaries({"from": st.sampled_from(["observation", "tool"]), "value": JSON}),
+    JSON,
+)
+OPENAI_CALL = st.one_of(
+    JSON,
+    st.fixed_dictionaries(
+        {"id": JSON, "type": st.sampled_from(["function", "x"]), "function": JSON}
+    ),
+    st.builds(
+        lambda i, n, a: {"id": i, "type": "function", "function": {"name": n, "arguments": a}},
+        st.sampled_from(["a", "b"]),
+        NAMES,
+        st.one_of(JSON, st.just("{}"), st.just('{"city": "P"}')),
+    ),
+)
+OPENAI_MESSAGE = st.one_of(
+    st.fixed_dictionaries(
+        {"role": st.sampled_from(["user", "assistant"]), "content": st.text(max_size=6)}
+    ),
+    st.fixed_dictionaries(
+        {
+            "role": st.just("assistant"),
+            "content": st.none(),
+            "tool_calls": st.lists(OPENAI_CALL, max_size=2),
+        }
+    ),
+    st.fixed_dictionaries(
+        {
+            "role": st.just("tool"),
+            "tool_call_id": st.one_of(JSON, st.sampled_from(["a", "b"])),
+            "content": JSON,
+        }
+    ),
+    JSON,
+)
+TOOLS = st.one_of(
+    JSON, st.just(json.dumps([WEATHER])), st.just([WEATHER, TIME]), st.text(max_size=10)
+)
+
+
+def _mutated(valid: list, index: int, new: object, op: str) -> list:
+    """A valid turn list with one turn kept, replaced, dropped or duplicated."""
+    turns = list(valid)
+    i = index % len(turns)
+    if op == "replace":
+        turns[i] = new
+    elif op == "drop":
+        del turns[i]
+    elif op == "duplicate":
+        turns.insert(i, turns[i])
+    return turns
+
+
+OPS = st.sampled_from(["keep", "replace", "drop", "duplicate"])
+NEAR_SHAREGPT = st.builds(
+    lambda i, new, op: _mutated(sharegpt_row()["conversations"], i, new, op),
+    st.integers(0, 9),
+    SHAREGPT_TURN,
+    OPS,
+)
+NEAR_OPENAI = st.builds(
+    lambda i, new, op: _mutated(openai_row()["messages"], i, new, op),
+    st.integers(0, 9),
+    OPENAI_MESSAGE,
+    OPS,
+)
+VALID_TOOLS = st.sampled_from([json.dumps([WEATHER]), [WEATHER, TIME], None])
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    turns=st.one_of(st.lists(SHAREGPT_TURN, max_size=6), NEAR_SHAREGPT),
+    tools=st.one_of(TOOLS, VALID_TOOLS),
+)
+def test_generated_sharegpt_tool_rows_parse_or_raise_a_data_format_error(turns, tools):
+    _parse_or_data_format_error({"conversations": turns, "tools": tools}, "sharegpt")
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    messages=st.one_of(st.lists(OPENAI_MESSAGE, max_size=6), NEAR_OPENAI),
+    tools=st.one_of(TOOLS, VALID_TOOLS),
+)
+def test_generated_openai_tool_rows_parse_or_raise_a_data_format_error(messages, tools):
+    _parse_or_data_format_error({"messages": messages, "tools": tools}, "messages")
+
+
+def _parse_or_data_format_error(row: dict, fmt: str) -> None:
+    try:
+        record = parse_row(row, fmt)
+    except DataFormatError:
+        return
+    for target in ("sharegpt", "messages"):  # a valid record also writes and reads back
+        written, _ = to_row(record, target)
+        again = parse_row(written, target)
+        assert _collapsed(again) == _collapsed(record)  # sharegpt joins parallel results
+        assert [c.name for m in again.messages for c in m.tool_calls or []] == [
+            c.name for m in record.messages for c in m.tool_calls or []
+        ]
+
+
+def _collapsed(conv: Conversation) -> list[str]:
+    roles = [m.role for m in conv.messages]
+    return [r for i, r in enumerate(roles) if not (r == "tool" and i and roles[i - 1] == "tool")]
+
+
+def test_parallel_results_survive_a_round_trip_through_sharegpt_as_one_observation():
+    conv = parse_row(openai_row(), "messages")
+    again = parse_row(to_row(conv, "sharegpt")[0], "sharegpt")
+    assert _collapsed(again) == _collapsed(conv)
+    assert json.loads(again.messages[3].content) == ["sunny", "10:00"]
