@@ -20,6 +20,7 @@ chat templates (which know only system/user/assistant) show tools, calls and res
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from instructkit.data.records import Message, ToolCall
@@ -147,7 +148,9 @@ def parse_openai_calls(value: object, at: Where, name: str) -> list[ToolCall]:
     return calls
 
 
-def link_tool_results(messages: list[Message], at: Where, field_of: Any) -> None:
+def link_tool_results(
+    messages: list[Message], at: Where, field_of: Callable[[int, str], str]
+) -> None:
     """Give calls without an id ``call_K`` (K counts calls in the conversation) and each tool
     result the id (and function name) of the call it answers, in order; check given ids."""
     open_calls: list[ToolCall] = []
@@ -176,7 +179,7 @@ def check_tool_names(
     messages: list[Message],
     tools: list[dict[str, Any]] | None,
     at: Where,
-    field_of: Any,
+    field_of: Callable[[int, str], str],
     attr: str = "content",
 ) -> None:
     """Every call names a function of ``tools`` (when the row lists tools); ``field_of(i,
