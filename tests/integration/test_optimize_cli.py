@@ -134,7 +134,9 @@ def test_optimize_prompt_gradient_on_the_tiny_local_model(tmp_path):
     saved = json.loads((out / "result.json").read_text())
     assert saved["method"] == "gradient" and saved["calls"]["task"] <= 12
     assert saved["gradient"]["soft_prompt"]["adapter"] == str(out / "soft_prompt")
-    assert (out / "soft_prompt" / "adapter_config.json").is_file()
+    config = json.loads((out / "soft_prompt" / "adapter_config.json").read_text())
+    assert config["base_model_name_or_path"] == "tiny-random-llama"  # portable, not a path
+    assert (out / "soft_prompt" / "instructkit.json").is_file()
     page = (out / "report.html").read_text()
     block = page[page.index("<h2>Gradient-based search</h2>") :]
     assert "<th>soft prompt</th>" in block and "<th>token search</th>" in block
