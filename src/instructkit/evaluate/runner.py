@@ -41,6 +41,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from instructkit.data.templates import TemplateName
 from instructkit.errors import ConfigError, DataFormatError
 from instructkit.evaluate.checks import SCORES, score_item
 from instructkit.evaluate.metrics import METRICS, compute_metric
@@ -80,7 +81,7 @@ class SystemConfig(BaseModel):
     name: str
     model: str | None = None  # registry name, hub id or path; or use `responses`
     adapter: str | None = None
-    template: str = "tokenizer"
+    template: TemplateName = "tokenizer"
     responses: str | None = None  # JSONL of {"id", "response"[, "task", "finish_reason"]}
 
 
