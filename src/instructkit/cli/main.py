@@ -204,6 +204,7 @@ def _register() -> None:
     """Commands that live in their own modules."""
     from instructkit.cli.eval import eval_group
     from instructkit.cli.evol import evol
+    from instructkit.cli.generate import generate
     from instructkit.cli.optimize import optimize_group
     from instructkit.cli.pairs import data_pairs
     from instructkit.cli.quality import data_dedup, data_filter
@@ -216,6 +217,7 @@ def _register() -> None:
     data.add_command(data_pairs)
     cli.add_command(serve)
     cli.add_command(eval_group)
+    cli.add_command(generate)
     synth.add_command(evol)
     cli.add_command(synth)
     cli.add_command(optimize_group)
