@@ -71,14 +71,9 @@ def build_lm_from(opts: LMOptions, **kw: Any) -> LM:
     """The LM ``opts`` names; ``kw`` go to the backend (e.g. ``adapter=``, ``batch_size=``)."""
     from instructkit.lm import build_lm
 
-    return build_lm(
-        opts.spec,
-        base_url=opts.base_url,
-        cache=opts.cache,
-        api_key_env=opts.api_key_env,
-        concurrency=opts.concurrency,
-        **kw,
-    )
+    served = {"api_key_env": opts.api_key_env, "concurrency": opts.concurrency}
+    kw |= {k: v for k, v in served.items() if v is not None}
+    return build_lm(opts.spec, base_url=opts.base_url, cache=opts.cache, **kw)
 
 
 def api_key_from_env(name: str) -> str:
