@@ -26,7 +26,7 @@ def _help(name: str) -> str:
 @click.command("generate")
 @click.argument("data", required=False, type=click.Path(exists=True, dir_okay=False))
 @click.option("-o", "--out", default=None, type=click.Path(dir_okay=False), help=_help("out"))
-@lm_options(default_help="Default: local (the embedded model).")
+@lm_options()
 @click.option("--adapter", default=None, type=click.Path(exists=True), help=_help("adapter"))
 @template_option(default=None)
 @click.option("--max-new-tokens", type=int, default=None, help=_help("max_new_tokens"))
@@ -52,6 +52,7 @@ def generate(
     """Generate a response for every prompt of DATA (Alpaca, ShareGPT, messages, prompt,
     IFEval or FLAN task rows): OUT keeps each row's fields and adds response, model and
     finish_reason, so `eval ifeval OUT` and `eval run` (a system's responses) read it as is.
+    The LM defaults to local (the embedded model).
 
     Example: instructkit generate ifeval.jsonl --lm local --model smollm2-135m-instruct
     -o responses.jsonl"""

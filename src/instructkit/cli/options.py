@@ -129,16 +129,15 @@ def field_help(model: type[BaseModel], name: str) -> str:
     return description
 
 
-def lm_options(*, required: bool = False, default_help: str | None = None) -> Callable[[F], F]:
+def lm_options(*, required: bool = False) -> Callable[[F], F]:
     """``--lm``, ``--model``, ``--base-url``, ``--api-key-env``, ``--cache`` and
     ``--concurrency`` (the fields of :class:`~instructkit.lm.options.LMOptions`, their help
-    its descriptions), passed to the command as one dict ``lm_flags`` of the flags given.
-    ``required`` makes ``--lm`` required; ``default_help`` says what a command uses without
-    ``--lm``."""
-    lm_help = field_help(LMOptions, "lm") + (f" {default_help}" if default_help else "")
+    its descriptions, word for word), passed to the command as one dict ``lm_flags`` of the
+    flags given. ``required`` makes ``--lm`` required (the command's docstring says what the
+    LM does and which one it uses by default)."""
     options = [
         click.option("--lm", "lm", required=required, default=None,
-                     metavar="BACKEND[:MODEL]", help=lm_help),
+                     metavar="BACKEND[:MODEL]", help=field_help(LMOptions, "lm")),
         click.option("--model", "model", default=None, help=field_help(LMOptions, "model")),
         click.option("--base-url", "base_url", default=None, metavar="URL",
                      help=field_help(LMOptions, "base_url")),

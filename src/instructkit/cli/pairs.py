@@ -16,7 +16,7 @@ __all__ = ["data_pairs"]
 @click.command("pairs")
 @click.argument("prompts", required=False, type=click.Path(exists=True, dir_okay=False))
 @click.option("-o", "--out", default=None, type=click.Path(dir_okay=False), help="Pairs JSONL.")
-@lm_options(default_help="The LM that samples (default: local).")
+@lm_options()
 @click.option("-n", "n", type=int, default=None, help="Responses sampled per prompt (4).")
 @click.option(
     "--reward",
@@ -65,7 +65,8 @@ def data_pairs(
     fresh,
     no_progress,
 ) -> None:
-    """Sample N responses per prompt with an LM, rank them by a reward, write chosen/rejected."""
+    """Sample N responses per prompt with an LM (--lm, default local), rank them by a reward,
+    write chosen/rejected."""
     from instructkit.config import load_config
     from instructkit.rl.pairs import PairsConfig, run_pairs
 
