@@ -43,6 +43,7 @@ from instructkit.lm.options import LMOptions, build_lm_from
 __all__ = [
     "GenerateConfig",
     "GenerateResult",
+    "check_generation_options",
     "complete_in_chunks",
     "generation_lm",
     "read_prompts",
@@ -168,15 +169,34 @@ def generation_lm(
 ) -> LM:
     """The LM that ``opts`` names; a local model gets ``adapter``, ``template`` and
     ``batch_size`` (a served one refuses an adapter or a template: the server owns them)."""
+    check_generation_options(opts, adapter=adapter, template=template)
     if opts.spec.partition(":")[0] == "local":
         return build_lm_from(opts, adapter=adapter, template=template, batch_size=batch_size)
-    if adapter is not None or template != "tokenizer":
+    return build_lm_from(opts)
+
+
+def check_generation_options(
+    opts: LMOptions, *, adapter: str | None = None, template: str = "tokenizer"
+) -> None:
+    """ConfigError for options that do not apply to the backend ``opts`` names, before any
+    model is loaded or any output written."""
+    served = {"base_url": opts.base_url, "api_key_env": opts.api_key_env,
+              "concurrency": opts.concurrency}  # fmt: skip
+    local = {"adapter": adapter, "template": None if template == "tokenizer" else template}
+    backend = opts.spec.partition(":")[0]
+    wrong = served if backend == "local" else local
+    given = [k for k, v in wrong.items() if v is not None]
+    if given and backend != "local":
         raise ConfigError(
             f"adapter and template apply to local models, not to '{opts.spec}'.",
             fix="serve the adapter (instructkit serve --adapter) and name it with --model, "
             "or use --lm local.",
         )
-    return build_lm_from(opts)
+    if given:
+        raise ConfigError(
+            f"{', '.join(given)} apply to openai:MODEL only, not to '{opts.spec}'.",
+            fix="drop them, or use --lm openai --model MODEL.",
+        )
 
 
 def complete_in_chunks(
@@ -206,6 +226,7 @@ def run_generate(
     (a model already loaded, a ``ScriptedLM``)."""
     loaded = read_prompts(cfg.data, skip_invalid=cfg.skip_invalid)  # before any model
     prompts = loaded.rows[: cfg.limit]
+    check_generation_options(cfg, adapter=cfg.adapter, template=cfg.template)
     job = Job(cfg.out, _fingerprint(cfg), fresh=fresh)
     n_done = len(job.records)
     if n_done > len(prompts):

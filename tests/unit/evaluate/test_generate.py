@@ -158,3 +158,12 @@ def test_adapter_on_a_served_model_is_refused_before_any_call(tmp_path):
                          adapter=str(tmp_path))  # fmt: skip
     with pytest.raises(ConfigError, match="adapter and template apply to local models"):
         run_generate(cfg, progress=False)
+    assert not (tmp_path / "o.jsonl.state.json").exists()  # fixing the flag needs no --fresh
+
+
+def test_served_options_on_a_local_model_are_refused_before_the_job_opens(tmp_path):
+    data = _jsonl(tmp_path / "in.jsonl", [{"prompt": "p"}])
+    cfg = GenerateConfig(data=str(data), out=str(tmp_path / "o.jsonl"), concurrency=4)
+    with pytest.raises(ConfigError, match="concurrency apply to openai:MODEL only"):
+        run_generate(cfg, progress=False)
+    assert not (tmp_path / "o.jsonl.state.json").exists()
