@@ -116,6 +116,8 @@ _EXPORTS: dict[str, str] = {
     "EvalResults": "instructkit.evaluate.results",
     "load_eval_results": "instructkit.evaluate.results",
     "run_eval": "instructkit.evaluate.runner",
+    "GenerateConfig": "instructkit.evaluate.generate",
+    "run_generate": "instructkit.evaluate.generate",
     "compute_metric": "instructkit.evaluate.metrics",
     "score_ifeval": "instructkit.evaluate.ifeval",
     "compare_paired": "instructkit.evaluate.stats",
@@ -171,6 +173,7 @@ if TYPE_CHECKING:  # static type checkers and IDEs see the real names
         TemplateError,
         TrainingError,
     )
+    from instructkit.evaluate.generate import GenerateConfig, run_generate
     from instructkit.evaluate.ifeval import score_ifeval
     from instructkit.evaluate.ifeval import score_ifeval as ifeval
     from instructkit.evaluate.judge import compare, grade

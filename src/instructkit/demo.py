@@ -36,6 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from instructkit.config import save_config
 from instructkit.data.task_suite import UNSEEN_CLUSTERS, load_suite
+from instructkit.data.templates import TemplateName
 from instructkit.errors import ConfigError
 from instructkit.evaluate.results import EvalResults, format_metrics, paired_summary
 from instructkit.evaluate.runner import EvalConfig, EvalTaskConfig, SystemConfig, run_eval
@@ -79,7 +80,7 @@ class DemoConfig(BaseModel):
 
     out: str
     model: str = DEFAULT_MODEL
-    template: str = "tokenizer"
+    template: TemplateName = "tokenizer"
     suite: str | None = None  # task suite JSONL (train and test items); None: the bundled one
     seed: int = 0  # the test sample and the evaluation prompts' phrasing
     eval: DemoEvalConfig = Field(default_factory=DemoEvalConfig)

@@ -52,7 +52,6 @@ def test_render_trained_text_is_the_response(alpaca_file, tmp_path):
     for template, eot in [
         ("chatml", "<|im_end|>"),
         ("alpaca", "<|im_end|>"),
-        ("llama3", "<|eot_id|>"),
         ("tokenizer", "<|im_end|>"),
     ]:
         r = run(
@@ -78,3 +77,40 @@ def test_stats_counts_tokens(alpaca_file):
     s = json.loads(r.output)
     assert s["n_records"] == 2 and s["format"] == "alpaca"
     assert s["tokens"]["response"]["total"] > 0
+
+
+def test_render_refuses_a_template_whose_markers_the_tokenizer_splits(alpaca_file, tmp_path):
+    r = run("data", "render", alpaca_file, "--template", "llama3", "--model", "tiny-random-llama",
+            "-o", tmp_path / "r.jsonl")  # fmt: skip
+    assert r.exit_code == 1
+    assert "template 'llama3' needs <|start_header_id|> as one token" in r.output
+    assert "alpaca, vicuna, chatml, tokenizer" in r.output
+
+
+@pytest.mark.parametrize("command", ["render", "stats"])
+def test_template_typo_fails_before_any_tokenizer_or_model_load(
+    alpaca_file, tmp_path, monkeypatch, command
+):
+    import instructkit.models
+
+    def no_load(*a, **k):
+        raise AssertionError("loaded a model before checking the template name")
+
+    monkeypatch.setattr(instructkit.models, "load_tokenizer", no_load)
+    monkeypatch.setattr(instructkit.models, "load_model", no_load)
+    extra = ["-o", tmp_path / "r.jsonl"] if command == "render" else []
+    r = run("data", command, alpaca_file, "--template", "chatm", "--model", "tiny-random-llama",
+            *extra)  # fmt: skip
+    assert r.exit_code == 2, r.output
+    assert "did you mean 'chatml'" in r.output
+
+
+def test_stats_counts_the_system_prompt_the_template_adds(alpaca_file):
+    # vicuna (like SmolLM2's own template) adds a system prompt to rows without one
+    r = run("data", "stats", alpaca_file, "--model", "tiny-random-llama", "--template", "vicuna")
+    assert r.exit_code == 0, r.output
+    assert "2 with a system prompt (2 get the template's default: \"A chat between" in r.output
+    r = run("data", "stats", alpaca_file, "--model", "tiny-random-llama", "--template", "chatml",
+            "--json")  # fmt: skip
+    s = json.loads(r.output)
+    assert s["with_system"] == 0 and s["default_system"] is None

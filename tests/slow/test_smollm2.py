@@ -10,6 +10,7 @@ from instructkit.cli.main import cli
 from instructkit.data.records import Conversation, Message
 from instructkit.data.templates import get_template
 from instructkit.data.tokenize import tokenize_conversation, trained_text
+from instructkit.errors import TemplateError
 
 pytestmark = pytest.mark.slow
 
@@ -28,7 +29,6 @@ def smol():
         ("chatml", "<|im_end|>"),
         ("alpaca", "<|im_end|>"),
         ("vicuna", "<|im_end|>"),
-        ("llama3", "<|eot_id|>"),
     ],
 )
 def test_trained_text_is_responses_plus_eot(smol, name, eot):
@@ -47,6 +47,15 @@ def test_trained_text_is_responses_plus_eot(smol, name, eot):
         "Hello! How can I help?" + eot + ("Apple." if name == "llama3" else " Apple.\n") + eot
     )
     assert trained_text(ex, tok) == expected
+
+
+def test_llama3_is_refused_on_smollm2_with_the_templates_that_fit(smol):
+    # SmolLM2 splits <|eot_id|> and the header markers into several tokens
+    _, tok = smol
+    with pytest.raises(TemplateError) as e:
+        get_template("llama3", tok)
+    assert "needs <|start_header_id|> as one token" in str(e.value)
+    assert "alpaca, vicuna, chatml, tokenizer" in str(e.value)
 
 
 def test_segmentwise_ids_equal_whole_text_ids_for_own_template(smol):

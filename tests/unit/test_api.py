@@ -32,6 +32,7 @@ PINNED = {
     "PPOJobConfig", "run_ppo_job", "GRPOJobConfig", "run_grpo_job", "PairsConfig", "run_pairs",
     # evaluation and reports
     "EvalConfig", "EvalResults", "load_eval_results", "run_eval", "compute_metric",
+    "GenerateConfig", "run_generate",
     "score_ifeval", "ifeval", "compare_paired",
     "grade", "compare", "write_report", "DemoConfig", "run_demo",
 }  # fmt: skip

@@ -11,6 +11,8 @@ from instructkit.cli.main import cli
 from instructkit.data.dedup import DedupConfig
 from instructkit.data.quality_config import QualityConfig
 from instructkit.demo import DemoConfig
+from instructkit.evaluate.generate import GenerateConfig
+from instructkit.lm.options import LMOptions
 from instructkit.optimize.evolutionary import EvolutionSettings
 from instructkit.optimize.opro import OPROSettings
 from instructkit.optimize.prompt import PromptOptConfig
@@ -30,6 +32,8 @@ PAGES = [
     (EvolutionSettings, "optimize.md"),
     (OPROSettings, "optimize.md"),
     (PairsConfig, "reward.md"),
+    (GenerateConfig, "generate.md"),
+    (LMOptions, "cli.md"),
 ]
 
 
@@ -38,6 +42,12 @@ def test_every_config_key_is_documented(config, page):
     text = (DOCS / page).read_text("utf-8")
     missing = [name for name in config.model_fields if f"`{name}`" not in text]
     assert not missing, f"docs/{page} does not document {missing}"
+
+
+def test_lm_option_descriptions_are_in_the_cli_page_word_for_word():
+    text = (DOCS / "cli.md").read_text("utf-8")
+    missing = [k for k, f in LMOptions.model_fields.items() if f.description not in text]
+    assert not missing, f"docs/cli.md does not give the description of {missing}"
 
 
 def _commands(group, path=()):

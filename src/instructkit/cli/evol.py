@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import click
 
-from instructkit.cli.options import config_options
+from instructkit.cli.options import config_options, lm_options
 from instructkit.synth.evol_instruct import EvolResult
 
 __all__ = ["evol", "format_evol_table"]
@@ -34,9 +34,7 @@ def format_evol_table(result: EvolResult) -> str:
 @click.command("evol")
 @click.argument("src", type=click.Path(exists=True, dir_okay=False))
 @click.option("-o", "--out", "out", required=True, type=click.Path(dir_okay=False))
-@click.option("--lm", "lm_spec", required=True, metavar="BACKEND[:MODEL]", help="LM to use.")
-@click.option("--base-url", default=None, help="Server URL for --lm openai:MODEL.")
-@click.option("--cache", type=click.Path(dir_okay=False), default=None, help="LM request cache.")
+@lm_options(required=True)
 @click.option("--rounds", type=int, default=None, help="Evolution rounds (default 4).")
 @click.option("--seed", type=int, default=None, help="Seed of every random choice (default 0).")
 @click.option("--temperature", type=float, default=None, help="Sampling temperature.")
@@ -53,9 +51,7 @@ def format_evol_table(result: EvolResult) -> str:
 def evol(
     src,
     out,
-    lm_spec,
-    base_url,
-    cache,
+    lm_flags,
     rounds,
     seed,
     temperature,
@@ -68,13 +64,13 @@ def evol(
 ) -> None:
     """Evolve the instructions of SRC (any instruction format, or JSONL with "instruction")."""
     from instructkit.config import load_config
-    from instructkit.lm import build_lm
+    from instructkit.lm.options import LMOptions, build_lm_from
     from instructkit.synth.evol_instruct import EvolConfig, load_instructions, run_evol
 
     flags = {"rounds": rounds, "seed": seed, "temperature": temperature, "max_tokens": max_tokens}
     cfg = load_config(EvolConfig, config_path, overrides, **flags)
     seeds = load_instructions(src)
-    lm = build_lm(lm_spec, base_url=base_url, cache=cache)
+    lm = build_lm_from(LMOptions(**lm_flags))
     r = run_evol(cfg, lm, seeds, out, rejects, progress=not no_progress, fresh=fresh)
     resumed = f" ({r.n_resumed} resumed from an earlier run)" if r.n_resumed else ""
     click.echo(f"{r.n_seeds} seeds, {cfg.rounds} rounds{resumed}")

@@ -12,10 +12,8 @@ from typing import Any
 import click
 
 from instructkit import __version__
-from instructkit.cli.options import config_options
+from instructkit.cli.options import FORMAT_CHOICE, config_options, template_option
 from instructkit.errors import InstructkitError
-
-FORMAT_CHOICES = ["alpaca", "sharegpt", "messages", "prompt-completion", "preference"]
 
 
 class _Group(click.Group):
@@ -47,7 +45,7 @@ def _in_fmt(f):
     return click.option(
         "--from",
         "fmt",
-        type=click.Choice(FORMAT_CHOICES),
+        type=FORMAT_CHOICE,
         default=None,
         help="Input format (auto-detected when left out).",
     )(f)
@@ -72,7 +70,7 @@ def _skip(f):
     "--to",
     "to",
     required=True,
-    type=click.Choice(["alpaca", "sharegpt", "messages", "prompt-completion", "preference"]),
+    type=FORMAT_CHOICE,
 )
 @_in_fmt
 @_skip
@@ -110,7 +108,7 @@ def data_validate(src, fmt, skip_invalid, rejects) -> None:
 @data.command("stats")
 @click.argument("src", type=click.Path(exists=True, dir_okay=False))
 @click.option("--model", default=None, help="Count tokens with this model's tokenizer.")
-@click.option("--template", default="tokenizer", show_default=True)
+@template_option()
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @_in_fmt
 def data_stats(src, model, template, as_json, fmt) -> None:
@@ -123,10 +121,15 @@ def data_stats(src, model, template, as_json, fmt) -> None:
     if as_json:
         click.echo(json.dumps(r.to_dict(), indent=2))
         return
+    default = (
+        f" ({r.with_default_system} get the template's default: {r.default_system!r})"
+        if r.with_default_system
+        else ""
+    )
     click.echo(
         f"{src}: format {r.format}, {r.n_records} records "
         f"({r.n_conversations} conversations, {r.n_preference} preference pairs), "
-        f"{r.with_system} with a system prompt"
+        f"{r.with_system} with a system prompt{default}"
     )
     click.echo("assistant turns: " + _fmt_dist(r.turns))
     for part, dist in r.tokens.items():
@@ -140,12 +143,7 @@ def _fmt_dist(d: dict[str, Any]) -> str:
 @data.command("render")
 @click.argument("src", type=click.Path(exists=True, dir_okay=False))
 @click.option("-o", "--out", "dst", required=True, type=click.Path(dir_okay=False))
-@click.option(
-    "--template",
-    default="tokenizer",
-    show_default=True,
-    help="alpaca, vicuna, chatml, llama3, or tokenizer (the model's own).",
-)
+@template_option()
 @click.option("--model", default="smollm2-135m-instruct", show_default=True)
 @click.option("--max-seq-len", type=int, default=None)
 @click.option(
@@ -206,6 +204,7 @@ def _register() -> None:
     """Commands that live in their own modules."""
     from instructkit.cli.eval import eval_group
     from instructkit.cli.evol import evol
+    from instructkit.cli.generate import generate
     from instructkit.cli.optimize import optimize_group
     from instructkit.cli.pairs import data_pairs
     from instructkit.cli.quality import data_dedup, data_filter
@@ -218,6 +217,7 @@ def _register() -> None:
     data.add_command(data_pairs)
     cli.add_command(serve)
     cli.add_command(eval_group)
+    cli.add_command(generate)
     synth.add_command(evol)
     cli.add_command(synth)
     cli.add_command(optimize_group)

@@ -17,19 +17,16 @@ from typing import Any, TypeVar
 
 import click
 
-from instructkit.cli.options import apply_options, config_options
+from instructkit.cli.options import apply_options, config_options, lm_options
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
 def _run_options(out_help: str) -> Callable[[F], F]:
-    """The options both commands share: the server, the cache, the reply length, the config
-    file and overrides, the output folder, --fresh and --no-progress."""
+    """The options both commands share: the LM options, the reply length, the config file and
+    overrides, the output folder, --fresh and --no-progress."""
     return apply_options(
-        click.option("--base-url", default=None, help="Server URL for --lm openai:MODEL."),
-        click.option(
-            "--cache", type=click.Path(dir_okay=False), default=None, help="LM request cache."
-        ),
+        lm_options(),
         click.option(
             "--max-tokens", type=int, default=None, help="Reply length limit (default 32)."
         ),
@@ -94,13 +91,6 @@ def optimize_group() -> None:
     help="Test rows (default: a share of DATA).",
 )
 @click.option(
-    "--lm",
-    "lm",
-    default=None,
-    metavar="BACKEND[:MODEL]",
-    help="The model whose instruction is tuned (default: local, the embedded model).",
-)
-@click.option(
     "--proposer-lm",
     "proposer_lm",
     default=None,
@@ -123,10 +113,8 @@ def optimize_prompt(
     seed,
     val,
     test,
-    lm,
     proposer_lm,
-    base_url,
-    cache,
+    lm_flags,
     max_tokens,
     config_path,
     overrides,
@@ -136,7 +124,8 @@ def optimize_prompt(
 ) -> None:
     """Find a better instruction for DATA (JSON/JSONL rows): split it into train/val/test with
     a seed, search under --budget task calls on val, then score the initial and the best
-    instruction on test and compare them (paired CI and p).
+    instruction on test and compare them (paired CI and p). --lm is the model whose
+    instruction is tuned (default: local, the embedded model).
 
     Writes OUT/result.json, results.json (for `eval report`), history.jsonl, program.json and
     report.html. A killed run resumes where it stopped when started again.
@@ -164,10 +153,8 @@ def optimize_prompt(
         seed=seed,
         val=val,
         test=test,
-        lm=lm,
         proposer_lm=proposer_lm,
-        base_url=base_url,
-        cache=cache,
+        **lm_flags,
         max_tokens=max_tokens,
         out=out,
     )
@@ -237,13 +224,6 @@ def optimize_prompt(
     help="Test rows (default: a share of --data).",
 )
 @click.option(
-    "--lm",
-    "lm",
-    default=None,
-    metavar="BACKEND[:MODEL]",
-    help="The model that runs the program (default: local, the embedded model).",
-)
-@click.option(
     "--proposer-lm",
     default=None,
     metavar="BACKEND[:MODEL]",
@@ -264,10 +244,8 @@ def optimize_program(
     proposals,
     val,
     test,
-    lm,
     proposer_lm,
-    base_url,
-    cache,
+    lm_flags,
     max_tokens,
     config_path,
     overrides,
@@ -279,7 +257,8 @@ def optimize_program(
     dspy.Module instance, or a no-argument callable returning one) on --data: split it into
     train/val/test with a seed, search stage by stage under --budget task calls on val
     (each candidate scored by the final metric, the other stages at their best), then score
-    the initial and the best program on test and compare them (paired CI and p).
+    the initial and the best program on test and compare them (paired CI and p). --lm runs
+    the program (default: local, the embedded model).
 
     Writes OUT/result.json (with the val gain of each stage), results.json (for `eval
     report`), program.json (DSPy's save format), history.jsonl and report.html (the stages,
@@ -309,10 +288,8 @@ def optimize_program(
         proposals=proposals,
         val=val,
         test=test,
-        lm=lm,
         proposer_lm=proposer_lm,
-        base_url=base_url,
-        cache=cache,
+        **lm_flags,
         max_tokens=max_tokens,
         out=out,
     )

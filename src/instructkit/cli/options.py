@@ -2,16 +2,41 @@
 
 @config_options("docs/sft.md", example="train.lr=1e-4")
 def cmd(config_path, overrides): cfg = load_config(SFTConfig, config_path, overrides)
+
+@lm_options()           # --lm --model --base-url --api-key-env --cache --concurrency
+def cmd(lm_flags): opts = LMOptions(**lm_flags)   # only the flags given
+
+Help texts of options that set a config key come from the pydantic field's description
+(:func:`field_help`), so ``--help``, the docs and the config say the same. ``--from``/``--to``
+list the data layer's formats (:data:`~instructkit.data.formats.FORMATS`) and ``--template``
+the template names, with a "did you mean" for a typo, before anything is loaded.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import click
+from pydantic import BaseModel
 
-__all__ = ["apply_options", "config_options"]
+from instructkit.data.formats import FORMATS
+from instructkit.data.templates import TEMPLATE_NAMES, check_template_name
+from instructkit.errors import TemplateError
+from instructkit.lm.options import LM_OPTION_FIELDS, LMOptions
+
+__all__ = [
+    "FORMAT_CHOICE",
+    "apply_options",
+    "config_options",
+    "field_help",
+    "format_option",
+    "lm_options",
+    "template_option",
+]
+
+FORMAT_CHOICE = click.Choice(list(FORMATS))
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -94,3 +119,75 @@ def run_options(
             )  # fmt: skip
         )
     return apply_options(*options)
+
+
+def field_help(model: type[BaseModel], name: str) -> str:
+    """The help text of the option that sets ``model``'s field ``name``: its description."""
+    description = model.model_fields[name].description
+    if not description:
+        raise TypeError(f"{model.__name__}.{name} has no Field(description=...) to show")
+    return description
+
+
+def lm_options(*, required: bool = False) -> Callable[[F], F]:
+    """``--lm``, ``--model``, ``--base-url``, ``--api-key-env``, ``--cache`` and
+    ``--concurrency`` (the fields of :class:`~instructkit.lm.options.LMOptions`, their help
+    its descriptions, word for word), passed to the command as one dict ``lm_flags`` of the
+    flags given. ``required`` makes ``--lm`` required (the command's docstring says what the
+    LM does and which one it uses by default)."""
+    options = [
+        click.option("--lm", "lm", required=required, default=None,
+                     metavar="BACKEND[:MODEL]", help=field_help(LMOptions, "lm")),
+        click.option("--model", "model", default=None, help=field_help(LMOptions, "model")),
+        click.option("--base-url", "base_url", default=None, metavar="URL",
+                     help=field_help(LMOptions, "base_url")),
+        click.option("--api-key-env", "api_key_env", default=None, metavar="VAR",
+                     help=field_help(LMOptions, "api_key_env")),
+        click.option("--cache", "cache", default=None, type=click.Path(dir_okay=False),
+                     help=field_help(LMOptions, "cache")),
+        click.option("--concurrency", "concurrency", default=None, type=click.IntRange(min=1),
+                     help=field_help(LMOptions, "concurrency")),
+    ]  # fmt: skip
+
+    def decorate(command: F) -> F:
+        @functools.wraps(command)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            given = {k: kwargs.pop(k) for k in LM_OPTION_FIELDS}
+            kwargs["lm_flags"] = {k: v for k, v in given.items() if v is not None}
+            return command(*args, **kwargs)
+
+        return apply_options(*options)(cast(F, wrapper))
+
+    return decorate
+
+
+def format_option(*names: str, dest: str = "fmt", required: bool = False, help: str) -> Any:
+    """A data-format option (``--from``, ``--to``): one of the data layer's formats."""
+    return click.option(*names, dest, type=FORMAT_CHOICE, required=required, default=None,
+                        help=help)  # fmt: skip
+
+
+class TemplateName(click.ParamType[str]):
+    """A template name, checked (with a "did you mean") when the command line is parsed."""
+
+    name = "template"
+
+    def get_metavar(self, param: click.Parameter, ctx: click.Context | None = None) -> str:
+        return "[" + "|".join(TEMPLATE_NAMES) + "]"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        try:
+            return check_template_name(str(value))
+        except TemplateError as e:
+            self.fail(str(e), param, ctx)
+
+
+def template_option(default: str | None = "tokenizer") -> Callable[[F], F]:
+    """``--template``: a built-in chat template or ``tokenizer`` (the model's own)."""
+    return click.option(
+        "--template",
+        type=TemplateName(),
+        default=default,
+        show_default=default is not None,
+        help="Chat template: alpaca, vicuna, chatml, llama3, or tokenizer (the model's own).",
+    )

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import click
 
-from instructkit.cli.options import config_options
+from instructkit.cli.options import config_options, lm_options
 
 __all__ = ["data_pairs"]
 
@@ -16,9 +16,7 @@ __all__ = ["data_pairs"]
 @click.command("pairs")
 @click.argument("prompts", required=False, type=click.Path(exists=True, dir_okay=False))
 @click.option("-o", "--out", default=None, type=click.Path(dir_okay=False), help="Pairs JSONL.")
-@click.option("--lm", "lm_spec", default=None, metavar="BACKEND[:MODEL]", help="LM that samples.")
-@click.option("--base-url", default=None, help="Server URL for --lm openai:MODEL.")
-@click.option("--cache", type=click.Path(dir_okay=False), default=None, help="LM request cache.")
+@lm_options()
 @click.option("-n", "n", type=int, default=None, help="Responses sampled per prompt (4).")
 @click.option(
     "--reward",
@@ -52,9 +50,7 @@ __all__ = ["data_pairs"]
 def data_pairs(
     prompts,
     out,
-    lm_spec,
-    base_url,
-    cache,
+    lm_flags,
     n,
     reward_kind,
     judge_lm,
@@ -69,16 +65,15 @@ def data_pairs(
     fresh,
     no_progress,
 ) -> None:
-    """Sample N responses per prompt with an LM, rank them by a reward, write chosen/rejected."""
+    """Sample N responses per prompt with an LM (--lm, default local), rank them by a reward,
+    write chosen/rejected."""
     from instructkit.config import load_config
     from instructkit.rl.pairs import PairsConfig, run_pairs
 
     flags = {
         "prompts": prompts,
         "out": out,
-        "lm": lm_spec,
-        "base_url": base_url,
-        "cache": cache,
+        **lm_flags,
         "n": n,
         "reward": _reward_flags(
             reward_kind, judge_lm, judge_base_url, judge_scoring, reference_field

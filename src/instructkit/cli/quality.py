@@ -15,14 +15,12 @@ from typing import TYPE_CHECKING
 
 import click
 
-from instructkit.cli.options import config_options
+from instructkit.cli.options import FORMAT_CHOICE, config_options
 
 if TYPE_CHECKING:  # the data modules load only when a command runs, as in cli.main
     from instructkit.data.quality import QualityRun
 
 __all__ = ["data_filter", "data_dedup"]
-
-FORMAT_CHOICES = ["alpaca", "sharegpt", "messages", "prompt-completion", "preference"]
 
 
 def _common(f):
@@ -35,7 +33,7 @@ def _common(f):
     f = click.option(
         "--from",
         "fmt",
-        type=click.Choice(FORMAT_CHOICES),
+        type=FORMAT_CHOICE,
         default=None,
         help="Input format (auto-detected when left out); the output keeps it.",
     )(f)

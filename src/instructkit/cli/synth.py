@@ -1,18 +1,21 @@
 """``instructkit synth ...``: generate instruction data with an LM.
 
 ``instructkit synth self-instruct -n 500 --lm openai:MODEL -o tasks.jsonl`` runs Self-Instruct
-from the bundled seed tasks (or ``--seeds FILE``). A thin command: flags and an optional YAML file
-build a :class:`~instructkit.synth.self_instruct.SelfInstructConfig` (flag ``--top-p`` = key
-``top_p``), :func:`~instructkit.synth.self_instruct.run_self_instruct` does the work, and the
+from the bundled seed tasks (or ``--seeds FILE``). A thin command: a few flags, an optional YAML
+file and ``--set key=value`` build a :class:`~instructkit.synth.self_instruct.SelfInstructConfig`
+(``--set top_p=0.9``; the LM options are :func:`~instructkit.cli.options.lm_options`),
+:func:`~instructkit.synth.self_instruct.run_self_instruct` does the work, and the
 counts of kept and rejected items are printed at the end. Rerunning the same command resumes an
 interrupted job; ``--fresh`` starts over.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
-from instructkit.cli.options import config_options
+from instructkit.cli.options import config_options, lm_options
 from instructkit.synth.self_instruct import SelfInstructResult
 
 __all__ = ["synth", "self_instruct_cmd", "format_self_instruct_table"]
@@ -63,16 +66,9 @@ def format_self_instruct_table(result: SelfInstructResult) -> str:
 @click.option(
     "-n", "--num-instructions", type=int, default=None, help="Tasks to generate (default 100)."
 )
-@click.option("--lm", "lm_spec", required=True, metavar="BACKEND[:MODEL]", help="LM to use.")
+@lm_options(required=True)
 @click.option("-o", "--out", required=True, type=click.Path(dir_okay=False), help="Output JSONL.")
-@click.option("--base-url", default=None, help="Server URL for --lm openai:MODEL.")
-@click.option("--cache", type=click.Path(dir_okay=False), default=None, help="LM request cache.")
-@click.option("--prompts-per-round", type=int, default=None, help="Prompts per round (8).")
-@click.option("--temperature", type=float, default=None, help="Instruction sampling (0.7).")
-@click.option("--top-p", type=float, default=None, help="Instruction nucleus sampling (0.5).")
-@click.option("--max-tokens", type=int, default=None, help="Tokens per LM answer (1024).")
 @click.option("--seed", type=int, default=None, help="Seed of every random choice (0).")
-@click.option("--similarity-threshold", type=float, default=None, help="ROUGE-L cut-off (0.7).")
 @click.option(
     "--alpaca",
     "alpaca_path",
@@ -80,32 +76,29 @@ def format_self_instruct_table(result: SelfInstructResult) -> str:
     default=None,
     help="Also write one Alpaca row (instruction/input/output) per instance here.",
 )
-@config_options("docs/synth.md", example="num_instructions=100")
+@config_options("docs/synth.md", example="temperature=0.7", flags_win=True)
 @click.option("--fresh", is_flag=True, help="Delete OUT and its state and start over.")
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
 def self_instruct_cmd(
-    seeds_path,
-    skip_invalid,
-    num_instructions,
-    lm_spec,
-    out,
-    base_url,
-    cache,
-    prompts_per_round,
-    temperature,
-    top_p,
-    max_tokens,
-    seed,
-    similarity_threshold,
-    alpaca_path,
-    config_path,
-    overrides,
-    fresh,
-    no_progress,
+    seeds_path: str | None,
+    skip_invalid: bool,
+    num_instructions: int | None,
+    lm_flags: dict[str, Any],
+    out: str,
+    seed: int | None,
+    alpaca_path: str | None,
+    config_path: str | None,
+    overrides: tuple[str, ...],
+    fresh: bool,
+    no_progress: bool,
 ) -> None:
-    """Self-Instruct (Wang et al. 2022): grow N instruction tasks from seed tasks with an LM."""
+    """Self-Instruct (Wang et al. 2022): grow N instruction tasks from seed tasks with an LM.
+
+    Every other setting (temperature, top_p, max_tokens, prompts_per_round,
+    similarity_threshold, ...) is a config key: --set KEY=VALUE or --config FILE.yaml
+    (docs/synth.md lists them)."""
     from instructkit.config import load_config
-    from instructkit.lm import build_lm
+    from instructkit.lm.options import LMOptions, build_lm_from
     from instructkit.synth.seeds import load_seed_tasks
     from instructkit.synth.self_instruct import (
         SelfInstructConfig,
@@ -113,15 +106,7 @@ def self_instruct_cmd(
         run_self_instruct,
     )
 
-    flags = {
-        "num_instructions": num_instructions,
-        "prompts_per_round": prompts_per_round,
-        "temperature": temperature,
-        "top_p": top_p,
-        "max_tokens": max_tokens,
-        "seed": seed,
-        "similarity_threshold": similarity_threshold,
-    }
+    flags = {"num_instructions": num_instructions, "seed": seed}
     cfg = load_config(SelfInstructConfig, config_path, overrides, **flags)
     seeds = load_seed_tasks(seeds_path, skip_invalid=skip_invalid)
     click.echo(f"{len(seeds.tasks)} seed tasks from {seeds.path}")
@@ -129,7 +114,7 @@ def self_instruct_cmd(
         click.echo(f"skipped {len(seeds.rejects)} bad seed rows:")
         for rej in seeds.rejects[:5]:
             click.echo(f"  row {rej.row}: {rej.field or '-'}: {rej.reason}")
-    lm = build_lm(lm_spec, base_url=base_url, cache=cache)
+    lm = build_lm_from(LMOptions(**lm_flags))
     r = run_self_instruct(cfg, lm, seeds.tasks, out, fresh=fresh, progress=not no_progress)
     if r.n_resumed:
         click.echo(f"resumed: {r.n_resumed} tasks were already in {out}")

@@ -21,15 +21,24 @@ template (``apply_chat_template(..., tools=...)``); the built-in templates show 
 ``<tool_call>`` blocks, results as ``<tool_response>`` user turns). An assistant turn that
 calls tools is trained on what the template renders for it (the calls and the end-of-turn);
 tool results are never trained.
+
+Names are checked before anything is loaded (:func:`check_template_name`, with a "did you mean"
+for a typo). A built-in template whose special tokens (``<|im_end|>``, ``<|eot_id|>``, ...) are
+not single tokens of the tokenizer is refused by :func:`get_template`
+(:func:`check_template_tokens`): generation would not stop at the end of a turn, and training
+would learn the marker's pieces. :func:`default_system_prompt` finds the system prompt a
+template adds to a conversation that has none (SmolLM2's own template does).
 """
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Annotated, Any, Protocol
 
 import jinja2
 from jinja2.sandbox import ImmutableSandboxedEnvironment
+from pydantic import AfterValidator
 
 from instructkit.data.records import Conversation
 from instructkit.data.toolcalls import textual_tool_messages
@@ -40,6 +49,11 @@ __all__ = [
     "BUILTIN_TEMPLATES",
     "ChatTemplate",
     "get_template",
+    "check_template_name",
+    "TemplateName",
+    "check_template_tokens",
+    "templates_that_fit",
+    "default_system_prompt",
     "Segment",
     "segment_conversation",
     "ALPACA_PROMPT_INPUT",
@@ -115,6 +129,66 @@ BUILTIN_TEMPLATES: dict[str, str] = {
 # End-of-turn marker each built-in template puts after a response (None: the EOS token).
 _BUILTIN_EOT = {"alpaca": None, "vicuna": None, "chatml": "<|im_end|>", "llama3": "<|eot_id|>"}
 TEMPLATE_NAMES = (*BUILTIN_TEMPLATES, "tokenizer")
+# Markers that must be one token each of the tokenizer a built-in template is used with.
+_BUILTIN_SPECIALS: dict[str, tuple[str, ...]] = {
+    "chatml": ("<|im_start|>", "<|im_end|>"),
+    "llama3": ("<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"),
+}
+
+
+def check_template_name(name: str) -> str:
+    """``name`` if it names a template, else a TemplateError with the closest name."""
+    if name in TEMPLATE_NAMES:
+        return name
+    close = difflib.get_close_matches(name, TEMPLATE_NAMES, n=1, cutoff=0.5)
+    hint = f"did you mean '{close[0]}'? " if close else ""
+    raise TemplateError(
+        f"unknown template '{name}'.", fix=f"{hint}use one of: {', '.join(TEMPLATE_NAMES)}."
+    )
+
+
+def _valid_name(name: str) -> str:
+    try:
+        return check_template_name(name)
+    except TemplateError as e:
+        raise ValueError(str(e)) from None
+
+
+# A config key that names a template: checked when the config loads, before any model.
+TemplateName = Annotated[str, AfterValidator(_valid_name)]
+
+
+def _split_markers(name: str, tokenizer: Any) -> list[tuple[str, int]]:
+    """(marker, token count) of each special marker of template ``name`` that the tokenizer
+    does not hold as one token."""
+    out = []
+    for marker in _BUILTIN_SPECIALS.get(name, ()):
+        n = len(tokenizer(marker, add_special_tokens=False)["input_ids"])
+        if n != 1:
+            out.append((marker, n))
+    return out
+
+
+def templates_that_fit(tokenizer: Any) -> list[str]:
+    """The templates whose special markers are single tokens of ``tokenizer`` (``tokenizer``
+    only when it has a chat template)."""
+    names = [n for n in BUILTIN_TEMPLATES if not _split_markers(n, tokenizer)]
+    return [*names, "tokenizer"] if getattr(tokenizer, "chat_template", None) else names
+
+
+def check_template_tokens(name: str, tokenizer: Any) -> None:
+    """TemplateError when a special marker of the built-in template ``name`` is not a single
+    token of ``tokenizer`` (the fix names the templates that fit)."""
+    split = _split_markers(name, tokenizer)
+    if not split:
+        return
+    marker, n = split[0]
+    model = getattr(tokenizer, "name_or_path", "") or "this model"
+    raise TemplateError(
+        f"template '{name}' needs {marker} as one token, but the tokenizer of {model} splits "
+        f"it into {n} tokens (generation would not stop at the end of a turn).",
+        fix=f"use a template that fits this tokenizer: {', '.join(templates_that_fit(tokenizer))}.",
+    )
 
 
 class Render(Protocol):
@@ -161,13 +235,12 @@ def _raise(message: str) -> None:
 
 
 def get_template(name: str, tokenizer: Any) -> ChatTemplate:
-    """Return the template ``name`` bound to ``tokenizer``'s special tokens."""
+    """Return the template ``name`` bound to ``tokenizer``'s special tokens; TemplateError for
+    an unknown name or a built-in template whose markers the tokenizer splits."""
+    check_template_name(name)
     if name == "tokenizer":
         return _tokenizer_template(tokenizer)
-    if name not in BUILTIN_TEMPLATES:
-        raise TemplateError(
-            f"unknown template '{name}'.", fix=f"use one of: {', '.join(TEMPLATE_NAMES)}."
-        )
+    check_template_tokens(name, tokenizer)
     compiled = _jinja_env().from_string(BUILTIN_TEMPLATES[name])
     eos = tokenizer.eos_token or ""
     bos = tokenizer.bos_token if _tokenizer_adds_bos(tokenizer) else ""
@@ -226,6 +299,23 @@ def _tokenizer_template(tokenizer: Any) -> ChatTemplate:
 
     specials = [t for t in getattr(tokenizer, "all_special_tokens", []) if t]
     return ChatTemplate("tokenizer", render, tuple(specials))
+
+
+def default_system_prompt(template: ChatTemplate) -> str | None:
+    """The system prompt ``template`` adds to a conversation without one (None: it adds none).
+
+    Found by rendering one user turn with and without a marked system message: when the
+    plain rendering is the system one with other text in place of the marker, that text is
+    the default (SmolLM2's "You are a helpful AI assistant named SmolLM, ...", Vicuna's).
+    """
+    user, marker = "\x00user\x00", "\x00system\x00"
+    plain = template.render([{"role": "user", "content": user}], False).split(user)[0]
+    with_system = [{"role": "system", "content": marker}, {"role": "user", "content": user}]
+    head, sep, tail = template.render(with_system, False).split(user)[0].partition(marker)
+    if not sep or not (plain.startswith(head) and plain.endswith(tail)):
+        return None
+    default = plain[len(head) : len(plain) - len(tail)]
+    return default if len(plain) > len(head) + len(tail) and default.strip() else None
 
 
 @dataclass

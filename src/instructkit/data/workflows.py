@@ -16,7 +16,12 @@ from tqdm.auto import tqdm
 from instructkit.data.formats import Reject, load_records, save_records, save_rejects
 from instructkit.data.quantiles import describe
 from instructkit.data.records import Conversation, PreferencePair
-from instructkit.data.templates import get_template, segment_conversation
+from instructkit.data.templates import (
+    check_template_name,
+    default_system_prompt,
+    get_template,
+    segment_conversation,
+)
 from instructkit.data.tokenize import TrainOn, encode_segments, tokenize_conversation, trained_text
 from instructkit.errors import DataFormatError
 from instructkit.io import beside, write_jsonl
@@ -116,6 +121,9 @@ class StatsResult:
     with_system: int
     tokens: dict[str, dict[str, float]]  # "total"/"prompt"/"response" -> describe() of lengths
     model: str | None
+    # of with_system: rows without their own system prompt that get the template's default
+    with_default_system: int = 0
+    default_system: str | None = None  # the system prompt the template adds (None: none)
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -129,15 +137,20 @@ def stats(
     model: str | None = None,
     fmt: str | None = None,
 ) -> StatsResult:
-    """Counts, turns per conversation, and token lengths (whole, prompt, trained) under a model."""
+    """Counts, turns per conversation, and token lengths (whole, prompt, trained) under a model.
+    ``with_system`` counts the rows that get a system prompt: their own, or (with a tokenizer)
+    the one the template adds by default (``default_system``, on ``with_default_system`` rows)."""
+    check_template_name(template)
     loaded = load_records(src, fmt)
     convs = [
         r.chosen_conversation() if isinstance(r, PreferencePair) else r for r in loaded.records
     ]
     turns = [sum(1 for m in c.messages if m.role == "assistant") for c in convs]
     tokens: dict[str, dict[str, float]] = {}
+    default = None
     if tokenizer is not None:
         tpl = get_template(template, tokenizer)
+        default = default_system_prompt(tpl)
         totals, trained = [], []
         for c in tqdm(convs, desc="tokenize", unit="row", disable=len(convs) < 500):
             ex = encode_segments(segment_conversation(c, tpl), c, tokenizer)
@@ -149,6 +162,8 @@ def stats(
             "prompt": describe([a - b for a, b in zip(totals, trained, strict=False)]),
         }
     n_pref = sum(isinstance(r, PreferencePair) for r in loaded.records)
+    own = sum(c.system is not None for c in convs)
+    defaulted = len(convs) - own if default is not None else 0
     return StatsResult(
         str(src),
         loaded.format,
@@ -156,9 +171,11 @@ def stats(
         len(convs) - n_pref,
         n_pref,
         describe(turns),
-        sum(c.system is not None for c in convs),
+        own + defaulted,
         tokens,
         model,
+        defaulted,
+        default,
     )
 
 

@@ -41,8 +41,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from instructkit.data.templates import TemplateName
 from instructkit.errors import ConfigError, DataFormatError
 from instructkit.evaluate.checks import SCORES, score_item
+from instructkit.evaluate.generate import complete_in_chunks, generation_lm
 from instructkit.evaluate.metrics import METRICS, compute_metric
 from instructkit.evaluate.results import (
     EvalResults,
@@ -54,8 +56,9 @@ from instructkit.evaluate.results import (
 from instructkit.evaluate.stats import compare_paired
 from instructkit.io import beside, read_rows
 from instructkit.jobs import Job, fingerprint
-from instructkit.lm.base import DEFAULT_BATCH, LM, ChatRequest
+from instructkit.lm.base import DEFAULT_BATCH, LM
 from instructkit.lm.openai import DEFAULT_TIMEOUT
+from instructkit.lm.options import LMOptions
 
 __all__ = [
     "IFEVAL_MAX_NEW_TOKENS",
@@ -80,7 +83,7 @@ class SystemConfig(BaseModel):
     name: str
     model: str | None = None  # registry name, hub id or path; or use `responses`
     adapter: str | None = None
-    template: str = "tokenizer"
+    template: TemplateName = "tokenizer"
     responses: str | None = None  # JSONL of {"id", "response"[, "task", "finish_reason"]}
 
 
@@ -386,7 +389,8 @@ def _generate(
     if not todo:
         return
     if system.responses:
-        table = _response_table(system.responses, task.name, system.name)
+        item_tasks = tuple(dict.fromkeys(it["task"] for it in items))
+        table = _response_table(system.responses, task.name, system.name, item_tasks)
         missing = [it["id"] for it in todo if it["id"] not in table]
         if missing:
             raise DataFormatError(
@@ -401,13 +405,11 @@ def _generate(
     lm = lms.get(system.name) or _load_lm(system, cfg)
     lms[system.name] = lm
     budget = _max_new_tokens(task, cfg)
-    for start in range(0, len(todo), cfg.batch_size):
+    chunks = complete_in_chunks(
+        lm, [it["messages"] for it in todo], max_tokens=budget, batch_size=cfg.batch_size
+    )
+    for start, completions in chunks:
         chunk = todo[start : start + cfg.batch_size]
-        requests = [
-            ChatRequest.from_messages(it["messages"], max_tokens=budget, temperature=0.0)
-            for it in chunk
-        ]
-        completions = lm.complete(requests, progress=True)
         yield [
             _row(
                 task, system, it, c.text.strip(), c.finish_reasons[0] if c.finish_reasons else None
@@ -417,26 +419,25 @@ def _generate(
 
 
 def _load_lm(system: SystemConfig, cfg: EvalConfig) -> LM:
-    from instructkit.lm.local import LocalLM
-
-    lm: LM = LocalLM.load(
-        system.model, adapter=system.adapter, template=system.template, batch_size=cfg.batch_size
+    """The system's local model (with its adapter and template), cached when ``cfg.cache``."""
+    opts = LMOptions(lm="local", model=system.model, cache=cfg.cache)
+    return generation_lm(
+        opts, adapter=system.adapter, template=system.template, batch_size=cfg.batch_size
     )
-    if cfg.cache:
-        from instructkit.lm.cache import CachedLM
-
-        lm = CachedLM(lm, cfg.cache)
-    return lm
 
 
-def _response_table(path: str, task: str, system: str) -> dict[str, tuple[str, str | None]]:
-    """id -> (response, finish_reason) of ``task``'s rows. An ``eval run`` per-item file works
-    too: its rows are matched on ``eval_task``, and on ``system`` when it holds several."""
+def _response_table(
+    path: str, task: str, system: str, item_tasks: tuple[str, ...] = ()
+) -> dict[str, tuple[str, str | None]]:
+    """id (IFEval rows: key) -> (response, finish_reason) of the rows of ``task`` or of one of
+    its items' tasks (``item_tasks``: ``generate`` output keeps each item's ``task``). An
+    ``eval run`` per-item file works too: its rows are matched on ``eval_task``, and on
+    ``system`` when it holds several."""
     rows = [(n, r) for n, r in read_rows(path) if isinstance(r, dict)]
     systems = {r["system"] for _, r in rows if "system" in r}
     table = {}
     for n, r in rows:
-        if r.get("eval_task", r.get("task", task)) != task:
+        if r.get("eval_task", r.get("task", task)) not in (task, *item_tasks):
             continue
         if len(systems) > 1 and r.get("system") != system:
             continue
@@ -448,7 +449,7 @@ def _response_table(path: str, task: str, system: str) -> dict[str, tuple[str, s
                 field="response",
                 fix='give every row {"id", "response"}.',
             )
-        table[str(r.get("id"))] = (r["response"], r.get("finish_reason"))
+        table[str(r.get("id", r.get("key")))] = (r["response"], r.get("finish_reason"))
     return table
 
 

@@ -62,15 +62,28 @@ def build_lm(
     base_url: str | None = None,
     api_key: str | None = None,
     cache: str | None = None,
+    api_key_env: str | None = None,
+    concurrency: int | None = None,
     **kw: Any,
 ) -> LM:
-    """Build the LM named by ``spec`` (see the module docstring); ``kw`` go to its constructor."""
+    """Build the LM named by ``spec`` (see the module docstring); ``kw`` go to its constructor.
+    ``api_key_env`` names the environment variable that holds the API key; ``concurrency``
+    (requests in flight) applies to ``openai:MODEL``."""
     backend, _, arg = spec.partition(":")
-    if (base_url or api_key) and backend != "openai":
+    served = {"base_url": base_url, "api_key": api_key, "api_key_env": api_key_env,
+              "concurrency": concurrency}  # fmt: skip
+    given = [k for k, v in served.items() if v]
+    if given and backend != "openai":
         raise ConfigError(
-            f"base_url and api_key apply to openai:MODEL only, not to '{spec}'.",
+            f"{', '.join(given)} apply to openai:MODEL only, not to '{spec}'.",
             fix="drop them, or use --lm openai:MODEL.",
         )
+    if api_key_env is not None:
+        from instructkit.lm.options import api_key_from_env
+
+        api_key = api_key_from_env(api_key_env)
+    if concurrency is not None:
+        kw["concurrency"] = concurrency
     lm: LM
     if backend == "local":
         from instructkit.lm.local import LocalLM

@@ -43,7 +43,7 @@ from typing import Any
 
 import dspy
 from dspy.utils.saving import get_dependency_versions as dependency_versions
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 from tqdm.auto import tqdm
 
 from instructkit.errors import ConfigError
@@ -52,6 +52,7 @@ from instructkit.evaluate.stats import PairedComparison, compare_paired
 from instructkit.io import write_atomic
 from instructkit.jobs import Job, fingerprint
 from instructkit.lm.base import LM
+from instructkit.lm.options import LMOptions
 from instructkit.optimize.bridge import PROPOSER, TASK, CallCounter, bridge_lm
 from instructkit.optimize.permodule import (
     PerModule,
@@ -82,8 +83,9 @@ __all__ = [
 METHOD = "permodule"  # the search behind optimize program (result.json and results.json name it)
 
 
-class ProgramOptConfig(BaseModel):
-    """Settings of :func:`run_program_optimization` (CLI flags, YAML keys and fields alike)."""
+class ProgramOptConfig(LMOptions):
+    """Settings of :func:`run_program_optimization` (CLI flags, YAML keys and fields alike);
+    the LM keys are :class:`~instructkit.lm.options.LMOptions`', as in ``optimize prompt``."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -102,9 +104,6 @@ class ProgramOptConfig(BaseModel):
     rounds: int = Field(default=2, ge=1)
     candidates: int = Field(default=6, ge=0)
     proposals: int = Field(default=2, ge=0)
-    lm: str = "local"
-    base_url: str | None = None
-    cache: str | None = None
     proposer_lm: str | None = None
     max_tokens: int = Field(default=32, ge=1)
     out: str
@@ -266,7 +265,7 @@ def run_program_optimization(
 
     job = Job(Path(cfg.out) / "history.jsonl", _fingerprint(cfg), fresh=fresh)
     counter = CallCounter()
-    model = _build_lm(cfg.lm, prompt_cfg, lm)
+    model = _build_lm(cfg.spec, prompt_cfg, lm)
     task_lm = bridge_lm(model, counter=counter, role=TASK, max_tokens=cfg.max_tokens)
     test_lm = bridge_lm(model, counter=counter, role=TEST, max_tokens=cfg.max_tokens)
     settings = PerModuleSettings(
@@ -336,7 +335,8 @@ def _prompt_config(cfg: ProgramOptConfig, student: Any) -> PromptOptConfig:
         data=cfg.data, val=cfg.val, test=cfg.test, inputs=inputs, target=cfg.target,
         labels=cfg.labels, metric=cfg.metric, budget=cfg.budget, seed=cfg.seed,
         val_fraction=cfg.val_fraction, test_fraction=cfg.test_fraction, lm=cfg.lm,
-        base_url=cfg.base_url, cache=cfg.cache, proposer_lm=cfg.proposer_lm,
+        model=cfg.model, base_url=cfg.base_url, api_key_env=cfg.api_key_env, cache=cfg.cache,
+        concurrency=cfg.concurrency, proposer_lm=cfg.proposer_lm,
         max_tokens=cfg.max_tokens, out=cfg.out,
     )  # fmt: skip
 
@@ -351,7 +351,8 @@ def _fingerprint(cfg: ProgramOptConfig) -> dict[str, Any]:
         "test_file": cfg.test,
     }
     paths = {k: Path(v) for k, v in files.items() if v is not None}
-    return fingerprint(cfg, exclude=("out", "cache", "base_url"), **paths)
+    exclude = ("out", "cache", "base_url", "api_key_env", "concurrency")
+    return fingerprint(cfg, exclude=exclude, **paths)
 
 
 def _results(cfg: ProgramOptConfig, result: ProgramOptResult) -> EvalResults:
@@ -368,7 +369,7 @@ def _results(cfg: ProgramOptConfig, result: ProgramOptResult) -> EvalResults:
             "best": result.best.instructions,
             "calls": result.calls,
             "method": METHOD,
-            "lm": cfg.lm,
+            "lm": cfg.spec,
             "program": cfg.program,
         },
     )

@@ -59,7 +59,7 @@ from pathlib import Path
 from typing import Any
 
 import dspy
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 from tqdm.auto import tqdm
 
 from instructkit.errors import ConfigError, DataFormatError
@@ -68,6 +68,7 @@ from instructkit.evaluate.stats import PairedComparison, compare_paired
 from instructkit.io import BadLine, read_rows, write_atomic
 from instructkit.jobs import Job, fingerprint
 from instructkit.lm.base import LM
+from instructkit.lm.options import LMOptions, build_lm_from
 from instructkit.optimize.ape import search_candidates
 from instructkit.optimize.bridge import PROPOSER, TASK, CallCounter, bridge_lm
 from instructkit.optimize.evolutionary import search_evolutionary
@@ -107,8 +108,10 @@ METRIC_ALIASES = {"exact": "exact_match", "lenient": "label"}
 NEEDS_PROPOSER = ("opro", *PEERS)  # methods refused without a proposer model
 
 
-class PromptOptConfig(BaseModel):
-    """Settings of :func:`run_prompt_optimization` (CLI flags, YAML keys and fields alike)."""
+class PromptOptConfig(LMOptions):
+    """Settings of :func:`run_prompt_optimization` (CLI flags, YAML keys and fields alike); the
+    LM keys of the task model are :class:`~instructkit.lm.options.LMOptions`' (``base_url``,
+    ``api_key_env``, ``cache`` and ``concurrency`` apply to the proposer too)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -127,9 +130,6 @@ class PromptOptConfig(BaseModel):
     val_fraction: float = Field(default=0.2, gt=0.0, lt=1.0)
     test_fraction: float = Field(default=0.2, gt=0.0, lt=1.0)
     candidates: int = Field(default=12, ge=1)
-    lm: str = "local"
-    base_url: str | None = None
-    cache: str | None = None
     proposer_lm: str | None = None
     max_tokens: int = Field(default=32, ge=1)
     gradient: GradientSettings = Field(default_factory=GradientSettings)
@@ -308,9 +308,8 @@ def _build_lm(spec: str, cfg: PromptOptConfig, lm: LM | None) -> LM:
     """``lm`` when given (tests, Python callers), else the LM that ``spec`` names."""
     if lm is not None:
         return lm
-    from instructkit.lm import build_lm
-
-    return build_lm(spec, base_url=cfg.base_url, cache=cfg.cache)
+    served = cfg.model_dump(include={"base_url", "api_key_env", "cache", "concurrency"})
+    return build_lm_from(LMOptions(lm=spec, **served))
 
 
 # ---------------------------------------------------------------------------------- the outputs
@@ -329,7 +328,7 @@ def _results(cfg: PromptOptConfig, result: PromptOptResult) -> EvalResults:
             "best": result.best.instruction,
             "calls": result.calls,
             "method": cfg.method,
-            "lm": cfg.lm,
+            "lm": cfg.spec,
         },
     )
 
@@ -376,7 +375,7 @@ def run_prompt_optimization(
     }
     job = Job(out / "history.jsonl", _fingerprint(cfg), fresh=fresh, journals=journals)
     counter = CallCounter(budgets={TASK: cfg.budget - _spent(job.records, "val")})
-    model = _build_lm(cfg.lm, cfg, lm)
+    model = _build_lm(cfg.spec, cfg, lm)
     if cfg.method == "gradient":  # it reads the weights: refuse another LM before any call
         local_model(model)
     lms = {
@@ -464,7 +463,8 @@ def _fingerprint(cfg: PromptOptConfig) -> dict[str, Any]:
     cache are, nor the server URL) and the contents of the data files."""
     files = {"data": cfg.data, "val_file": cfg.val, "test_file": cfg.test}
     paths = {k: Path(v) for k, v in files.items() if v is not None}
-    return fingerprint(cfg, exclude=("out", "cache", "base_url"), **paths)
+    exclude = ("out", "cache", "base_url", "api_key_env", "concurrency")
+    return fingerprint(cfg, exclude=exclude, **paths)
 
 
 def _spent(rows: Sequence[dict[str, Any]], phase: str) -> int:

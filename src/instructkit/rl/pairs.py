@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from instructkit.data.formats import Reject, save_rejects
 from instructkit.data.prompt_rows import PromptRow
@@ -48,6 +48,7 @@ from instructkit.errors import ConfigError
 from instructkit.io import beside, write_jsonl
 from instructkit.jobs import Job, fingerprint
 from instructkit.lm.base import DEFAULT_BATCH, LM, ChatRequest
+from instructkit.lm.options import LMOptions, build_lm_from
 from instructkit.rl.judge import JudgeReward
 from instructkit.rl.rewards import RewardSpec, build_reward
 from instructkit.train.prompts import checked_prompt_rows
@@ -56,8 +57,10 @@ from instructkit.train.rewards import RewardFn, RewardItem
 __all__ = ["PairsConfig", "PairsResult", "run_pairs", "sample_seed"]
 
 
-class PairsConfig(BaseModel):
-    """Settings of ``instructkit data pairs`` (every key is in docs/reward.md)."""
+class PairsConfig(LMOptions):
+    """Settings of ``instructkit data pairs`` (every key is in docs/reward.md); the LM keys
+    (``lm``, ``model``, ``base_url``, ``api_key_env``, ``cache``, ``concurrency``) are
+    :class:`~instructkit.lm.options.LMOptions`'."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -66,9 +69,6 @@ class PairsConfig(BaseModel):
     rejects: str | None = Field(
         default=None, description="invalid rows and dropped prompts (default OUT.rejects.jsonl)."
     )
-    lm: str = Field(default="local", description="the LM that samples: local[:MODEL], openai:M.")
-    base_url: str | None = Field(default=None, description="openai-compatible server URL.")
-    cache: str | None = Field(default=None, description="SQLite request cache file.")
     n: int = Field(default=4, ge=2, description="responses sampled per prompt.")
     temperature: float = Field(default=0.8, ge=0.0, description="sampling temperature.")
     max_tokens: int = Field(default=256, ge=1, description="tokens per response at most.")
@@ -131,12 +131,11 @@ def run_pairs(
     reward = build_reward(cfg.reward, judge_lm=judge_lm, journal=judge_path)
     rows, rejects = checked_prompt_rows(cfg.prompts, reward, skip_invalid=cfg.skip_invalid)
     if lm is None:
-        from instructkit.lm import build_lm
-
-        lm = build_lm(cfg.lm, base_url=cfg.base_url, cache=cfg.cache)
+        lm = build_lm_from(cfg)
     samples_path = beside(cfg.out, ".samples.jsonl")
     ranking_only = ("reward", "judge_mode", "min_margin", "skip_invalid", "rejects")
-    exclude = ("fresh", "batch", "cache", *ranking_only)  # ranking keys resample nothing
+    served = ("base_url", "api_key_env", "concurrency")  # how the LM is reached, not which
+    exclude = ("fresh", "batch", "cache", *served, *ranking_only)  # ranking keys resample nothing
     fp = fingerprint(cfg, exclude=exclude, prompts=Path(cfg.prompts), lm=lm.name)
     job = Job(samples_path, fp, fresh=cfg.fresh)
     if cfg.fresh:  # the judge's answers go too (they are keyed by request, never stale)

@@ -48,7 +48,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from instructkit.config import save_config
-from instructkit.data.templates import get_template
+from instructkit.data.templates import TemplateName, get_template
 from instructkit.errors import ConfigError, TrainingError
 from instructkit.io import write_atomic
 from instructkit.losses import entropy_from_logits, kl_per_token, token_logprobs
@@ -154,7 +154,7 @@ class PPOConfig(BaseModel):
     model: str = DEFAULT_MODEL
     output_dir: str = "runs/ppo"
     prompts: str = ""  # JSON/JSONL prompt rows (see data/prompt_rows.py)
-    template: str = "tokenizer"
+    template: TemplateName = "tokenizer"
     max_seq_len: int = Field(default=1024, gt=8)  # prompt + max_new_tokens must fit
     skip_invalid: bool = False
     lora: AdapterConfig = Field(default_factory=AdapterConfig)

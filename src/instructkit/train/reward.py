@@ -37,7 +37,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from tqdm.auto import tqdm
 
 from instructkit.config import save_config
-from instructkit.data.templates import get_template
+from instructkit.data.templates import TemplateName, get_template
 from instructkit.errors import ConfigError, TrainingError
 from instructkit.io import write_atomic
 from instructkit.losses import pairwise_reward_loss
@@ -99,7 +99,7 @@ class RewardConfig(BaseModel):
     format: str | None = None  # of every data file; auto-detected when None
     eval_path: str | None = None
     eval_ratio: float = Field(default=0.1, ge=0, lt=1)  # share of prompts held out
-    template: str = "tokenizer"
+    template: TemplateName = "tokenizer"
     max_seq_len: int = Field(default=512, gt=8)
     too_long: Literal["reject", "truncate"] = "reject"
     skip_invalid: bool = False

@@ -27,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from instructkit.config import save_config
 from instructkit.data.mixing import Mixture, MixtureConfig, Source, build_mixture
 from instructkit.data.tasks import MixConfig
-from instructkit.data.templates import get_template
+from instructkit.data.templates import TemplateName, get_template
 from instructkit.data.tokenize import TokenizedExample, TrainOn, tokenize_conversation
 from instructkit.errors import ConfigError, DataFormatError, TrainingError
 from instructkit.io import write_atomic
@@ -93,7 +93,7 @@ class SFTConfig(BaseModel):
     datasets: list[DatasetConfig] = Field(default_factory=list)
     eval_path: str | None = None
     eval_ratio: float = Field(default=0.0, ge=0, lt=1)
-    template: str = "tokenizer"
+    template: TemplateName = "tokenizer"
     max_seq_len: int = Field(default=1024, gt=8)
     train_on: TrainOn = "all"
     skip_invalid: bool = False

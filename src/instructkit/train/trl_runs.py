@@ -27,6 +27,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from instructkit.data.templates import TemplateName
 from instructkit.models import DEFAULT_MODEL
 from instructkit.train.sft import AdapterConfig
 from instructkit.train.tracking import MetricsLogger, SampleLogger, truncate_metrics
@@ -88,7 +89,7 @@ class TRLRunConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     model: str = DEFAULT_MODEL
-    template: str = "tokenizer"
+    template: TemplateName = "tokenizer"
     lora: AdapterConfig = Field(default_factory=AdapterConfig)
     train: PreferenceTrainConfig = Field(default_factory=PreferenceTrainConfig)
     dtype: Literal["auto", "float32", "bfloat16"] = "auto"
