@@ -34,6 +34,19 @@ def tiny_tokenizer():
     return build_tiny_tokenizer()
 
 
+LLAMA3_MARKERS = ["<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"]
+
+
+@pytest.fixture(scope="module")
+def llama3_tokenizer():
+    """The tiny tokenizer with Llama-3's markers as single tokens (as a Llama-3 tokenizer)."""
+    from instructkit.models import build_tiny_tokenizer
+
+    tok = build_tiny_tokenizer()
+    tok.add_special_tokens({"additional_special_tokens": LLAMA3_MARKERS})
+    return tok
+
+
 @pytest.fixture()
 def tiny_model(tiny_tokenizer):
     from instructkit.models import build_tiny_model

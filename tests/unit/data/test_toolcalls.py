@@ -337,10 +337,13 @@ def test_train_on_last_trains_only_the_final_answer(tiny_tokenizer):
 
 
 @pytest.mark.parametrize("name", ["alpaca", "vicuna", "llama3"])
-def test_every_builtin_template_trains_calls_and_answers_not_results(tiny_tokenizer, name):
+def test_every_builtin_template_trains_calls_and_answers_not_results(
+    tiny_tokenizer, llama3_tokenizer, name
+):
+    tok = llama3_tokenizer if name == "llama3" else tiny_tokenizer
     conv = parse_row(openai_row(), "messages")
-    ex = tokenize_conversation(conv, get_template(name, tiny_tokenizer), tiny_tokenizer)
-    trained = trained_text(ex, tiny_tokenizer)
+    ex = tokenize_conversation(conv, get_template(name, tok), tok)
+    trained = trained_text(ex, tok)
     assert '<tool_call>\n{"name": "get_weather", "arguments": {}}\n</tool_call>' in trained
     assert '{"name": "get_time", "arguments": {"tz": "CET"}}' in trained
     assert "Sunny, 10:00." in trained
