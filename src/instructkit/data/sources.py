@@ -231,7 +231,12 @@ def _missing(s: DatasetSpec) -> DataFormatError:
 
 
 def _json_file(s: DatasetSpec) -> Iterator[tuple[int, Any]]:
-    yield from read_rows(s.path)
+    try:
+        rows = read_rows(s.path)
+    except (RecursionError, ValueError) as e:  # nested too deeply; an int of > 4300 digits
+        fix = "repair the file, or store it as JSONL so that bad lines can be skipped."
+        raise DataFormatError(f"invalid JSON: {e}.", path=s.path, fix=fix) from e
+    yield from rows
 
 
 def _jsonl_file(s: DatasetSpec) -> Iterator[tuple[int, Any]]:
@@ -261,8 +266,8 @@ def _json_line(raw: bytes, path: str, line_no: int) -> Any:
         return json.loads(line)
     except json.JSONDecodeError as e:
         return BadLine(line.rstrip("\r\n"), f"{e.msg} at column {e.colno}")
-    except RecursionError:
-        return BadLine(line.rstrip("\r\n"), "nested too deeply")
+    except (RecursionError, ValueError) as e:  # nested too deeply; an int of > 4300 digits
+        return BadLine(line.rstrip("\r\n"), str(e) or "nested too deeply")
 
 
 def _csv_file(s: DatasetSpec) -> Iterator[tuple[int, Any]]:
@@ -310,11 +315,16 @@ def _csv_rows(reader: Any, path: str) -> Iterator[tuple[int, Any]]:
 
 
 def _cell(column: str, text: str) -> Any:
-    """A CSV cell; JSON text in a list-valued field (``messages``, ...) is decoded."""
-    if column in _JSON_CELLS and text.lstrip().startswith("["):
+    """A CSV cell; in a list-valued field (``messages``, ...) JSON text is decoded and an
+    empty cell means absent."""
+    if column not in _JSON_CELLS:
+        return text
+    if not text.strip():
+        return None
+    if text.lstrip().startswith("["):
         try:
             return json.loads(text)
-        except (json.JSONDecodeError, RecursionError):
+        except (RecursionError, ValueError):
             return text
     return text
 
