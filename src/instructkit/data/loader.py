@@ -21,14 +21,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from instructkit.data.formats import (
-    FORMATS,
-    LoadResult,
-    Record,
-    Reject,
-    detect_format,
-    parse_row,
-)
+from instructkit.data.formats import FORMATS, LoadResult, Reject, detect_format, parse_row
+from instructkit.data.records import Record
 from instructkit.data.sources import SpecLike, as_spec, iter_source_rows, source_name
 from instructkit.errors import DataFormatError
 from instructkit.io import BadLine

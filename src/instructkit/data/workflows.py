@@ -8,6 +8,7 @@ Bad rows raise :class:`~instructkit.errors.DataFormatError` (file, row, field, f
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ from tqdm.auto import tqdm
 from instructkit.data.formats import Reject, load_records, save_records, save_rejects
 from instructkit.data.loader import RecordStream
 from instructkit.data.quantiles import describe
-from instructkit.data.records import Conversation, PreferencePair
+from instructkit.data.records import Conversation, PreferencePair, Record
 from instructkit.data.sources import SpecLike
 from instructkit.data.templates import get_template, segment_conversation
 from instructkit.data.tokenize import TrainOn, encode_segments, tokenize_conversation, trained_text
@@ -82,8 +83,7 @@ def convert(
     notes say what the target format could not hold."""
     stream = RecordStream(src, fmt, skip_invalid=skip_invalid)
     with _RejectSink(rejects, stream.path) as sink:
-        records = (item for _, item in stream if not sink.took(item))
-        notes = save_records(records, dst, to, file_type=file_type)
+        notes = save_records(sink.records(stream), dst, to, file_type=file_type)
     assert stream.format is not None
     return ConvertResult(
         stream.n_rows, stream.n_records, stream.format, to, notes, sink.n, sink.written
@@ -99,10 +99,16 @@ class _RejectSink:
         self.written: Path | None = None
         self._file: Any = None
 
-    def took(self, item: object) -> bool:
-        """Whether ``item`` is a reject (then it is written)."""
-        if not isinstance(item, Reject):
-            return False
+    def records(self, stream: RecordStream) -> Iterator[Record]:
+        """The records of ``stream``; its rejects are written as they pass."""
+        for _, item in stream:
+            if isinstance(item, Reject):
+                self.add(item)
+            else:
+                yield item
+
+    def add(self, item: Reject) -> None:
+        """Write one reject (and keep the first ``_KEEP_REJECTS``)."""
         if self._file is None:
             self.target.parent.mkdir(parents=True, exist_ok=True)
             self._file = self.target.open("w", encoding="utf-8")
@@ -111,7 +117,6 @@ class _RejectSink:
         self.n += 1
         if len(self.kept) < _KEEP_REJECTS:
             self.kept.append(item)
-        return True
 
     def __enter__(self) -> _RejectSink:
         return self
@@ -144,10 +149,9 @@ def validate(
     stream = RecordStream(src, fmt, skip_invalid=skip_invalid)
     kinds: dict[str, int] = {}
     with _RejectSink(rejects, stream.path) as sink:
-        for _, item in stream:
-            if not sink.took(item):
-                kind = "preference" if isinstance(item, PreferencePair) else "conversation"
-                kinds[kind] = kinds.get(kind, 0) + 1
+        for record in sink.records(stream):
+            kind = "preference" if isinstance(record, PreferencePair) else "conversation"
+            kinds[kind] = kinds.get(kind, 0) + 1
     assert stream.format is not None
     return ValidateResult(
         stream.n_rows, stream.n_records, stream.format, kinds, sink.kept, sink.written, sink.n

@@ -38,7 +38,7 @@ def output_type_of(path: str | Path, file_type: str | None = None) -> OutputType
         if file_type not in OUTPUT_TYPES:
             fix = f"write one of: {', '.join(OUTPUT_TYPES)}."
             raise DataFormatError(f"cannot write file type '{file_type}'.", path=path, fix=fix)
-        return file_type  # type: ignore[return-value]  # checked above
+        return file_type
     suffix = Path(path).suffix.lower()
     if suffix in (".parquet", ".pq"):
         return "parquet"

@@ -211,7 +211,8 @@ def _text_of(value: Any, where: str, row: int) -> str:
             field="text",
             fix='give each row {"text": "..."}.',
         )
-    return value["text"]
+    text: str = value["text"]
+    return text
 
 
 def _text_source(spec: DatasetConfig, skip_invalid: bool) -> SourceData:
@@ -236,8 +237,9 @@ def _task_source(spec: DatasetConfig, cfg: SFTConfig) -> SourceData:
         try:  # every field the templates need is there
             render_task_example(value, templates, mode="zero", template_index=0)
         except (DataFormatError, TemplateError) as e:
-            field_ = getattr(e, "field", None)
-            raise DataFormatError(e.reason, path=where, row=row, field=field_, fix=e.fix) from e
+            reason = e.reason if isinstance(e, DataFormatError) else e.message
+            field_ = e.field if isinstance(e, DataFormatError) else None
+            raise DataFormatError(reason, path=where, row=row, field=field_, fix=e.fix) from e
         return value
 
     rows, items, rejects = _rows_of(spec, cfg.skip_invalid, item_of)
