@@ -10,6 +10,7 @@ from click.testing import CliRunner
 from instructkit.cli.main import cli
 from instructkit.data.dedup import DedupConfig
 from instructkit.data.quality_config import QualityConfig
+from instructkit.data.sources import DatasetSpec
 from instructkit.demo import DemoConfig
 from instructkit.optimize.evolutionary import EvolutionSettings
 from instructkit.optimize.opro import OPROSettings
@@ -30,6 +31,7 @@ PAGES = [
     (EvolutionSettings, "optimize.md"),
     (OPROSettings, "optimize.md"),
     (PairsConfig, "reward.md"),
+    (DatasetSpec, "data.md"),
 ]
 
 
