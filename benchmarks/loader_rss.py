@@ -9,6 +9,10 @@ deleted at the end.
 
     python benchmarks/loader_rss.py --gb 1.0            # ~2.1M rows, ~1 GB of JSONL
     python benchmarks/loader_rss.py --gb 0.05 --keep    # quick look
+
+The files are generated in a child process: on Linux a child's ``ru_maxrss`` counts the RSS
+its parent had when it forked, so the parent must stay small for the numbers to be the
+commands' own.
 """
 
 from __future__ import annotations
@@ -79,20 +83,39 @@ def run_child(args: list[str]) -> tuple[float, float, int]:
     return usage.ru_maxrss / 1024, seconds, code  # ru_maxrss is in KiB on Linux
 
 
+def count_lines(path: Path) -> int:
+    with path.open("rb") as f:
+        return sum(block.count(b"\n") for block in iter(lambda: f.read(1 << 24), b""))
+
+
+def generate(tmp: Path, gb: float) -> None:
+    """Run in a child process, so that the parent's RSS (which a forked child's ru_maxrss
+    starts from on Linux) stays small."""
+    t = time.perf_counter()
+    n = write_jsonl(tmp / "alpaca.jsonl", int(gb * 1e9))
+    write_parquet(tmp / "alpaca.jsonl", tmp / "alpaca.parquet")
+    print(f"generated {n} rows in {time.perf_counter() - t:.0f} s", file=sys.stderr)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--gb", type=float, default=1.0, help="JSONL size to generate, in GB")
     ap.add_argument("--dir", default=None, help="where to write the files (default: a temp dir)")
     ap.add_argument("--keep", action="store_true", help="keep the generated files")
+    ap.add_argument("--reuse", action="store_true", help="reuse the files already in --dir")
+    ap.add_argument("--generate-only", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     tmp = Path(args.dir or tempfile.mkdtemp(prefix="ik-loader-rss-"))
     tmp.mkdir(parents=True, exist_ok=True)
+    if args.generate_only:
+        generate(tmp, args.gb)
+        return
     try:
         jsonl, parquet = tmp / "alpaca.jsonl", tmp / "alpaca.parquet"
-        t = time.perf_counter()
-        n = write_jsonl(jsonl, int(args.gb * 1e9))
-        write_parquet(jsonl, parquet)
-        print(f"generated {n} rows in {time.perf_counter() - t:.0f} s", file=sys.stderr)
+        if not (args.reuse and jsonl.exists() and parquet.exists()):
+            cmd = [sys.executable, __file__, "--generate-only", "--dir", str(tmp)]
+            subprocess.run([*cmd, "--gb", str(args.gb)], check=True)
+        n = count_lines(jsonl)
         base, _, _ = run_child(["--version"])
         cases = [
             ("data validate", jsonl, ["data", "validate", str(jsonl)]),
@@ -104,16 +127,17 @@ def main() -> None:
             ("reference: ik.load_dataset (every record held)", jsonl,
              ["-c", f"import instructkit as ik; ik.load_dataset({str(jsonl)!r})"]),
         ]  # fmt: skip
-        print(f"rows: {n}; python + instructkit --version alone: peak RSS {base:.0f} MB\n")
+        print(f"rows: {n}; `instructkit --version` alone: peak RSS {base:.0f} MB\n")
         print("| command | input | input size (MB) | peak RSS (MB) | RSS / size | s | rows/s |")
-        print("|---|---|---|---|---|---|---|")
+        print("|---|---|---|---|---|---|---|", flush=True)
         for name, src, cmd in cases:
             rss, seconds, code = run_child(cmd)
             size = src.stat().st_size / 1e6
             status = "" if code == 0 else f" (exit {code})"
             print(
                 f"| {name}{status} | {src.suffix[1:]} | {size:.0f} | {rss:.0f} | "
-                f"{rss / size:.2f} | {seconds:.1f} | {n / seconds:,.0f} |"
+                f"{rss / size:.2f} | {seconds:.1f} | {n / seconds:,.0f} |",
+                flush=True,
             )
     finally:
         if not args.keep:
