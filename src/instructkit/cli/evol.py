@@ -32,7 +32,7 @@ def format_evol_table(result: EvolResult) -> str:
 
 
 @click.command("evol")
-@click.argument("src", type=click.Path(exists=True, dir_okay=False))
+@click.argument("src", type=click.Path())
 @click.option("-o", "--out", "out", required=True, type=click.Path(dir_okay=False))
 @click.option("--lm", "lm_spec", required=True, metavar="BACKEND[:MODEL]", help="LM to use.")
 @click.option("--base-url", default=None, help="Server URL for --lm openai:MODEL.")

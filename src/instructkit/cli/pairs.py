@@ -14,7 +14,7 @@ __all__ = ["data_pairs"]
 
 
 @click.command("pairs")
-@click.argument("prompts", required=False, type=click.Path(exists=True, dir_okay=False))
+@click.argument("prompts", required=False, type=click.Path())
 @click.option("-o", "--out", default=None, type=click.Path(dir_okay=False), help="Pairs JSONL.")
 @click.option("--lm", "lm_spec", default=None, metavar="BACKEND[:MODEL]", help="LM that samples.")
 @click.option("--base-url", default=None, help="Server URL for --lm openai:MODEL.")

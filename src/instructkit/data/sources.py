@@ -348,7 +348,7 @@ def _parquet_file(s: DatasetSpec) -> Iterator[tuple[int, Any]]:
     if not Path(s.path).exists():
         raise _missing(s)
     try:
-        f = pq.ParquetFile(s.path, memory_map=True)
+        f = pq.ParquetFile(s.path, pre_buffer=False)  # pre_buffer holds the column chunks
     except (pa.ArrowException, OSError) as e:
         raise DataFormatError(
             f"not a readable Parquet file: {e}.", path=s.path, fix="write it with pyarrow/pandas."
