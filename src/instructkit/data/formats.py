@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from instructkit.data.records import ROLES, Conversation, Message, PreferencePair, Record, Role
+from instructkit.data.sources import SpecLike
 from instructkit.errors import DataFormatError
 from instructkit.io import write_jsonl
 
@@ -566,7 +567,9 @@ def parse_row(row: object, fmt: str, *, path: object = None, row_no: int | None 
 # ---------------------------------------------------------------------------- loading
 
 
-def load_records(path: Any, fmt: str | None = None, *, skip_invalid: bool = False) -> LoadResult:
+def load_records(
+    path: SpecLike, fmt: str | None = None, *, skip_invalid: bool = False
+) -> LoadResult:
     """Read any source :func:`instructkit.data.loader.load_dataset` reads (a path or a
     dataset spec) in format ``fmt`` (auto-detected when None); it is that function.
 
