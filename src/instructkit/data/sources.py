@@ -15,11 +15,13 @@ File kinds (``file_type``, detected from the extension when left out):
 - ``json``: an array (or an object holding one list), read whole; ``row`` is index + 1.
 - ``csv`` / ``tsv``: a header line, then one row per record; ``row`` is the 1-based line where
   the record starts. Cells of list-valued fields (``conversations``, ``messages``, ...) may hold
-  JSON text.
+  JSON text. An empty cell of a format field (``instruction``, ``output``, ``chosen``, ...)
+  means the field is absent.
 - ``parquet``, ``arrow`` (an Arrow IPC file or stream, such as the ``.arrow`` shards of
   ``datasets``), ``disk`` (a ``save_to_disk`` folder) and ``hub`` (``datasets.load_dataset(path,
   subset, split=...)``, for names that are not local paths): read in record batches; ``row`` is
-  the 0-based row index, as ``ds[row]`` or ``df.iloc[row]``.
+  the 0-based row index, as ``ds[row]`` or ``df.iloc[row]``. A null is an absent field (a
+  table's columns are the union of its rows' fields).
 
 ``columns`` maps the format's fields to the source's columns, like LLaMA-Factory's
 ``dataset_info`` ``columns``: ``{instruction: question, output: answer}``, or with its names
@@ -79,6 +81,8 @@ _ALIASES: dict[str, dict[str, str]] = {
 _JSON_CELLS = frozenset(
     {"conversations", "messages", "history", "prompt", "completion", "chosen", "rejected"}
 )
+# Fields of the formats: in CSV an empty cell of one of them means the field is absent.
+_FORMAT_FIELDS = _JSON_CELLS | {"instruction", "input", "output", "system"}
 _BATCH_ROWS = 512
 
 
@@ -311,17 +315,19 @@ def _csv_rows(reader: Any, path: str) -> Iterator[tuple[int, Any]]:
             msg = f"{len(cells)} cells for {len(header)} columns"
             yield row_no, BadLine(",".join(cells), msg)
             continue
-        yield row_no, {h: _cell(h, c) for h, c in zip(header, cells, strict=False)}
+        yield (
+            row_no,
+            {
+                h: _cell(h, c)
+                for h, c in zip(header, cells, strict=False)
+                if h not in _FORMAT_FIELDS or c.strip()  # CSV has no null: an empty cell is absent
+            },
+        )
 
 
 def _cell(column: str, text: str) -> Any:
-    """A CSV cell; in a list-valued field (``messages``, ...) JSON text is decoded and an
-    empty cell means absent."""
-    if column not in _JSON_CELLS:
-        return text
-    if not text.strip():
-        return None
-    if text.lstrip().startswith("["):
+    """A CSV cell; in a list-valued field (``messages``, ...) JSON text is decoded."""
+    if column in _JSON_CELLS and text.lstrip().startswith("["):
         try:
             return json.loads(text)
         except (RecursionError, ValueError):
@@ -336,8 +342,8 @@ def _batched(batches: Iterator[Any], start: int = 0) -> Iterator[tuple[int, Any]
     """Rows of pyarrow record batches (or tables), numbered by 0-based row index."""
     row = start
     for batch in batches:
-        for value in batch.to_pylist():
-            yield row, value
+        for value in batch.to_pylist():  # a null is an absent field (columns are a union)
+            yield row, {k: v for k, v in value.items() if v is not None}
             row += 1
 
 

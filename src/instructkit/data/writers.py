@@ -116,7 +116,8 @@ def _unified(schema: Any, batch: list[dict[str, Any]], target: Path) -> Any:
     import pyarrow as pa
 
     try:
-        found = pa.Table.from_pylist(batch).schema
+        # pa.array infers the union of every row's keys (Table.from_pylist: the first row's)
+        found = pa.schema(list(pa.array(batch).type)) if batch else pa.schema([])
         if schema is None:
             return found
         return pa.unify_schemas([schema, found], promote_options="permissive")

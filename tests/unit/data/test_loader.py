@@ -214,3 +214,19 @@ def test_jsonl_rows_are_read_line_by_line_with_bad_utf8_rejected(tmp_path):
     loaded = load_dataset(path, skip_invalid=True)
     assert [r.row for r in loaded.rejects] == [1] and "not UTF-8" in loaded.rejects[0].reason
     assert list(iter_source_rows(path))[1][0] == 2
+
+
+def test_mixed_sft_and_preference_rows_survive_parquet_and_csv(tmp_path):
+    """A table's columns are the union of its rows' fields: a null or an empty cell of a list
+    field is an absent field, so an SFT row beside a preference row stays an SFT row."""
+    rows = [
+        {"instruction": "q", "output": "a"},
+        {"instruction": "q", "chosen": "good", "rejected": "bad"},
+    ]
+    loaded = load_dataset(write_kind(tmp_path, "jsonl", rows))
+    save_records(loaded.records, tmp_path / "o.parquet", "alpaca")
+    back = load_dataset(tmp_path / "o.parquet")
+    assert [type(r).__name__ for r in back.records] == ["Conversation", "PreferencePair"]
+    (tmp_path / "m.csv").write_text("instruction,output,chosen,rejected\nq,a,,\nq,,good,bad\n")
+    back = load_dataset(tmp_path / "m.csv", skip_invalid=True)
+    assert [type(r).__name__ for r in back.records] == ["Conversation", "PreferencePair"]

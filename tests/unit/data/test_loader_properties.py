@@ -5,8 +5,8 @@ another exception, and no row is lost: rows in = records out + rejects, and with
 given every valid row comes out as a record."""
 
 import csv
-import os
 import json
+import os
 import tempfile
 from pathlib import Path
 
@@ -243,3 +243,25 @@ def test_any_bytes_give_a_result_or_an_instructkit_error(data, suffix):
                 reader()
             except InstructkitError:
                 pass
+
+
+@SETTINGS
+@given(
+    rows=st.lists(
+        st.sampled_from(FORMATS).flatmap(lambda f: st.tuples(st.just(f), valid_rows(f))),
+        min_size=1,
+        max_size=6,
+    ),
+    target=st.sampled_from(["alpaca", "sharegpt", "messages"]),
+)
+def test_columnar_writers_lose_nothing_that_jsonl_keeps(rows, target):
+    """Records written as Parquet or save_to_disk read back as they do from JSONL."""
+    from instructkit.data.formats import parse_row, save_records
+
+    records = [parse_row(row, fmt) for fmt, row in rows]
+    with tempfile.TemporaryDirectory() as tmp:
+        outs = [Path(tmp) / name for name in ("o.jsonl", "o.parquet", "o_disk")]
+        for out in outs:
+            save_records(records, out, target)
+        back = [load_dataset(out, target).records for out in outs]
+        assert back[1] == back[0] and back[2] == back[0] and len(back[0]) == len(records)
