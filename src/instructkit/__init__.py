@@ -5,7 +5,8 @@ and does not import torch::
 
     import instructkit as ik
 
-    records = ik.load_records("data.jsonl").records          # any supported format
+    records = ik.load_dataset("data.parquet").records        # any file kind, any format
+    qa = ik.load_dataset({"path": "qa.csv", "columns": {"prompt": "q", "response": "a"}})
     model, tok = ik.load_model("smollm2-135m-instruct")       # the embedded default model
     ex = ik.tokenize_conversation(records[0], ik.get_template("tokenizer", tok), tok)
     print(ik.trained_text(ex, tok))                          # exactly what carries loss
@@ -59,6 +60,8 @@ _EXPORTS: dict[str, str] = {
     "Message": "instructkit.data.records",
     "Conversation": "instructkit.data.records",
     "PreferencePair": "instructkit.data.records",
+    "load_dataset": "instructkit.data.loader",
+    "DatasetSpec": "instructkit.data.sources",
     "load_records": "instructkit.data.formats",
     "save_records": "instructkit.data.formats",
     "get_template": "instructkit.data.templates",
@@ -157,8 +160,10 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:  # static type checkers and IDEs see the real names
     from instructkit.config import load_config, save_config
     from instructkit.data.formats import load_records, save_records
+    from instructkit.data.loader import load_dataset
     from instructkit.data.mixing import build_mixture
     from instructkit.data.records import Conversation, Message, PreferencePair
+    from instructkit.data.sources import DatasetSpec
     from instructkit.data.tasks import build_task_mixture, load_task_templates, render_task_example
     from instructkit.data.templates import get_template
     from instructkit.data.tokenize import tokenize_conversation, trained_text

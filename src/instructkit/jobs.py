@@ -45,12 +45,19 @@ _MAIN = "out"
 
 
 def content_hash(value: Any) -> str:
-    """A short, stable hash of a JSON-able value (or of a file's bytes, for a Path)."""
+    """A short, stable hash of a JSON-able value, or for a Path of a file's bytes (a folder:
+    its files' names and bytes; a path that is not there, such as a hub dataset name: its text)."""
     h = hashlib.sha256()
-    if isinstance(value, Path):
-        with value.open("rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
+    if isinstance(value, Path) and value.exists():
+        files = sorted(p for p in value.rglob("*") if p.is_file()) if value.is_dir() else [value]
+        for file in files:
+            if value.is_dir():
+                h.update(str(file.relative_to(value)).encode() + b"\0")
+            with file.open("rb") as f:
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    h.update(block)
+    elif isinstance(value, Path):
+        h.update(str(value).encode())
     else:
         h.update(json.dumps(value, sort_keys=True, ensure_ascii=False, default=str).encode())
     return h.hexdigest()[:16]

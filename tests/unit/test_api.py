@@ -15,7 +15,8 @@ PINNED = {
     # models
     "load_model", "load_tokenizer", "DEFAULT_MODEL",
     # data
-    "Message", "Conversation", "PreferencePair", "load_records", "save_records", "get_template",
+    "Message", "Conversation", "PreferencePair", "load_dataset", "DatasetSpec", "load_records",
+    "save_records", "get_template",
     "tokenize_conversation", "trained_text", "render", "convert", "validate", "stats",
     "build_mixture", "build_task_mixture", "load_task_templates", "render_task_example",
     # language models

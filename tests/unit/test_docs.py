@@ -10,6 +10,7 @@ from click.testing import CliRunner
 from instructkit.cli.main import cli
 from instructkit.data.dedup import DedupConfig
 from instructkit.data.quality_config import QualityConfig
+from instructkit.data.sources import DatasetSpec
 from instructkit.demo import DemoConfig
 from instructkit.evaluate.generate import GenerateConfig
 from instructkit.lm.options import LMOptions
@@ -34,6 +35,7 @@ PAGES = [
     (PairsConfig, "reward.md"),
     (GenerateConfig, "generate.md"),
     (LMOptions, "cli.md"),
+    (DatasetSpec, "data.md"),
 ]
 
 

@@ -32,7 +32,7 @@ def format_evol_table(result: EvolResult) -> str:
 
 
 @click.command("evol")
-@click.argument("src", type=click.Path(exists=True, dir_okay=False))
+@click.argument("src", type=click.Path())
 @click.option("-o", "--out", "out", required=True, type=click.Path(dir_okay=False))
 @lm_options(required=True)
 @click.option("--rounds", type=int, default=None, help="Evolution rounds (default 4).")

@@ -51,6 +51,37 @@ def _in_fmt(f):
     )(f)
 
 
+def _source(f):
+    """--split/--subset/--column: how to read SRC (a file, a save_to_disk folder, a hub name)."""
+    f = click.option(
+        "--column",
+        "columns",
+        multiple=True,
+        metavar="FIELD=COLUMN",
+        help="Read the format's FIELD from the source's COLUMN (repeatable), e.g. "
+        "instruction=question.",
+    )(f)
+    f = click.option("--subset", default=None, help="Config name of a Hugging Face dataset.")(f)
+    return click.option(
+        "--split", default=None, help="Split of a Hugging Face dataset or DatasetDict folder."
+    )(f)
+
+
+def _spec(src: str, split: str | None, subset: str | None, columns: tuple[str, ...]) -> Any:
+    """SRC as given when no option is set (errors then name it as typed), else a spec."""
+    if split is None and subset is None and not columns:
+        return src
+    from instructkit.data.sources import as_spec
+
+    pairs = [c.split("=", 1) for c in columns]
+    if any(len(p) != 2 or not all(p) for p in pairs):
+        raise click.BadParameter(
+            "use FIELD=COLUMN, e.g. instruction=question.", param_hint="--column"
+        )
+    spec = {"path": src, "split": split, "subset": subset, "columns": dict(pairs) or None}
+    return as_spec(spec)
+
+
 def _skip(f):
     f = click.option(
         "--rejects",
@@ -64,8 +95,8 @@ def _skip(f):
 
 
 @data.command("convert")
-@click.argument("src", type=click.Path(exists=True, dir_okay=False))
-@click.option("-o", "--out", "dst", required=True, type=click.Path(dir_okay=False))
+@click.argument("src")
+@click.option("-o", "--out", "dst", required=True, type=click.Path())
 @click.option(
     "--to",
     "to",
@@ -73,12 +104,16 @@ def _skip(f):
     type=FORMAT_CHOICE,
 )
 @_in_fmt
+@_source
 @_skip
-def data_convert(src, dst, to, fmt, skip_invalid, rejects) -> None:
-    """Convert SRC to another format (.json writes an array, anything else JSONL)."""
+def data_convert(src, dst, to, fmt, split, subset, columns, skip_invalid, rejects) -> None:
+    """Convert SRC (a JSON/JSONL/CSV/TSV/Parquet/Arrow file, a save_to_disk folder or a Hugging
+    Face dataset name) to another format, row by row. OUT's extension picks the file: .jsonl,
+    .json (an array), .parquet, or none (a save_to_disk folder)."""
     from instructkit.data.workflows import convert
 
-    r = convert(src, dst, to, fmt=fmt, skip_invalid=skip_invalid, rejects=rejects)
+    spec = _spec(src, split, subset, columns)
+    r = convert(spec, dst, to, fmt=fmt, skip_invalid=skip_invalid, rejects=rejects)
     click.echo(
         f"{r.source_format} -> {r.target_format}: {r.n_written} of {r.n_rows} rows written to {dst}"
     )
@@ -89,35 +124,40 @@ def data_convert(src, dst, to, fmt, skip_invalid, rejects) -> None:
 
 
 @data.command("validate")
-@click.argument("src", type=click.Path(exists=True, dir_okay=False))
+@click.argument("src")
 @_in_fmt
+@_source
 @_skip
-def data_validate(src, fmt, skip_invalid, rejects) -> None:
-    """Check every row of SRC; exit 1 on the first invalid row unless --skip-invalid."""
+def data_validate(src, fmt, split, subset, columns, skip_invalid, rejects) -> None:
+    """Check every row of SRC (any source `data convert` reads), streaming; exit 1 on the first
+    invalid row unless --skip-invalid."""
     from instructkit.data.workflows import validate
 
-    r = validate(src, fmt=fmt, skip_invalid=skip_invalid, rejects=rejects)
+    spec = _spec(src, split, subset, columns)
+    r = validate(spec, fmt=fmt, skip_invalid=skip_invalid, rejects=rejects)
     kinds = ", ".join(f"{n} {k}s" for k, n in r.kinds.items()) or "no records"
     click.echo(f"{src}: format {r.format}; {r.n_valid} of {r.n_rows} rows valid ({kinds})")
     if r.rejects:
-        click.echo(f"rejected: {len(r.rejects)} rows (reasons in {r.rejects_path})")
+        click.echo(f"rejected: {r.n_rejected} rows (reasons in {r.rejects_path})")
         for rej in r.rejects[:5]:
             click.echo(f"  row {rej.row}: {rej.field or '-'}: {rej.reason}")
 
 
 @data.command("stats")
-@click.argument("src", type=click.Path(exists=True, dir_okay=False))
+@click.argument("src")
 @click.option("--model", default=None, help="Count tokens with this model's tokenizer.")
 @template_option()
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @_in_fmt
-def data_stats(src, model, template, as_json, fmt) -> None:
+@_source
+def data_stats(src, model, template, as_json, fmt, split, subset, columns) -> None:
     """Counts, turns, and token-length distribution of SRC."""
     from instructkit.data.workflows import stats
     from instructkit.models import load_tokenizer
 
+    spec = _spec(src, split, subset, columns)
     tok = load_tokenizer(model) if model else None
-    r = stats(src, tokenizer=tok, template=template, model=model, fmt=fmt)
+    r = stats(spec, tokenizer=tok, template=template, model=model, fmt=fmt)
     if as_json:
         click.echo(json.dumps(r.to_dict(), indent=2))
         return
@@ -141,7 +181,7 @@ def _fmt_dist(d: dict[str, Any]) -> str:
 
 
 @data.command("render")
-@click.argument("src", type=click.Path(exists=True, dir_okay=False))
+@click.argument("src")
 @click.option("-o", "--out", "dst", required=True, type=click.Path(dir_okay=False))
 @template_option()
 @click.option("--model", default="smollm2-135m-instruct", show_default=True)
@@ -154,16 +194,28 @@ def _fmt_dist(d: dict[str, Any]) -> str:
     help="Which assistant turns carry loss (a message's train flag overrides).",
 )
 @_in_fmt
+@_source
 @_skip
 def data_render(
-    src, dst, template, model, max_seq_len, train_on, fmt, skip_invalid, rejects
+    src,
+    dst,
+    template,
+    model,
+    max_seq_len,
+    train_on,
+    fmt,
+    split,
+    subset,
+    columns,
+    skip_invalid,
+    rejects,
 ) -> None:
     """Write rendered text, input_ids, labels and trained_text for each example of SRC."""
     from instructkit.data.workflows import render
     from instructkit.models import load_tokenizer
 
     r = render(
-        src,
+        _spec(src, split, subset, columns),
         dst,
         load_tokenizer(model),
         template=template,

@@ -14,7 +14,7 @@ __all__ = ["data_pairs"]
 
 
 @click.command("pairs")
-@click.argument("prompts", required=False, type=click.Path(exists=True, dir_okay=False))
+@click.argument("prompts", required=False, type=click.Path())
 @click.option("-o", "--out", default=None, type=click.Path(dir_okay=False), help="Pairs JSONL.")
 @lm_options()
 @click.option("-n", "n", type=int, default=None, help="Responses sampled per prompt (4).")

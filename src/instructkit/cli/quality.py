@@ -44,7 +44,7 @@ def _common(f):
         help="Where dropped rows go, with their reasons (default: OUT.rejects.jsonl).",
     )(f)
     f = click.option("-o", "--out", "dst", required=True, type=click.Path(dir_okay=False))(f)
-    return click.argument("src", type=click.Path(exists=True, dir_okay=False))(f)
+    return click.argument("src", type=click.Path())(f)
 
 
 def _echo_run(r: QualityRun, dst: str) -> None:

@@ -21,6 +21,9 @@ is reported in the notes :func:`save_records` returns. Usage::
 
     loaded = load_records("train.jsonl", skip_invalid=True)  # format auto-detected
     notes = save_records(loaded.records, "train.messages.json", "messages")
+
+Reading goes through the one loader, :func:`instructkit.data.loader.load_dataset` (JSON, JSONL,
+CSV/TSV, Parquet, Arrow, ``save_to_disk`` folders, Hugging Face datasets); ``load_records`` is it.
 """
 
 from __future__ import annotations
@@ -28,15 +31,16 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from instructkit.data import toolcalls
 from instructkit.data.records import ROLES, Conversation, Message, PreferencePair, Record, Role
+from instructkit.data.sources import SpecLike
 from instructkit.errors import DataFormatError
-from instructkit.io import BadLine, read_rows, write_jsonl, write_rows
+from instructkit.io import write_jsonl
 
 __all__ = [
     "FORMATS",
@@ -77,10 +81,6 @@ _EXPECTED = {
     "preference": "'chosen' + 'rejected' (optional 'prompt')",
 }
 _RESERVED = frozenset(k for _, keys in _DETECT for k in keys) | {"rejected"}
-_SKIP_HINT = (
-    "pass --skip-invalid (in a train sft config: skip_invalid: true) to write bad rows to a "
-    "rejects file."
-)
 _FROM_SHAREGPT: dict[str, Role] = {
     "human": "user",
     "user": "user",
@@ -102,25 +102,28 @@ class Reject:
     """A row that could not be read, with where it was and why."""
 
     path: str
-    row: int
+    row: int  # the JSONL/CSV line, JSON array index + 1, or Parquet/Arrow/datasets row index
     field: str | None
     reason: str
     raw: object
+    fix: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        """``{path, row, field, reason, raw}``, one line of a rejects file."""
+        """``{path, row, field, reason, raw, fix}``, one line of a rejects file."""
         return asdict(self)
 
 
 @dataclass
 class LoadResult:
-    """Records read from a file; ``row_numbers[i]`` is the 1-based source row of ``records[i]``."""
+    """Records read from a source; ``row_numbers[i]`` is the source row of ``records[i]`` (the
+    JSONL/CSV line, or the Parquet/Arrow row index) and ``source`` names the source."""
 
     records: list[Record]
     format: str
     rejects: list[Reject]
     n_rows: int
     row_numbers: list[int] = field(default_factory=list)
+    source: str = ""
 
 
 @dataclass(frozen=True)
@@ -634,68 +637,18 @@ def parse_row(row: object, fmt: str, *, path: object = None, row_no: int | None 
 # ---------------------------------------------------------------------------- loading
 
 
-def _bad_line_error(line: BadLine, path: object, row_no: int) -> DataFormatError:
-    fix = "repair the line so that it holds one JSON object."
-    return _At(path, row_no).error(f"invalid JSON: {line.message}.", fix=fix)
-
-
-def _parse_raw(value: object, fmt: str, path: object, row_no: int) -> Record:
-    if isinstance(value, BadLine):
-        raise _bad_line_error(value, path, row_no)
-    return parse_row(value, fmt, path=path, row_no=row_no)
-
-
-def _with_skip_hint(e: DataFormatError) -> DataFormatError:
-    fix = f"{e.fix.rstrip('. ')}, or {_SKIP_HINT}" if e.fix else _SKIP_HINT
-    return DataFormatError(e.reason, path=e.path, row=e.row, field=e.field, fix=fix)
-
-
-def _detect(rows: list[tuple[int, Any]], path: object, skip_invalid: bool) -> str:
-    """Format of the first parseable row (with skip_invalid: of the first row that has one)."""
-    first: DataFormatError | None = None
-    for row_no, value in rows:
-        if isinstance(value, BadLine):
-            continue
-        try:
-            return detect_format(value, path=path, row_no=row_no)
-        except DataFormatError as e:
-            if not skip_invalid:
-                raise _with_skip_hint(e) from e
-            first = first or e
-    if first is not None:
-        raise first
-    row_no, line = rows[0]  # every row is a BadLine
-    if skip_invalid:
-        msg = "no row is valid JSON, so there is nothing to read."
-        raise DataFormatError(msg, path=path, fix="repair the file.")
-    raise _with_skip_hint(_bad_line_error(line, path, row_no))
-
-
 def load_records(
-    path: str | Path, fmt: str | None = None, *, skip_invalid: bool = False
+    path: SpecLike, fmt: str | None = None, *, skip_invalid: bool = False
 ) -> LoadResult:
-    """Read a .json/.jsonl file of format ``fmt`` (auto-detected when None) into records.
+    """Read any source :func:`instructkit.data.loader.load_dataset` reads (a path or a
+    dataset spec) in format ``fmt`` (auto-detected when None); it is that function.
 
-    Without ``skip_invalid`` the first bad row raises DataFormatError (path, 1-based row, field,
-    fix). With it, bad rows, unparseable lines included, become :class:`Reject` entries.
+    Without ``skip_invalid`` the first bad row raises DataFormatError (path, row, field, fix).
+    With it, bad rows, unparseable lines included, become :class:`Reject` entries.
     """
-    if fmt is not None:
-        _check_format(fmt)
-    rows = read_rows(path)
-    result = LoadResult([], fmt or _detect(rows, path, skip_invalid), [], len(rows))
-    for row_no, value in rows:
-        try:
-            record = _parse_raw(value, result.format, path, row_no)
-        except DataFormatError as e:
-            if not skip_invalid:
-                raise _with_skip_hint(e) from e
-            reason = e.reason + (f" Fix: {e.fix}" if e.fix else "")
-            raw = value.text if isinstance(value, BadLine) else value
-            result.rejects.append(Reject(str(path), row_no, e.field, reason, raw))
-            continue
-        result.records.append(record)
-        result.row_numbers.append(row_no)
-    return result
+    from instructkit.data.loader import load_dataset
+
+    return load_dataset(path, fmt, skip_invalid=skip_invalid)
 
 
 # ---------------------------------------------------------------------------- writers
@@ -923,21 +876,32 @@ def to_row(record: Record, fmt: str) -> tuple[dict[str, Any], list[str]]:
     return row, notes
 
 
-def save_records(records: Iterable[Record], path: str | Path, fmt: str) -> list[str]:
-    """Write records as ``fmt`` (a JSON array if ``path`` ends in .json, else JSONL), atomically.
+def save_records(
+    records: Iterable[Record], path: str | Path, fmt: str, *, file_type: str | None = None
+) -> list[str]:
+    """Write records as ``fmt``, atomically, as they come: JSONL, a JSON array (``.json``),
+    Parquet (``.parquet``) or a ``save_to_disk`` folder (no extension); ``file_type`` overrides
+    the extension (see :func:`instructkit.data.writers.write_dataset_rows`).
 
     Returns notes on what the format could not hold, each with the number of rows it concerns.
     """
+    from instructkit.data.writers import write_dataset_rows
+
     _check_format(fmt)
-    rows, counts = [], Counter[str]()
-    for i, record in enumerate(records):
-        try:
-            row, notes = to_row(record, fmt)
-        except DataFormatError as e:
-            raise DataFormatError(e.reason, path=path, row=i + 1, field=e.field, fix=e.fix) from e
-        rows.append(row)
-        counts.update(dict.fromkeys(notes, 1))
-    write_rows(rows, path)
+    counts = Counter[str]()
+
+    def rows() -> Iterator[dict[str, Any]]:
+        for i, record in enumerate(records):
+            try:
+                row, notes = to_row(record, fmt)
+            except DataFormatError as e:
+                raise DataFormatError(
+                    e.reason, path=path, row=i + 1, field=e.field, fix=e.fix
+                ) from e
+            counts.update(dict.fromkeys(notes, 1))
+            yield row
+
+    write_dataset_rows(rows(), path, file_type)
     return [f"{n} row{'' if n == 1 else 's'}: {note}" for note, n in counts.items()]
 
 

@@ -34,8 +34,9 @@ from typing import Any
 
 from instructkit.data.formats import Reject, parse_row
 from instructkit.data.records import Conversation
+from instructkit.data.sources import read_source_rows
 from instructkit.errors import DataFormatError
-from instructkit.io import BadLine, read_rows
+from instructkit.io import BadLine
 
 __all__ = ["PromptRow", "PromptRows", "load_prompt_rows", "prompt_messages"]
 
@@ -137,7 +138,7 @@ def prompt_messages(value: object, *, path: object = None, row_no: int = 0) -> l
 def load_prompt_rows(path: str | Path, *, skip_invalid: bool = False) -> PromptRows:
     """Read a .json/.jsonl file of prompt rows (see the module doc)."""
     out = PromptRows(str(path))
-    for row_no, value in read_rows(path):
+    for row_no, value in read_source_rows(path):
         try:
             messages, dropped = _prompt(value, path, row_no)
         except DataFormatError as e:

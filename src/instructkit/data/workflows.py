@@ -7,6 +7,8 @@ Bad rows raise :class:`~instructkit.errors.DataFormatError` (file, row, field, f
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,8 +16,10 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from instructkit.data.formats import Reject, load_records, save_records, save_rejects
+from instructkit.data.loader import RecordStream
 from instructkit.data.quantiles import describe
-from instructkit.data.records import Conversation, PreferencePair
+from instructkit.data.records import Conversation, PreferencePair, Record
+from instructkit.data.sources import SpecLike
 from instructkit.data.templates import (
     check_template_name,
     default_system_prompt,
@@ -39,15 +43,21 @@ __all__ = [
 ]
 
 
+_KEEP_REJECTS = 100  # rejects a streaming result keeps in memory (the file has them all)
+
+
 def default_rejects_path(path: str | Path) -> Path:
-    p = Path(path)
+    """``IN.rejects.jsonl`` beside a file source; in the working folder for a hub name."""
+    p = Path(str(path).split("[")[0])
+    if p.is_dir() or not p.parent.exists():
+        return Path(p.name + ".rejects.jsonl")
     return beside(p, ".rejects.jsonl")
 
 
-def _write_rejects(rejects: list[Reject], path: str | Path | None, src: str | Path) -> Path | None:
+def _write_rejects(rejects: list[Reject], path: str | Path | None, src: object) -> Path | None:
     if not rejects:
         return None
-    target = Path(path) if path else default_rejects_path(src)
+    target = Path(path) if path else default_rejects_path(str(src))
     save_rejects(rejects, target)
     return target
 
@@ -64,21 +74,61 @@ class ConvertResult:
 
 
 def convert(
-    src: str | Path,
+    src: SpecLike,
     dst: str | Path,
     to: str,
     *,
     fmt: str | None = None,
     skip_invalid: bool = False,
     rejects: str | Path | None = None,
+    file_type: str | None = None,
 ) -> ConvertResult:
-    """Convert ``src`` to format ``to``; notes say what the target format could not hold."""
-    loaded = load_records(src, fmt, skip_invalid=skip_invalid)
-    notes = save_records(loaded.records, dst, to)
-    rej_path = _write_rejects(loaded.rejects, rejects, src)
+    """Convert ``src`` (any source the loader reads) to format ``to``, row by row, into JSONL,
+    a JSON array, Parquet or a save_to_disk folder (by ``dst``'s extension or ``file_type``);
+    notes say what the target format could not hold."""
+    stream = RecordStream(src, fmt, skip_invalid=skip_invalid)
+    with _RejectSink(rejects, stream.path) as sink:
+        notes = save_records(sink.records(stream), dst, to, file_type=file_type)
+    assert stream.format is not None
     return ConvertResult(
-        loaded.n_rows, len(loaded.records), loaded.format, to, notes, len(loaded.rejects), rej_path
+        stream.n_rows, stream.n_records, stream.format, to, notes, sink.n, sink.written
     )
+
+
+class _RejectSink:
+    """Rejects appended to a file as they come (created only once there is one)."""
+
+    def __init__(self, path: str | Path | None, src: str) -> None:
+        self.target = Path(path) if path else default_rejects_path(src)
+        self.n, self.kept = 0, list[Reject]()
+        self.written: Path | None = None
+        self._file: Any = None
+
+    def records(self, stream: RecordStream) -> Iterator[Record]:
+        """The records of ``stream``; its rejects are written as they pass."""
+        for _, item in stream:
+            if isinstance(item, Reject):
+                self.add(item)
+            else:
+                yield item
+
+    def add(self, item: Reject) -> None:
+        """Write one reject (and keep the first ``_KEEP_REJECTS``)."""
+        if self._file is None:
+            self.target.parent.mkdir(parents=True, exist_ok=True)
+            self._file = self.target.open("w", encoding="utf-8")
+            self.written = self.target
+        self._file.write(json.dumps(item.to_dict(), ensure_ascii=False, default=str) + "\n")
+        self.n += 1
+        if len(self.kept) < _KEEP_REJECTS:
+            self.kept.append(item)
+
+    def __enter__(self) -> _RejectSink:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._file is not None:
+            self._file.close()
 
 
 @dataclass
@@ -87,26 +137,29 @@ class ValidateResult:
     n_valid: int
     format: str
     kinds: dict[str, int]
-    rejects: list[Reject] = field(default_factory=list)
+    rejects: list[Reject] = field(default_factory=list)  # the first 100; all are in the file
     rejects_path: Path | None = None
+    n_rejected: int = 0
 
 
 def validate(
-    src: str | Path,
+    src: SpecLike,
     *,
     fmt: str | None = None,
     skip_invalid: bool = False,
     rejects: str | Path | None = None,
 ) -> ValidateResult:
-    """Check every row; without ``skip_invalid`` the first bad row raises DataFormatError."""
-    loaded = load_records(src, fmt, skip_invalid=skip_invalid)
+    """Check every row, streaming; without ``skip_invalid`` the first bad row raises
+    DataFormatError."""
+    stream = RecordStream(src, fmt, skip_invalid=skip_invalid)
     kinds: dict[str, int] = {}
-    for r in loaded.records:
-        kind = "preference" if isinstance(r, PreferencePair) else "conversation"
-        kinds[kind] = kinds.get(kind, 0) + 1
-    rej_path = _write_rejects(loaded.rejects, rejects, src)
+    with _RejectSink(rejects, stream.path) as sink:
+        for record in sink.records(stream):
+            kind = "preference" if isinstance(record, PreferencePair) else "conversation"
+            kinds[kind] = kinds.get(kind, 0) + 1
+    assert stream.format is not None
     return ValidateResult(
-        loaded.n_rows, len(loaded.records), loaded.format, kinds, loaded.rejects, rej_path
+        stream.n_rows, stream.n_records, stream.format, kinds, sink.kept, sink.written, sink.n
     )
 
 
@@ -130,7 +183,7 @@ class StatsResult:
 
 
 def stats(
-    src: str | Path,
+    src: SpecLike,
     *,
     tokenizer: Any = None,
     template: str = "tokenizer",
@@ -165,7 +218,7 @@ def stats(
     own = sum(c.system is not None for c in convs)
     defaulted = len(convs) - own if default is not None else 0
     return StatsResult(
-        str(src),
+        loaded.source,
         loaded.format,
         len(loaded.records),
         len(convs) - n_pref,
@@ -190,7 +243,7 @@ class RenderResult:
 
 
 def render(
-    src: str | Path,
+    src: SpecLike,
     dst: str | Path,
     tokenizer: Any,
     *,
@@ -216,9 +269,9 @@ def render(
         except DataFormatError as e:
             if not skip_invalid:
                 raise DataFormatError(
-                    e.reason, path=src, row=row_no, field=e.field, fix=e.fix
+                    e.reason, path=loaded.source, row=row_no, field=e.field, fix=e.fix
                 ) from e
-            bad.append(Reject(str(src), row_no, e.field, e.reason, conv.to_chat()))
+            bad.append(Reject(loaded.source, row_no, e.field, e.reason, conv.to_chat(), e.fix))
             continue
         truncated += ex.truncated
         dropped += ex.dropped_turns
@@ -233,7 +286,7 @@ def render(
             }
         )
     write_jsonl(rows, dst)
-    rej_path = _write_rejects(bad, rejects, src)
+    rej_path = _write_rejects(bad, rejects, loaded.source)
     return RenderResult(loaded.n_rows, len(rows), truncated, dropped, len(bad), rej_path)
 
 

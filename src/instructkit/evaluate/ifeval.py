@@ -37,10 +37,11 @@ from types import MappingProxyType
 from typing import Any, Literal
 
 from instructkit.data.formats import Reject, save_rejects
+from instructkit.data.sources import read_source_rows
 from instructkit.errors import DataFormatError
 from instructkit.evaluate import ifeval_checks as checks
 from instructkit.evaluate.results import EvalResults, now, save_eval_results
-from instructkit.io import BadLine, beside, read_rows, write_jsonl
+from instructkit.io import BadLine, beside, write_jsonl
 
 __all__ = [
     "INSTRUCTIONS",
@@ -659,7 +660,7 @@ def load_ifeval(
     """
     rows: list[IFEvalRow] = []
     rejects: list[Reject] = []
-    for row_no, value in read_rows(path):
+    for row_no, value in read_source_rows(path):
         try:
             rows.append(parse_ifeval_row(value, path=path, row=row_no))
         except DataFormatError as e:

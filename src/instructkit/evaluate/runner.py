@@ -41,6 +41,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from instructkit.data.sources import file_type_of, read_source_rows
 from instructkit.data.templates import TemplateName
 from instructkit.errors import ConfigError, DataFormatError
 from instructkit.evaluate.checks import SCORES, score_item
@@ -54,7 +55,7 @@ from instructkit.evaluate.results import (
     save_eval_results,
 )
 from instructkit.evaluate.stats import compare_paired
-from instructkit.io import beside, read_rows
+from instructkit.io import BadLine, beside
 from instructkit.jobs import Job, fingerprint
 from instructkit.lm.base import DEFAULT_BATCH, LM
 from instructkit.lm.openai import DEFAULT_TIMEOUT
@@ -91,7 +92,8 @@ class EvalTaskConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str
-    path: str
+    path: str  # any source the loader reads (a file, a save_to_disk folder, a hub name)
+    columns: dict[str, str] | None = None  # format field -> source column
     kind: Literal["tasks", "sft", "ifeval"] = "tasks"
     # the first is the primary metric; strict, lenient and format: kind tasks only
     metrics: list[str] = Field(default_factory=lambda: ["exact_match"])
@@ -200,7 +202,7 @@ def _check(cfg: EvalConfig) -> None:
         if (s.model is None) == (s.responses is None):
             problems.append(f"systems[{i}]: set exactly one of model or responses")
     for i, t in enumerate(cfg.tasks):
-        if not Path(t.path).exists():
+        if file_type_of(t.path) != "hub" and not Path(t.path).exists():
             problems.append(f"tasks[{i}].path: {t.path} does not exist")
         if t.kind != "ifeval":
             problems += [f"tasks[{i}].metrics: {p}" for p in _metric_problems(t)]
@@ -244,7 +246,7 @@ def _items(task: EvalTaskConfig, seed: int) -> list[dict[str, Any]]:
     from instructkit.data.tasks import load_task_templates, render_task_example
 
     templates = load_task_templates()
-    rows = [r for _, r in read_rows(task.path)]
+    rows = [_item_row(r, task.path, n) for n, r in read_source_rows(_spec(task))]
     kept = [
         r
         for r in rows
@@ -325,11 +327,26 @@ def _no_items(task: EvalTaskConfig, rows: list[Any]) -> DataFormatError:
     )
 
 
+def _spec(task: EvalTaskConfig) -> Any:
+    """The loader's spec of a task's items: the path as given, or with its column mapping."""
+    return {"path": task.path, "columns": task.columns} if task.columns else task.path
+
+
+def _item_row(value: Any, path: str, row: int) -> dict[str, Any]:
+    """An eval item row: an object; a line that is not one is an error naming the row."""
+    if isinstance(value, dict):
+        return value
+    what = f"invalid JSON: {value.message}" if isinstance(value, BadLine) else "not an object"
+    fix = "repair the row so that it holds one JSON object."
+    raise DataFormatError(f"expected an item object, got {what}.", path=path, row=row, fix=fix)
+
+
 def _ifeval_items(task: EvalTaskConfig) -> list[dict[str, Any]]:
     from instructkit.evaluate.ifeval import parse_ifeval_row
 
     items = []
-    for n, r in read_rows(task.path)[: task.limit]:
+    for n, r in read_source_rows(_spec(task))[: task.limit]:
+        r = _item_row(r, task.path, n)
         row = parse_ifeval_row({**r, "response": r.get("response", "")}, path=task.path, row=n)
         items.append(
             {
@@ -348,7 +365,7 @@ def _sft_items(task: EvalTaskConfig) -> list[dict[str, Any]]:
     from instructkit.data.formats import load_records
     from instructkit.data.workflows import conversations_of
 
-    convs = conversations_of(load_records(task.path).records)[: task.limit]
+    convs = conversations_of(load_records(_spec(task)).records)[: task.limit]
     return [
         {
             "id": str(c.metadata.get("id", n)),
@@ -433,7 +450,7 @@ def _response_table(
     its items' tasks (``item_tasks``: ``generate`` output keeps each item's ``task``). An
     ``eval run`` per-item file works too: its rows are matched on ``eval_task``, and on
     ``system`` when it holds several."""
-    rows = [(n, r) for n, r in read_rows(path) if isinstance(r, dict)]
+    rows = [(n, r) for n, r in read_source_rows(path) if isinstance(r, dict)]
     systems = {r["system"] for _, r in rows if "system" in r}
     table = {}
     for n, r in rows:

@@ -62,10 +62,11 @@ import dspy
 from pydantic import ConfigDict, Field
 from tqdm.auto import tqdm
 
+from instructkit.data.sources import read_source_rows
 from instructkit.errors import ConfigError, DataFormatError
 from instructkit.evaluate.results import EvalResults, paired_results
 from instructkit.evaluate.stats import PairedComparison, compare_paired
-from instructkit.io import BadLine, read_rows, write_atomic
+from instructkit.io import BadLine, write_atomic
 from instructkit.jobs import Job, fingerprint
 from instructkit.lm.base import LM
 from instructkit.lm.options import LMOptions, build_lm_from
@@ -202,7 +203,7 @@ METHODS: dict[str, MethodFn] = {
 def _load(path: str, task: InstructionTask) -> list[dict[str, Any]]:
     """Rows of ``path``, each checked (fields, labels) with its file and row number."""
     rows = []
-    for row_no, value in read_rows(path):
+    for row_no, value in read_source_rows(path):
         if isinstance(value, BadLine):
             raise DataFormatError(
                 f"not valid JSON: {value.message}.", path=path, row=row_no, fix="repair the line."

@@ -37,8 +37,9 @@ from tqdm.auto import tqdm
 from instructkit.data.formats import load_records
 from instructkit.data.records import Conversation
 from instructkit.data.similarity import normalize_for_exact, rouge_l_f, rouge_tokens
+from instructkit.data.sources import read_source_rows
 from instructkit.errors import DataFormatError, LMError
-from instructkit.io import beside, read_rows
+from instructkit.io import beside
 from instructkit.jobs import Job, fingerprint
 from instructkit.lm.base import LM, ChatRequest
 
@@ -374,7 +375,7 @@ def load_instructions(path: str | Path) -> list[dict[str, Any]]:
     ``load_records``: the first user message is the instruction and the assistant turn after
     it (or the chosen one of a preference pair) the response.
     """
-    rows = read_rows(path)
+    rows = read_source_rows(path)
     if all(isinstance(v, dict) and "instruction" in v for _, v in rows):
         return [_plain_seed(v, path, row_no) for row_no, v in rows]
     seeds = []

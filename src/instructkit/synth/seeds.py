@@ -23,8 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from instructkit.data.formats import Reject
+from instructkit.data.sources import read_source_rows
 from instructkit.errors import DataFormatError
-from instructkit.io import BadLine, read_rows
+from instructkit.io import BadLine
 
 __all__ = ["Instance", "SeedTask", "SeedTasks", "load_seed_tasks", "BUNDLED_SEEDS"]
 
@@ -74,7 +75,7 @@ def load_seed_tasks(path: str | Path | None = None, *, skip_invalid: bool = Fals
         ]
         where: str = BUNDLED_SEEDS
     else:
-        rows, where = read_rows(path), str(path)
+        rows, where = read_source_rows(path), str(path)
     result = SeedTasks([], where, n_rows=len(rows))
     grouped: dict[str, int] = {}  # Alpaca instruction -> index in result.tasks
     for row_no, value in rows:

@@ -19,18 +19,24 @@ import shutil
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from instructkit.config import save_config
+from instructkit.data.formats import Reject
+from instructkit.data.loader import load_dataset, reject_of, with_skip_hint
 from instructkit.data.mixing import Mixture, MixtureConfig, Source, build_mixture
+from instructkit.data.records import Conversation
+from instructkit.data.sources import DatasetSpec, file_type_of, iter_source_rows, source_name
 from instructkit.data.tasks import MixConfig
 from instructkit.data.templates import TemplateName, get_template
 from instructkit.data.tokenize import TokenizedExample, TrainOn, tokenize_conversation
-from instructkit.errors import ConfigError, DataFormatError, TrainingError
-from instructkit.io import write_atomic
+from instructkit.data.workflows import conversations_of
+from instructkit.errors import ConfigError, DataFormatError, TemplateError, TrainingError
+from instructkit.io import BadLine, read_text, write_atomic
 from instructkit.models import (
     DEFAULT_MODEL,
     load_model,
@@ -51,7 +57,10 @@ __all__ = [
     "removed_on_failure",
     "resolve_dtype",
     "load_examples",
-    "removed_on_failure",
+    "read_source",
+    "read_sources",
+    "tokenize_source",
+    "SourceData",
     "run_sft",
     "resolve_dtype",
 ]
@@ -69,18 +78,19 @@ class AdapterConfig(BaseModel):
     target: str | list[str] = "all-linear"
 
 
-class DatasetConfig(BaseModel):
-    """One source of the training mixture."""
+class DatasetConfig(DatasetSpec):
+    """One source of the training mixture: a dataset spec (path, format, file_type, split,
+    subset, columns; see :class:`~instructkit.data.sources.DatasetSpec`) and how it mixes.
+
+    For ``kind: tasks`` read from a file, ``split`` keeps the items whose ``split`` field equals
+    it (e.g. train); for a hub dataset or a DatasetDict folder it names the split to read."""
 
     model_config = ConfigDict(extra="forbid")
 
-    path: str
     kind: Literal["sft", "tasks", "text"] = "sft"  # tasks: FLAN items; text: plain text
-    format: str | None = None  # sft only; auto-detected when None
     name: str | None = None
     weight: float | None = Field(default=None, ge=0)
     cap: int | None = Field(default=None, gt=0)
-    split: str | None = None  # tasks only: keep the items of this split (e.g. train)
 
 
 class SFTConfig(BaseModel):
@@ -152,29 +162,104 @@ def apply_lora(
         return get_peft_model(model, config)
 
 
-def _text_examples(path: str, tokenizer: Any, max_seq_len: int) -> list[TokenizedExample]:
-    """Plain text (.txt, or JSONL with a 'text' field) cut into windows with full loss."""
-    p = Path(path)
-    if p.suffix == ".txt":
-        docs = [d for d in p.read_text("utf-8").split("\n\n") if d.strip()]
-    else:
-        docs = []
-        for n, line in enumerate(p.read_text("utf-8").splitlines(), 1):
-            if not line.strip():
-                continue
-            row = json.loads(line)
-            if not isinstance(row, dict) or not isinstance(row.get("text"), str):
-                raise DataFormatError(
-                    "expected an object with a string 'text'",
-                    path=p,
-                    row=n,
-                    field="text",
-                    fix='give each line {"text": "..."}.',
-                )
-            docs.append(row["text"])
+@dataclass
+class SourceData:
+    """One dataset as read by the loader, before tokenization: its conversations (or, for
+    ``kind: text``, its documents) with their source rows, and the rows it rejected."""
+
+    spec: DatasetConfig
+    rows: list[int]
+    conversations: list[Conversation] = field(default_factory=list)
+    texts: list[str] = field(default_factory=list)
+    rejects: list[Reject] = field(default_factory=list)
+
+
+def read_source(spec: DatasetConfig, cfg: SFTConfig) -> SourceData:
+    """Read one dataset through the loader (no model needed): bad rows raise DataFormatError
+    naming the source row, or with ``skip_invalid`` become rejects."""
+    if spec.kind == "text":
+        return _text_source(spec, cfg.skip_invalid)
+    if spec.kind == "tasks":
+        return _task_source(spec, cfg)
+    loaded = load_dataset(spec, skip_invalid=cfg.skip_invalid)
+    convs = conversations_of(loaded.records)
+    return SourceData(spec, loaded.row_numbers, convs, rejects=loaded.rejects)
+
+
+def _rows_of(
+    spec: DatasetConfig, skip_invalid: bool, parse: Callable[[Any, str, int], Any]
+) -> tuple[list[int], list[Any], list[Reject]]:
+    """``parse(value, source, row)`` of every row of ``spec``, and the rows it rejected."""
+    where = source_name(spec)
+    rows, values, rejects = [], [], []
+    for row, value in iter_source_rows(spec):
+        try:
+            if isinstance(value, BadLine):
+                msg = f"invalid JSON: {value.message}."
+                raise DataFormatError(msg, path=where, row=row, fix="repair the line.")
+            values.append(parse(value, where, row))
+        except DataFormatError as e:
+            if not skip_invalid:
+                raise with_skip_hint(e) from e
+            rejects.append(reject_of(e, where, row, value))
+            continue
+        rows.append(row)
+    return rows, values, rejects
+
+
+def _text_of(value: Any, where: str, row: int) -> str:
+    if not isinstance(value, dict) or not isinstance(value.get("text"), str):
+        raise DataFormatError(
+            "expected an object with a string 'text'",
+            path=where,
+            row=row,
+            field="text",
+            fix='give each row {"text": "..."}.',
+        )
+    text: str = value["text"]
+    return text
+
+
+def _text_source(spec: DatasetConfig, skip_invalid: bool) -> SourceData:
+    """Plain text: a .txt file (documents split at blank lines), or rows with a 'text' field."""
+    if Path(spec.path).suffix == ".txt":
+        docs = [d for d in read_text(spec.path).split("\n\n") if d.strip()]
+        return SourceData(spec, list(range(1, len(docs) + 1)), texts=docs)
+    rows, texts, rejects = _rows_of(spec, skip_invalid, _text_of)
+    return SourceData(spec, rows, texts=texts, rejects=rejects)
+
+
+def _task_source(spec: DatasetConfig, cfg: SFTConfig) -> SourceData:
+    """FLAN task items, checked one by one against the task templates, then mixed."""
+    from instructkit.data.tasks import build_task_mixture, load_task_templates, render_task_example
+
+    templates = load_task_templates()
+
+    def item_of(value: Any, where: str, row: int) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            fix = "write one task item object per row."
+            raise DataFormatError("expected a task item object.", path=where, row=row, fix=fix)
+        try:  # every field the templates need is there
+            render_task_example(value, templates, mode="zero", template_index=0)
+        except (DataFormatError, TemplateError) as e:
+            reason = e.reason if isinstance(e, DataFormatError) else e.message
+            field_ = e.field if isinstance(e, DataFormatError) else None
+            raise DataFormatError(reason, path=where, row=row, field=field_, fix=e.fix) from e
+        return value
+
+    rows, items, rejects = _rows_of(spec, cfg.skip_invalid, item_of)
+    if spec.split is not None and file_type_of(spec) not in ("disk", "hub"):
+        kept = [(r, it) for r, it in zip(rows, items, strict=True) if it.get("split") == spec.split]
+        rows, items = [r for r, _ in kept], [it for _, it in kept]
+    convs = build_task_mixture(items, templates, cfg.task_mix)
+    return SourceData(spec, rows, convs, rejects=rejects)
+
+
+def _text_examples(texts: list[str], tokenizer: Any, max_seq_len: int) -> list[TokenizedExample]:
+    """Documents cut into windows with full loss."""
     eos = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
     out = []
-    for doc in docs:
+    for doc in texts:
         ids = tokenizer(doc, add_special_tokens=False)["input_ids"] + eos
         for s in range(0, len(ids), max_seq_len):
             chunk = ids[s : s + max_seq_len]
@@ -183,45 +268,36 @@ def _text_examples(path: str, tokenizer: Any, max_seq_len: int) -> list[Tokenize
     return out
 
 
-def _conversations(spec: DatasetConfig, cfg: SFTConfig) -> tuple[list[Any], list[Any]]:
-    """Conversations of an sft or tasks source, and the rejects of its reader."""
-    if spec.kind == "tasks":
-        from instructkit.data.tasks import build_task_mixture, load_task_templates
-
-        items = [
-            json.loads(x) for x in Path(spec.path).read_text("utf-8").splitlines() if x.strip()
-        ]
-        items = [it for it in items if spec.split is None or it.get("split") == spec.split]
-        return build_task_mixture(items, load_task_templates(), cfg.task_mix), []
-    from instructkit.data.formats import load_records
-    from instructkit.data.workflows import conversations_of
-
-    loaded = load_records(spec.path, spec.format, skip_invalid=cfg.skip_invalid)
-    return conversations_of(loaded.records), loaded.rejects
-
-
-def load_examples(
-    spec: DatasetConfig, cfg: SFTConfig, tokenizer: Any, template: Any
-) -> tuple[list[TokenizedExample], list[Any]]:
-    """Tokenized examples of one dataset, and what was rejected (with reasons)."""
-    if spec.kind == "text":
-        return _text_examples(spec.path, tokenizer, cfg.max_seq_len), []
-    convs, rejects = _conversations(spec, cfg)
-    out: list[TokenizedExample] = []
-    for n, conv in enumerate(convs, 1):
+def tokenize_source(
+    data: SourceData, cfg: SFTConfig, tokenizer: Any, template: Any
+) -> tuple[list[TokenizedExample], list[Reject]]:
+    """Tokenized examples of one read dataset, and its rejects (a conversation that cannot be
+    tokenized is rejected citing its source row)."""
+    if data.spec.kind == "text":
+        return _text_examples(data.texts, tokenizer, cfg.max_seq_len), list(data.rejects)
+    where = source_name(data.spec)
+    out, rejects = [], list(data.rejects)
+    for row, conv in zip(data.rows, data.conversations, strict=True):
         try:
-            out.append(
-                tokenize_conversation(
-                    conv, template, tokenizer, max_seq_len=cfg.max_seq_len, train_on=cfg.train_on
-                )
+            ex = tokenize_conversation(
+                conv, template, tokenizer, max_seq_len=cfg.max_seq_len, train_on=cfg.train_on
             )
         except DataFormatError as e:
             if not cfg.skip_invalid:
                 raise DataFormatError(
-                    e.reason, path=spec.path, row=n, field=e.field, fix=e.fix
+                    e.reason, path=where, row=row, field=e.field, fix=e.fix
                 ) from e
-            rejects.append({"path": spec.path, "row": n, "reason": e.reason})
+            rejects.append(Reject(where, row, e.field, e.reason, conv.to_chat(), e.fix))
+            continue
+        out.append(ex)
     return out, rejects
+
+
+def load_examples(
+    spec: DatasetConfig, cfg: SFTConfig, tokenizer: Any, template: Any
+) -> tuple[list[TokenizedExample], list[Reject]]:
+    """Tokenized examples of one dataset, and what was rejected (with reasons)."""
+    return tokenize_source(read_source(spec, cfg), cfg, tokenizer, template)
 
 
 def _check_not_emptied(
@@ -258,7 +334,7 @@ def _check(cfg: SFTConfig) -> None:
     if not cfg.datasets:
         problems.append("datasets: at least one dataset is needed")
     for i, d in enumerate(cfg.datasets):
-        if not Path(d.path).exists():
+        if file_type_of(d) != "hub" and not Path(d.path).exists():
             problems.append(f"datasets[{i}].path: {d.path} does not exist")
     if cfg.eval_path and not Path(cfg.eval_path).exists():
         problems.append(f"eval_path: {cfg.eval_path} does not exist")
@@ -283,13 +359,21 @@ def resolve_dtype(name: str) -> Any:
     return getattr(torch, name)
 
 
+def read_sources(cfg: SFTConfig) -> tuple[list[SourceData], SourceData | None]:
+    """Every dataset of ``cfg`` (and ``eval_path``) read and checked, before any model loads."""
+    sources = [read_source(spec, cfg) for spec in cfg.datasets]
+    held = read_source(DatasetConfig(path=cfg.eval_path), cfg) if cfg.eval_path else None
+    return sources, held
+
+
 def _training_data(
-    cfg: SFTConfig, tokenizer: Any, template: Any
+    cfg: SFTConfig, read: tuple[list[SourceData], SourceData | None], tokenizer: Any, template: Any
 ) -> tuple[Mixture, list[TokenizedExample], list[Any]]:
-    """Read, tokenize and mix every dataset; returns the mixture, eval examples, rejects."""
+    """Tokenize and mix every read dataset; returns the mixture, eval examples, rejects."""
     sources, rejects, eval_ex = [], [], []
-    for i, spec in enumerate(cfg.datasets):
-        examples, bad = load_examples(spec, cfg, tokenizer, template)
+    for i, data in enumerate(read[0]):
+        spec = data.spec
+        examples, bad = tokenize_source(data, cfg, tokenizer, template)
         rejects.extend(bad)
         _check_not_emptied(spec, examples, bad, cfg)
         if spec.kind != "text" and not cfg.eval_path:  # hold out before mixing/up-sampling
@@ -298,8 +382,8 @@ def _training_data(
         name = spec.name or f"{i}:{Path(spec.path).stem}"
         kind: Literal["sft", "text"] = "text" if spec.kind == "text" else "sft"
         sources.append(Source(name, examples, spec.weight, spec.cap, kind))
-    if cfg.eval_path:
-        eval_ex, _ = load_examples(DatasetConfig(path=cfg.eval_path), cfg, tokenizer, template)
+    if read[1] is not None:
+        eval_ex, _ = tokenize_source(read[1], cfg, tokenizer, template)
     mixture = build_mixture(sources, cfg.mixture)
     if all(ex.n_trained == 0 for _, ex in mixture.items):
         raise TrainingError(
@@ -317,6 +401,7 @@ def run_sft(cfg: SFTConfig, *, progress: bool = True) -> SFTResult:
     from accelerate import Accelerator
 
     _check(cfg)
+    read = read_sources(cfg)  # bad data is reported before the model loads
     # cpu=True lets `accelerate launch --multi_gpu` / torchrun form a gloo group on CPU machines
     accelerator = Accelerator(cpu=not torch.cuda.is_available())
     main = accelerator.is_main_process
@@ -328,7 +413,7 @@ def run_sft(cfg: SFTConfig, *, progress: bool = True) -> SFTResult:
         model, tokenizer = load_model(cfg.model, dtype=resolve_dtype(cfg.dtype))
         template = get_template(cfg.template, tokenizer)
 
-        mixture, eval_ex, rejects = _training_data(cfg, tokenizer, template)
+        mixture, eval_ex, rejects = _training_data(cfg, read, tokenizer, template)
         train_ex = [ex for _, ex in mixture.items]
         if main:
             print(mixture.report.format_table())

@@ -789,6 +789,7 @@ def test_skip_invalid_collects_rejects_and_keeps_good_rows(tmp_path):
         "field": "output",
         "reason": loaded.rejects[1].reason,
         "raw": {"instruction": "a", "output": None},
+        "fix": "give every row a non-empty 'output' string.",
     }
     assert len(lines) == 3
 
@@ -811,6 +812,7 @@ def test_reject_to_dict():
         "field": "output",
         "reason": "bad",
         "raw": {"x": 1},
+        "fix": None,
     }
 
 

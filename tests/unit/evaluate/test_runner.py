@@ -195,3 +195,38 @@ def test_resuming_with_other_settings_is_refused_and_fresh_starts_over(tmp_path)
     with pytest.raises(ConfigError, match="max_new_tokens: 64 -> 5"):
         run_eval(changed)
     assert run_eval(changed, fresh=True).tasks["sentiment"].n == len(items)
+
+
+@pytest.mark.parametrize("kind", ["tasks", "ifeval"])
+def test_an_item_line_that_is_not_an_object_names_its_row(tmp_path, kind):
+    from instructkit.evaluate.runner import EvalTaskConfig, _items
+
+    good = {"id": "a", "task": "sentiment", "text": "t", "answer": "positive", "split": "test"}
+    if kind == "ifeval":
+        ids = ["punctuation:no_comma"]
+        good = {"key": 1, "prompt": "p", "instruction_id_list": ids, "kwargs": [{}]}
+    path = tmp_path / "items.jsonl"
+    path.write_text(json.dumps(good) + "\n\n{broken\n")
+    task = EvalTaskConfig(name="t", path=str(path), kind=kind)
+    with pytest.raises(
+        DataFormatError, match=r"items.jsonl:3: expected an item object, got invalid"
+    ):
+        _items(task, 0)
+
+
+def test_sft_items_read_any_source_with_a_column_mapping(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from instructkit.evaluate.runner import EvalTaskConfig, _items
+
+    rows = [{"q": f"say {w}", "a": w} for w in "xyz"]
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "d.parquet")
+    task = EvalTaskConfig(
+        name="t",
+        path=str(tmp_path / "d.parquet"),
+        kind="sft",
+        columns={"prompt": "q", "response": "a"},
+    )
+    items = _items(task, 0)
+    assert [it["reference"] for it in items] == ["x", "y", "z"]

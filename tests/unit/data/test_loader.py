@@ -1,0 +1,232 @@
+"""The one loader: every file kind, row citations, column mapping, writers, streaming, SFT."""
+
+import json
+
+import datasets
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from instructkit.data.formats import load_records, save_records
+from instructkit.data.loader import RecordStream, load_dataset
+from instructkit.data.records import Conversation, Message
+from instructkit.data.sources import DatasetSpec, file_type_of, iter_source_rows
+from instructkit.data.workflows import convert, validate
+from instructkit.errors import ConfigError, DataFormatError
+
+ROWS = [{"instruction": f"say {w}", "input": "", "output": w, "id": i} for i, w in enumerate("abc")]
+
+
+def texts(loaded):
+    return [(r.messages[0].content, r.messages[-1].content) for r in loaded.records]
+
+
+def write_kind(tmp, kind, rows=ROWS):
+    """``rows`` written as file kind ``kind``; returns the path."""
+    if kind == "jsonl":
+        (tmp / "d.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        return tmp / "d.jsonl"
+    if kind == "json":
+        (tmp / "d.json").write_text(json.dumps(rows))
+        return tmp / "d.json"
+    if kind in ("csv", "tsv"):
+        sep = "," if kind == "csv" else "\t"
+        lines = [sep.join(rows[0])] + [sep.join(str(v) for v in r.values()) for r in rows]
+        (tmp / f"d.{kind}").write_text("\n".join(lines) + "\n")
+        return tmp / f"d.{kind}"
+    table = pa.Table.from_pylist(rows)
+    if kind == "parquet":
+        pq.write_table(table, tmp / "d.parquet")
+        return tmp / "d.parquet"
+    if kind == "arrow-file":
+        with pa.OSFile(str(tmp / "d.arrow"), "wb") as f, pa.ipc.new_file(f, table.schema) as w:
+            w.write_table(table)
+        return tmp / "d.arrow"
+    if kind == "arrow-stream":
+        with pa.OSFile(str(tmp / "d.arrow"), "wb") as f, pa.ipc.new_stream(f, table.schema) as w:
+            w.write_table(table)
+        return tmp / "d.arrow"
+    datasets.Dataset.from_list(rows).save_to_disk(str(tmp / "disk"))
+    return tmp / "disk"
+
+
+KINDS = ["jsonl", "json", "csv", "tsv", "parquet", "arrow-file", "arrow-stream", "disk"]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_every_file_kind_reads_the_same_records(tmp_path, kind):
+    loaded = load_dataset(write_kind(tmp_path, kind))
+    assert loaded.format == "alpaca" and loaded.n_rows == 3 and loaded.rejects == []
+    assert texts(loaded) == [("say a", "a"), ("say b", "b"), ("say c", "c")]
+    columnar = kind in ("parquet", "arrow-file", "arrow-stream", "disk")
+    first = {"jsonl": 1, "json": 1, "csv": 2, "tsv": 2}.get(kind, 0)
+    assert loaded.row_numbers == [first, first + 1, first + 2]
+    assert columnar == (loaded.row_numbers[0] == 0)  # row index for columnar sources
+
+
+def test_rejects_cite_the_source_row_of_each_kind(tmp_path):
+    rows = [{"instruction": "q", "output": "a"}, {"instruction": "q", "output": ""}]
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "d.parquet")
+    loaded = load_dataset(tmp_path / "d.parquet", skip_invalid=True)
+    assert [(r.row, r.field) for r in loaded.rejects] == [(1, "output")]
+    assert loaded.rejects[0].path == str(tmp_path / "d.parquet") and loaded.rejects[0].fix
+    # a CSV record spanning two lines: the next record's row is the line where it starts
+    (tmp_path / "d.csv").write_text('instruction,output\n"two\nlines",a\nq,\n')
+    with pytest.raises(DataFormatError) as e:
+        load_dataset(tmp_path / "d.csv")
+    assert (e.value.row, e.value.field) == (4, "output") and "--skip-invalid" in str(e.value)
+
+
+def test_csv_cells_of_list_fields_hold_json_and_extra_cells_are_rejected(tmp_path):
+    conv = json.dumps([{"from": "human", "value": "hi"}, {"from": "gpt", "value": "yo"}])
+    path = tmp_path / "d.csv"
+    path.write_text('conversations,id\n"' + conv.replace('"', '""') + '",1\n"[]",2,extra\n')
+    loaded = load_dataset(path, skip_invalid=True)
+    assert texts(loaded) == [("hi", "yo")] and loaded.records[0].metadata == {"id": "1"}
+    assert [r.row for r in loaded.rejects] == [3] and "3 cells for 2 columns" in loaded.rejects[
+        0
+    ].reason
+
+
+@pytest.mark.parametrize(
+    "columns",
+    [{"prompt": "question", "response": "answer"}, {"instruction": "question", "output": "answer"}],
+)
+def test_column_mapping_llama_factory_names_and_format_fields(tmp_path, columns):
+    rows = [{"question": "q1", "answer": "a1", "id": 7}]
+    (tmp_path / "qa.jsonl").write_text(json.dumps(rows[0]) + "\n")
+    loaded = load_dataset({"path": str(tmp_path / "qa.jsonl"), "columns": columns})
+    assert texts(loaded) == [("q1", "a1")] and loaded.records[0].metadata == {"id": 7}
+
+
+def test_a_mapped_column_missing_from_a_columnar_source_is_one_error(tmp_path):
+    path = write_kind(tmp_path, "parquet")
+    with pytest.raises(DataFormatError, match="column 'question' named in columns") as e:
+        load_dataset(DatasetSpec(path=str(path), columns={"prompt": "question"}))
+    assert e.value.field == "columns" and "'instruction'" in str(e.value)
+
+
+def test_bad_spec_is_a_config_error():
+    with pytest.raises(ConfigError, match="bad dataset spec: colums"):
+        load_dataset({"path": "x.jsonl", "colums": {}})
+
+
+def test_dataset_dict_folder_needs_a_split_when_it_has_several(tmp_path):
+    train = datasets.Dataset.from_list(ROWS)
+    test = datasets.Dataset.from_list(ROWS[:1])
+    datasets.DatasetDict({"train": train, "test": test}).save_to_disk(str(tmp_path / "dd"))
+    with pytest.raises(DataFormatError, match="2 splits") as e:
+        load_dataset(tmp_path / "dd")
+    assert "train, test" in e.value.fix
+    assert load_dataset({"path": str(tmp_path / "dd"), "split": "test"}).n_rows == 1
+
+
+def test_hub_names_go_to_datasets_load_dataset(monkeypatch):
+    calls = []
+
+    def fake(name, subset, split=None):
+        calls.append((name, subset, split))
+        return datasets.Dataset.from_list(ROWS)
+
+    monkeypatch.setattr(datasets, "load_dataset", fake)
+    assert file_type_of("tatsu-lab/alpaca") == "hub"
+    spec = {"path": "tatsu-lab/alpaca", "subset": "default", "split": "train[:3]"}
+    loaded = load_dataset(spec)
+    assert calls == [("tatsu-lab/alpaca", "default", "train[:3]")] and len(loaded.records) == 3
+
+    def offline(name, subset, split=None):
+        raise ConnectionError("no network")
+
+    monkeypatch.setattr(datasets, "load_dataset", offline)
+    with pytest.raises(DataFormatError, match="cannot load the dataset: ConnectionError"):
+        load_dataset("tatsu-lab/alpaca")
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".json", ".parquet", ""])
+def test_writers_round_trip(tmp_path, suffix):
+    loaded = load_dataset(write_kind(tmp_path, "jsonl"))
+    out = tmp_path / f"out{suffix}"
+    save_records(loaded.records, out, "messages")
+    back = load_dataset(out)
+    assert back.format == "messages" and texts(back) == texts(loaded)
+    assert [r.metadata["id"] for r in back.records] == [0, 1, 2]
+    if suffix == "":
+        assert (out / "state.json").exists() and file_type_of(out) == "disk"
+
+
+def test_parquet_writer_refuses_fields_of_two_types(tmp_path):
+    messages = [Message("user", "q"), Message("assistant", "a")]
+    convs = [Conversation(messages, {"tag": "x"}), Conversation(messages, {"tag": [1, 2]})]
+    with pytest.raises(DataFormatError, match="do not fit one Arrow schema"):
+        save_records(convs, tmp_path / "o.parquet", "messages")
+    assert not (tmp_path / "o.parquet").exists()
+
+
+def test_record_stream_is_lazy_and_counts(tmp_path):
+    path = tmp_path / "d.jsonl"
+    path.write_text(json.dumps(ROWS[0]) + "\n{broken\n" + json.dumps(ROWS[1]) + "\n")
+    stream = RecordStream(path)
+    it = iter(stream)
+    row, first = next(it)  # the bad line further on is not read yet
+    assert row == 1 and isinstance(first, Conversation) and stream.n_rows == 1
+    with pytest.raises(DataFormatError, match=r"d.jsonl:2: invalid JSON"):
+        next(it)
+
+
+def test_validate_and_convert_stream_rejects_to_a_file(tmp_path):
+    path = tmp_path / "d.jsonl"
+    lines = [json.dumps(ROWS[0]), "{broken", json.dumps({"instruction": "q"}), json.dumps(ROWS[1])]
+    path.write_text("\n".join(lines) + "\n")
+    r = validate(path, skip_invalid=True)
+    assert (r.n_rows, r.n_valid, r.n_rejected) == (4, 2, 2)
+    rejects = [json.loads(x) for x in r.rejects_path.read_text().splitlines()]
+    assert [(x["row"], x["field"]) for x in rejects] == [(2, None), (3, "output")]
+    assert set(rejects[0]) == {"path", "row", "field", "reason", "raw", "fix"}
+    c = convert(path, tmp_path / "o.parquet", "sharegpt", skip_invalid=True)
+    assert (c.n_rows, c.n_written, c.n_rejected) == (4, 2, 2)
+    assert pq.read_table(tmp_path / "o.parquet").num_rows == 2
+
+
+def test_load_records_is_the_loader(tmp_path):
+    path = write_kind(tmp_path, "parquet")
+    assert texts(load_records(path)) == texts(load_dataset(path))
+
+
+def test_missing_and_unreadable_sources_are_one_line_errors(tmp_path):
+    with pytest.raises(DataFormatError, match="cannot read the file"):
+        load_dataset(tmp_path / "nope.parquet")
+    (tmp_path / "bad.parquet").write_text("not parquet")
+    with pytest.raises(DataFormatError, match="not a readable Parquet file"):
+        load_dataset(tmp_path / "bad.parquet")
+    (tmp_path / "bad.arrow").write_text("not arrow")
+    with pytest.raises(DataFormatError, match="not a readable Arrow"):
+        load_dataset(tmp_path / "bad.arrow")
+    (tmp_path / "e.csv").write_text("")
+    with pytest.raises(DataFormatError, match="no header"):
+        load_dataset(tmp_path / "e.csv")
+
+
+def test_jsonl_rows_are_read_line_by_line_with_bad_utf8_rejected(tmp_path):
+    path = tmp_path / "d.jsonl"
+    path.write_bytes(
+        b'{"instruction": "q", "output": "\xff"}\n' + json.dumps(ROWS[0]).encode() + b"\n"
+    )
+    loaded = load_dataset(path, skip_invalid=True)
+    assert [r.row for r in loaded.rejects] == [1] and "not UTF-8" in loaded.rejects[0].reason
+    assert list(iter_source_rows(path))[1][0] == 2
+
+
+def test_mixed_sft_and_preference_rows_survive_parquet_and_csv(tmp_path):
+    """A table's columns are the union of its rows' fields: a null or an empty cell of a list
+    field is an absent field, so an SFT row beside a preference row stays an SFT row."""
+    rows = [
+        {"instruction": "q", "output": "a"},
+        {"instruction": "q", "chosen": "good", "rejected": "bad"},
+    ]
+    loaded = load_dataset(write_kind(tmp_path, "jsonl", rows))
+    save_records(loaded.records, tmp_path / "o.parquet", "alpaca")
+    back = load_dataset(tmp_path / "o.parquet")
+    assert [type(r).__name__ for r in back.records] == ["Conversation", "PreferencePair"]
+    (tmp_path / "m.csv").write_text("instruction,output,chosen,rejected\nq,a,,\nq,,good,bad\n")
+    back = load_dataset(tmp_path / "m.csv", skip_invalid=True)
+    assert [type(r).__name__ for r in back.records] == ["Conversation", "PreferencePair"]
