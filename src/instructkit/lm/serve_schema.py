@@ -48,6 +48,7 @@ __all__ = [
 ]
 
 DEFAULT_MAX_TOKENS = 256
+MAX_TOKENS_LIMIT = 1_000_000  # more would overflow generation settings, not just run long
 _ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}
 
 
@@ -115,7 +116,7 @@ class _Body(BaseModel):
     model: Annotated[str, Strict()] | None = None
     temperature: Annotated[Number, Field(ge=0, le=2)] = 1.0  # OpenAI's default
     top_p: Annotated[Number, Field(ge=0, le=1)] = 1.0
-    max_tokens: Annotated[Integer, Field(ge=1)] | None = None
+    max_tokens: Annotated[Integer, Field(ge=1, le=MAX_TOKENS_LIMIT)] | None = None
     n: Annotated[Integer, Field(ge=1, le=128)] = 1
     stop: Any = None
     seed: Integer | None = None
@@ -163,7 +164,7 @@ class ChatBody(_Body):
     """A ``POST /v1/chat/completions`` body."""
 
     messages: Annotated[list[_Message], Field(min_length=1)]
-    max_completion_tokens: Annotated[Integer, Field(ge=1)] | None = None
+    max_completion_tokens: Annotated[Integer, Field(ge=1, le=MAX_TOKENS_LIMIT)] | None = None
     tools: Any = None
     functions: Any = None
     response_format: Any = None
