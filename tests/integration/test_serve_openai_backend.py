@@ -16,8 +16,8 @@ from instructkit.lm import build_lm
 from instructkit.lm.scripted import ScriptedLM
 from instructkit.lm.serve import start_server
 from instructkit.synth.evol_instruct import EvolConfig, run_evol
-from instructkit.synth.self_instruct import SelfInstructConfig, run_self_instruct
 from instructkit.synth.seeds import load_seed_tasks
+from instructkit.synth.self_instruct import SelfInstructConfig, run_self_instruct
 
 SEEDS = [
     {"id": "a", "instruction": "Explain gravity."},
@@ -89,3 +89,65 @@ def test_synth_and_judge_against_a_served_tiny_model(tmp_path):
         graded = grade(lm, [("What is 2+2?", "4")], max_tokens=12, progress=False)
         assert len(graded.grades) == 1  # the tiny model's verdict is noise, but it came back
         assert httpx.get(f"{handle.url}/health", timeout=30).json()["requests"] >= 5
+
+
+def test_cli_serves_named_adapters_beside_the_base(tmp_path):
+    """`instructkit serve MODEL --adapter NAME=DIR --api-key K` as a user runs it."""
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    import openai
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    from instructkit.models import build_tiny_model, build_tiny_tokenizer
+
+    model = get_peft_model(
+        build_tiny_model(build_tiny_tokenizer(), seed=0),
+        LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]),
+    )
+    torch.manual_seed(3)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 1.0)
+    model.save_pretrained(tmp_path / "adapter")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    command = [sys.executable, "-m", "instructkit", "serve", "tiny-random-llama"]
+    command += ["--adapter", f"tuned={tmp_path / 'adapter'}", "--port", str(port)]
+    command += ["--template", "chatml", "--api-key", "k"]
+    server = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="k", timeout=60)
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                ids = [m.id for m in client.models.list().data]
+                break
+            except openai.APIConnectionError:
+                assert time.monotonic() < deadline and server.poll() is None, "no server"
+                time.sleep(0.2)
+        assert ids == ["tiny-random-llama", "tuned"]
+        texts = {
+            m: client.chat.completions.create(
+                model=m,
+                messages=[{"role": "user", "content": "Hello"}],
+                max_tokens=6,
+                temperature=0,
+            )
+            .choices[0]
+            .message.content
+            for m in ids
+        }
+        assert texts["tuned"] != texts["tiny-random-llama"]
+    finally:
+        server.send_signal(signal.SIGTERM)
+        out = server.communicate(timeout=30)[0].decode()
+    assert server.returncode == 0, out
+    assert "serving 'tiny-random-llama', 'tuned' at http://127.0.0.1:" in out
+    assert str(tmp_path) not in out.split("serving", 1)[1]  # served ids are names, not paths

@@ -73,6 +73,7 @@ __all__ = [
     "ServerHandle",
     "build_app",
     "check_adapter_dir",
+    "exposure_warning",
     "is_loopback",
     "parse_chat_request",
     "run_server",
@@ -313,13 +314,15 @@ async def _events(
         if not raw:
             for i in range(len(sent)):
                 yield _data(chunk.piece(i, "", role=True))
-        done, tokens = 0, [0, 0]
+        done, tokens, checked = 0, [0, 0], time.monotonic()
         while done < len(requests):
+            if time.monotonic() - checked > _POLL_S:  # also while text flows
+                if await request.is_disconnected():
+                    return
+                checked = time.monotonic()
             try:
                 kind, index, payload = await asyncio.wait_for(queue.get(), _POLL_S)
             except TimeoutError:
-                if await request.is_disconnected():
-                    return
                 continue
             if kind == "text":
                 sent[index] += payload
@@ -480,6 +483,15 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def exposure_warning(host: str, api_key: str | None) -> str | None:
+    """The line printed when the server listens beyond loopback (None on loopback)."""
+    if is_loopback(host):
+        return None
+    return f"warning: listening on {host}: anyone who can reach this machine can use the " + (
+        "model (with the API key)." if api_key else "model; set --api-key to require a key."
+    )
+
+
 def _server(
     lms: LM | Mapping[str, LM],
     host: str,
@@ -593,11 +605,9 @@ def run_server(
     _show_access_log()
     names = ", ".join(f"'{n}'" for n in worker.lms)
     announce(f"serving {names} at {_url(sock)} (OpenAI base URL {_url(sock)}/v1); Ctrl+C to stop")
-    if not is_loopback(host):
-        announce(
-            f"warning: listening on {host}: anyone who can reach this machine can use the "
-            + ("model (with the API key)." if api_key else "model; set --api-key to require a key.")
-        )
+    warning = exposure_warning(host, api_key)
+    if warning:
+        announce(warning)
     try:
         server.run(sockets=[sock])
     finally:

@@ -421,7 +421,8 @@ def _cli(*args):
 
 def test_cli_help():
     out = _cli("--help").output
-    for flag in ("--adapter", "--host", "--port", "--template", "--max-batch", "--name"):
+    flags = ("--adapter", "--host", "--port", "--template", "--max-batch", "--name", "--api-key")
+    for flag in (*flags, "--max-body-bytes", "NAME=DIR"):
         assert flag in out
     assert f"[default: {DEFAULT_BATCH};" in " ".join(out.split())
 
@@ -446,6 +447,29 @@ def test_cli_bad_adapter_path(tmp_path):
     r = _cli("tiny-random-llama", "--adapter", str(tmp_path))
     assert r.exit_code == 1
     assert r.output.startswith("error: ") and "adapter_config.json" in r.output
+    r = _cli("tiny-random-llama", "--adapter", f"tuned={tmp_path / 'missing'}")
+    assert r.exit_code == 2 and "does not exist" in r.output
+    r = _cli("tiny-random-llama", "--adapter", f"tuned={tmp_path}")
+    assert r.exit_code == 1 and "adapter_config.json" in r.output
+
+
+def test_cli_refuses_ambiguous_adapter_names_before_loading(tmp_path):
+    (tmp_path / "adapter_config.json").write_text("{}")
+    r = _cli("tiny-random-llama", "--adapter", str(tmp_path), "--adapter", f"b={tmp_path}")
+    assert r.exit_code == 2 and "NAME=DIR" in r.output
+    r = _cli("tiny-random-llama", "--adapter", f"tiny-random-llama={tmp_path}")
+    assert r.exit_code == 2 and "MODEL's name" in r.output
+    r = _cli("tiny-random-llama", "--adapter", f"=={tmp_path}")
+    assert r.exit_code == 2
+
+
+def test_only_loopback_is_quiet():
+    from instructkit.lm.serve import exposure_warning
+
+    for host in ("127.0.0.1", "::1", "[::1]", "localhost", "127.0.0.2"):
+        assert exposure_warning(host, None) is None
+    assert "set --api-key" in exposure_warning("0.0.0.0", None)
+    assert "with the API key" in exposure_warning("192.168.1.5", "k")
 
 
 def test_stop_finishes_the_running_batch_and_fails_queued_requests():
