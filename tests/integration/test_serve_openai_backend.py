@@ -103,12 +103,17 @@ def test_cli_serves_named_adapters_beside_the_base(tmp_path):
     import torch
     from peft import LoraConfig, get_peft_model
 
-    from instructkit.models import build_tiny_model, build_tiny_tokenizer
-
-    model = get_peft_model(
-        build_tiny_model(build_tiny_tokenizer(), seed=0),
-        LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]),
+    from instructkit.models import (
+        build_tiny_model,
+        build_tiny_tokenizer,
+        peft_checkpointing_warning_ignored,
     )
+
+    with peft_checkpointing_warning_ignored():
+        model = get_peft_model(
+            build_tiny_model(build_tiny_tokenizer(), seed=0),
+            LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]),
+        )
     torch.manual_seed(3)
     with torch.no_grad():
         for name, p in model.named_parameters():

@@ -289,7 +289,7 @@ class LocalLM:
         inputs["position_ids"] = positions.to(device)
         model = self.model
         with torch.no_grad():
-            if _is_soft_prompt(model):  # the virtual tokens go right after the padding
+            if self._soft_prompt():  # the virtual tokens go right after the padding
                 inputs, model = (
                     _soft_prompt_inputs(model, ids.to(device), mask.to(device)),
                     model.get_base_model(),
@@ -308,6 +308,10 @@ class LocalLM:
                 }
             )
         return out
+
+    def _soft_prompt(self) -> bool:
+        """Whether this LM generates with a soft prompt (not the base of a served adapter)."""
+        return self.adapter_name != BASE_ADAPTER and _is_soft_prompt(self.model)
 
     def _encode(self, r: ChatRequest, raw: bool = False) -> list[int]:
         prompt = r.messages[-1][1] if raw else self.template.render(r.chat(), True)
@@ -348,7 +352,7 @@ class LocalLM:
             "attention_mask": mask.to(device),
         }
         model, prompt_width = self.model, width
-        if _is_soft_prompt(model):  # from embeddings: the output holds the new tokens only
+        if self._soft_prompt():  # from embeddings: the output holds the new tokens only
             inputs = _soft_prompt_inputs(model, inputs["input_ids"], inputs["attention_mask"])
             del inputs["position_ids"]  # generate derives them from the mask
             model, prompt_width = model.get_base_model(), 0
