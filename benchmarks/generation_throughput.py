@@ -104,7 +104,7 @@ def main() -> None:
                 flush=True,
             )
             if handle is not None:
-                sizes = handle.server.worker.batch_sizes
+                sizes = handle.worker.batch_sizes
                 print(f"  server batches: {len(sizes)}, mean size {sum(sizes) / len(sizes):.1f}")
                 handle.stop()
     print(f"\n{'backend':<12}{'batch':>6}{'requests':>9}{'tokens':>8}{'seconds':>9}{'tok/s':>8}")

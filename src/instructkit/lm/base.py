@@ -9,7 +9,8 @@ Optional capability: an LM that can also say how likely each of a few fixed answ
 (:class:`ScoresChoices`, implemented by the local backend and forwarded by the cache) lets a
 judge score by probability instead of parsing generated text. :func:`require_choice_scores`
 checks for it with an error that says what to use instead. Another (:class:`Abandonable`) lets
-a server stop generating for a client that went away.
+a server stop generating for a client that went away, stream text as it is generated, and
+complete raw prompts (``/v1/completions``) without the chat template.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -30,6 +31,7 @@ __all__ = [
     "LM",
     "Abandonable",
     "ScoresChoices",
+    "TextSink",
     "choice_key",
     "request_key",
     "require_choice_scores",
@@ -142,15 +144,28 @@ def require_choice_scores(lm: object) -> ScoresChoices:
     return lm
 
 
+# Receives a request's text as it is generated: (choice index, new text). Called from the thread
+# that generates; the pieces of one choice concatenate to a prefix of its final text.
+TextSink = Callable[[int, str], None]
+
+
 @runtime_checkable
 class Abandonable(Protocol):
-    """An LM that stops generating for a request whose caller went away (a server's client).
+    """An LM that serves clients: it stops for callers that went away and streams text.
 
     ``complete_abandonable`` is ``complete`` with one event per request: once a request's event
     is set, its generation stops at the next decode step (and a batch whose requests are all
     abandoned is not started); its completion then has finish reason ``"abandoned"``.
+    ``on_text`` (one :data:`TextSink` or None per request) receives each request's text as it
+    is generated, decode step by decode step. ``raw=True``: each request's last message is a
+    plain prompt, tokenized as it is, without the chat template (``/v1/completions``).
     """
 
     def complete_abandonable(
-        self, requests: Sequence[ChatRequest], abandoned: Sequence[threading.Event]
+        self,
+        requests: Sequence[ChatRequest],
+        abandoned: Sequence[threading.Event],
+        on_text: Sequence[TextSink | None] | None = None,
+        *,
+        raw: bool = False,
     ) -> list[Completion]: ...

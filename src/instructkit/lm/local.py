@@ -7,7 +7,9 @@ causal LM (optionally with a PEFT adapter)::
     [c] = lm.complete([ChatRequest.from_messages([{"role": "user", "content": "Hi"}])])
 
 ``complete_abandonable`` (the :class:`~instructkit.lm.base.Abandonable` capability, used by
-``instructkit serve``) stops generating, between decode steps, for requests whose event is set.
+``instructkit serve``) stops generating, between decode steps, for requests whose event is set,
+streams each request's text as it is generated, and completes raw prompts. Several LoRA adapters
+share one base model with :meth:`LocalLM.load_with_adapters` (one ``LocalLM`` view per adapter).
 It also has the :class:`~instructkit.lm.base.ScoresChoices` capability: ``choice_logprobs``
 gives the exact log-probability of fixed answers (one forward pass per batch, no generation),
 which probability judging uses.
@@ -16,8 +18,8 @@ which probability judging uses.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,9 +30,11 @@ from transformers import StoppingCriteria, StoppingCriteriaList
 
 from instructkit.data.templates import ChatTemplate, get_template
 from instructkit.errors import ModelError
-from instructkit.lm.base import DEFAULT_BATCH, ChatRequest, Completion
+from instructkit.lm.base import DEFAULT_BATCH, ChatRequest, Completion, TextSink
 
-__all__ = ["LocalLM"]
+__all__ = ["BASE_ADAPTER", "LocalLM"]
+
+BASE_ADAPTER = "__base__"  # PEFT's name for "no adapter" (as in its adapter_names=)
 
 
 @dataclass(frozen=True)
@@ -67,6 +71,9 @@ class LocalLM:
       A request's texts depend on the other requests of its group (they share one random
       stream), so give each request its own seed when each must be reproducible on its own.
       Without a seed, sampling draws from torch's global RNG.
+
+    ``adapter_name``: for a PEFT model holding several adapters, the one this LM generates
+    with (:data:`BASE_ADAPTER`: adapters disabled); None uses the model as it is.
     """
 
     def __init__(
@@ -76,10 +83,12 @@ class LocalLM:
         template: str | ChatTemplate = "tokenizer",
         batch_size: int = DEFAULT_BATCH,
         name: str = "local",
+        adapter_name: str | None = None,
     ) -> None:
         if batch_size < 1:
             raise ModelError(f"batch_size must be at least 1, got {batch_size}.")
         self.model, self.tokenizer, self.batch_size, self.name = model, tokenizer, batch_size, name
+        self.adapter_name = adapter_name
         self.template = get_template(template, tokenizer) if isinstance(template, str) else template
         self._stop_ids = _stop_token_ids(tokenizer, self.template)
         self._pad_id = (
@@ -119,25 +128,84 @@ class LocalLM:
         model.to(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         return cls(model, tokenizer, template, batch_size=batch_size, name=name)
 
+    @classmethod
+    def load_with_adapters(
+        cls,
+        model_name: str | None,
+        adapters: Mapping[str, str | Path],
+        template: str = "tokenizer",
+        *,
+        batch_size: int = DEFAULT_BATCH,
+        dtype: Any = None,
+        device: str | None = None,
+    ) -> tuple[LocalLM, dict[str, LocalLM]]:
+        """The base model and one view per named adapter, all sharing one set of weights.
+
+        Each view activates its adapter around its own calls, so use them from one thread (the
+        server's worker does). The adapters must be of one PEFT kind (e.g. all LoRA).
+        """
+        base = cls.load(model_name, template=template, batch_size=batch_size, dtype=dtype)
+        if not adapters:
+            return base, {}
+        model = base.model
+        for name, path in adapters.items():
+            model = _load_named_adapter(model, Path(path), name)
+        model.to(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+
+        def view(adapter: str, label: str) -> LocalLM:
+            return cls(model, base.tokenizer, base.template, batch_size, label, adapter)
+
+        views = {n: view(n, f"{base.name}+{n}") for n in adapters}
+        return view(BASE_ADAPTER, base.name), views
+
     def complete(
         self, requests: Sequence[ChatRequest], *, progress: bool = False
     ) -> list[Completion]:
         """One :class:`Completion` per request, in input order."""
-        return self._complete(requests, progress, None)
+        return self._complete(requests, progress, None, None, False)
 
     def complete_abandonable(
-        self, requests: Sequence[ChatRequest], abandoned: Sequence[threading.Event]
+        self,
+        requests: Sequence[ChatRequest],
+        abandoned: Sequence[threading.Event],
+        on_text: Sequence[TextSink | None] | None = None,
+        *,
+        raw: bool = False,
     ) -> list[Completion]:
-        """``complete``, stopping a request's generation once its ``abandoned`` event is set."""
-        return self._complete(requests, False, abandoned)
+        """``complete``, stopping a request's generation once its ``abandoned`` event is set,
+        sending its text to its ``on_text`` sink as it is generated; ``raw``: the last
+        message is a plain prompt (no chat template)."""
+        return self._complete(requests, False, abandoned, on_text, raw)
 
     def _complete(
         self,
         requests: Sequence[ChatRequest],
         progress: bool,
         abandoned: Sequence[threading.Event] | None,
+        on_text: Sequence[TextSink | None] | None,
+        raw: bool,
     ) -> list[Completion]:
-        encoded = [self._encode(r) for r in requests]
+        with self._active_adapter():
+            return self._complete_active(requests, progress, abandoned, on_text, raw)
+
+    def _active_adapter(self) -> Any:
+        """A context in which the model generates with this LM's adapter."""
+        if self.adapter_name is None:
+            return nullcontext()
+        if self.adapter_name == BASE_ADAPTER:
+            return self.model.disable_adapter()
+        self.model.set_adapter(self.adapter_name)
+        return nullcontext()
+
+    def _complete_active(
+        self,
+        requests: Sequence[ChatRequest],
+        progress: bool,
+        abandoned: Sequence[threading.Event] | None,
+        on_text: Sequence[TextSink | None] | None,
+        raw: bool,
+    ) -> list[Completion]:
+        encoded = [self._encode(r, raw) for r in requests]
         groups: dict[_Sampling, list[int]] = {}
         for i, r in enumerate(requests):
             groups.setdefault(_Sampling.of(r), []).append(i)
@@ -148,7 +216,8 @@ class LocalLM:
                 with _seeded(sampling.seed, self.model):
                     for batch in self._batches(members, encoded, sampling.n):
                         events = [abandoned[i] for i in batch] if abandoned else None
-                        outs = self._generate([encoded[i] for i in batch], sampling, events)
+                        sinks = [on_text[i] for i in batch] if on_text else None
+                        outs = self._generate([encoded[i] for i in batch], sampling, events, sinks)
                         for i, c in zip(batch, outs, strict=True):
                             results[i] = _repeat(c, requests[i].n) if sampling.n == 1 else c
                         bar.update(len(batch))
@@ -167,6 +236,12 @@ class LocalLM:
         row per request when digits are single tokens. Rows of several requests (at most
         ``batch_size``) share one forward pass, with only the scored positions' logits computed.
         """
+        with self._active_adapter():
+            return self._choice_logprobs(requests, prefix, choices)
+
+    def _choice_logprobs(
+        self, requests: Sequence[ChatRequest], prefix: str, choices: Sequence[str]
+    ) -> list[dict[str, float]]:
         plans = [self._choice_plan(r, prefix, choices) for r in requests]
         results: list[dict[str, float]] = [{} for _ in requests]
         self.model.eval()
@@ -214,7 +289,7 @@ class LocalLM:
         inputs["position_ids"] = positions.to(device)
         model = self.model
         with torch.no_grad():
-            if _is_soft_prompt(model):  # the virtual tokens go right after the padding
+            if self._soft_prompt():  # the virtual tokens go right after the padding
                 inputs, model = (
                     _soft_prompt_inputs(model, ids.to(device), mask.to(device)),
                     model.get_base_model(),
@@ -234,8 +309,12 @@ class LocalLM:
             )
         return out
 
-    def _encode(self, r: ChatRequest) -> list[int]:
-        prompt = self.template.render(r.chat(), True)
+    def _soft_prompt(self) -> bool:
+        """Whether this LM generates with a soft prompt (not the base of a served adapter)."""
+        return self.adapter_name != BASE_ADAPTER and _is_soft_prompt(self.model)
+
+    def _encode(self, r: ChatRequest, raw: bool = False) -> list[int]:
+        prompt = r.messages[-1][1] if raw else self.template.render(r.chat(), True)
         ids: list[int] = self.tokenizer(prompt, add_special_tokens=False)["input_ids"]
         return ids
 
@@ -245,7 +324,11 @@ class LocalLM:
         return [order[b : b + size] for b in range(0, len(order), size)]
 
     def _generate(
-        self, encoded: list[list[int]], s: _Sampling, abandoned: list[threading.Event] | None
+        self,
+        encoded: list[list[int]],
+        s: _Sampling,
+        abandoned: list[threading.Event] | None,
+        sinks: list[TextSink | None] | None = None,
     ) -> list[Completion]:
         if abandoned and all(e.is_set() for e in abandoned):  # nobody waits for this batch
             return [Completion([""] * s.n, len(e), 0, ["abandoned"] * s.n) for e in encoded]
@@ -269,11 +352,13 @@ class LocalLM:
             "attention_mask": mask.to(device),
         }
         model, prompt_width = self.model, width
-        if _is_soft_prompt(model):  # from embeddings: the output holds the new tokens only
+        if self._soft_prompt():  # from embeddings: the output holds the new tokens only
             inputs = _soft_prompt_inputs(model, inputs["input_ids"], inputs["attention_mask"])
             del inputs["position_ids"]  # generate derives them from the mask
             model, prompt_width = model.get_base_model(), 0
         stopping: list[StoppingCriteria] = []
+        if sinks and any(sinks):
+            stopping.append(_TextStream(self, sinks, s, prompt_width))
         if s.stop:
             stopping.append(_StopStrings(self.tokenizer, s.stop, prompt_width))
         if abandoned:
@@ -306,6 +391,15 @@ class LocalLM:
                 )
             )
         return completions
+
+    def streamable_text(self, tokens: list[int], stop: tuple[str, ...]) -> str:
+        """The text of generated ``tokens`` that is final already: all of it once the sequence
+        ended, else without a tail that may still become a stop string or end-of-turn marker
+        (or that ends in an incomplete UTF-8 character)."""
+        text, reason, _ = self._decode(tokens, stop)
+        if reason == "stop":
+            return text
+        return _without_partial_marker(text.rstrip("\ufffd"), (*stop, *self.template.eot))
 
     def _decode(self, tokens: list[int], stop: tuple[str, ...]) -> tuple[str, str, int]:
         """(text, finish reason, tokens generated) of one generated sequence."""
@@ -356,6 +450,43 @@ class _StopStrings(StoppingCriteria):
         return torch.tensor(done, dtype=torch.bool, device=input_ids.device)  # (B,)
 
 
+class _TextStream(StoppingCriteria):
+    """After each decode step, sends each streamed row's new final text to its request's sink.
+
+    It never ends a row: it is a per-step callback, the one hook ``generate`` offers for a batch
+    (transformers' streamers take one row). Rows without a sink cost nothing.
+    """
+
+    def __init__(
+        self, lm: LocalLM, sinks: list[TextSink | None], s: _Sampling, prompt_width: int
+    ) -> None:
+        self.lm, self.sinks, self.n, self.stop, self.width = lm, sinks, s.n, s.stop, prompt_width
+        self.sent = [""] * (len(sinks) * s.n)
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, **kw: Any) -> torch.Tensor:
+        for row in range(input_ids.shape[0]):
+            sink = self.sinks[row // self.n]
+            if sink is None:
+                continue
+            text = self.lm.streamable_text(input_ids[row, self.width :].tolist(), self.stop)
+            sent = self.sent[row]
+            if len(text) > len(sent) and text.startswith(sent):
+                sink(row % self.n, text[len(sent) :])
+                self.sent[row] = text
+        return torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+
+
+def _without_partial_marker(text: str, markers: Sequence[str]) -> str:
+    """``text`` without its longest tail that is the start of one of ``markers``."""
+    hold = 0
+    for m in markers:
+        for k in range(min(len(m), len(text)), hold, -1):
+            if text.endswith(m[:k]):
+                hold = k
+                break
+    return text[: len(text) - hold]
+
+
 class _Abandoned(StoppingCriteria):
     """Ends the rows of requests whose event is set (their caller went away); ``n`` rows each."""
 
@@ -397,6 +528,30 @@ def _apply_adapter(model: Any, adapter: Path) -> Any:
 
     with peft_checkpointing_warning_ignored():
         return PeftModel.from_pretrained(model, str(adapter))
+
+
+def _load_named_adapter(model: Any, adapter: Path, name: str) -> Any:
+    """``model`` with the adapter at ``adapter`` loaded under ``name`` (a PeftModel)."""
+    if not (adapter / "adapter_config.json").is_file():
+        raise ModelError(
+            f"'{adapter}' is not a PEFT adapter directory (no adapter_config.json).",
+            fix="pass the adapter/ folder that `instructkit train sft` wrote.",
+        )
+    from peft import PeftModel
+
+    from instructkit.models import peft_checkpointing_warning_ignored
+
+    try:
+        with peft_checkpointing_warning_ignored():
+            if isinstance(model, PeftModel):
+                model.load_adapter(str(adapter), adapter_name=name)
+                return model
+            return PeftModel.from_pretrained(model, str(adapter), adapter_name=name)
+    except ValueError as e:  # e.g. a prompt-tuning adapter beside a LoRA one
+        raise ModelError(
+            f"cannot serve the adapter '{name}' ({adapter}) beside the others: {e}",
+            fix="serve adapters of one kind (e.g. all LoRA) from one server.",
+        ) from e
 
 
 def _is_soft_prompt(model: Any) -> bool:

@@ -57,3 +57,17 @@ def test_a_soft_prompt_generates_the_same_alone_and_in_a_batch(soft_lm):
     assert alone.completion_tokens > 0
     assert together[0].texts == alone.texts
     assert together[1].completion_tokens > 0
+
+
+def test_served_beside_its_base_a_soft_prompt_is_off_for_the_base(soft_lm, tmp_path):
+    """`serve MODEL --adapter NAME=DIR` with a prompt-tuning adapter: the base stays the base."""
+    soft_lm.model.save_pretrained(str(tmp_path))
+    base, views = LocalLM.load_with_adapters(TINY_MODEL, {"soft": tmp_path})
+    plain = LocalLM.load(TINY_MODEL)
+    [want] = plain.choice_logprobs([SHORT], "", ["yes"])
+    [soft] = soft_lm.choice_logprobs([SHORT], "", ["yes"])
+    assert soft["yes"] != pytest.approx(want["yes"], abs=1e-3)  # the soft prompt matters
+    assert base.choice_logprobs([SHORT], "", ["yes"])[0] == pytest.approx(want, abs=1e-5)
+    assert views["soft"].choice_logprobs([SHORT], "", ["yes"])[0] == pytest.approx(soft, abs=1e-5)
+    assert base.complete([SHORT])[0].texts == plain.complete([SHORT])[0].texts
+    assert views["soft"].complete([SHORT])[0].texts == soft_lm.complete([SHORT])[0].texts

@@ -115,7 +115,9 @@ def test_parse_chat_request_maps_openai_fields():
         ({}, "messages"),
         ({"messages": []}, "messages"),
         ({"messages": [{"role": "robot", "content": "x"}]}, "messages[0].role"),
-        ({"messages": [{"role": "user", "content": 3}]}, "messages[0]"),
+        ({"messages": [{"role": "user", "content": 3}]}, "messages[0].content"),
+        ({"messages": [{"role": "user"}]}, "messages[0].content"),
+        ({"messages": "hi"}, "messages"),
         ({"messages": [{"role": "user", "content": "x"}], "temperature": "hot"}, "temperature"),
         ({"messages": [{"role": "user", "content": "x"}], "temperature": 3}, "temperature"),
         ({"messages": [{"role": "user", "content": "x"}], "max_tokens": True}, "max_tokens"),
@@ -160,6 +162,7 @@ def test_models_health_and_chat_schema(echo_server):
     assert health == {
         "status": "ok",
         "model": "echo",
+        "models": ["echo"],
         "requests": 1,
         "batches": 1,
         "abandoned": 0,
@@ -187,13 +190,19 @@ def test_n_choices(echo_server):
         ),
         (
             "/v1/chat/completions",
-            {"body": {"messages": [{"role": "user", "content": "x"}], "stream": True}},
+            {"body": {"messages": [{"role": "user", "content": "x"}], "stream": "yes"}},
             400,
-            "streaming not supported",
+            "'stream'",
         ),
-        ("/v1/chat/completions", {"body": {"model": "gpt-9", "messages": []}}, 404, "gpt-9"),
+        (
+            "/v1/chat/completions",
+            {"body": {"model": "gpt-9", "messages": [{"role": "user", "content": "x"}]}},
+            404,
+            "gpt-9",
+        ),
         ("/v1/models/gpt-9", {}, 404, "gpt-9"),
-        ("/v1/completions", {"body": {}}, 404, "no such endpoint"),
+        ("/v1/completions", {"body": {}}, 400, "'prompt' is required"),
+        ("/v1/completions", {"body": {"prompt": "x", "model": "gpt-9"}}, 404, "gpt-9"),
         ("/nowhere", {}, 404, "no such endpoint"),
         ("/v1/chat/completions", {}, 405, "use POST"),
         ("/v1/models", {"body": {}}, 405, "use GET"),
@@ -292,7 +301,7 @@ def test_stop_closes_the_port():
     assert call(f"{handle.url}/health")[0] == 200
     handle.stop()
     handle.stop()  # idempotent
-    assert not handle.server.worker._thread.is_alive()
+    assert not handle.worker._thread.is_alive()
     with pytest.raises(OSError), socket.create_connection(("127.0.0.1", handle.port), 1):
         pass
 
@@ -412,7 +421,8 @@ def _cli(*args):
 
 def test_cli_help():
     out = _cli("--help").output
-    for flag in ("--adapter", "--host", "--port", "--template", "--max-batch", "--name"):
+    flags = ("--adapter", "--host", "--port", "--template", "--max-batch", "--name", "--api-key")
+    for flag in (*flags, "--max-body-bytes", "NAME=DIR"):
         assert flag in out
     assert f"[default: {DEFAULT_BATCH};" in " ".join(out.split())
 
@@ -437,6 +447,29 @@ def test_cli_bad_adapter_path(tmp_path):
     r = _cli("tiny-random-llama", "--adapter", str(tmp_path))
     assert r.exit_code == 1
     assert r.output.startswith("error: ") and "adapter_config.json" in r.output
+    r = _cli("tiny-random-llama", "--adapter", f"tuned={tmp_path / 'missing'}")
+    assert r.exit_code == 2 and "does not exist" in r.output
+    r = _cli("tiny-random-llama", "--adapter", f"tuned={tmp_path}")
+    assert r.exit_code == 1 and "adapter_config.json" in r.output
+
+
+def test_cli_refuses_ambiguous_adapter_names_before_loading(tmp_path):
+    (tmp_path / "adapter_config.json").write_text("{}")
+    r = _cli("tiny-random-llama", "--adapter", str(tmp_path), "--adapter", f"b={tmp_path}")
+    assert r.exit_code == 2 and "NAME=DIR" in r.output
+    r = _cli("tiny-random-llama", "--adapter", f"tiny-random-llama={tmp_path}")
+    assert r.exit_code == 2 and "MODEL's name" in r.output
+    r = _cli("tiny-random-llama", "--adapter", f"=={tmp_path}")
+    assert r.exit_code == 2
+
+
+def test_only_loopback_is_quiet():
+    from instructkit.lm.serve import exposure_warning
+
+    for host in ("127.0.0.1", "::1", "[::1]", "localhost", "127.0.0.2"):
+        assert exposure_warning(host, None) is None
+    assert "set --api-key" in exposure_warning("0.0.0.0", None)
+    assert "with the API key" in exposure_warning("192.168.1.5", "k")
 
 
 def test_stop_finishes_the_running_batch_and_fails_queued_requests():
@@ -595,7 +628,7 @@ def test_a_queued_request_whose_client_left_is_dropped_not_generated():
         first.start()
         _until(lambda: lm.batches, "the first batch to start")
         _post_and_time_out(handle, "b")  # queued behind "a", then its client is gone
-        worker = handle.server.worker
+        worker = handle.worker
         _until(lambda: worker.abandoned == 1, "the server to notice the disconnect")
         gate.set()
         first.join(TIMEOUT)
@@ -627,7 +660,7 @@ def test_generation_stops_when_the_client_times_out():
             client = OpenAILM("tiny", base_url=handle.base_url, timeout=0.3, max_retries=0)
             with pytest.raises(LMError, match="timed out"):
                 client.complete([ChatRequest((("user", "Hello"),), max_tokens=500)])
-            worker = handle.server.worker
+            worker = handle.worker
             _until(lambda: worker.abandoned == 1, "the server to notice the disconnect")
             gate.set()
             _until(lambda: worker.stopped == 1, "the generation to stop")
