@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from instructkit.cli.options import template_option
 from instructkit.lm.base import DEFAULT_BATCH
 
 __all__ = ["serve"]
@@ -58,12 +59,7 @@ def _served_name(model: str) -> str:
     show_default=True,
     help="Port (0 picks a free one).",
 )
-@click.option(
-    "--template",
-    default="tokenizer",
-    show_default=True,
-    help="Chat template: alpaca, vicuna, chatml, llama3, or tokenizer (the model's own).",
-)
+@template_option()
 @click.option(
     "--max-batch",
     type=click.IntRange(min=1),

@@ -79,7 +79,7 @@ _ALIASES: dict[str, dict[str, str]] = {
 }
 # Fields whose CSV cells may hold JSON text (lists of messages, history pairs).
 _JSON_CELLS = frozenset(
-    {"conversations", "messages", "history", "prompt", "completion", "chosen", "rejected"}
+    {"conversations", "messages", "history", "prompt", "completion", "chosen", "rejected", "tools"}
 )
 # Fields of the formats: in CSV an empty cell of one of them means the field is absent.
 _FORMAT_FIELDS = _JSON_CELLS | {"instruction", "input", "output", "system"}

@@ -33,9 +33,10 @@ from pydantic import Field
 from instructkit.data.formats import Reject, parse_row, save_rejects
 from instructkit.data.prompt_rows import PromptRow, PromptRows, prompt_messages
 from instructkit.data.records import Conversation
+from instructkit.data.sources import iter_source_rows
 from instructkit.data.templates import TemplateName
 from instructkit.errors import ConfigError, DataFormatError
-from instructkit.io import BadLine, beside, read_rows
+from instructkit.io import BadLine, beside
 from instructkit.jobs import Job, fingerprint
 from instructkit.lm.base import DEFAULT_BATCH, LM, ChatRequest, Completion
 from instructkit.lm.options import LMOptions, build_lm_from
@@ -91,10 +92,10 @@ class GenerateResult:
 def read_prompts(path: str | Path, *, skip_invalid: bool = False) -> PromptRows:
     """The prompts of ``path``, one per row (see the module doc), with each row kept whole.
 
-    The one place ``generate`` reads data: swap it for the data layer's loader when that
-    reads more kinds of files."""
+    The one place ``generate`` reads data, through the data layer's source reader (any file
+    kind the loader reads: JSON, JSONL, CSV/TSV, Parquet, Arrow, a ``save_to_disk`` folder)."""
     out = PromptRows(str(path))
-    for row_no, value in read_rows(path):
+    for row_no, value in iter_source_rows(path):
         try:
             converted = _as_prompt_row(value, path, row_no) if isinstance(value, dict) else value
             messages = prompt_messages(converted, path=path, row_no=row_no)

@@ -85,6 +85,21 @@ def test_every_prompt_kind_gets_a_response_and_keeps_its_fields(tmp_path, kind):
         assert row["response"] in (expected.upper(), expected.upper().strip())
 
 
+def test_prompts_from_parquet_and_csv_through_the_loader(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows = [{"instruction": "Add.", "input": "2 and 3", "id": 7}, {"prompt": "say yes", "id": 8}]
+    pq.write_table(pa.Table.from_pylist(rows[:1]), tmp_path / "in.parquet")
+    (tmp_path / "in.csv").write_text("prompt,id\nsay yes,8\n", encoding="utf-8")
+    for name, want in (("in.parquet", ("ADD.\n\n2 AND 3", 7)), ("in.csv", ("SAY YES", 8))):
+        out = tmp_path / f"{name}.out.jsonl"
+        run_generate(GenerateConfig(data=str(tmp_path / name), out=str(out)), lm=echo_lm(),
+                     progress=False)  # fmt: skip
+        (row,) = [json.loads(x) for x in out.read_text().splitlines()]
+        assert (row["response"], int(row["id"])) == want
+
+
 def test_sharegpt_prompt_is_the_conversation_up_to_the_last_user_turn(tmp_path):
     seen = []
     lm = ScriptedLM(lambda req: seen.append(req.chat()) or "ok")
