@@ -74,6 +74,7 @@ __all__ = [
     "inner_adapt",
     "lora_params",
     "mean_params",
+    "padded_batch",
     "reptile_delta",
     "run_meta",
     "sample_episode",
@@ -307,7 +308,7 @@ def functional_loss(model: Any) -> LossFn:
     return loss
 
 
-def _batch(examples: Sequence[TokenizedExample], pad_id: int, device: Any) -> Batch:
+def padded_batch(examples: Sequence[TokenizedExample], pad_id: int, device: Any) -> Batch:
     from instructkit.data.batching import pad_batch
 
     return {k: v.to(device) for k, v in pad_batch(examples, pad_id).items()}
@@ -416,8 +417,8 @@ def run_meta(cfg: MetaConfig, *, progress: bool = True) -> MetaResult:
             )
             batches = [
                 (
-                    _batch([pools[e.task][i] for i in e.support], pad_id, "cpu"),
-                    _batch([pools[e.task][i] for i in e.query], pad_id, "cpu"),
+                    padded_batch([pools[e.task][i] for i in e.support], pad_id, "cpu"),
+                    padded_batch([pools[e.task][i] for i in e.query], pad_id, "cpu"),
                 )
                 for e in episodes
             ]

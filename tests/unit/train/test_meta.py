@@ -117,11 +117,11 @@ def _cfg(toy: Path, out: Path, **kw) -> MetaConfig:
 def test_meta_steps_change_only_lora_and_lower_the_adapted_query_loss(toy_tasks):
     from instructkit.models import load_model
     from instructkit.train.meta import (
-        _batch,
         _meta_step,
         decoder_of,
         functional_loss,
         lora_params,
+        padded_batch,
         task_conversations,
         task_pools,
     )
@@ -143,8 +143,8 @@ def test_meta_steps_change_only_lora_and_lower_the_adapted_query_loss(toy_tasks)
     fixed = sample_episode({t: len(p) for t, p in pools.items()}, 3, 2, 2, random.Random(7))
     batches = [
         (
-            _batch([pools[e.task][i] for i in e.support], 0, "cpu"),
-            _batch([pools[e.task][i] for i in e.query], 0, "cpu"),
+            padded_batch([pools[e.task][i] for i in e.support], 0, "cpu"),
+            padded_batch([pools[e.task][i] for i in e.query], 0, "cpu"),
         )
         for e in fixed
     ]
