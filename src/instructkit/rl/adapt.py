@@ -274,6 +274,11 @@ def _results(
             "kind": "adapt",
             "config": json.loads(cfg.model_dump_json()),
             "units": "(task, seed) pairs; CIs are 95% bootstrap intervals over units",
+            # per-unit values, in unit order, to pool runs (benchmarks/meta_adapt.py)
+            "unit_values": {
+                m: {s: {str(k): v for k, v in by_k.items()} for s, by_k in values[m].items()}
+                for m in METRICS
+            },
             "seconds": round(seconds, 2),
         },
     )

@@ -56,7 +56,12 @@ from instructkit.train.checkpoint import (
     set_rng_state,
 )
 from instructkit.train.sft import AdapterConfig, apply_lora, removed_on_failure, resolve_dtype
-from instructkit.train.tracking import MetricsLogger, run_figures, truncate_metrics
+from instructkit.train.tracking import (
+    MetricsLogger,
+    read_metrics,
+    run_figures,
+    truncate_metrics,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -133,6 +138,7 @@ class MetaResult(BaseModel):
     steps: int
     resumed_from: int | None
     n_tasks: int
+    tokens: int  # that took a gradient, over all meta-steps (a resumed run counts all)
     pre_query_loss_start: float | None
     post_query_loss_end: float | None
     figures: dict[str, Any]
@@ -337,6 +343,19 @@ def _meta_step(
     return mean_params(grads), losses
 
 
+def _step_tokens(
+    episodes: Sequence[Episode], pools: Mapping[str, Sequence[TokenizedExample]], cfg: MetaConfig
+) -> int:
+    """Tokens that took a gradient in one meta-step: the support set at each inner step, and
+    the query set (FOMAML's outer gradient); the budget a fair multi-task SFT baseline gets."""
+    total = 0
+    for e in episodes:
+        total += cfg.inner_steps * sum(len(pools[e.task][i].input_ids) for i in e.support)
+        if cfg.algorithm == "fomaml":
+            total += sum(len(pools[e.task][i].input_ids) for i in e.query)
+    return total
+
+
 def _outer_optimizer(cfg: MetaConfig, params: list[Any]) -> torch.optim.Optimizer:
     import torch
 
@@ -423,6 +442,7 @@ def run_meta(cfg: MetaConfig, *, progress: bool = True) -> MetaResult:
                 for e in episodes
             ]
             grad, losses = _meta_step(loss_fn, init, batches, cfg)
+            tokens = _step_tokens(episodes, pools, cfg)
             opt.zero_grad(set_to_none=True)
             for n, p in init.items():
                 p.grad = grad[n].to(p.dtype)
@@ -433,6 +453,7 @@ def run_meta(cfg: MetaConfig, *, progress: bool = True) -> MetaResult:
                 "step": step,
                 **losses,
                 "tasks": [e.task for e in episodes],
+                "tokens": tokens,
                 "seconds": round(time.perf_counter() - t0, 4),
                 "peak_rss_mb": run_figures(0.0)["peak_rss_mb"],
             }
@@ -456,6 +477,7 @@ def run_meta(cfg: MetaConfig, *, progress: bool = True) -> MetaResult:
             steps=cfg.meta_steps,
             resumed_from=start or None,
             n_tasks=len(sizes),
+            tokens=sum(int(e.get("tokens", 0)) for e in read_metrics(out / "metrics.jsonl")),
             pre_query_loss_start=first_pre,
             post_query_loss_end=last_post,
             figures=run_figures(time.perf_counter() - started),
