@@ -125,12 +125,12 @@ def _task_items(cfg: AdaptConfig) -> dict[str, list[dict[str, Any]]]:
 
 def _load_init(cfg: AdaptConfig, spec: InitSpec) -> tuple[LocalLM, Any, Params]:
     """The LM (generation), the model's loss function and a copy of its initial LoRA weights."""
-    lm = LocalLM.load(cfg.model, spec.adapter, cfg.template, device="cpu")
+    lm = LocalLM.load(cfg.model, spec.adapter, cfg.template)  # CUDA when available
     if spec.adapter is None:
         import torch
 
         torch.manual_seed(0)  # the fresh adapter's A matrices: the same in every run
-        lm.model = apply_lora(lm.model, cfg.lora)
+        lm.model = apply_lora(lm.model, cfg.lora).to(lm.model.device)
     for name, p in lm.model.named_parameters():
         p.requires_grad_("lora_" in name)
     lm.model.eval()
@@ -163,7 +163,7 @@ def _score_unit(
     for k in cfg.ks:
         adapted = init
         if k > 0:
-            shots = padded_batch(support[:k], lm.tokenizer.pad_token_id or 0, "cpu")
+            shots = padded_batch(support[:k], lm.tokenizer.pad_token_id or 0, lm.model.device)
             adapted = inner_adapt(loss_fn, init, [shots], cfg.lr, k)
         _set(lm.model, adapted)
         with torch.no_grad():
@@ -208,7 +208,8 @@ def _unit_inputs(
         ChatRequest.from_messages(convs[id(it)].to_chat()[:-1], max_tokens=cfg.max_new_tokens)
         for it in query_items
     ]
-    batch = padded_batch([tok(it) for it in query_items], lm.tokenizer.pad_token_id or 0, "cpu")
+    pad = lm.tokenizer.pad_token_id or 0
+    batch = padded_batch([tok(it) for it in query_items], pad, lm.model.device)
     return [tok(it) for it in support_items], (batch, rows, requests)
 
 

@@ -410,7 +410,8 @@ def run_meta(cfg: MetaConfig, *, progress: bool = True) -> MetaResult:
                 f"{cfg.support_size + cfg.query_size} examples; {skipped} examples skipped "
                 f"(prompt longer than max_seq_len={cfg.max_seq_len})"
             )
-        model = apply_lora(model, cfg.lora)
+        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        model = apply_lora(model, cfg.lora).to(device)
         model.train()
         loss_module = decoder_of(model)
         loss_fn = functional_loss(model)
@@ -436,8 +437,8 @@ def run_meta(cfg: MetaConfig, *, progress: bool = True) -> MetaResult:
             )
             batches = [
                 (
-                    padded_batch([pools[e.task][i] for i in e.support], pad_id, "cpu"),
-                    padded_batch([pools[e.task][i] for i in e.query], pad_id, "cpu"),
+                    padded_batch([pools[e.task][i] for i in e.support], pad_id, device),
+                    padded_batch([pools[e.task][i] for i in e.query], pad_id, device),
                 )
                 for e in episodes
             ]

@@ -109,3 +109,21 @@ def test_too_few_items_is_a_config_error(tmp_path):
     cfg = AdaptConfig(model="tiny-random-llama", task_names=["count_words"], ks=[0, 40])
     with pytest.raises(ConfigError, match="max\\(ks\\) \\+ query_size"):
         run_adapt_eval(cfg, progress=False)
+
+
+def test_cli_eval_adapt(adapter, tmp_path):
+    from click.testing import CliRunner
+
+    from instructkit.cli.main import cli
+
+    config = tmp_path / "adapt.yaml"
+    config.write_text(
+        "model: tiny-random-llama\n"
+        f"inits: [{{name: tuned, adapter: {adapter}}}]\n"
+        "task_names: [yes_no]\nks: [0, 1]\nquery_size: 2\nseeds: [0]\nmax_new_tokens: 2\n"
+        f"out: {tmp_path / 'a.json'}\n",
+        "utf-8",
+    )
+    result = CliRunner().invoke(cli, ["eval", "adapt", "--config", str(config)])
+    assert result.exit_code == 0, result.output
+    assert "tuned: k=0:" in result.output and (tmp_path / "a.json").exists()

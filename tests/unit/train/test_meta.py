@@ -218,3 +218,42 @@ def test_a_killed_run_resumes_to_the_same_weights(toy_tasks, tmp_path):
         for x in (tmp_path / "killed" / "metrics.jsonl").read_text().splitlines()
     ]
     assert steps == [1, 2, 3, 4, 5]
+
+
+def test_tasks_from_any_dataset_with_a_task_column(tmp_path):
+    from instructkit.data.tasks import MixConfig
+    from instructkit.errors import DataFormatError
+    from instructkit.train.meta import TaskSource, task_conversations
+
+    rows = [
+        {"instruction": f"Say {w}.", "output": w, "task": t}
+        for t, words in {"echo": ["a", "b", "c"], "shout": ["X", "Y"]}.items()
+        for w in words
+    ]
+    path = tmp_path / "rows.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), "utf-8")
+    pools = task_conversations(TaskSource(path=str(path), kind="sft"), MixConfig())
+    assert {t: len(c) for t, c in pools.items()} == {"echo": 3, "shout": 2}
+    assert pools["shout"][0].messages[-1].text == "X"
+    path.write_text(json.dumps({"instruction": "Hi.", "output": "Hello."}) + "\n", "utf-8")
+    with pytest.raises(DataFormatError, match="task"):
+        task_conversations(TaskSource(path=str(path), kind="sft"), MixConfig())
+
+
+def test_cli_train_meta(toy_tasks, tmp_path):
+    from click.testing import CliRunner
+
+    from instructkit.cli.main import cli
+
+    config = tmp_path / "meta.yaml"
+    config.write_text(_cfg(toy_tasks, tmp_path / "cli").model_dump_json(), "utf-8")  # JSON is YAML
+    result = CliRunner().invoke(
+        cli, ["train", "meta", "--config", str(config), "--set", "meta_steps=1"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "fomaml: 1 meta-steps over 3 tasks" in result.output
+    assert (tmp_path / "cli" / "adapter" / "adapter_config.json").exists()
+    bad = CliRunner().invoke(
+        cli, ["train", "meta", "--config", str(config), "--set", "inner_step=2"]
+    )
+    assert bad.exit_code != 0 and "inner_steps" in bad.output
