@@ -30,6 +30,7 @@ def curve_plot(curve: Curve) -> str:
         ax.fill_between(
             ks, [p.ci_low for p in points], [p.ci_high for p in points], color=color, alpha=0.2
         )
+    ax.set_xticks(sorted({p.k for points in curve.points.values() for p in points}))
     ax.set_xlabel(f"adaptation {curve.x} k")
     ax.set_ylabel(_NAMES.get(curve.metric, _mpl(curve.metric)))
     ax.grid(alpha=0.3)
