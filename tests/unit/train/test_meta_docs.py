@@ -15,4 +15,3 @@ def test_every_key_is_documented(config):
     text = PAGE.read_text("utf-8")
     missing = [name for name in config.model_fields if f"`{name}`" not in text]
     assert not missing, f"docs/meta.md does not document {missing}"
-
