@@ -166,3 +166,16 @@ def eval_report(results, dst, examples, train_log) -> None:
 
     path = write_report(list(results), dst, examples=examples, train_log=train_log)
     click.echo(f"wrote {path}")
+
+
+@eval_group.command("adapt")
+@config_options("docs/meta.md", required=True, example="ks=[0,1,2]")
+def eval_adapt(config_path, overrides) -> None:
+    """Adaptation curves on unseen tasks: fine-tune each initialization k = 0, 1, 2, 4, 8 steps
+    on k-shot support sets and score the query sets (accuracy and loss vs k, 95% CIs)."""
+    from instructkit.config import load_config
+    from instructkit.rl.adapt import AdaptConfig, format_adapt_summary, run_adapt_eval
+
+    cfg = load_config(AdaptConfig, config_path, overrides)
+    click.echo(format_adapt_summary(run_adapt_eval(cfg)))
+    click.echo(f"wrote {cfg.out}; draw the curves with: instructkit eval report {cfg.out}")

@@ -14,7 +14,7 @@ from instructkit.cli.options import config_options, run_options
 
 @click.group(cls=_Group)
 def train() -> None:
-    """Fine-tune models: SFT, reward models, DPO, PPO and GRPO."""
+    """Fine-tune models: SFT, reward models, DPO, PPO, GRPO and meta-learning."""
 
 
 @train.command("sft")
@@ -129,3 +129,15 @@ def train_report_cmd(run_dir, out_html) -> None:
     from instructkit.report.rl import write_rl_report
 
     click.echo(f"report: {write_rl_report(run_dir, out_html)}")
+
+
+@train.command("meta")
+@config_options("docs/meta.md", example="algorithm=reptile")
+def train_meta_cmd(config_path, overrides) -> None:
+    """Meta-learn a LoRA initialization over instruction tasks (first-order MAML or Reptile)
+    that adapts to a new task in a few steps."""
+    from instructkit.config import load_config
+    from instructkit.train.meta import MetaConfig, format_meta_summary, run_meta
+
+    cfg = load_config(MetaConfig, config_path, overrides)
+    click.echo(format_meta_summary(run_meta(cfg)))

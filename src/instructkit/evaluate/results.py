@@ -18,8 +18,13 @@ A file is one JSON object (``schema_version`` 1)::
       "per_item": [ITEM],
       "judge": JUDGE | null, "ifeval": {system: IFEvalReport.to_dict()} | null,
       "human": {"alpha", "level", "n_items", "n_raters", "metric", "scores"} | null,
+      "curves": {metric: CURVE},                 # adaptation curves (eval adapt; optional)
       "meta": {...}                              # free-form provenance (model, training, ...)
     }
+    CURVE = {"metric", "x": "steps", "higher_is_better": bool,
+             "points": {system: [{"k", "n", "mean", "ci_low", "ci_high"}]},   # one per k
+             "comparisons": {system: [{"k", "comparison": PairedComparison.to_dict()}]}}
+             # each system but systems[0] minus systems[0], paired over (task, seed) units
     ROW = {"metric", "n", "scores": {system: mean | null}, "metrics": {metric: {system: score}},
            "comparison": PairedComparison.to_dict() | null, "seen": bool | null,
            "truncated": {system: items cut at max_new_tokens},
@@ -70,6 +75,9 @@ __all__ = [
     "IFEvalScores",
     "IFEvalSection",
     "HumanSection",
+    "CurvePoint",
+    "CurveComparison",
+    "Curve",
     "EvalResults",
     "now",
     "paired_results",
@@ -250,6 +258,34 @@ class HumanSection(_Model):
     scores: dict[str, float | None] = Field(default_factory=dict)
 
 
+class CurvePoint(_Model):
+    """One point of an adaptation curve: the mean over ``n`` units at ``k`` and its CI."""
+
+    k: Count
+    n: Count
+    mean: float
+    ci_low: float
+    ci_high: float
+
+
+class CurveComparison(_Model):
+    """A system against ``systems[0]`` at ``k``, paired over the same units."""
+
+    k: Count
+    comparison: Comparison
+
+
+class Curve(_Model):
+    """A metric against adaptation steps ``k`` per system (``eval adapt``)."""
+
+    metric: NonEmpty
+    x: NonEmpty = "steps"
+    higher_is_better: bool = True
+    level: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.95
+    points: dict[str, list[CurvePoint]]
+    comparisons: dict[str, list[CurveComparison]] = Field(default_factory=dict)
+
+
 class _Problems(ValueError):
     """Cross-field problems, each with its path; reported one by one."""
 
@@ -272,6 +308,7 @@ class EvalResults(_Model):
     judge: JudgeSection | None = None
     ifeval: dict[str, IFEvalSection] | None = None
     human: HumanSection | None = None
+    curves: dict[str, Curve] = Field(default_factory=dict)
     meta: dict[str, Any] = Field(default_factory=dict)
 
     @model_validator(mode="before")
@@ -307,6 +344,10 @@ class EvalResults(_Model):
                 problems.append((f"ifeval[{name!r}]", f"not one of the systems {self.systems}"))
         if self.human is not None:
             problems += _keys_problems(self.human.scores, self.systems, "human.scores")
+        for name, curve in self.curves.items():
+            problems += _keys_problems(curve.points, self.systems, f"curves[{name!r}].points")
+            where = f"curves[{name!r}].comparisons"
+            problems += _keys_problems(curve.comparisons, self.systems, where)
         if problems:
             raise _Problems(problems)
         return self

@@ -47,6 +47,7 @@ from typing import Any
 from instructkit.errors import DataFormatError
 from instructkit.evaluate.results import (
     Comparison,
+    Curve,
     EvalResults,
     HumanSection,
     IFEvalSection,
@@ -187,6 +188,7 @@ class ReportData:
     human: HumanSummary | None = None
     sources: tuple[Source, ...] = ()
     train_log: TrainLog | None = None
+    curves: dict[str, Curve] = field(default_factory=dict)  # eval adapt
 
 
 # --- example predictions -----------------------------------------------------------------------
@@ -337,6 +339,7 @@ def report_data(results: EvalResults, *, path: str | Path | None = None) -> Repo
         human=_human(results.human, systems),
         sources=(Source(str(path), results.title, results.created),) if path is not None else (),
         train_log=_train_log(results, path),
+        curves=dict(results.curves),
     )
 
 
@@ -491,4 +494,5 @@ def _merge(parts: list[ReportData]) -> ReportData:
         human=_only_one(parts, "human"),
         sources=tuple(s for p in parts for s in p.sources),
         train_log=_only_one(parts, "train_log"),
+        curves=_only_one(parts, "curves") or {},
     )
