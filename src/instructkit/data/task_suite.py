@@ -62,9 +62,9 @@ __all__ = [
 
 CLUSTERS: dict[str, tuple[str, ...]] = {
     "sentiment": ("sentiment", "review_sentiment", "emotion"),
-    "topic": ("topic", "intent", "object_category"),
-    "closed_book_qa": ("capital", "continent", "color"),
-    "reading": ("qa", "passage_fact", "passage_yes_no"),
+    "topic": ("topic", "intent", "object_category", "category_check"),
+    "closed_book_qa": ("capital", "continent", "continent_mc", "color"),
+    "reading": ("qa", "passage_fact", "passage_mc", "passage_yes_no"),
     "word": ("plural", "antonym", "past_tense", "first_letter", "reverse_word"),
     "arithmetic": ("arithmetic", "add_sub", "multiply", "even_odd"),
     "structured": ("to_json", "extract_list", "sort_words"),
