@@ -54,7 +54,7 @@ DEMO_SFT: dict[str, Any] = {
     "max_seq_len": 384,
     "task_mix": {"zero_shot": 0.8, "few_shot": 0.2, "cot_ratio": 0.2, "n_shots": 2},
     "lora": {"r": 16, "alpha": 32},
-    "train": {"epochs": 1, "lr": 1e-3, "batch_tokens": 512, "warmup_ratio": 0.1},
+    "train": {"epochs": 1, "lr": 3e-4, "batch_tokens": 512, "warmup_ratio": 0.1},
 }
 
 
