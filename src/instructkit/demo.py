@@ -53,9 +53,9 @@ _SET_BY_DEMO = ("model", "output_dir", "template")  # sft keys the demo fills in
 # `sft:` (or --set sft.KEY=...) is merged over these
 DEMO_SFT: dict[str, Any] = {
     "max_seq_len": 384,
-    "task_mix": {"zero_shot": 0.8, "few_shot": 0.2, "cot_ratio": 0.2, "n_shots": 2, "seed": 0},
+    "task_mix": {"zero_shot": 0.8, "few_shot": 0.2, "cot_ratio": 0.2, "n_shots": 2},
     "lora": {"r": 16, "alpha": 32},
-    "train": {"epochs": 1, "lr": 1e-3, "batch_tokens": 512, "warmup_ratio": 0.1},
+    "train": {"epochs": 1, "lr": 3e-4, "batch_tokens": 512, "warmup_ratio": 0.1},
 }
 
 
@@ -82,7 +82,9 @@ class DemoConfig(BaseModel):
     model: str = DEFAULT_MODEL
     template: TemplateName = "tokenizer"
     suite: str | None = None  # task suite JSONL (train and test items); None: the bundled one
-    seed: int = 0  # the test sample and the evaluation prompts' phrasing
+    # the test sample, the evaluation prompts' phrasing and, unless sft sets its own seeds, the
+    # training mixture, its rendering and the training order (sft.train/task_mix/mixture.seed)
+    seed: int = 0
     eval: DemoEvalConfig = Field(default_factory=DemoEvalConfig)
     # train sft's config (docs/sft.md); the demo sets model, template and output_dir (out/sft),
     # and with no datasets trains on the suite's train items (kind tasks)
@@ -213,9 +215,14 @@ def _sft_config(cfg: DemoConfig, suite: Path, output_dir: Path) -> SFTConfig:
     datasets = cfg.sft.datasets or [
         DatasetConfig(path=str(suite), kind="tasks", split="train", name="suite")
     ]
+    seeded = {  # the demo's seed where the config does not set one of its own
+        key: part.model_copy(update={"seed": cfg.seed})
+        for key in ("train", "task_mix", "mixture")
+        if "seed" not in (part := getattr(cfg.sft, key)).model_fields_set
+    }
     return cfg.sft.model_copy(
         update={"model": cfg.model, "template": cfg.template, "output_dir": str(output_dir),
-                "datasets": datasets}
+                "datasets": datasets, **seeded}
     )  # fmt: skip
 
 

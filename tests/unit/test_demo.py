@@ -39,6 +39,15 @@ def test_sft_overrides_are_merged_over_the_demo_defaults():
     assert cfg.sft.lora.r == 16 and cfg.sft.max_seq_len == 384 and cfg.sft.task_mix.few_shot == 0.2
 
 
+def test_the_demo_seed_seeds_training_unless_sft_sets_its_own(tmp_path):
+    from instructkit.demo import _sft_config
+
+    cfg = load_config(DemoConfig, None, ["seed=3", "sft.task_mix.seed=7"], out="o")
+    sft = _sft_config(cfg, tmp_path / "suite.jsonl", tmp_path / "sft")
+    assert (sft.train.seed, sft.mixture.seed, sft.task_mix.seed) == (3, 3, 7)
+    assert sft.datasets[0].kind == "tasks" and sft.output_dir == str(tmp_path / "sft")
+
+
 def test_sft_keys_the_demo_sets_are_refused(tmp_path):
     cfg = load_config(DemoConfig, None, ["sft.output_dir=elsewhere"], out=str(tmp_path / "o"))
     with pytest.raises(ConfigError, match="sft.output_dir: set by the demo"):

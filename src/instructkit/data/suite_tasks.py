@@ -27,6 +27,7 @@ LABELS: dict[str, list[str]] = {  # fixed answer labels of the generated label t
     "intent": ["weather", "music", "alarm", "travel"],
     "object_category": ["animal", "fruit", "vehicle", "tool"],
     "passage_yes_no": ["yes", "no"],
+    "category_check": ["yes", "no"],
     "even_odd": ["even", "odd"],
     "entailment": ["yes", "no"],
     "compatible": ["yes", "no"],
@@ -163,6 +164,23 @@ def object_category(rng: random.Random) -> Item:
     }
 
 
+def category_check(rng: random.Random) -> Item:
+    """Is the word in the asked category? yes/no, balanced."""
+    asked = rng.choice(LABELS["object_category"])
+    answer = rng.choice(["yes", "no"])
+    truth = asked if answer == "yes" else rng.choice([c for c in _CATEGORIES if c != asked])
+    word = rng.choice(_CATEGORIES[truth].split())
+    why = f"{_a(word).capitalize()} is {_a(truth)}" + ("." if answer == "yes" else f", not {_a(asked)}.")
+    return {"question": f"Is {_a(word)} {_a(asked)}?", "answer": answer, "rationale": why}
+
+
+def _choices(rng: random.Random, right: str, wrong: list[str]) -> tuple[list[str], str]:
+    """The right answer among the wrong ones, shuffled, and the lines "(A) ..." showing them."""
+    options = [right, *wrong]
+    rng.shuffle(options)
+    return options, "\n".join(f"({letter}) {o}" for letter, o in zip("ABCD", options, strict=False))
+
+
 # --- closed-book QA ----------------------------------------------------------------------------
 
 _CONTINENTS = {
@@ -178,6 +196,16 @@ def continent(rng: random.Random) -> Item:
     answer = rng.choice(sorted(_CONTINENTS))
     country = rng.choice(_CONTINENTS[answer].split())
     return {"country": country, "answer": answer, "rationale": f"{country} lies in {answer}."}
+
+
+def continent_mc(rng: random.Random) -> Item:
+    """On which continent is the country? Two or three choices of the item's own."""
+    answer = rng.choice(sorted(_CONTINENTS))
+    country = rng.choice(_CONTINENTS[answer].split())
+    wrong = rng.sample([c for c in sorted(_CONTINENTS) if c != answer], rng.choice([1, 2]))
+    options, choices = _choices(rng, answer, wrong)
+    item = {"question": f"On which continent is {country}?", "choices": choices}
+    return item | {"options": options, "answer": answer, "rationale": f"{country} lies in {answer}."}
 
 
 _THING_COLORS = {
@@ -210,6 +238,17 @@ def passage_fact(rng: random.Random) -> Item:
         question, answer, fact = f"What is {name}'s job?", job, f"{name} works as a {job}"
     why = f"The passage says that {fact}."
     return {"context": context, "question": question, "answer": answer, "rationale": why}
+
+
+def passage_mc(rng: random.Random) -> Item:
+    """A passage_fact question answered by choosing among the item's own options."""
+    fact = passage_fact(rng)
+    pool = _CITIES if fact["answer"] in _CITIES else _JOBS
+    in_text = [w for w in pool if w in fact["context"] and w != fact["answer"]]
+    wrong = in_text + rng.sample([w for w in pool if w not in fact["context"]], 1)
+    options, choices = _choices(rng, fact["answer"], wrong)
+    return {"context": fact["context"], "question": fact["question"], "choices": choices,
+            "options": options, "answer": fact["answer"], "rationale": fact["rationale"]}  # fmt: skip
 
 
 def passage_yes_no(rng: random.Random) -> Item:
@@ -579,8 +618,8 @@ def count_occurrences(rng: random.Random) -> Item:
 GENERATORS: dict[str, Generator] = {
     f.__name__: f
     for f in (
-        review_sentiment, emotion, intent, object_category, continent, color, passage_fact,
-        passage_yes_no, past_tense, first_letter, reverse_word, add_sub, multiply, even_odd,
+        review_sentiment, emotion, intent, object_category, category_check, continent,
+        continent_mc, color, passage_fact, passage_mc, passage_yes_no, past_tense, first_letter, reverse_word, add_sub, multiply, even_odd,
         to_json, extract_list, sort_words, repeat_word, number_to_words, acronym, entailment,
         compatible, paraphrase, commonsense_mc, can_do, count_words, count_items,
         count_occurrences,
