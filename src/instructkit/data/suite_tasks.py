@@ -170,7 +170,9 @@ def category_check(rng: random.Random) -> Item:
     answer = rng.choice(["yes", "no"])
     truth = asked if answer == "yes" else rng.choice([c for c in _CATEGORIES if c != asked])
     word = rng.choice(_CATEGORIES[truth].split())
-    why = f"{_a(word).capitalize()} is {_a(truth)}" + ("." if answer == "yes" else f", not {_a(asked)}.")
+    why = f"{_a(word).capitalize()} is {_a(truth)}" + (
+        "." if answer == "yes" else f", not {_a(asked)}."
+    )
     return {"question": f"Is {_a(word)} {_a(asked)}?", "answer": answer, "rationale": why}
 
 
@@ -205,7 +207,11 @@ def continent_mc(rng: random.Random) -> Item:
     wrong = rng.sample([c for c in sorted(_CONTINENTS) if c != answer], rng.choice([1, 2]))
     options, choices = _choices(rng, answer, wrong)
     item = {"question": f"On which continent is {country}?", "choices": choices}
-    return item | {"options": options, "answer": answer, "rationale": f"{country} lies in {answer}."}
+    return item | {
+        "options": options,
+        "answer": answer,
+        "rationale": f"{country} lies in {answer}.",
+    }
 
 
 _THING_COLORS = {
@@ -247,8 +253,8 @@ def passage_mc(rng: random.Random) -> Item:
     in_text = [w for w in pool if w in fact["context"] and w != fact["answer"]]
     wrong = in_text + rng.sample([w for w in pool if w not in fact["context"]], 1)
     options, choices = _choices(rng, fact["answer"], wrong)
-    return {"context": fact["context"], "question": fact["question"], "choices": choices,
-            "options": options, "answer": fact["answer"], "rationale": fact["rationale"]}  # fmt: skip
+    shown = {"context": fact["context"], "question": fact["question"], "choices": choices}
+    return shown | {"options": options, "answer": fact["answer"], "rationale": fact["rationale"]}
 
 
 def passage_yes_no(rng: random.Random) -> Item:
@@ -619,9 +625,9 @@ GENERATORS: dict[str, Generator] = {
     f.__name__: f
     for f in (
         review_sentiment, emotion, intent, object_category, category_check, continent,
-        continent_mc, color, passage_fact, passage_mc, passage_yes_no, past_tense, first_letter, reverse_word, add_sub, multiply, even_odd,
-        to_json, extract_list, sort_words, repeat_word, number_to_words, acronym, entailment,
-        compatible, paraphrase, commonsense_mc, can_do, count_words, count_items,
-        count_occurrences,
+        continent_mc, color, passage_fact, passage_mc, passage_yes_no, past_tense, first_letter,
+        reverse_word, add_sub, multiply, even_odd, to_json, extract_list, sort_words,
+        repeat_word, number_to_words, acronym, entailment, compatible, paraphrase,
+        commonsense_mc, can_do, count_words, count_items, count_occurrences,
     )
 }  # fmt: skip
