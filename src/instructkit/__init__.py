@@ -114,6 +114,10 @@ _EXPORTS: dict[str, str] = {
     "run_grpo_job": "instructkit.rl.grpo_job",
     "PairsConfig": "instructkit.rl.pairs",
     "run_pairs": "instructkit.rl.pairs",
+    "MetaConfig": "instructkit.train.meta",
+    "run_meta": "instructkit.train.meta",
+    "AdaptConfig": "instructkit.rl.adapt",
+    "run_adapt_eval": "instructkit.rl.adapt",
     # evaluation
     "EvalConfig": "instructkit.evaluate.runner",
     "EvalResults": "instructkit.evaluate.results",
@@ -196,6 +200,7 @@ if TYPE_CHECKING:  # static type checkers and IDEs see the real names
     from instructkit.lm.scripted import ScriptedLM
     from instructkit.models import DEFAULT_MODEL, load_model, load_tokenizer
     from instructkit.report import write_report
+    from instructkit.rl.adapt import AdaptConfig, run_adapt_eval
     from instructkit.rl.grpo_job import GRPOJobConfig, run_grpo_job
     from instructkit.rl.pairs import PairsConfig, run_pairs
     from instructkit.rl.rewards import RewardSpec, build_reward
@@ -208,6 +213,7 @@ if TYPE_CHECKING:  # static type checkers and IDEs see the real names
     from instructkit.train.dpo import DPORunConfig, run_dpo
     from instructkit.train.grpo import GRPORunConfig, run_grpo
     from instructkit.train.loop import TrainConfig, fit
+    from instructkit.train.meta import MetaConfig, run_meta
     from instructkit.train.ppo import PPOConfig, run_ppo
     from instructkit.train.reward import RewardConfig, run_reward
     from instructkit.train.rewards import RewardFn, RewardItem

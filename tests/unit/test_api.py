@@ -31,6 +31,7 @@ PINNED = {
     "RewardItem", "RewardFn", "RewardConfig", "run_reward", "DPORunConfig", "run_dpo",
     "PPOConfig", "run_ppo", "GRPORunConfig", "run_grpo", "RewardSpec", "build_reward",
     "PPOJobConfig", "run_ppo_job", "GRPOJobConfig", "run_grpo_job", "PairsConfig", "run_pairs",
+    "MetaConfig", "run_meta", "AdaptConfig", "run_adapt_eval",
     # evaluation and reports
     "EvalConfig", "EvalResults", "load_eval_results", "run_eval", "compute_metric",
     "GenerateConfig", "run_generate",
