@@ -28,17 +28,25 @@ A bad row raises DataFormatError naming the file, row, field and the fix; with
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from instructkit.data.formats import Reject, parse_row
 from instructkit.data.records import Conversation
-from instructkit.data.sources import read_source_rows
+from instructkit.data.sources import iter_source_rows
 from instructkit.errors import DataFormatError
 from instructkit.io import BadLine
 
-__all__ = ["PromptRow", "PromptRows", "load_prompt_rows", "prompt_messages"]
+__all__ = [
+    "PromptParser",
+    "PromptRow",
+    "PromptRows",
+    "load_prompt_rows",
+    "prompt_messages",
+    "read_prompt_rows",
+]
 
 _SKIP_HINT = "or set skip_invalid: true to write bad rows to rejects.jsonl"
 _PLACEHOLDER = {"role": "assistant", "content": "-"}  # lets a prompt pass the turn rules
@@ -136,11 +144,22 @@ def prompt_messages(value: object, *, path: object = None, row_no: int = 0) -> l
 
 
 def load_prompt_rows(path: str | Path, *, skip_invalid: bool = False) -> PromptRows:
-    """Read a .json/.jsonl file of prompt rows (see the module doc)."""
+    """Read a file of prompt rows (see the module doc; any file kind the loader reads)."""
+    return read_prompt_rows(path, _prompt, skip_invalid=skip_invalid)
+
+
+PromptParser = Callable[[object, object, int], tuple[list[dict[str, str]], int]]
+
+
+def read_prompt_rows(
+    path: str | Path, parse: PromptParser, *, skip_invalid: bool = False
+) -> PromptRows:
+    """Each row of ``path`` (streamed) through ``parse(value, path, row_no) -> (messages,
+    dropped turns)``; a row it refuses stops the read or, with ``skip_invalid``, is a reject."""
     out = PromptRows(str(path))
-    for row_no, value in read_source_rows(path):
+    for row_no, value in iter_source_rows(path):
         try:
-            messages, dropped = _prompt(value, path, row_no)
+            messages, dropped = parse(value, path, row_no)
         except DataFormatError as e:
             if not skip_invalid:
                 raise

@@ -31,12 +31,11 @@ from typing import Any
 from pydantic import Field
 
 from instructkit.data.formats import Reject, parse_row, save_rejects
-from instructkit.data.prompt_rows import PromptRow, PromptRows, prompt_messages
+from instructkit.data.prompt_rows import PromptRow, PromptRows, prompt_messages, read_prompt_rows
 from instructkit.data.records import Conversation
-from instructkit.data.sources import iter_source_rows
 from instructkit.data.templates import TemplateName
 from instructkit.errors import ConfigError, DataFormatError
-from instructkit.io import BadLine, beside
+from instructkit.io import beside
 from instructkit.jobs import Job, fingerprint
 from instructkit.lm.base import DEFAULT_BATCH, LM, ChatRequest, Completion
 from instructkit.lm.options import LMOptions, build_lm_from
@@ -94,22 +93,15 @@ def read_prompts(path: str | Path, *, skip_invalid: bool = False) -> PromptRows:
 
     The one place ``generate`` reads data, through the data layer's source reader (any file
     kind the loader reads: JSON, JSONL, CSV/TSV, Parquet, Arrow, a ``save_to_disk`` folder)."""
-    out = PromptRows(str(path))
-    for row_no, value in iter_source_rows(path):
-        try:
-            converted = _as_prompt_row(value, path, row_no) if isinstance(value, dict) else value
-            messages = prompt_messages(converted, path=path, row_no=row_no)
-        except DataFormatError as e:
-            if not skip_invalid:
-                raise
-            raw = value.text if isinstance(value, BadLine) else value
-            out.rejects.append(Reject(str(path), row_no, e.field, e.reason, raw))
-            continue
-        out.rows.append(PromptRow(messages, value, row_no))
-    return out
+    return read_prompt_rows(path, _generate_prompt, skip_invalid=skip_invalid)
 
 
-def _as_prompt_row(row: dict[str, Any], path: str | Path, row_no: int) -> dict[str, Any]:
+def _generate_prompt(value: object, path: object, row_no: int) -> tuple[list[dict[str, str]], int]:
+    converted = _as_prompt_row(value, path, row_no) if isinstance(value, dict) else value
+    return prompt_messages(converted, path=path, row_no=row_no), 0
+
+
+def _as_prompt_row(row: dict[str, Any], path: object, row_no: int) -> dict[str, Any]:
     """A row in the prompt-row layout (``prompt`` or ``messages``): Alpaca, ShareGPT and FLAN
     task items converted, other rows as they are."""
     if "messages" in row or "prompt" in row:
@@ -130,7 +122,7 @@ def _as_prompt_row(row: dict[str, Any], path: str | Path, row_no: int) -> dict[s
     return row  # the data layer names what is missing
 
 
-def _chat(row: dict[str, Any], fmt: str, path: str | Path, row_no: int) -> list[dict[str, str]]:
+def _chat(row: dict[str, Any], fmt: str, path: object, row_no: int) -> list[dict[str, str]]:
     record = parse_row(row, fmt, path=path, row_no=row_no)
     if not isinstance(record, Conversation):
         raise DataFormatError(
@@ -144,7 +136,7 @@ def _ends_with_user(turn: object) -> bool:
     return isinstance(turn, dict) and turn.get("from") in ("human", "user")
 
 
-def _task_prompt(row: dict[str, Any], path: str | Path, row_no: int) -> list[dict[str, str]]:
+def _task_prompt(row: dict[str, Any], path: object, row_no: int) -> list[dict[str, str]]:
     """A FLAN task item as ``eval run`` asks it: zero-shot, the task's first template."""
     from instructkit.data.tasks import load_task_templates, render_task_example
 
