@@ -3,9 +3,11 @@
     python benchmarks/demo_base_budget.py runs/demo_s0 runs/demo_s0_base96 [--max-new-tokens 96]
 
 Re-evaluates the base model of a finished demo run (``instructkit demo --out RUN``) on the run's
-unseen-cluster test items with a larger answer budget, with the demo's own ``eval run`` config
-otherwise, and compares, paired per item, the tuned model's lenient scores (from the run) with
-the base's at 24 tokens (from the run) and at the larger budget.
+own items (its ``suite.jsonl`` unchanged, so every prompt is phrased as in the run: the phrasing
+is drawn per item from the item list) with a larger answer budget and the demo's ``eval run``
+config otherwise, and compares on the unseen-cluster items, paired per item, the tuned model's
+lenient scores (from the run) with the base's at 24 tokens (from the run) and at the larger
+budget.
 """
 
 from __future__ import annotations
@@ -29,16 +31,14 @@ def main() -> None:
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     lines = (args.run / "suite.jsonl").read_text(encoding="utf-8").splitlines()
-    items = [json.loads(x) for x in lines]
-    kept = [it for it in items if it["split"] == "train" or it["cluster"] in UNSEEN_CLUSTERS]
-    suite = args.out / "suite.jsonl"
-    suite.write_text("".join(json.dumps(it) + "\n" for it in kept), encoding="utf-8")
+    unseen = {it["id"] for it in map(json.loads, lines) if it["cluster"] in UNSEEN_CLUSTERS}
+    suite = args.run / "suite.jsonl"
     demo = load_config(DemoConfig, args.run / "config.yaml", out=str(args.out))
     demo = demo.model_copy(update={"eval": demo.eval.model_copy(
         update={"max_new_tokens": args.max_new_tokens})})  # fmt: skip
     system = SystemConfig(name="base_long", model=demo.model, template=demo.template)
     res = run_eval(_eval_config(demo, suite, [system], args.out / "base_long.json"), fresh=True)
-    long = {x.id: x.metrics["lenient"]["base_long"] for x in res.per_item}
+    long = {x.id: x.metrics["lenient"]["base_long"] for x in res.per_item if x.id in unseen}
     run: dict[str, dict[str, float]] = {}
     for line in (args.run / "results.per_item.jsonl").read_text(encoding="utf-8").splitlines():
         row = json.loads(line)
