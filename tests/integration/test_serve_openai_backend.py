@@ -100,26 +100,9 @@ def test_cli_serves_named_adapters_beside_the_base(tmp_path):
     import time
 
     import openai
-    import torch
-    from peft import LoraConfig, get_peft_model
+    from adapters import save_random_lora
 
-    from instructkit.models import (
-        build_tiny_model,
-        build_tiny_tokenizer,
-        peft_checkpointing_warning_ignored,
-    )
-
-    with peft_checkpointing_warning_ignored():
-        model = get_peft_model(
-            build_tiny_model(build_tiny_tokenizer(), seed=0),
-            LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]),
-        )
-    torch.manual_seed(3)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if "lora_B" in name:
-                p.normal_(0, 1.0)
-    model.save_pretrained(tmp_path / "adapter")
+    save_random_lora(tmp_path / "adapter", seed=3, targets=("q_proj", "v_proj"))
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]

@@ -338,30 +338,12 @@ def test_run_server_stops_cleanly_on_sigterm():
 @pytest.fixture(scope="module")
 def tiny_lms(tmp_path_factory):
     """LocalLMs over the tiny random model: the base, and the base with a non-zero LoRA."""
-    import torch
-    from peft import LoraConfig, get_peft_model
+    from adapters import save_random_lora
 
     from instructkit.lm.local import LocalLM
-    from instructkit.models import (
-        TINY_MODEL,
-        build_tiny_model,
-        build_tiny_tokenizer,
-        peft_checkpointing_warning_ignored,
-    )
+    from instructkit.models import TINY_MODEL
 
-    tok = build_tiny_tokenizer()
-    with peft_checkpointing_warning_ignored():  # PEFT reads a property transformers 5 deprecated
-        peft_model = get_peft_model(
-            build_tiny_model(tok, seed=0),
-            LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "o_proj"]),
-        )
-    torch.manual_seed(1)
-    with torch.no_grad():
-        for name, p in peft_model.named_parameters():
-            if "lora_B" in name:  # PEFT starts lora_B at zero: an adapter that changes nothing
-                p.normal_(0, 1.0)
-    adapter = tmp_path_factory.mktemp("lora") / "adapter"
-    peft_model.save_pretrained(adapter)
+    adapter = save_random_lora(tmp_path_factory.mktemp("lora") / "adapter", seed=1)
     base = LocalLM.load(TINY_MODEL, template="chatml")
     tuned = LocalLM.load(TINY_MODEL, adapter=str(adapter), template="chatml")
     return base, tuned, adapter

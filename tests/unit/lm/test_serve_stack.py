@@ -12,6 +12,7 @@ import time
 import httpx
 import openai
 import pytest
+from adapters import save_random_lora
 
 from instructkit.lm.base import ChatRequest
 from instructkit.lm.scripted import ScriptedLM
@@ -23,28 +24,7 @@ PROMPTS = ["Hello world", "What is the capital of France?", "Two plus three", "N
 
 def _adapter(tmp_path, seed):
     """A saved LoRA adapter over the tiny model with random (non-zero) weights."""
-    import torch
-    from peft import LoraConfig, get_peft_model
-
-    from instructkit.models import (
-        build_tiny_model,
-        build_tiny_tokenizer,
-        peft_checkpointing_warning_ignored,
-    )
-
-    with peft_checkpointing_warning_ignored():
-        model = get_peft_model(
-            build_tiny_model(build_tiny_tokenizer(), seed=0),
-            LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "o_proj"]),
-        )
-    torch.manual_seed(seed)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if "lora_B" in name:  # PEFT starts lora_B at zero: an adapter that changes nothing
-                p.normal_(0, 1.0)
-    path = tmp_path / f"adapter{seed}"
-    model.save_pretrained(path)
-    return path
+    return save_random_lora(tmp_path / f"adapter{seed}", seed=seed)
 
 
 @pytest.fixture(scope="module")
