@@ -39,7 +39,7 @@ from pydantic import BaseModel
 from instructkit.errors import ConfigError, DataFormatError
 from instructkit.io import append_jsonl, repair_torn_tail, write_atomic
 
-__all__ = ["Job", "fingerprint", "content_hash"]
+__all__ = ["Job", "fingerprint", "content_hash", "check_same_job"]
 
 _MAIN = "out"
 
@@ -77,6 +77,18 @@ def fingerprint(
         settings.pop(key, None)
     settings = json.loads(json.dumps(settings, default=str))  # plain JSON, as stored
     return {"config": settings, "inputs": {k: content_hash(v) for k, v in sorted(inputs.items())}}
+
+
+def check_same_job(old: Mapping[str, Any], new: Mapping[str, Any], *, what: str, fix: str) -> None:
+    """Raise a ConfigError naming each difference when ``what`` (an output or checkpoint
+    started under fingerprint ``old``) would be resumed under another fingerprint ``new``."""
+    if dict(old) != dict(new):
+        raise ConfigError(
+            f"{what} was started with other settings or inputs "
+            f"({'; '.join(_differences(old, new))}), so resuming would not continue the same "
+            "job.",
+            fix=fix,
+        )
 
 
 def _differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
@@ -184,14 +196,13 @@ class Job:
                     fix="pass --fresh to start over, or choose another output path.",
                 )
             return
-        if old != self.fingerprint:
-            raise ConfigError(
-                f"{self.out} was started with other settings or inputs "
-                f"({'; '.join(_differences(old, self.fingerprint))}), so resuming would not "
-                "continue the same job.",
-                fix="rerun with the original settings, write to another output path, or pass "
-                "--fresh to start over.",
-            )
+        check_same_job(
+            old,
+            self.fingerprint,
+            what=str(self.out),
+            fix="rerun with the original settings, write to another output path, or pass "
+            "--fresh to start over.",
+        )
 
     def _read(self, path: Path) -> list[dict[str, Any]]:
         repair_torn_tail(path)

@@ -19,12 +19,15 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
+from instructkit.jobs import check_same_job
+
 __all__ = [
     "save_checkpoint",
     "load_checkpoint",
     "load_extra",
     "trainable_state",
     "latest_checkpoint",
+    "check_resume",
     "rng_state",
     "set_rng_state",
 ]
@@ -104,6 +107,15 @@ def latest_checkpoint(run_dir: str | Path) -> Path | None:
     """The newest complete checkpoint in ``run_dir`` (None if there is none)."""
     found = _checkpoints(Path(run_dir)) if Path(run_dir).exists() else []
     return found[-1] if found else None
+
+
+def check_resume(ckpt: str | Path, fingerprint: dict[str, Any], *, fix: str) -> None:
+    """Refuse to resume from ``ckpt`` when the run that wrote it had another fingerprint (its
+    settings or data; see :func:`instructkit.jobs.fingerprint`), naming each difference.
+    A checkpoint written before fingerprints were recorded is trusted as before."""
+    saved = json.loads((Path(ckpt) / "state.json").read_text("utf-8")).get("fingerprint")
+    if saved is not None:
+        check_same_job(saved, fingerprint, what=f"the checkpoint {ckpt}", fix=fix)
 
 
 def load_extra(path: str | Path, name: str) -> dict[str, torch.Tensor] | None:

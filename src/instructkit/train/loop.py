@@ -19,8 +19,10 @@ micro-batches; gradients are averaged by DDP, hence the ``world`` factor on the 
 
 from __future__ import annotations
 
+import hashlib
 import math
 import time
+from array import array
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
@@ -34,9 +36,11 @@ from tqdm.auto import tqdm
 from instructkit.data.batching import length_grouped_batches, pad_batch
 from instructkit.data.tokenize import TokenizedExample
 from instructkit.errors import TrainingError
+from instructkit.jobs import fingerprint
 from instructkit.losses import response_only_loss
 from instructkit.train.attention import use_varlen_attention
 from instructkit.train.checkpoint import (
+    check_resume,
     latest_checkpoint,
     load_checkpoint,
     load_extra,
@@ -342,7 +346,9 @@ def fit(
     emit = log or (lambda event: None)
     result, best = FitResult(total_steps=len(plan)), _Best()
     ckpt = latest_checkpoint(run_dir) if run_dir is not None and cfg.resume else None
+    fp = run_fingerprint(cfg, data, procs.world)
     if ckpt is not None:
+        check_resume(ckpt, fp, fix=_RESUME_FIX)
         _restore(ckpt, model, opt, result, best)
 
     def evaluate(step: int) -> None:
@@ -411,7 +417,8 @@ def fit(
             result.stopped_early = bool(patience and best.bad_evals >= patience)
             if run_dir is not None and cfg.save_every and done % cfg.save_every == 0:
                 if procs.rank == 0:
-                    _save(Path(run_dir), done, model, opt, result, best, cfg.keep_checkpoints)
+                    state = {"fingerprint": fp, **_state(result, best)}
+                    _save(Path(run_dir), done, model, opt, state, best, cfg.keep_checkpoints)
             if result.stopped_early:
                 break
     bar.close()
@@ -480,16 +487,27 @@ def _load_trainable(model: Any, weights: dict[str, torch.Tensor]) -> None:
             params[name].copy_(value)
 
 
-def _save(
-    run_dir: Path,
-    step: int,
-    model: Any,
-    opt: torch.optim.Optimizer,
-    result: FitResult,
-    best: _Best,
-    keep: int,
-) -> None:
-    state = {
+# settings that may change between a run and its resumption: they do not change the updates
+_RESUME_FREE = ("save_every", "keep_checkpoints", "resume", "log_every", "eval_every")
+_RESUME_FIX = (
+    "rerun with the original train settings and data, set train.resume=false to start over, "
+    "or choose another output_dir."
+)
+
+
+def run_fingerprint(cfg: TrainConfig, data: FitData, world: int) -> dict[str, Any]:
+    """What a resumed run must share with the run that wrote its checkpoint: the train
+    settings that shape the updates, the number of processes, and the tokenized data."""
+    h = hashlib.sha256()
+    for part, examples in (("train", data.train), ("eval", data.eval)):
+        h.update(f"{part}:{len(examples)}".encode())
+        for e in examples:
+            h.update(array("q", e.input_ids).tobytes() + b"|" + array("q", e.labels).tobytes())
+    return fingerprint(cfg, exclude=_RESUME_FREE, data=h.hexdigest(), world=world)
+
+
+def _state(result: FitResult, best: _Best) -> dict[str, Any]:
+    return {
         "rng": rng_state(),
         "losses": result.losses,
         "eval_losses": result.eval_losses,
@@ -499,6 +517,17 @@ def _save(
         "best_step": best.step,
         "bad_evals": best.bad_evals,
     }
+
+
+def _save(
+    run_dir: Path,
+    step: int,
+    model: Any,
+    opt: torch.optim.Optimizer,
+    state: dict[str, Any],
+    best: _Best,
+    keep: int,
+) -> None:
     extra = {"best": best.weights} if best.weights is not None else None
     save_checkpoint(run_dir, step, model, opt, state, keep=keep, extra_tensors=extra)
 

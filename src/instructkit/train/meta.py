@@ -47,8 +47,10 @@ from instructkit.data.templates import get_template
 from instructkit.data.tokenize import TokenizedExample, tokenize_conversation
 from instructkit.errors import ConfigError, DataFormatError, TrainingError
 from instructkit.io import write_atomic
+from instructkit.jobs import fingerprint
 from instructkit.models import DEFAULT_MODEL, load_model, mark_adapter_portable
 from instructkit.train.checkpoint import (
+    check_resume,
     latest_checkpoint,
     load_checkpoint,
     rng_state,
@@ -387,6 +389,21 @@ def _usable(pools: dict[str, list[TokenizedExample]], cfg: MetaConfig) -> dict[s
     return sizes
 
 
+# keys that may change between a run and its resumption (meta_steps: train on for longer)
+_RESUME_FREE = ("output_dir", "save_every", "resume", "report_to", "meta_steps")
+_RESUME_FIX = (
+    "rerun with the original settings and tasks, set resume=false to start over, or choose "
+    "another output_dir."
+)
+
+
+def meta_fingerprint(cfg: MetaConfig) -> dict[str, Any]:
+    """What a resumed run must share with the run that wrote its checkpoint: every setting
+    that shapes the episodes or the updates, and the task file's content."""
+    tasks = Path(cfg.tasks.path) if cfg.tasks.path else "bundled suite"
+    return fingerprint(cfg, exclude=_RESUME_FREE, tasks=tasks)
+
+
 def run_meta(cfg: MetaConfig, *, progress: bool = True) -> MetaResult:
     """Run the meta-training workflow described by ``cfg``; see the module docstring."""
     import torch
@@ -394,6 +411,10 @@ def run_meta(cfg: MetaConfig, *, progress: bool = True) -> MetaResult:
     _check(cfg)
     started = time.perf_counter()
     out = Path(cfg.output_dir)
+    fp = meta_fingerprint(cfg)
+    ckpt = latest_checkpoint(out / "checkpoints") if cfg.resume else None
+    if ckpt is not None:  # before anything is loaded or overwritten
+        check_resume(ckpt, fp, fix=_RESUME_FIX)
     with removed_on_failure(out, enabled=True):
         out.mkdir(parents=True, exist_ok=True)
         save_config(cfg, out / "config.yaml")
@@ -417,7 +438,6 @@ def run_meta(cfg: MetaConfig, *, progress: bool = True) -> MetaResult:
         loss_fn = functional_loss(model)
         init = lora_params(loss_module)
         opt = _outer_optimizer(cfg, list(init.values()))
-        ckpt = latest_checkpoint(out / "checkpoints") if cfg.resume else None
         start = 0
         if ckpt is not None:
             saved = load_checkpoint(ckpt, loss_module, opt)
@@ -466,7 +486,12 @@ def run_meta(cfg: MetaConfig, *, progress: bool = True) -> MetaResult:
                 )
             if step % cfg.save_every == 0 or step == cfg.meta_steps:
                 save_checkpoint(
-                    out / "checkpoints", step, loss_module, opt, {"rng": rng_state()}, keep=2
+                    out / "checkpoints",
+                    step,
+                    loss_module,
+                    opt,
+                    {"rng": rng_state(), "fingerprint": fp},
+                    keep=2,
                 )
         logger.close()
         model.save_pretrained(out / "adapter")

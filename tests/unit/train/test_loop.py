@@ -156,6 +156,29 @@ def test_killed_and_resumed_run_ends_with_the_same_weights(tiny_tokenizer, tmp_p
             torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7, msg=n)
 
 
+def test_a_checkpoint_of_other_settings_or_data_is_not_resumed(tiny_tokenizer, tmp_path):
+    from instructkit.errors import ConfigError
+    from instructkit.models import build_tiny_model
+
+    ex = examples(tiny_tokenizer)
+    cfg = TrainConfig(epochs=1, batch_tokens=48, lr=1e-2, save_every=1, seed=1)
+
+    def run(c, data, run_dir):
+        model = apply_lora(build_tiny_model(tiny_tokenizer), AdapterConfig(r=4))
+        return fit(model, FitData(data), c, run_dir=tmp_path / run_dir, progress=False)
+
+    run(cfg, ex, "a")
+    with pytest.raises(ConfigError, match=r"lr: 0.01 -> 0.02.*resume=false"):
+        run(cfg.model_copy(update={"lr": 2e-2}), ex, "a")
+    with pytest.raises(ConfigError, match="the data differ"):
+        run(cfg, ex[1:], "a")
+    # checkpoint cadence and logging may change; the finished run resumes at its end
+    again = run(cfg.model_copy(update={"save_every": 3, "log_every": 2}), ex, "a")
+    assert again.resumed_from == again.total_steps
+    # resume=false starts over whatever the checkpoint holds
+    assert run(cfg.model_copy(update={"lr": 2e-2, "resume": False}), ex, "a").resumed_from is None
+
+
 def test_no_half_written_checkpoint_is_trusted(tiny_model, tiny_tokenizer, tmp_path):
     run = tmp_path / "run"
     (run / ".tmp-ckpt-abc").mkdir(parents=True)

@@ -220,6 +220,21 @@ def test_a_killed_run_resumes_to_the_same_weights(toy_tasks, tmp_path):
     assert steps == [1, 2, 3, 4, 5]
 
 
+def test_a_checkpoint_of_other_settings_or_tasks_is_not_resumed(toy_tasks, tmp_path):
+    from instructkit.errors import ConfigError
+
+    run_meta(_cfg(toy_tasks, tmp_path / "run", meta_steps=2, save_every=1), progress=False)
+    with pytest.raises(ConfigError, match=r"inner_lr: 0.05 -> 0.1.*resume=false"):
+        run_meta(_cfg(toy_tasks, tmp_path / "run", meta_steps=3, inner_lr=0.1), progress=False)
+    edited = tmp_path / "tasks.jsonl"
+    edited.write_text(toy_tasks.read_text() + toy_tasks.read_text().splitlines()[0] + "\n")
+    with pytest.raises(ConfigError, match="the tasks differ"):
+        run_meta(_cfg(edited, tmp_path / "run", meta_steps=3), progress=False)
+    # more meta-steps from the same settings: training goes on from the last checkpoint
+    longer = run_meta(_cfg(toy_tasks, tmp_path / "run", meta_steps=3), progress=False)
+    assert longer.resumed_from == 2
+
+
 def test_tasks_from_any_dataset_with_a_task_column(tmp_path):
     from instructkit.data.tasks import MixConfig
     from instructkit.errors import DataFormatError
