@@ -141,9 +141,10 @@ def _strings(value: Any) -> Iterator[str]:
 
 
 def _flat(value: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(value, dict) and value:
+    """``{"a": {"b": [1, 2]}}`` -> ``{"a.b.0": 1, "a.b.1": 2}`` (the keys ``--set`` takes)."""
+    if isinstance(value, dict | list) and value:
         out: dict[str, Any] = {}
-        for k, v in value.items():
+        for k, v in value.items() if isinstance(value, dict) else enumerate(value):
             out |= _flat(v, f"{prefix}{k}.")
         return out
     return {prefix[:-1]: value}

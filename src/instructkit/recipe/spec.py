@@ -196,10 +196,8 @@ def _stage_problems(cfg: RecipeConfig, source: str) -> list[str]:
             hint = f"did you mean '{near[0]}'?" if near else f"valid: {', '.join(KINDS)}"
             problems.append(f"{where}.kind: unknown kind '{stage.kind}' ({hint})")
         else:
-            bad_refs = _reference_problems(cfg, stage, seen, where)
-            problems += bad_refs + _kind_problems(stage, where)
-            if not bad_refs:
-                problems += _config_problems(cfg, name, where)
+            problems += _reference_problems(cfg, stage, seen, where)
+            problems += _kind_problems(stage, where) + _config_problems(cfg, name, where)
         seen.append(name)
     return problems
 
@@ -262,10 +260,15 @@ def _kind_problems(stage: StageConfig, where: str) -> list[str]:
 def _config_problems(cfg: RecipeConfig, name: str, where: str) -> list[str]:
     stage = cfg.stages[name]
     kind = KINDS[stage.kind]
-    try:
-        data = resolve(stage.config, lookup_in(cfg))
-    except (KeyError, AttributeError) as e:  # a reference the checks above let through
-        return [f"{where}: cannot resolve {e}"]
+    known = lookup_in(cfg)
+
+    def lookup(name: str) -> Any:  # a bad reference (reported already) stays as written
+        try:
+            return known(name)
+        except (KeyError, AttributeError, IndexError):
+            return "${" + name + "}"
+
+    data = resolve(stage.config, lookup)
     data = {k: v for k, v in data.items() if k not in kind.owned}
     data |= {key: output_path(cfg.out, name, rel) for key, rel in kind.owned.items()}
     return config_problems(kind.config, data, f"{where}.config")
