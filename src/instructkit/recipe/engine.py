@@ -276,7 +276,8 @@ def run_recipe(
     plan = plan_recipe(cfg, from_stage=from_stage, only=only)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    write_atomic(out / "config.yaml", [yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)])
+    recipe = yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
+    write_atomic(out / "config.yaml", [recipe])
     manifest = read_manifest(out)
     manifest["code"] = code_version()
     seconds: dict[str, float] = {}
@@ -388,5 +389,5 @@ class _Tee:
 @contextmanager
 def _logged(path: Path) -> Iterator[None]:
     with path.open("a", encoding="utf-8") as log:
-        with redirect_stdout(_Tee(sys.stdout, log)), redirect_stderr(_Tee(sys.stderr, log)):  # type: ignore[type-var]
+        with redirect_stdout(_Tee(sys.stdout, log)), redirect_stderr(_Tee(sys.stderr, log)):
             yield

@@ -220,15 +220,28 @@ KINDS: dict[str, Kind] = {
     "convert": Kind(ConvertConfig, _DATA, _convert, src="required"),
     "filter": Kind(QualityConfig, {**_DATA, "report": "quality.json"}, _filter, src="required"),
     "dedup": Kind(DedupConfig, _DATA, _dedup, src="required"),
-    "self_instruct": Kind(SelfInstructConfig, {"tasks": "tasks.jsonl", "data": "data.jsonl"},
-                          _self_instruct, src="optional", lm=True),  # fmt: skip
+    "self_instruct": Kind(
+        SelfInstructConfig,
+        {"tasks": "tasks.jsonl", "data": "data.jsonl"},
+        _self_instruct,
+        src="optional",
+        lm=True,
+    ),  # fmt: skip
     "evol": Kind(EvolConfig, _DATA, _evol, src="required", lm=True),
     "sft": Kind(SFTConfig, _TRAINED, _sft, owned={"output_dir": "."}),
     "dpo": Kind(DPORunConfig, _TRAINED, _dpo, owned={"output_dir": "."}),
     "reward": Kind(RewardConfig, _TRAINED, _reward, owned={"output_dir": "."}),
-    "eval": Kind(EvalConfig, {"results": "results.json", "per_item": "results.per_item.jsonl"},
-                 _eval, owned={"out": "results.json"}),  # fmt: skip
-    "ifeval": Kind(IFEvalConfig, {"scores": "ifeval.jsonl", "results": "ifeval.results.json"},
-                   _ifeval, src="required"),  # fmt: skip
+    "eval": Kind(
+        EvalConfig,
+        {"results": "results.json", "per_item": "results.per_item.jsonl"},
+        _eval,
+        owned={"out": "results.json"},
+    ),  # fmt: skip
+    "ifeval": Kind(
+        IFEvalConfig,
+        {"scores": "ifeval.jsonl", "results": "ifeval.results.json"},
+        _ifeval,
+        src="required",
+    ),  # fmt: skip
     "report": Kind(ReportConfig, {"html": "report.html"}, _report),
 }

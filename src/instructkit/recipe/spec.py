@@ -251,8 +251,7 @@ def _kind_problems(stage: StageConfig, where: str) -> list[str]:
     for key in kind.owned:
         if key in stage.config:
             problems.append(
-                f"{where}.config.{key}: set by the recipe (to the stage's own folder); "
-                "remove it"
+                f"{where}.config.{key}: set by the recipe (to the stage's own folder); remove it"
             )
     return problems
 

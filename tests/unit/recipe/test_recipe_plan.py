@@ -55,7 +55,8 @@ def test_a_first_run_runs_everything_and_a_second_skips_everything(recipe, tmp_p
     assert {n: s["status"] for n, s in manifest["stages"].items()} == dict.fromkeys(
         ["clean", "filter", "conv"], "done"
     )
-    rows = [json.loads(x) for x in (run / "stages" / "conv" / "data.jsonl").read_text().splitlines()]
+    converted = (run / "stages" / "conv" / "data.jsonl").read_text()
+    rows = [json.loads(x) for x in converted.splitlines()]
     assert rows and all("conversations" in r for r in rows)  # converted from the filtered rows
     assert len(rows) < len(DATA.read_text().splitlines())  # dedup and filter dropped rows
     for stage in ("clean", "filter", "conv"):
