@@ -270,8 +270,9 @@ def run_recipe(
 ) -> RecipeResult:
     """Run the stages that the plan says to run, in order (see the module docstring).
 
-    ``lms`` (stage name -> LM, e.g. a ``ScriptedLM``) answers for synthesis stages instead of
-    the LM their ``lm:`` names. Every stage's config is checked before anything runs."""
+    ``lms`` (stage name -> LM, e.g. a ``ScriptedLM``) answers for a synthesis stage instead of
+    the LM its ``lm:`` names (for an optimize stage: instead of its config's task model).
+    Every stage's config is checked before anything runs."""
     configs = check_stages(cfg)
     plan = plan_recipe(cfg, from_stage=from_stage, only=only)
     out = Path(cfg.out)

@@ -21,6 +21,7 @@ dpo             ``train dpo`` (DPORunConfig)             dir, adapter, model, me
 reward          ``train reward`` (RewardConfig)          dir, adapter, model, metrics
 eval            ``eval run`` (EvalConfig)                results, per_item
 ifeval          ``eval ifeval`` (:class:`IFEvalConfig`)  scores, results
+optimize        ``optimize prompt`` (PromptOptConfig)    dir, result, results, program, html
 report          ``eval report`` (:class:`ReportConfig`)  html
 =============== ======================================== ==================================
 
@@ -31,6 +32,7 @@ exactly those flags.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,17 +40,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from instructkit.data.dedup import DedupConfig
 from instructkit.data.formats import FORMATS
-from instructkit.data.quality_config import QualityConfig
-from instructkit.evaluate.runner import EvalConfig
 from instructkit.lm.base import LM
 from instructkit.lm.options import LMOptions, build_lm_from
-from instructkit.synth.evol_instruct import EvolConfig
-from instructkit.synth.self_instruct import SelfInstructConfig
-from instructkit.train.dpo import DPORunConfig
-from instructkit.train.reward import RewardConfig
-from instructkit.train.sft import SFTConfig
 
 __all__ = ["KINDS", "ConvertConfig", "IFEvalConfig", "Kind", "ReportConfig", "StageRun"]
 
@@ -104,14 +98,25 @@ class StageRun:
 
 @dataclass(frozen=True)
 class Kind:
-    """One stage kind (see the module docstring)."""
+    """One stage kind (see the module docstring). ``model`` names the workflow's config
+    class as ``module:Class``, imported on first use (so that a recipe imports only the
+    workflows it runs: no dspy for a recipe without an optimize stage)."""
 
-    config: type[BaseModel]
+    model: str
     outputs: Mapping[str, str]  # name -> path inside the stage's folder ("." the folder)
     run: Callable[[StageRun], Any]
     owned: Mapping[str, str] = field(default_factory=dict)  # config key -> output it is set to
     src: Literal["required", "optional", "none"] = "none"
     lm: bool = False
+
+    @property
+    def config(self) -> type[BaseModel]:
+        """The workflow's config model."""
+        module, _, name = self.model.partition(":")
+        found = getattr(importlib.import_module(module), name) if module else None
+        cls = found or globals()[name]
+        assert isinstance(cls, type) and issubclass(cls, BaseModel)
+        return cls
 
 
 def _convert(s: StageRun) -> Any:
@@ -205,6 +210,16 @@ def _ifeval(s: StageRun) -> Any:
     return report
 
 
+def _optimize(s: StageRun) -> Any:
+    from instructkit.optimize.prompt import run_prompt_optimization
+    from instructkit.report.prompt import write_prompt_report
+
+    result = run_prompt_optimization(s.config, lm=s.lm, progress=s.progress)  # resumes
+    print(f"best val {result.best.val:.3f} test {result.best.test:.3f}: {result.best.instruction}")
+    write_prompt_report(s.config.out)
+    return result
+
+
 def _report(s: StageRun) -> Any:
     from instructkit.report import write_report
 
@@ -215,33 +230,30 @@ def _report(s: StageRun) -> Any:
 
 _TRAINED = {"dir": ".", "adapter": "adapter", "model": "model", "metrics": "metrics.jsonl"}
 _DATA = {"data": "data.jsonl", "rejects": "rejects.jsonl"}
+_OPTIMIZED = {"dir": ".", "result": "result.json", "results": "results.json",
+              "program": "program.json", "html": "report.html"}  # fmt: skip
 
 KINDS: dict[str, Kind] = {
-    "convert": Kind(ConvertConfig, _DATA, _convert, src="required"),
-    "filter": Kind(QualityConfig, {**_DATA, "report": "quality.json"}, _filter, src="required"),
-    "dedup": Kind(DedupConfig, _DATA, _dedup, src="required"),
-    "self_instruct": Kind(
-        SelfInstructConfig,
-        {"tasks": "tasks.jsonl", "data": "data.jsonl"},
-        _self_instruct,
-        src="optional",
-        lm=True,
-    ),  # fmt: skip
-    "evol": Kind(EvolConfig, _DATA, _evol, src="required", lm=True),
-    "sft": Kind(SFTConfig, _TRAINED, _sft, owned={"output_dir": "."}),
-    "dpo": Kind(DPORunConfig, _TRAINED, _dpo, owned={"output_dir": "."}),
-    "reward": Kind(RewardConfig, _TRAINED, _reward, owned={"output_dir": "."}),
-    "eval": Kind(
-        EvalConfig,
-        {"results": "results.json", "per_item": "results.per_item.jsonl"},
-        _eval,
-        owned={"out": "results.json"},
-    ),  # fmt: skip
-    "ifeval": Kind(
-        IFEvalConfig,
-        {"scores": "ifeval.jsonl", "results": "ifeval.results.json"},
-        _ifeval,
-        src="required",
-    ),  # fmt: skip
-    "report": Kind(ReportConfig, {"html": "report.html"}, _report),
-}
+    "convert": Kind(":ConvertConfig", _DATA, _convert, src="required"),
+    "filter": Kind("instructkit.data.quality_config:QualityConfig",
+                   {**_DATA, "report": "quality.json"}, _filter, src="required"),
+    "dedup": Kind("instructkit.data.dedup:DedupConfig", _DATA, _dedup, src="required"),
+    "self_instruct": Kind("instructkit.synth.self_instruct:SelfInstructConfig",
+                          {"tasks": "tasks.jsonl", "data": "data.jsonl"}, _self_instruct,
+                          src="optional", lm=True),
+    "evol": Kind("instructkit.synth.evol_instruct:EvolConfig", _DATA, _evol, src="required",
+                 lm=True),
+    "sft": Kind("instructkit.train.sft:SFTConfig", _TRAINED, _sft, owned={"output_dir": "."}),
+    "dpo": Kind("instructkit.train.dpo:DPORunConfig", _TRAINED, _dpo,
+                owned={"output_dir": "."}),
+    "reward": Kind("instructkit.train.reward:RewardConfig", _TRAINED, _reward,
+                   owned={"output_dir": "."}),
+    "eval": Kind("instructkit.evaluate.runner:EvalConfig",
+                 {"results": "results.json", "per_item": "results.per_item.jsonl"}, _eval,
+                 owned={"out": "results.json"}),
+    "ifeval": Kind(":IFEvalConfig", {"scores": "ifeval.jsonl", "results": "ifeval.results.json"},
+                   _ifeval, src="required"),
+    "optimize": Kind("instructkit.optimize.prompt:PromptOptConfig", _OPTIMIZED, _optimize,
+                     owned={"out": "."}),
+    "report": Kind(":ReportConfig", {"html": "report.html"}, _report),
+}  # fmt: skip

@@ -82,3 +82,30 @@ def test_every_key_and_kind_is_documented():
         row = next(line for line in DOC.splitlines() if line.startswith(f"| `{name}` |"))
         missing += [f"{name}.{o}" for o in kind.outputs if f"`{o}`" not in row]
     assert not missing, f"docs/recipes.md does not document {missing}"
+
+
+def _classify(request):
+    """Right when the instruction says "Choose"; otherwise always "positive"."""
+    instruction, _, rest = request.messages[-1][1].partition("\n\n")
+    right = "positive" if "good" in rest else "negative"
+    return right if "Choose" in instruction else "positive"
+
+
+def test_prompt_optimization_stage_and_a_report_of_its_results(tmp_path):
+    data = tmp_path / "reviews.jsonl"
+    data.write_text("".join(
+        json.dumps({"text": f"review {i}: it was {'good' if i % 2 else 'bad'}",
+                    "label": "positive" if i % 2 else "negative"}) + "\n" for i in range(40)
+    ))  # fmt: skip
+    path = _write(tmp_path, {"stages": {
+        "opt": {"kind": "optimize", "config": {
+            "data": str(data), "inputs": ["text"], "target": "label",
+            "labels": ["positive", "negative"], "budget": 60}},
+        "report": {"kind": "report", "config": {"results": ["${stages.opt.results}"]}},
+    }})  # fmt: skip
+    result = run_recipe(load_recipe(path), lms={"opt": ScriptedLM(_classify)}, progress=False)
+    run = tmp_path / "run"
+    assert result.ran == ["opt", "report"]
+    best = json.loads((run / "stages" / "opt" / "result.json").read_text())
+    assert "best" in best and (run / "stages" / "opt" / "report.html").exists()
+    assert (run / "report.html").read_text() == (run / "stages/report/report.html").read_text()
