@@ -47,8 +47,41 @@ def test_tiny_recipe_runs_then_skips_then_reruns_only_what_a_new_lr_touches(tmp_
     assert "lr: 0.001" in stage
 
 
-@pytest.mark.parametrize("name", ["tiny.yaml"])
+@pytest.mark.parametrize("name", ["tiny.yaml", "demo_recipe.yaml"])
 def test_bundled_recipes_load_and_check(name, monkeypatch):
     monkeypatch.chdir(ROOT)
     cfg = load_recipe(ROOT / "recipes" / name, out="unused")
-    assert list(cfg.stages) == STAGES
+    assert all(not s.startswith("stages.") for s in map(str, cfg.stages))
+    assert plan_recipe(cfg)[0].reason == "no cached output"
+
+
+DEMO_TINY = [
+    "model=tiny-random-llama",
+    "vars.template=chatml",
+    "vars.limit=12",
+    "vars.max_new_tokens=4",
+    "stages.train.config.train.max_steps=2",
+    "stages.train.config.lora.r=4",
+    "stages.train.config.max_seq_len=1024",  # the tiny tokenizer spends more tokens per word
+    "stages.train.config.train.batch_tokens=1024",
+]
+
+
+def test_the_demo_as_a_recipe_reuses_the_base_answers_and_keeps_them_cached(tmp_path, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    recipe, out = ROOT / "recipes" / "demo_recipe.yaml", str(tmp_path / "run")
+    first = run_recipe(load_recipe(recipe, DEMO_TINY, out=out), progress=False)
+    assert first.ran == ["base", "train", "eval", "report"]
+    run = Path(out)
+    results = load_eval_results(run / "stages" / "eval" / "results.json")
+    assert results.systems == ["base", "tuned"] and "seen" in results.groups
+    by_id = {}
+    for line in (run / "stages" / "base" / "results.per_item.jsonl").read_text().splitlines():
+        row = json.loads(line)
+        by_id[row["id"]] = row["response"]
+    assert all(it.responses["base"] == by_id[it.id] for it in results.per_item)
+    assert 'id="training"' in (run / "report.html").read_text()
+
+    epochs = [*DEMO_TINY, "stages.train.config.train.max_steps=3"]
+    again = run_recipe(load_recipe(recipe, epochs, out=out), progress=False)
+    assert again.ran == ["train", "eval", "report"] and again.skipped == ["base"]
