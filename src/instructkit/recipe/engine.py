@@ -8,7 +8,8 @@ stages it refers to, the content of every existing file its config names, and th
 
 * ``run``: ``no cached output``, ``config changed: train.lr 0.001 -> 0.0003``,
   ``input changed: train`` (an upstream key), ``file changed: data.jsonl``, ``code changed``,
-  ``input reruns: train`` (an upstream stage runs now), ``resuming an interrupted run``,
+  ``input reruns: train`` (an upstream stage runs now), ``resuming an interrupted run`` (or
+  ``resuming after a failure``),
   ``forced (--from X)``, ``selected (--only X)``, ``cached output missing``;
 * ``skip``: ``cached``, or ``not selected (--only X)``.
 
@@ -58,6 +59,7 @@ __all__ = ["PlanStep", "RecipeResult", "code_version", "plan_recipe", "run_recip
 
 _PACKAGE = Path(__file__).resolve().parents[1]
 _SOURCE_SUFFIXES = {".py", ".yaml", ".jsonl", ".txt", ".json"}
+_LM_KINDS = ("self_instruct", "evol", "optimize")  # the kinds that take an LM from run_recipe
 
 
 @dataclass
@@ -228,6 +230,8 @@ def _reason(
         return "no cached output"
     if old.get("key") != key:
         return _why(old.get("fingerprint", {}), fp)
+    if old.get("status") == "failed":
+        return "resuming after a failure"
     if old.get("status") != "done":
         return "resuming an interrupted run"
     rerun = [u for u in ups if u in runs]
@@ -274,6 +278,12 @@ def run_recipe(
     the LM its ``lm:`` names (for an optimize stage: instead of its config's task model).
     Every stage's config is checked before anything runs."""
     configs = check_stages(cfg)
+    strangers = sorted(set(lms or {}) - {n for n, s in cfg.stages.items() if s.kind in _LM_KINDS})
+    if strangers:
+        raise ConfigError(
+            f"lms names {', '.join(strangers)}, which is no synthesis or optimize stage.",
+            fix="key lms by the names of the recipe's self_instruct, evol or optimize stages.",
+        )
     plan = plan_recipe(cfg, from_stage=from_stage, only=only)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -323,7 +333,8 @@ def _run_stage(
     with _logged(run.folder / "log.txt"):
         try:
             KINDS[stage.kind].run(run)
-        except BaseException:
+        except BaseException as e:
+            print(f"error: stage {step.stage} failed: {e!r}", file=sys.stderr)  # into log.txt
             entry["status"] = "failed"
             _write_manifest(out, manifest)
             raise

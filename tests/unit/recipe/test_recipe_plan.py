@@ -212,3 +212,29 @@ def test_a_reference_keeps_its_type_whole_and_is_text_inside_a_string(recipe, tm
     lookup = lookup_in(cfg)
     assert resolve({"a": "${vars.words}", "b": "n=${vars.words}"}, lookup) == {"a": 3, "b": "n=3"}
     assert resolve("${stages.clean.data}", lookup) == str(tmp_path / "run/stages/clean/data.jsonl")
+
+
+def test_a_failed_stage_is_marked_logged_and_resumed(recipe, tmp_path, monkeypatch):
+    from instructkit.recipe import kinds
+
+    def boom(stage_run):
+        print("working")
+        raise RuntimeError("the disk is full")
+
+    monkeypatch.setitem(kinds.KINDS, "filter", kinds.KINDS["filter"].__class__(
+        **{**kinds.KINDS["filter"].__dict__, "run": boom}))  # fmt: skip
+    with pytest.raises(RuntimeError, match="the disk is full"):
+        _run(recipe)
+    run = tmp_path / "run"
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert [s["status"] for s in manifest["stages"].values()] == ["done", "failed"]
+    log = (run / "stages" / "filter" / "log.txt").read_text()
+    assert "working" in log and "the disk is full" in log
+    monkeypatch.undo()
+    assert _plan(recipe)["filter"] == ("run", "resuming after a failure")
+    assert _run(recipe).ran == ["filter", "conv"]
+
+
+def test_an_lm_for_a_stage_that_takes_none_is_refused(recipe):
+    with pytest.raises(ConfigError, match="lms names clean, which is no synthesis"):
+        _run(recipe, lms={"clean": object()})
