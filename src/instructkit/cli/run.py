@@ -23,7 +23,7 @@ __all__ = ["run_cmd"]
     metavar="KEY=VALUE",
     help="Override a recipe key, e.g. --set stages.train.config.train.lr=1e-3 (repeatable).",
 )
-@click.option("--out", default=None, help="Run directory (the recipe's out).")
+@click.option("--out", default=None, metavar="DIR", help="Run directory (the recipe's out).")
 @click.option("--from", "from_stage", default=None, metavar="STAGE",
               help="Rerun STAGE and every stage downstream of it.")  # fmt: skip
 @click.option("--only", default=None, metavar="STAGE",
@@ -37,9 +37,9 @@ def run_cmd(recipe, overrides, out, from_stage, only, dry_run, as_json, no_progr
     killed run resumes at the stage it was in."""
     from instructkit.recipe import load_recipe, plan_recipe, run_recipe
 
-    cfg = load_recipe(recipe, overrides, out=out)
     if as_json and not dry_run:
         raise click.UsageError("--json goes with --dry-run.")
+    cfg = load_recipe(recipe, overrides, out=out)
     if dry_run:
         plan = plan_recipe(cfg, from_stage=from_stage, only=only)
         if as_json:

@@ -2,7 +2,7 @@
 
 A recipe is YAML with a few top-level keys and an ordered mapping of named stages::
 
-    out: runs/tiny              # the run directory (--out overrides)
+    out: out/tiny               # the run directory (--out overrides)
     model: tiny-random-llama    # shared values, referred to as ${model} ...
     vars: {seed: 0}             # ... and ${vars.seed}
     stages:
@@ -69,7 +69,7 @@ class RecipeConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    out: str = "runs/recipe"  # the run directory
+    out: str = "out/recipe"  # the run directory
     title: str = "instructkit recipe"
     model: str | None = None  # ${model}
     vars: dict[str, Any] = Field(default_factory=dict)  # ${vars.NAME}
