@@ -108,15 +108,26 @@ class Kind:
     owned: Mapping[str, str] = field(default_factory=dict)  # config key -> output it is set to
     src: Literal["required", "optional", "none"] = "none"
     lm: bool = False
+    # ``module:function(cfg, exists=...) -> problems``: the workflow's own checks beyond its
+    # model (files, options that go together), run before anything runs
+    checks: str | None = None
 
     @property
     def config(self) -> type[BaseModel]:
         """The workflow's config model."""
-        module, _, name = self.model.partition(":")
-        found = getattr(importlib.import_module(module), name) if module else None
-        cls = found or globals()[name]
+        cls = _named(self.model)
         assert isinstance(cls, type) and issubclass(cls, BaseModel)
         return cls
+
+    def problems(self, cfg: BaseModel, exists: Callable[[Path], bool]) -> list[str]:
+        """The workflow's own checks of ``cfg`` (none when it has none)."""
+        return list(_named(self.checks)(cfg, exists=exists)) if self.checks else []
+
+
+def _named(ref: str) -> Any:
+    """``module:name`` imported on use; ``:name`` is defined in this module."""
+    module, _, name = ref.partition(":")
+    return getattr(importlib.import_module(module), name) if module else globals()[name]
 
 
 def _convert(s: StageRun) -> Any:
@@ -243,14 +254,16 @@ KINDS: dict[str, Kind] = {
                           src="optional", lm=True),
     "evol": Kind("instructkit.synth.evol_instruct:EvolConfig", _DATA, _evol, src="required",
                  lm=True),
-    "sft": Kind("instructkit.train.sft:SFTConfig", _TRAINED, _sft, owned={"output_dir": "."}),
+    "sft": Kind("instructkit.train.sft:SFTConfig", _TRAINED, _sft, owned={"output_dir": "."},
+                checks="instructkit.train.sft:sft_config_problems"),
     "dpo": Kind("instructkit.train.dpo:DPORunConfig", _TRAINED, _dpo,
-                owned={"output_dir": "."}),
+                owned={"output_dir": "."}, checks="instructkit.train.dpo:dpo_config_problems"),
     "reward": Kind("instructkit.train.reward:RewardConfig", _TRAINED, _reward,
                    owned={"output_dir": "."}),
     "eval": Kind("instructkit.evaluate.runner:EvalConfig",
                  {"results": "results.json", "per_item": "results.per_item.jsonl"}, _eval,
-                 owned={"out": "results.json"}),
+                 owned={"out": "results.json"},
+                 checks="instructkit.evaluate.runner:eval_config_problems"),
     "ifeval": Kind(":IFEvalConfig", {"scores": "ifeval.jsonl", "results": "ifeval.results.json"},
                    _ifeval, src="required"),
     "optimize": Kind("instructkit.optimize.prompt:PromptOptConfig", _OPTIMIZED, _optimize,

@@ -270,4 +270,19 @@ def _config_problems(cfg: RecipeConfig, name: str, where: str) -> list[str]:
     data = resolve(stage.config, lookup)
     data = {k: v for k, v in data.items() if k not in kind.owned}
     data |= {key: output_path(cfg.out, name, rel) for key, rel in kind.owned.items()}
-    return config_problems(kind.config, data, f"{where}.config")
+    problems = config_problems(kind.config, data, f"{where}.config")
+    if problems:
+        return problems
+    outputs = _outputs(cfg)  # what earlier stages will write counts as there
+    workflow = kind.problems(kind.config.model_validate(data), lambda p: p in outputs or p.exists())
+    return [f"{where}.config: {p}" for p in workflow]
+
+
+def _outputs(cfg: RecipeConfig) -> set[Path]:
+    """The paths of every stage's outputs."""
+    return {
+        Path(output_path(cfg.out, name, rel))
+        for name, stage in cfg.stages.items()
+        if stage.kind in KINDS
+        for rel in KINDS[stage.kind].outputs.values()
+    }

@@ -180,6 +180,13 @@ def test_every_problem_of_every_stage_is_reported_at_once(tmp_path):
             "early": {"kind": "report", "config": {"results": ["${stages.later.results}"]}},
             "conv": {"kind": "convert", "config": {"to": "sharegpt"}},
             "rep": {"kind": "report", "confg": {}},
+            "tune": {"kind": "sft", "config": {  # the workflow's own checks run too
+                "datasets": [{"path": "${stages.clean.data}"}, {"path": "nowhere.jsonl"}],
+                "max_seq_len": 2048, "train": {"batch_tokens": 1024}}},
+            "score": {"kind": "eval", "config": {
+                "systems": [{"name": "a", "model": "m"}, {"name": "a", "model": "m"}],
+                "tasks": [{"name": "t", "path": "${stages.clean.data}", "kind": "sft",
+                           "metrics": ["exact_mtach"]}]}},
         },
     }  # fmt: skip
     path = tmp_path / "bad.yaml"
@@ -198,10 +205,15 @@ def test_every_problem_of_every_stage_is_reported_at_once(tmp_path):
         "stages.eval.config: key 'max_new_tokens': Input should be greater than 0",
         "stages.early: ${stages.later.results}: 'later' is no stage",
         "stages.conv.src: a convert stage needs its input data (src)",
+        "stages.tune.config: datasets[1].path: nowhere.jsonl does not exist",
+        "stages.tune.config: train.batch_tokens (1024) < max_seq_len (2048)",
+        "stages.score.config: systems: give each system its own name",
+        "stages.score.config: tasks[0].metrics: unknown metric 'exact_mtach'",
     ]
     assert f"error: {len(expected)} config problem(s)" in r.output
     missing = [e for e in expected if e not in r.output]
     assert not missing, r.output
+    assert "datasets[0]" not in r.output  # an earlier stage's output counts as there
     assert not (tmp_path / "run").exists()  # nothing ran, nothing was written
 
 
