@@ -134,6 +134,11 @@ _EXPORTS: dict[str, str] = {
     "write_report": "instructkit.report",
     "DemoConfig": "instructkit.demo",
     "run_demo": "instructkit.demo",
+    # recipes: the whole lifecycle from one YAML file, as cached stages
+    "RecipeConfig": "instructkit.recipe",
+    "load_recipe": "instructkit.recipe",
+    "plan_recipe": "instructkit.recipe",
+    "run_recipe": "instructkit.recipe",
 }
 
 # short names the issue and README use for the main workflows

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ValidationError
 from instructkit.errors import ConfigError
 from instructkit.io import write_atomic
 
-__all__ = ["load_config", "parse_overrides", "save_config"]
+__all__ = ["config_problems", "load_config", "load_mapping", "parse_overrides", "save_config"]
 
 C = TypeVar("C", bound=BaseModel)
 
@@ -125,17 +125,15 @@ def _describe(cls: type[BaseModel], err: Any, source: str) -> str:
     return f"{source}: key '{loc}': {err['msg']} (got {err.get('input')!r})"
 
 
-def load_config(
-    cls: type[C],
+def load_mapping(
     path: str | Path | None = None,
     overrides: list[str] | tuple[str, ...] = (),
     **values: Any,
-) -> C:
-    """Build ``cls`` from a YAML file, then keyword values, then ``--set`` overrides."""
+) -> dict[str, Any]:
+    """The merged mapping :func:`load_config` validates: a YAML file, then keyword values (None:
+    not given), then ``--set`` overrides."""
     data: dict[str, Any] = {}
-    source = "config"
     if path is not None:
-        source = str(path)
         try:
             loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
         except FileNotFoundError as e:
@@ -146,7 +144,28 @@ def load_config(
             raise ConfigError(f"{path}: expected a mapping of keys to values at the top level.")
         data = loaded
     data = _merge(data, {k: v for k, v in values.items() if v is not None})
-    data = _merge(data, parse_overrides(overrides))
+    return _merge(data, parse_overrides(overrides))
+
+
+def config_problems(cls: type[BaseModel], data: Any, source: str = "config") -> list[str]:
+    """Every problem of ``data`` as ``cls`` (unknown keys with the nearest valid one, bad
+    values), each prefixed with ``source``; empty when it validates."""
+    try:
+        cls.model_validate(data)
+    except ValidationError as e:
+        return [_describe(cls, err, source) for err in e.errors()]
+    return []
+
+
+def load_config(
+    cls: type[C],
+    path: str | Path | None = None,
+    overrides: list[str] | tuple[str, ...] = (),
+    **values: Any,
+) -> C:
+    """Build ``cls`` from a YAML file, then keyword values, then ``--set`` overrides."""
+    data = load_mapping(path, overrides, **values)
+    source = "config" if path is None else str(path)
     try:
         return cls.model_validate(data)
     except ValidationError as e:

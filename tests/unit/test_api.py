@@ -37,6 +37,8 @@ PINNED = {
     "GenerateConfig", "run_generate",
     "score_ifeval", "ifeval", "compare_paired",
     "grade", "compare", "write_report", "DemoConfig", "run_demo",
+    # recipes
+    "RecipeConfig", "load_recipe", "plan_recipe", "run_recipe",
 }  # fmt: skip
 
 

@@ -32,7 +32,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("rl",),
     ("optimize",),
     ("report",),
-    ("demo",),
+    ("demo", "recipe"),
     ("cli",),
     ("__main__",),
 )

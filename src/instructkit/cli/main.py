@@ -260,6 +260,7 @@ def _register() -> None:
     from instructkit.cli.optimize import optimize_group
     from instructkit.cli.pairs import data_pairs
     from instructkit.cli.quality import data_dedup, data_filter
+    from instructkit.cli.run import run_cmd
     from instructkit.cli.serve import serve
     from instructkit.cli.synth import synth
     from instructkit.cli.train import train
@@ -274,6 +275,7 @@ def _register() -> None:
     cli.add_command(synth)
     cli.add_command(optimize_group)
     cli.add_command(train)
+    cli.add_command(run_cmd)
 
 
 _register()

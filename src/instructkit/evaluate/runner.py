@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -69,6 +69,7 @@ __all__ = [
     "JudgeConfig",
     "EvalConfig",
     "build_judge_lm",
+    "eval_config_problems",
     "run_eval",
     "per_item_path",
     "judge_journal_path",
@@ -191,6 +192,19 @@ def run_eval(
 
 
 def _check(cfg: EvalConfig) -> None:
+    problems = eval_config_problems(cfg)
+    if problems:
+        raise ConfigError(
+            f"{len(problems)} config problem(s): " + "; ".join(problems),
+            fix="correct the keys above (docs/eval.md lists every key).",
+        )
+
+
+def eval_config_problems(
+    cfg: EvalConfig, *, exists: Callable[[Path], bool] = Path.exists
+) -> list[str]:
+    """What ``cfg``'s model cannot check alone (systems, metrics, task files); ``exists``
+    says whether a file is there (a recipe counts the files earlier stages will write)."""
     problems = []
     if not 1 <= len(cfg.systems) <= 2:
         problems.append("systems: give one system, or two to compare")
@@ -202,15 +216,11 @@ def _check(cfg: EvalConfig) -> None:
         if (s.model is None) == (s.responses is None):
             problems.append(f"systems[{i}]: set exactly one of model or responses")
     for i, t in enumerate(cfg.tasks):
-        if file_type_of(t.path) != "hub" and not Path(t.path).exists():
+        if file_type_of(t.path) != "hub" and not exists(Path(t.path)):
             problems.append(f"tasks[{i}].path: {t.path} does not exist")
         if t.kind != "ifeval":
             problems += [f"tasks[{i}].metrics: {p}" for p in _metric_problems(t)]
-    if problems:
-        raise ConfigError(
-            f"{len(problems)} config problem(s): " + "; ".join(problems),
-            fix="correct the keys above (docs/eval.md lists every key).",
-        )
+    return problems
 
 
 def _metric_problems(task: EvalTaskConfig) -> list[str]:

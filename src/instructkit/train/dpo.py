@@ -33,6 +33,7 @@ import copy
 import json
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -65,7 +66,15 @@ from instructkit.train.trl_runs import (
     trl_warnings_ignored,
 )
 
-__all__ = ["DPORunConfig", "DPOResult", "TokenizedPair", "load_pairs", "run_dpo", "tokenize_pair"]
+__all__ = [
+    "DPORunConfig",
+    "DPOResult",
+    "TokenizedPair",
+    "dpo_config_problems",
+    "load_pairs",
+    "run_dpo",
+    "tokenize_pair",
+]
 
 LossType = Literal["sigmoid", "ipo", "hinge", "robust"]
 
@@ -182,16 +191,25 @@ def load_pairs(
     return pairs, rejects
 
 
-def _check(cfg: DPORunConfig) -> None:
+def dpo_config_problems(
+    cfg: DPORunConfig, *, exists: Callable[[Path], bool] = Path.exists
+) -> list[str]:
+    """What ``cfg``'s model cannot check alone (files, the loss's options); ``exists`` says
+    whether a file is there (a recipe counts the files earlier stages will write)."""
     problems = []
     if not cfg.data:
         problems.append("data: a file of preference pairs is needed")
-    elif not Path(cfg.data).exists():
+    elif not exists(Path(cfg.data)):
         problems.append(f"data: {cfg.data} does not exist")
-    if cfg.eval_path and not Path(cfg.eval_path).exists():
+    if cfg.eval_path and not exists(Path(cfg.eval_path)):
         problems.append(f"eval_path: {cfg.eval_path} does not exist")
     if cfg.label_smoothing and cfg.loss_type not in ("sigmoid", "robust"):
         problems.append(f"label_smoothing: only sigmoid and robust use it, not {cfg.loss_type}")
+    return problems
+
+
+def _check(cfg: DPORunConfig) -> None:
+    problems = dpo_config_problems(cfg)
     if problems:
         raise ConfigError(
             f"{len(problems)} config problem(s): " + "; ".join(problems),

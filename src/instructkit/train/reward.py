@@ -75,6 +75,7 @@ __all__ = [
     "evaluate_pairs",
     "format_reward_summary",
     "pair_stats",
+    "reward_config_problems",
     "run_reward",
 ]
 
@@ -190,13 +191,26 @@ def run_reward(cfg: RewardConfig, *, progress: bool = True) -> RewardResult:
 
 
 def _check(cfg: RewardConfig) -> None:
+    problems = reward_config_problems(cfg)
+    if problems:
+        raise ConfigError(
+            f"{len(problems)} config problem(s): " + "; ".join(problems),
+            fix="correct the keys above (docs/reward.md lists every key).",
+        )
+
+
+def reward_config_problems(
+    cfg: RewardConfig, *, exists: Callable[[Path], bool] = Path.exists
+) -> list[str]:
+    """What ``cfg``'s model cannot check alone (files, sizes, unused keys); ``exists`` says
+    whether a file is there (a recipe counts the files earlier stages will write)."""
     problems = []
     if not cfg.data_paths:
         problems.append("data: at least one preference file is needed")
     for i, path in enumerate(cfg.data_paths):
-        if not Path(path).exists():
+        if not exists(Path(path)):
             problems.append(f"data[{i}]: {path} does not exist")
-    if cfg.eval_path and not Path(cfg.eval_path).exists():
+    if cfg.eval_path and not exists(Path(cfg.eval_path)):
         problems.append(f"eval_path: {cfg.eval_path} does not exist")
     if cfg.train.batch_tokens < 2 * cfg.max_seq_len:
         problems.append(
@@ -207,11 +221,7 @@ def _check(cfg: RewardConfig) -> None:
     unused = [k for k in UNUSED_TRAIN_KEYS if getattr(cfg.train, k) != getattr(defaults, k)]
     if unused:
         problems.append(f"train.{', train.'.join(unused)}: not used by reward training")
-    if problems:
-        raise ConfigError(
-            f"{len(problems)} config problem(s): " + "; ".join(problems),
-            fix="correct the keys above (docs/reward.md lists every key).",
-        )
+    return problems
     check_backends(cfg.report_to)
 
 

@@ -56,6 +56,7 @@ __all__ = [
     "lora_config",
     "removed_on_failure",
     "resolve_dtype",
+    "sft_config_problems",
     "load_examples",
     "read_source",
     "read_sources",
@@ -329,20 +330,29 @@ def _split_eval(
     ]
 
 
-def _check(cfg: SFTConfig) -> None:
+def sft_config_problems(
+    cfg: SFTConfig, *, exists: Callable[[Path], bool] = Path.exists
+) -> list[str]:
+    """What ``cfg``'s model cannot check alone (datasets, files, sizes); ``exists`` says
+    whether a file is there (a recipe counts the files earlier stages will write)."""
     problems = []
     if not cfg.datasets:
         problems.append("datasets: at least one dataset is needed")
     for i, d in enumerate(cfg.datasets):
-        if file_type_of(d) != "hub" and not Path(d.path).exists():
+        if file_type_of(d) != "hub" and not exists(Path(d.path)):
             problems.append(f"datasets[{i}].path: {d.path} does not exist")
-    if cfg.eval_path and not Path(cfg.eval_path).exists():
+    if cfg.eval_path and not exists(Path(cfg.eval_path)):
         problems.append(f"eval_path: {cfg.eval_path} does not exist")
     if cfg.train.batch_tokens < cfg.max_seq_len:
         problems.append(
             f"train.batch_tokens ({cfg.train.batch_tokens}) < max_seq_len "
             f"({cfg.max_seq_len}): a full-length example would not fit"
         )
+    return problems
+
+
+def _check(cfg: SFTConfig) -> None:
+    problems = sft_config_problems(cfg)
     if problems:
         raise ConfigError(
             f"{len(problems)} config problem(s): " + "; ".join(problems),
