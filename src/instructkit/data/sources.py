@@ -37,9 +37,12 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import socket
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -52,7 +55,9 @@ __all__ = [
     "SpecLike",
     "as_spec",
     "file_type_of",
+    "hub_reachable",
     "iter_source_rows",
+    "looks_like_local_path",
     "read_source_rows",
     "source_name",
 ]
@@ -152,7 +157,7 @@ def file_type_of(spec: SpecLike) -> FileType:
     suffix = path.suffix.lower()
     if suffix in _SUFFIXES:
         return _SUFFIXES[suffix]
-    if not path.exists() and _looks_like_hub_name(s.path):
+    if not path.exists() and _looks_like_hub_name(s.path) and not looks_like_local_path(s.path):
         return "hub"
     return "json" if _starts_with_bracket(path) else "jsonl"
 
@@ -160,6 +165,18 @@ def file_type_of(spec: SpecLike) -> FileType:
 def _looks_like_hub_name(name: str) -> bool:
     parts = name.split("/")
     return 1 <= len(parts) <= 2 and all(p and not p.startswith(".") for p in parts)
+
+
+def looks_like_local_path(name: str) -> bool:
+    """Whether ``name`` (that names no existing file) is meant as a local path, not a hub name:
+    it starts with ``./``, ``../``, ``/`` or ``~``, has a separator beyond one ``owner/name``
+    slash, or names a file in a folder that exists (``data/mydata`` beside a ``data`` folder)."""
+    if name.startswith((".", "/", "~")) or (os.sep != "/" and os.sep in name):
+        return True
+    if name.count("/") > 1:
+        return True
+    parent = Path(name).parent
+    return str(parent) != "." and parent.is_dir()
 
 
 def _starts_with_bracket(path: Path) -> bool:
@@ -183,8 +200,11 @@ def iter_source_rows(spec: SpecLike) -> Iterator[tuple[int, Any]]:
     where: object = spec if isinstance(spec, str | Path) else source_name(s)
     n = 0
     mapping = _mapping(s)
+    kind = file_type_of(s)
+    if kind != "hub" and not Path(s.path).exists():
+        raise _missing(s, where)
     try:
-        for row, value in _READERS[file_type_of(s)](s):
+        for row, value in _READERS[kind](s):
             n += 1
             yield row, _mapped(value, mapping) if mapping and isinstance(value, dict) else value
     except DataFormatError as e:
@@ -225,12 +245,12 @@ def _mapped(row: dict[str, Any], mapping: dict[str, str]) -> dict[str, Any]:
 # ------------------------------------------------------------------------------- text files
 
 
-def _missing(s: DatasetSpec) -> DataFormatError:
+def _missing(s: DatasetSpec, where: object = None) -> DataFormatError:
     return DataFormatError(
         "cannot read the file: no such file or folder.",
-        path=s.path,
-        fix="check the path (a Hugging Face dataset name needs file_type: hub or no local file "
-        "of that name).",
+        path=s.path if where is None else where,
+        fix=f"check the path (a relative path starts at {Path.cwd()}); a Hugging Face dataset "
+        "is named owner/name, or set file_type: hub.",
     )
 
 
@@ -408,19 +428,63 @@ def _disk_folder(s: DatasetSpec) -> Iterator[tuple[int, Any]]:
     yield from _dataset_rows(_one_split(loaded, s), s)
 
 
+_HUB_FIX = (
+    "if it is a local file, check the path (a relative path starts at {cwd}); if it is a hub "
+    "dataset, check your network (or set HF_HUB_OFFLINE=1 to read it from the datasets cache)."
+)
+_HUB_CHECK_FIX = (
+    "check the name, subset and split and `huggingface-cli login`; or point at a local file or "
+    "save_to_disk folder."
+)
+
+
 def _hub_dataset(s: DatasetSpec) -> Iterator[tuple[int, Any]]:
     import datasets
 
+    # without this check an unreachable hub costs ~20 s of retries before the error
+    if not _hub_offline() and not hub_reachable():
+        raise _unreachable(s, "the hub endpoint does not answer")
     try:
         loaded = datasets.load_dataset(s.path, s.subset, split=s.split)
+    except ConnectionError as e:
+        raise _unreachable(s, f"{type(e).__name__}: {e}".rstrip(".")) from e
     except Exception as e:  # noqa: BLE001 - the hub raises many kinds; each becomes one line
         raise DataFormatError(
             f"cannot load the dataset: {type(e).__name__}: {e}".rstrip(".") + ".",
             path=s.path,
-            fix="check the name, subset and split, your network and `huggingface-cli login`; "
-            "or point at a local file or save_to_disk folder.",
+            fix=_HUB_CHECK_FIX,
         ) from e
     yield from _dataset_rows(_one_split(loaded, s), s)
+
+
+def _unreachable(s: DatasetSpec, why: str) -> DataFormatError:
+    return DataFormatError(
+        f"not a local path and not reachable on the hub ({why}).",
+        path=s.path,
+        fix=_HUB_FIX.format(cwd=Path.cwd()),
+    )
+
+
+def _hub_offline() -> bool:
+    """Offline mode (``HF_HUB_OFFLINE``/``HF_DATASETS_OFFLINE``): datasets reads its cache."""
+    flags = (os.environ.get(k, "") for k in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"))
+    return any(f.strip().upper() in ("1", "ON", "YES", "TRUE") for f in flags)
+
+
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether the Hugging Face endpoint (``HF_ENDPOINT``) accepts a TCP connection within
+    ``timeout`` seconds; True behind a proxy, which this check cannot see through."""
+    if any(os.environ.get(k) for k in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+        return True
+    from huggingface_hub import constants
+
+    url = urlsplit(constants.ENDPOINT)
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        with socket.create_connection((url.hostname or "", port), timeout=timeout):
+            return True
+    except OSError:
+        return False
 
 
 def _one_split(loaded: Any, s: DatasetSpec) -> Any:

@@ -1,12 +1,14 @@
 """The one loader: every file kind, row citations, column mapping, writers, streaming, SFT."""
 
 import json
+import socket
 
 import datasets
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from instructkit.data import sources
 from instructkit.data.formats import load_records, save_records
 from instructkit.data.loader import RecordStream, load_dataset
 from instructkit.data.records import Conversation, Message
@@ -129,6 +131,7 @@ def test_hub_names_go_to_datasets_load_dataset(monkeypatch):
         return datasets.Dataset.from_list(ROWS)
 
     monkeypatch.setattr(datasets, "load_dataset", fake)
+    monkeypatch.setattr(sources, "hub_reachable", lambda: True)
     assert file_type_of("tatsu-lab/alpaca") == "hub"
     spec = {"path": "tatsu-lab/alpaca", "subset": "default", "split": "train[:3]"}
     loaded = load_dataset(spec)
@@ -138,8 +141,63 @@ def test_hub_names_go_to_datasets_load_dataset(monkeypatch):
         raise ConnectionError("no network")
 
     monkeypatch.setattr(datasets, "load_dataset", offline)
-    with pytest.raises(DataFormatError, match="cannot load the dataset: ConnectionError"):
+    with pytest.raises(DataFormatError, match="not reachable on the hub .ConnectionError"):
         load_dataset("tatsu-lab/alpaca")
+
+    def missing(name, subset, split=None):
+        raise FileNotFoundError("no such dataset")
+
+    monkeypatch.setattr(datasets, "load_dataset", missing)
+    with pytest.raises(DataFormatError, match="cannot load the dataset: FileNotFoundError"):
+        load_dataset("tatsu-lab/alpaca")
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["data/mydata", "./mydata", "/nowhere/mydata", "~/mydata", "a/b/c", "../mydata"],
+)
+def test_a_missing_local_path_fails_at_once_without_the_hub(tmp_path, monkeypatch, name):
+    (tmp_path / "data").mkdir()
+    monkeypatch.chdir(tmp_path)
+    calls = []
+    monkeypatch.setattr(datasets, "load_dataset", lambda *a, **k: calls.append(a))
+    monkeypatch.setattr(sources, "hub_reachable", lambda: calls.append("probe") or True)
+    assert sources.looks_like_local_path(name)
+    with pytest.raises(DataFormatError, match="no such file or folder") as e:
+        load_dataset(name)
+    assert calls == [] and str(tmp_path) in (e.value.fix or "") and e.value.path == name
+
+
+def test_an_unreachable_hub_fails_fast_with_one_line(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no 'owner' folder here: owner/name is a hub name
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("HF_DATASETS_OFFLINE", raising=False)
+    calls = []
+    monkeypatch.setattr(datasets, "load_dataset", lambda *a, **k: calls.append(a))
+    monkeypatch.setattr(sources, "hub_reachable", lambda: False)
+    assert file_type_of("owner/name") == "hub" and not sources.looks_like_local_path("owner/name")
+    with pytest.raises(DataFormatError, match="not a local path and not reachable on the hub") as e:
+        load_dataset("owner/name")
+    assert calls == [] and "HF_HUB_OFFLINE" in (e.value.fix or "")
+    assert "\n" not in str(e.value)
+    # offline mode skips the check: datasets reads its cache (here: the fake)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(datasets, "load_dataset", lambda *a, **k: datasets.Dataset.from_list(ROWS))
+    assert len(load_dataset("owner/name").records) == len(ROWS)
+
+
+def test_hub_reachable_answers_false_quickly_for_a_closed_port(monkeypatch):
+    from huggingface_hub import constants
+
+    for k in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(k, raising=False)
+    with socket.socket() as s:  # a port bound but not listening refuses connections
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+        monkeypatch.setattr(constants, "ENDPOINT", f"http://127.0.0.1:{port}")
+        assert sources.hub_reachable(timeout=1.0) is False
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy:3128")
+    assert sources.hub_reachable() is True
 
 
 @pytest.mark.parametrize("suffix", [".jsonl", ".json", ".parquet", ""])
