@@ -15,8 +15,8 @@ File kinds (``file_type``, detected from the extension when left out):
 - ``json``: an array (or an object holding one list), read whole; ``row`` is index + 1.
 - ``csv`` / ``tsv``: a header line, then one row per record; ``row`` is the 1-based line where
   the record starts. Cells of list-valued fields (``conversations``, ``messages``, ...) may hold
-  JSON text. An empty cell of a format field (``instruction``, ``output``, ``chosen``, ...)
-  means the field is absent.
+  JSON text (see :func:`decode_cell`). An empty cell of a format field (``instruction``,
+  ``output``, ``chosen``, ...) means the field is absent.
 - ``parquet``, ``arrow`` (an Arrow IPC file or stream, such as the ``.arrow`` shards of
   ``datasets``), ``disk`` (a ``save_to_disk`` folder) and ``hub`` (``datasets.load_dataset(path,
   subset, split=...)``, for names that are not local paths): read in record batches; ``row`` is
@@ -54,6 +54,7 @@ __all__ = [
     "DatasetSpec",
     "SpecLike",
     "as_spec",
+    "decode_cell",
     "file_type_of",
     "hub_reachable",
     "iter_source_rows",
@@ -302,6 +303,8 @@ def _csv_file(s: DatasetSpec) -> Iterator[tuple[int, Any]]:
         raise DataFormatError(
             f"cannot read the file: {e.strerror or e}.", path=s.path, fix="check the path."
         ) from e
+    # a long conversation in one JSON cell passes csv's default 128 KiB cell limit
+    csv.field_size_limit(max(csv.field_size_limit(), 2**31 - 1))
     with f:
         reader = csv.reader(f, delimiter=delimiter)
         try:
@@ -338,21 +341,29 @@ def _csv_rows(reader: Any, path: str) -> Iterator[tuple[int, Any]]:
         yield (
             row_no,
             {
-                h: _cell(h, c)
+                h: decode_cell(h, c)
                 for h, c in zip(header, cells, strict=False)
-                if h not in _FORMAT_FIELDS or c.strip()  # CSV has no null: an empty cell is absent
+                if h not in _FORMAT_FIELDS or c  # CSV has no null: an empty cell is absent
             },
         )
 
 
-def _cell(column: str, text: str) -> Any:
-    """A CSV cell; in a list-valued field (``messages``, ...) JSON text is decoded."""
-    if column in _JSON_CELLS and text.lstrip().startswith("["):
-        try:
-            return json.loads(text)
-        except (RecursionError, ValueError):
-            return text
-    return text
+def decode_cell(column: str, text: str) -> Any:
+    """A CSV cell's value. In a list-valued field (``messages``, ``chosen``, ...) JSON text of a
+    list is decoded, as is a message object (``{"from"|"role": ...}``, a ShareGPT pair's
+    ``chosen``) and a JSON string literal (how the writer stores a text that would otherwise
+    read as one of those); anything else, and every other column, is the text itself."""
+    head = text.lstrip()[:1]
+    if column not in _JSON_CELLS or head not in ("[", "{", '"'):
+        return text
+    try:
+        value = json.loads(text)
+    except (RecursionError, ValueError):
+        return text
+    if head == "[" or (head == '"' and isinstance(value, str)):
+        return value
+    is_message = isinstance(value, dict) and ("from" in value or "role" in value)
+    return value if is_message else text
 
 
 # -------------------------------------------------------------------------- columnar sources

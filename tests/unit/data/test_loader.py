@@ -1,5 +1,6 @@
 """The one loader: every file kind, row citations, column mapping, writers, streaming, SFT."""
 
+import csv
 import json
 import socket
 
@@ -11,7 +12,7 @@ import pytest
 from instructkit.data import sources
 from instructkit.data.formats import load_records, save_records
 from instructkit.data.loader import RecordStream, load_dataset
-from instructkit.data.records import Conversation, Message
+from instructkit.data.records import Conversation, Message, PreferencePair
 from instructkit.data.sources import DatasetSpec, file_type_of, iter_source_rows
 from instructkit.data.workflows import convert, validate
 from instructkit.errors import ConfigError, DataFormatError
@@ -210,6 +211,39 @@ def test_writers_round_trip(tmp_path, suffix):
     assert [r.metadata["id"] for r in back.records] == [0, 1, 2]
     if suffix == "":
         assert (out / "state.json").exists() and file_type_of(out) == "disk"
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".tsv"])
+@pytest.mark.parametrize("fmt", ["messages", "sharegpt", "alpaca", "preference"])
+def test_csv_and_tsv_writers_round_trip(tmp_path, suffix, fmt):
+    """Nested fields (messages, conversations, a ShareGPT pair's chosen turn) are JSON text in a
+    cell; texts that would read as JSON are stored as JSON strings; metadata comes back as text."""
+    tricky = ["[1, 2] is a list", '"quoted"', "a,b\tc\r\nd", '{"from": "gpt"}', " x "]
+    convs = [
+        Conversation([Message("user", t), Message("assistant", f"{t}!")], {"id": i})
+        for i, t in enumerate(tricky)
+    ]
+    pairs = [
+        PreferencePair([Message("user", t)], f"{t} good", '["bad"]', {"id": i})
+        for i, t in enumerate(tricky)
+    ]
+    records = pairs if fmt == "preference" else convs
+    out = tmp_path / f"o{suffix}"
+    save_records(records, out, fmt)
+    back = load_dataset(out, fmt)
+    assert [r.metadata.pop("id") for r in back.records] == [str(i) for i in range(len(tricky))]
+    for r in records:
+        r.metadata.pop("id")
+    assert back.records == records
+    header = out.read_text().splitlines()[0]
+    assert header.split("\t" if suffix == ".tsv" else ",")[-1] == "id"
+    if fmt == "messages":  # one JSON cell per row, readable by any CSV tool
+        with out.open(newline="") as f:
+            rows = list(csv.DictReader(f, delimiter="\t" if suffix == ".tsv" else ","))
+        assert json.loads(rows[0]["messages"])[1] == {
+            "role": "assistant",
+            "content": "[1, 2] is a list!",
+        }
 
 
 def test_parquet_writer_refuses_fields_of_two_types(tmp_path):
