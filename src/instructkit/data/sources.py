@@ -12,7 +12,8 @@ File kinds (``file_type``, detected from the extension when left out):
 - ``jsonl`` (``.jsonl``, ``.ndjson``; any other extension whose text does not start with ``[``):
   one JSON value per line, read line by line; ``row`` is the 1-based line number. A line that is
   not JSON (or not UTF-8) comes back as a :class:`~instructkit.io.BadLine` to reject.
-- ``json``: an array (or an object holding one list), read whole; ``row`` is index + 1.
+- ``json``: an array, streamed element by element (:mod:`instructkit.data.json_array`), or an
+  object holding one list (or a bare record), read whole; ``row`` is index + 1.
 - ``csv`` / ``tsv``: a header line, then one row per record; ``row`` is the 1-based line where
   the record starts. Cells of list-valued fields (``conversations``, ``messages``, ...) may hold
   JSON text (see :func:`decode_cell`). An empty cell of a format field (``instruction``,
@@ -46,6 +47,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from instructkit.data.json_array import is_json_array, iter_json_array
 from instructkit.errors import ConfigError, DataFormatError
 from instructkit.io import BadLine, read_rows
 
@@ -256,6 +258,9 @@ def _missing(s: DatasetSpec, where: object = None) -> DataFormatError:
 
 
 def _json_file(s: DatasetSpec) -> Iterator[tuple[int, Any]]:
+    if is_json_array(s.path):  # streamed; other JSON documents are read whole
+        yield from iter_json_array(s.path)
+        return
     try:
         rows = read_rows(s.path)
     except (RecursionError, ValueError) as e:  # nested too deeply; an int of > 4300 digits

@@ -322,3 +322,26 @@ def test_mixed_sft_and_preference_rows_survive_parquet_and_csv(tmp_path):
     (tmp_path / "m.csv").write_text("instruction,output,chosen,rejected\nq,a,,\nq,,good,bad\n")
     back = load_dataset(tmp_path / "m.csv", skip_invalid=True)
     assert [type(r).__name__ for r in back.records] == ["Conversation", "PreferencePair"]
+
+
+def test_json_arrays_are_streamed_and_a_bad_element_is_named_by_index(tmp_path, monkeypatch):
+    from instructkit.data import json_array
+
+    monkeypatch.setattr(json_array, "CHUNK_CHARS", 64)  # many chunks for a small file
+    path = tmp_path / "d.json"
+    good = json.dumps(ROWS * 20, indent=2)
+    path.write_text(good)
+    loaded = load_dataset(path)
+    assert len(loaded.records) == 60 and loaded.row_numbers == list(range(1, 61))
+    broken = good[:-2].rstrip().removesuffix("}") + ', "output": }\n]'  # the last element
+    path.write_text(broken)
+    stream = iter(RecordStream(path))
+    assert next(stream)[0] == 1  # rows come before the bad element is read
+    with pytest.raises(DataFormatError) as e:
+        load_dataset(path)
+    assert e.value.row == 60 and "array element at index 59" in str(e.value)
+    line = broken[: broken.rindex("}")].count("\n") + 1
+    assert f"(line {line}, column" in str(e.value) and "\n" not in str(e.value)
+    path.write_text("[" + json.dumps(ROWS[0]) + " " + json.dumps(ROWS[1]) + "]")
+    with pytest.raises(DataFormatError, match=r"d.json:1: expected ',' or ']' after array elem"):
+        load_dataset(path)

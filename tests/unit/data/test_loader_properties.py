@@ -269,3 +269,40 @@ def test_columnar_writers_lose_nothing_that_jsonl_keeps(rows, target):
         assert len(back[0]) == len(records)
         for name, other in zip(names[1:], back[1:], strict=True):
             assert other == back[0], name
+
+
+@SETTINGS
+@given(
+    values=st.lists(json_values, max_size=8),
+    indent=st.sampled_from([None, 0, 2]),
+    chunk=st.integers(1, 40),
+    cut=st.integers(0, 10_000),
+    noise=st.sampled_from(["", "x", "]", ",", "}", '"', "\ufeff", "\x00"]),
+)
+def test_json_array_streaming_reader(values, indent, chunk, cut, noise):
+    """The streamed array gives json.loads' elements for any chunk size, numbered index + 1; a
+    cut or corrupted array gives its first elements and then one DataFormatError, never another
+    exception or a wrong element."""
+    from instructkit.data.json_array import iter_json_array
+    from instructkit.errors import DataFormatError
+
+    doc = json.dumps(values, indent=indent)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "d.json"
+        path.write_text(doc, encoding="utf-8")
+        assert list(iter_json_array(path, chunk_chars=chunk)) == [
+            (i + 1, v) for i, v in enumerate(values)
+        ]
+        broken = doc[: cut % (len(doc) + 1)] + noise
+        path.write_text(broken, encoding="utf-8")
+        got: list[tuple[int, object]] = []
+        try:
+            got.extend(iter_json_array(path, chunk_chars=chunk))
+        except DataFormatError as e:
+            assert e.row is None or 1 <= e.row <= len(got) + 1
+            assert "\n" not in str(e)
+            # elements before the cut are the original ones (the last may be a cut number)
+            expected = [(i + 1, v) for i, v in enumerate(values)]
+            assert got[:-1] == expected[: max(len(got) - 1, 0)]
+        else:
+            assert [v for _, v in got] == json.loads(broken.lstrip("\ufeff"))
