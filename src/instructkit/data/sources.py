@@ -54,6 +54,7 @@ from instructkit.io import BadLine, read_rows
 __all__ = [
     "FILE_TYPES",
     "DatasetSpec",
+    "SourceField",
     "SpecLike",
     "as_spec",
     "decode_cell",
@@ -61,6 +62,7 @@ __all__ = [
     "hub_reachable",
     "iter_source_rows",
     "looks_like_local_path",
+    "missing_source",
     "read_source_rows",
     "source_name",
 ]
@@ -120,6 +122,9 @@ class DatasetSpec(BaseModel):
 
 
 SpecLike = DatasetSpec | str | Path | Mapping[str, Any]
+# The type of a config field that names a dataset: a path (as before) or a full spec (YAML keys
+# path/format/file_type/split/subset/columns). Readers take either; see :func:`as_spec`.
+SourceField = str | DatasetSpec
 
 
 def as_spec(spec: SpecLike) -> DatasetSpec:
@@ -136,6 +141,15 @@ def as_spec(spec: SpecLike) -> DatasetSpec:
         )
         fix = "give a path, or path plus format/file_type/split/subset/columns."
         raise ConfigError(f"bad dataset spec: {problems}", fix=fix) from e
+
+
+def missing_source(key: str, spec: SpecLike) -> str | None:
+    """``"KEY: PATH does not exist"`` when ``spec`` names a local path that is not there (a hub
+    name passes: only loading can tell); for the config checks made before a model loads."""
+    s = as_spec(spec)
+    if file_type_of(s) == "hub" or Path(s.path).exists():
+        return None
+    return f"{key}: {s.path} does not exist"
 
 
 def source_name(spec: SpecLike) -> str:
