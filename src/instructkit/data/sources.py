@@ -64,6 +64,7 @@ __all__ = [
     "looks_like_local_path",
     "missing_source",
     "read_source_rows",
+    "source_label",
     "source_name",
 ]
 
@@ -152,6 +153,11 @@ def missing_source(key: str, spec: SpecLike) -> str | None:
     return f"{key}: {s.path} does not exist"
 
 
+def source_label(spec: SpecLike) -> object:
+    """How errors cite ``spec``: a path as given (a Path stays a Path), else its source name."""
+    return spec if isinstance(spec, str | Path) else source_name(spec)
+
+
 def source_name(spec: SpecLike) -> str:
     """How rejects and errors name the source: the path (with the split, if any)."""
     s = as_spec(spec)
@@ -214,7 +220,7 @@ def iter_source_rows(spec: SpecLike) -> Iterator[tuple[int, Any]]:
     """Rows of ``spec``, lazily, with the column mapping applied; DataFormatError names the
     source when it is missing, unreadable, empty or of another kind."""
     s = as_spec(spec)
-    where: object = spec if isinstance(spec, str | Path) else source_name(s)
+    where = source_label(spec)
     n = 0
     mapping = _mapping(s)
     kind = file_type_of(s)
