@@ -33,8 +33,8 @@ CHUNK_CHARS = 1 << 20
 _WHITESPACE = " \t\r\n"
 _MARGIN = 16  # chars at the buffer's end that may belong to a cut number or literal
 _FIX = (
-    "repair the element (or store the rows as JSONL, one object per line, so that bad lines "
-    "can be skipped with --skip-invalid)."
+    "repair the element, or store the rows as JSONL (one object per line), where a bad line is "
+    "one reject that skip_invalid can set aside."
 )
 
 
