@@ -483,14 +483,19 @@ def _hub_dataset(s: DatasetSpec) -> Iterator[tuple[int, Any]]:
     try:
         loaded = datasets.load_dataset(s.path, s.subset, split=s.split)
     except ConnectionError as e:
-        raise _unreachable(s, f"{type(e).__name__}: {e}".rstrip(".")) from e
+        raise _unreachable(s, _one_line(e)) from e
     except Exception as e:  # noqa: BLE001 - the hub raises many kinds; each becomes one line
         raise DataFormatError(
-            f"cannot load the dataset: {type(e).__name__}: {e}".rstrip(".") + ".",
+            f"cannot load the dataset: {_one_line(e)}.",
             path=s.path,
             fix=_HUB_CHECK_FIX,
         ) from e
     yield from _dataset_rows(_one_split(loaded, s), s)
+
+
+def _one_line(e: Exception) -> str:
+    """``Type: message`` on one line, without a closing period."""
+    return " ".join(f"{type(e).__name__}: {e}".split()).rstrip(".")
 
 
 def _unreachable(s: DatasetSpec, why: str) -> DataFormatError:
