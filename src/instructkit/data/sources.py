@@ -40,6 +40,7 @@ import csv
 import json
 import os
 import socket
+import threading
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -514,18 +515,28 @@ def _hub_offline() -> bool:
 
 def hub_reachable(timeout: float = 3.0) -> bool:
     """Whether the Hugging Face endpoint (``HF_ENDPOINT``) accepts a TCP connection within
-    ``timeout`` seconds; True behind a proxy, which this check cannot see through."""
+    ``timeout`` seconds, name lookup included; True behind a proxy, which this check cannot
+    see through."""
     if any(os.environ.get(k) for k in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
         return True
     from huggingface_hub import constants
 
     url = urlsplit(constants.ENDPOINT)
-    port = url.port or (443 if url.scheme == "https" else 80)
-    try:
-        with socket.create_connection((url.hostname or "", port), timeout=timeout):
-            return True
-    except OSError:
-        return False
+    address = (url.hostname or "", url.port or (443 if url.scheme == "https" else 80))
+    answer: list[bool] = []
+
+    def connect() -> None:
+        try:
+            with socket.create_connection(address, timeout=timeout):
+                answer.append(True)
+        except OSError:
+            answer.append(False)
+
+    # the socket timeout does not bound the name lookup: a thread with a deadline does
+    probe = threading.Thread(target=connect, daemon=True)
+    probe.start()
+    probe.join(timeout)
+    return bool(answer and answer[0])
 
 
 def _one_split(loaded: Any, s: DatasetSpec) -> Any:
