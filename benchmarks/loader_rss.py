@@ -1,11 +1,11 @@
 """Peak memory of `instructkit data validate` / `data convert` on a large file, vs. its size.
 
-Generates Alpaca rows (instruction/input/output of a few hundred bytes) as JSONL and as
-Parquet, runs each command in a child process and reports the child's peak RSS (``ru_maxrss``
-from ``os.wait4``), its wall time and rows/s. The last row, ``ik.load_dataset`` (which returns
-every record as a Python object), shows what a loader that holds the rows needs; the streaming
-commands stay flat. The generated files are
-deleted at the end.
+Generates Alpaca rows (instruction/input/output of a few hundred bytes) as JSONL, as a JSON
+array and as Parquet, runs each command in a child process and reports the child's peak RSS
+(``ru_maxrss`` from ``os.wait4``), its wall time and rows/s. The reference rows,
+``ik.load_dataset`` (which returns every record as a Python object) and ``json.load`` of the
+array, show what a reader that holds the rows needs; the streaming commands stay flat. The
+generated files are deleted at the end.
 
     python benchmarks/loader_rss.py --gb 1.0            # ~2.1M rows, ~1 GB of JSONL
     python benchmarks/loader_rss.py --gb 0.05 --keep    # quick look
@@ -53,6 +53,15 @@ def write_jsonl(path: Path, target_bytes: int) -> int:
     return n
 
 
+def write_json_array(src: Path, dst: Path) -> None:
+    """The same rows as one JSON array (one element a line), written line by line."""
+    with src.open(encoding="utf-8") as f, dst.open("w", encoding="utf-8") as out:
+        out.write("[\n")
+        for i, line in enumerate(f):
+            out.write(("" if i == 0 else ",\n") + line.rstrip("\n"))
+        out.write("\n]\n")
+
+
 def write_parquet(src: Path, dst: Path) -> None:
     """The same rows as Parquet, written in batches by pyarrow (not by instructkit)."""
     import pyarrow as pa
@@ -94,6 +103,7 @@ def generate(tmp: Path, gb: float) -> None:
     t = time.perf_counter()
     n = write_jsonl(tmp / "alpaca.jsonl", int(gb * 1e9))
     write_parquet(tmp / "alpaca.jsonl", tmp / "alpaca.parquet")
+    write_json_array(tmp / "alpaca.jsonl", tmp / "alpaca.json")
     print(f"generated {n} rows in {time.perf_counter() - t:.0f} s", file=sys.stderr)
 
 
@@ -111,8 +121,8 @@ def main() -> None:
         generate(tmp, args.gb)
         return
     try:
-        jsonl, parquet = tmp / "alpaca.jsonl", tmp / "alpaca.parquet"
-        if not (args.reuse and jsonl.exists() and parquet.exists()):
+        jsonl, parquet, array = tmp / "alpaca.jsonl", tmp / "alpaca.parquet", tmp / "alpaca.json"
+        if not (args.reuse and jsonl.exists() and parquet.exists() and array.exists()):
             cmd = [sys.executable, __file__, "--generate-only", "--dir", str(tmp)]
             subprocess.run([*cmd, "--gb", str(args.gb)], check=True)
         n = count_lines(jsonl)
@@ -120,6 +130,9 @@ def main() -> None:
         cases = [
             ("data validate", jsonl, ["data", "validate", str(jsonl)]),
             ("data validate", parquet, ["data", "validate", str(parquet)]),
+            ("data validate (streamed array)", array, ["data", "validate", str(array)]),
+            ("reference: json.load of the array (held whole)", array,
+             ["-c", f"import json; json.load(open({str(array)!r}))"]),
             ("data convert -> parquet", jsonl,
              ["data", "convert", str(jsonl), "-o", str(tmp / "o.parquet"), "--to", "messages"]),
             ("data convert -> jsonl", parquet,

@@ -151,3 +151,45 @@ def test_human_sheet_round_trip_through_cli(tmp_path):
     res = json.loads(r.output)
     assert res["scores"]["tuned"]["helpfulness"]["mean"] == 5.0
     assert res["scores"]["base"]["accuracy"]["mean"] == 2.0
+
+
+def test_eval_run_judge_takes_the_shared_lm_options(tmp_path, monkeypatch):
+    """--judge, --judge-model, --judge-base-url, --judge-api-key-env, --judge-cache and
+    --judge-concurrency set the config's judge: section (the LMOptions keys)."""
+    import instructkit.lm
+    from instructkit.lm.scripted import ScriptedLM
+
+    built = []
+
+    def build_lm(spec, **kw):
+        built.append({"spec": spec, **{k: v for k, v in kw.items() if v is not None}})
+        return ScriptedLM(lambda r: "Fine. Rating: [[7]]", name=spec)
+
+    monkeypatch.setattr(instructkit.lm, "build_lm", build_lm)
+    monkeypatch.setenv("JUDGE_KEY", "k")
+    items = [json.loads(x) for x in open(ITEMS)][:3]
+    (tmp_path / "items.jsonl").write_text("".join(json.dumps(it) + "\n" for it in items))
+    (tmp_path / "gold.jsonl").write_text(
+        "".join(json.dumps({"id": it["id"], "response": it["answer"]}) + "\n" for it in items)
+    )
+    cfg = {
+        "systems": [{"name": "gold", "responses": str(tmp_path / "gold.jsonl")}],
+        "tasks": [{"name": "demo", "path": str(tmp_path / "items.jsonl")}],
+        "judge": {"lm": "local", "max_tokens": 64},
+        "out": str(tmp_path / "res.json"),
+    }
+    (tmp_path / "eval.yaml").write_text(yaml.safe_dump(cfg))
+    r = run("eval", "run", "--config", tmp_path / "eval.yaml", "--judge", "openai",
+            "--judge-model", "m", "--judge-base-url", "http://h/v1", "--judge-api-key-env",
+            "JUDGE_KEY", "--judge-cache", tmp_path / "c.sqlite",
+            "--judge-concurrency", 3)  # fmt: skip
+    assert r.exit_code == 0, r.output
+    assert built == [{"spec": "openai:m", "base_url": "http://h/v1", "api_key_env": "JUDGE_KEY",
+                      "cache": str(tmp_path / "c.sqlite"), "concurrency": 3, "timeout": 600.0,
+                      "max_retries": 6, "retry_window": 60.0}]  # fmt: skip
+    res = json.loads((tmp_path / "res.json").read_text())
+    assert res["judge"]["mode"] == "grade" and res["judge"]["n"] >= 1
+    built.clear()  # a flag alone merges into the file's judge: section (judge.lm stays local)
+    r = run("eval", "run", "--config", tmp_path / "eval.yaml", "--judge-model", "tiny", "--fresh")
+    assert r.exit_code == 0, r.output
+    assert built == [{"spec": "local:tiny"}]  # no served keys for a local judge

@@ -96,3 +96,26 @@ def test_each_source_converts_renders_trains_and_evaluates(tmp_path, write):
     per_item = (tmp_path / "eval" / "results.per_item.jsonl").read_text().splitlines()
     refs = [json.loads(x)["reference"] for x in per_item]
     assert refs == [r["output"] for r in ROWS[:4]]
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".tsv"])
+def test_convert_writes_csv_and_tsv_that_read_back(tmp_path, suffix):
+    """`data convert -o OUT.csv`: messages as JSON text in a cell; converting back gives the
+    same JSONL rows."""
+    src, _ = write_mapped_jsonl(tmp_path)
+    flags = [x for k, v in COLUMNS.items() for x in ("--column", f"{k}={v}")]
+    r = run("data", "convert", src, "-o", tmp_path / "a.jsonl", "--to", "messages", *flags)
+    assert r.exit_code == 0, r.output
+    r = run("data", "convert", src, "-o", tmp_path / f"o{suffix}", "--to", "messages", *flags)
+    assert r.exit_code == 0, r.output
+    with (tmp_path / f"o{suffix}").open(newline="") as f:
+        rows = list(csv.DictReader(f, delimiter="\t" if suffix == ".tsv" else ","))
+    assert list(rows[0]) == ["messages", "id"] and len(rows) == len(ROWS)
+    assert json.loads(rows[0]["messages"])[1] == {"role": "assistant", "content": "apple"}
+    r = run("data", "convert", tmp_path / f"o{suffix}", "-o", tmp_path / "b.jsonl", "--to",
+            "messages")  # fmt: skip
+    assert r.exit_code == 0, r.output
+    first = [json.loads(x) for x in (tmp_path / "a.jsonl").read_text().splitlines()]
+    back = [json.loads(x) for x in (tmp_path / "b.jsonl").read_text().splitlines()]
+    assert [b["messages"] for b in back] == [a["messages"] for a in first]
+    assert [b["id"] for b in back] == [str(a["id"]) for a in first]  # CSV cells are text

@@ -185,3 +185,34 @@ def test_run_filter_with_a_journaled_llm_scorer(alpaca_file, tmp_path):
     assert run_filter(alpaca_file, out, QualityConfig(), scorer=scorer).n_kept == 1
     assert again.calls == []  # everything came from the journal
     assert scorer.summary().endswith(f"0 requests sent, 2 ratings resumed from {journal}")
+
+
+def test_judge_takes_the_shared_lm_options(alpaca_file, tmp_path, monkeypatch):
+    """`--judge` (kept) with --judge-model, --judge-base-url, --judge-api-key-env,
+    --judge-cache and --judge-concurrency: the LMOptions set, as config keys judge_*."""
+    import instructkit.lm
+
+    built = []
+
+    def build_lm(spec, **kw):
+        built.append({"spec": spec, **{k: v for k, v in kw.items() if v is not None}})
+        return ScriptedLM(["Score: 5", "Score: 2"], name="judge")
+
+    monkeypatch.setattr(instructkit.lm, "build_lm", build_lm)
+    monkeypatch.setenv("JUDGE_KEY", "k")
+    out = tmp_path / "clean.json"
+    r = run("filter", alpaca_file, "-o", out, "--no-progress", "--judge", "openai",
+            "--judge-model", "m", "--judge-base-url", "http://h/v1", "--judge-api-key-env",
+            "JUDGE_KEY", "--judge-cache", tmp_path / "c.sqlite",
+            "--judge-concurrency", "2")  # fmt: skip
+    assert r.exit_code == 0, r.output
+    assert built == [{"spec": "openai:m", "base_url": "http://h/v1", "api_key_env": "JUDGE_KEY",
+                      "cache": str(tmp_path / "c.sqlite"), "concurrency": 2}]  # fmt: skip
+    assert "1 kept" in r.output and "2 requests sent" in r.output
+    built.clear()
+    r = run("filter", alpaca_file, "-o", tmp_path / "b.json", "--no-progress", "--judge", "local:x")
+    assert r.exit_code == 0, r.output
+    assert built == [{"spec": "local:x"}]  # the old flag alone, as before
+    help_text = run("filter", "--help").output
+    for flag in ("--judge-model", "--judge-base-url", "--judge-api-key-env", "--judge-cache"):
+        assert flag in help_text

@@ -114,3 +114,18 @@ def test_alpaca_seeds_with_a_bad_row(tmp_path):
     assert r.exit_code == 0, r.output
     assert "9 seed tasks" in r.output and "skipped 1 bad seed rows" in r.output
     assert "row 10: output: expected a string" in r.output
+
+
+def test_seeds_from_a_dataset_spec_in_the_config(tmp_path):
+    """`seeds:` in the config takes a dataset spec: a CSV whose columns have other names."""
+    seeds = tmp_path / "seeds.csv"
+    seeds.write_text(
+        "task,answer\n" + "".join(f"Describe the {w}.,The {w} is nice.\n" for w in WORDS[:8])
+    )
+    spec = {"path": str(seeds), "columns": {"instruction": "task", "output": "answer"}}
+    (tmp_path / "c.yaml").write_text(json.dumps({"seeds": spec}))
+    out = tmp_path / "si.jsonl"
+    r = run("-n", 2, "--lm", "openai:fake", "-o", out, "--no-progress",
+            "--config", tmp_path / "c.yaml")  # fmt: skip
+    assert r.exit_code == 0, r.output
+    assert f"8 seed tasks from {seeds}" in r.output and "kept 2 tasks" in r.output

@@ -126,3 +126,30 @@ def test_synth_evol_takes_base_url_and_cache(tmp_path, monkeypatch):
     assert r.exit_code == 0, r.output
     assert built == {"spec": "openai:m", "base_url": "http://h/v1",
                      "cache": str(tmp_path / "c.sqlite"), "concurrency": 2}  # fmt: skip
+
+
+@pytest.mark.parametrize("path", [("data", "filter"), ("eval", "run")], ids=" ".join)
+def test_judge_commands_have_every_lm_option_under_the_judge_prefix(path):
+    """`data filter` and `eval run` call a judge: --judge, --judge-model, --judge-base-url,
+    --judge-api-key-env, --judge-cache, --judge-concurrency, help from LMOptions."""
+    options = _options(_command(path))
+    for name in LM_OPTION_FIELDS:
+        flag = "--judge" if name == "lm" else f"--judge-{name.replace('_', '-')}"
+        opt = options.get(f"judge_{name}")
+        assert opt is not None and flag in opt.opts, f"{' '.join(path)} lacks {flag}"
+        if name != "lm":
+            assert opt.help == "Judge: " + LMOptions.model_fields[name].description
+
+
+def test_prefixed_lm_options_pass_their_own_dict():
+    seen = {}
+
+    @click.command()
+    @lm_options()
+    @lm_options(prefix="judge")
+    def cmd(lm_flags, judge_flags):
+        seen.update(lm=lm_flags, judge=judge_flags)
+
+    r = CliRunner().invoke(cmd, ["--lm", "openai:a", "--judge", "openai", "--judge-model", "b"])
+    assert r.exit_code == 0, r.output
+    assert seen == {"lm": {"lm": "openai:a"}, "judge": {"lm": "openai", "model": "b"}}

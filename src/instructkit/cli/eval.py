@@ -10,7 +10,7 @@ import json
 
 import click
 
-from instructkit.cli.options import config_options
+from instructkit.cli.options import config_options, lm_options
 
 
 @click.group("eval")
@@ -20,17 +20,19 @@ def eval_group() -> None:
 
 @eval_group.command("run")
 @config_options("docs/eval.md", required=True, example="system.max_tokens=64")
+@lm_options(prefix="judge", lm_help="Judge LM (judge.lm): grade one system 1-10 or compare two.")
 @click.option("--fresh", is_flag=True, help="Start over instead of resuming a killed run.")
-def eval_run(config_path, overrides, fresh) -> None:
+def eval_run(config_path, overrides, judge_flags, fresh) -> None:
     """Evaluate one system, or compare two on the same items (results JSON + per-item JSONL).
 
-    Resumable: a killed run continues where it stopped when started again."""
+    Resumable: a killed run continues where it stopped when started again. The --judge*
+    flags set the config's judge: section (judge.lm, judge.model, judge.base_url, ...)."""
     from instructkit.config import load_config
     from instructkit.evaluate.checks import SCORES
     from instructkit.evaluate.results import format_metrics, format_results
     from instructkit.evaluate.runner import EvalConfig, per_item_path, run_eval
 
-    cfg = load_config(EvalConfig, config_path, overrides)
+    cfg = load_config(EvalConfig, config_path, overrides, judge=judge_flags or None)
     results = run_eval(cfg, fresh=fresh)
     click.echo(format_results(results))
     if results.overall is not None and set(SCORES) <= results.overall.metrics.keys():

@@ -32,7 +32,7 @@ def format_evol_table(result: EvolResult) -> str:
 
 
 @click.command("evol")
-@click.argument("src", type=click.Path())
+@click.argument("src", type=click.Path(), required=False)
 @click.option("-o", "--out", "out", required=True, type=click.Path(dir_okay=False))
 @lm_options(required=True)
 @click.option("--rounds", type=int, default=None, help="Evolution rounds (default 4).")
@@ -62,14 +62,18 @@ def evol(
     fresh,
     no_progress,
 ) -> None:
-    """Evolve the instructions of SRC (any instruction format, or JSONL with "instruction")."""
+    """Evolve the instructions of SRC (any instruction format, or JSONL with "instruction"; or
+    the config's `seeds:`, a path or a dataset spec with columns)."""
     from instructkit.config import load_config
     from instructkit.lm.options import LMOptions, build_lm_from
     from instructkit.synth.evol_instruct import EvolConfig, load_instructions, run_evol
 
     flags = {"rounds": rounds, "seed": seed, "temperature": temperature, "max_tokens": max_tokens}
     cfg = load_config(EvolConfig, config_path, overrides, **flags)
-    seeds = load_instructions(src)
+    source = src if src is not None else cfg.seeds
+    if source is None:
+        raise click.UsageError("give SRC, or seeds: in the config (--set seeds=FILE).")
+    seeds = load_instructions(source)
     lm = build_lm_from(LMOptions(**lm_flags))
     r = run_evol(cfg, lm, seeds, out, rejects, progress=not no_progress, fresh=fresh)
     resumed = f" ({r.n_resumed} resumed from an earlier run)" if r.n_resumed else ""

@@ -109,7 +109,8 @@ def _skip(f):
 def data_convert(src, dst, to, fmt, split, subset, columns, skip_invalid, rejects) -> None:
     """Convert SRC (a JSON/JSONL/CSV/TSV/Parquet/Arrow file, a save_to_disk folder or a Hugging
     Face dataset name) to another format, row by row. OUT's extension picks the file: .jsonl,
-    .json (an array), .parquet, or none (a save_to_disk folder)."""
+    .json (an array), .csv/.tsv (lists as JSON text in a cell), .parquet, or none (a
+    save_to_disk folder)."""
     from instructkit.data.workflows import convert
 
     spec = _spec(src, split, subset, columns)

@@ -6,6 +6,9 @@ def cmd(config_path, overrides): cfg = load_config(SFTConfig, config_path, overr
 @lm_options()           # --lm --model --base-url --api-key-env --cache --concurrency
 def cmd(lm_flags): opts = LMOptions(**lm_flags)   # only the flags given
 
+@lm_options(prefix="judge")   # --judge --judge-model --judge-base-url ... (a second LM)
+def cmd(judge_flags): ...     # the same keys: lm, model, base_url, ...
+
 Help texts of options that set a config key come from the pydantic field's description
 (:func:`field_help`), so ``--help``, the docs and the config say the same. ``--from``/``--to``
 list the data layer's formats (:data:`~instructkit.data.formats.FORMATS`) and ``--template``
@@ -129,31 +132,56 @@ def field_help(model: type[BaseModel], name: str) -> str:
     return description
 
 
-def lm_options(*, required: bool = False) -> Callable[[F], F]:
+def lm_options(
+    *, required: bool = False, prefix: str | None = None, lm_help: str | None = None
+) -> Callable[[F], F]:
     """``--lm``, ``--model``, ``--base-url``, ``--api-key-env``, ``--cache`` and
     ``--concurrency`` (the fields of :class:`~instructkit.lm.options.LMOptions`, their help
     its descriptions, word for word), passed to the command as one dict ``lm_flags`` of the
     flags given. ``required`` makes ``--lm`` required (the command's docstring says what the
-    LM does and which one it uses by default)."""
+    LM does and which one it uses by default).
+
+    ``prefix`` names a second LM (a judge): ``--PREFIX`` (the LM spec), ``--PREFIX-model``,
+    ``--PREFIX-base-url``, ... with the same descriptions after "Prefix: ", passed as
+    ``PREFIX_flags`` with the same keys (``lm``, ``model``, ...); ``lm_help`` replaces the
+    help of ``--PREFIX``."""
+
+    def flag(name: str) -> str:
+        dashed = name.replace("_", "-")
+        if prefix is None:
+            return f"--{dashed}"
+        return f"--{prefix}" if name == "lm" else f"--{prefix}-{dashed}"
+
+    def dest(name: str) -> str:
+        return name if prefix is None else f"{prefix}_{name}"
+
+    def text(name: str) -> str:
+        if prefix is None:
+            return field_help(LMOptions, name)
+        if name == "lm" and lm_help:
+            return lm_help
+        return f"{prefix.capitalize()}: {field_help(LMOptions, name)}"
+
     options = [
-        click.option("--lm", "lm", required=required, default=None,
-                     metavar="BACKEND[:MODEL]", help=field_help(LMOptions, "lm")),
-        click.option("--model", "model", default=None, help=field_help(LMOptions, "model")),
-        click.option("--base-url", "base_url", default=None, metavar="URL",
-                     help=field_help(LMOptions, "base_url")),
-        click.option("--api-key-env", "api_key_env", default=None, metavar="VAR",
-                     help=field_help(LMOptions, "api_key_env")),
-        click.option("--cache", "cache", default=None, type=click.Path(dir_okay=False),
-                     help=field_help(LMOptions, "cache")),
-        click.option("--concurrency", "concurrency", default=None, type=click.IntRange(min=1),
-                     help=field_help(LMOptions, "concurrency")),
+        click.option(flag("lm"), dest("lm"), required=required, default=None,
+                     metavar="BACKEND[:MODEL]", help=text("lm")),
+        click.option(flag("model"), dest("model"), default=None, help=text("model")),
+        click.option(flag("base_url"), dest("base_url"), default=None, metavar="URL",
+                     help=text("base_url")),
+        click.option(flag("api_key_env"), dest("api_key_env"), default=None, metavar="VAR",
+                     help=text("api_key_env")),
+        click.option(flag("cache"), dest("cache"), default=None,
+                     type=click.Path(dir_okay=False), help=text("cache")),
+        click.option(flag("concurrency"), dest("concurrency"), default=None,
+                     type=click.IntRange(min=1), help=text("concurrency")),
     ]  # fmt: skip
+    target = "lm_flags" if prefix is None else f"{prefix}_flags"
 
     def decorate(command: F) -> F:
         @functools.wraps(command)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            given = {k: kwargs.pop(k) for k in LM_OPTION_FIELDS}
-            kwargs["lm_flags"] = {k: v for k, v in given.items() if v is not None}
+            given = {k: kwargs.pop(dest(k)) for k in LM_OPTION_FIELDS}
+            kwargs[target] = {k: v for k, v in given.items() if v is not None}
             return command(*args, **kwargs)
 
         return apply_options(*options)(cast(F, wrapper))

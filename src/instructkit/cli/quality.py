@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from instructkit.cli.options import FORMAT_CHOICE, config_options
+from instructkit.cli.options import FORMAT_CHOICE, config_options, lm_options
 
 if TYPE_CHECKING:  # the data modules load only when a command runs, as in cli.main
     from instructkit.data.quality import QualityRun
@@ -65,11 +65,9 @@ def _echo_run(r: QualityRun, dst: str) -> None:
 @click.command("filter")
 @_common
 @config_options("docs/data-quality.md", example="max_repetition=0.2")
-@click.option(
-    "--judge",
-    default=None,
-    metavar="BACKEND[:MODEL]",
-    help="Also rate each record 1-5 with this LM and drop those below judge_threshold.",
+@lm_options(
+    prefix="judge",
+    lm_help="Also rate each record 1-5 with this LM and drop those below judge_threshold.",
 )
 @click.option(
     "--report",
@@ -92,7 +90,7 @@ def data_filter(
     skip_invalid,
     config_path,
     overrides,
-    judge,
+    judge_flags,
     report_path,
     fresh,
     no_progress,
@@ -104,7 +102,9 @@ def data_filter(
     from instructkit.data.quality_config import QualityConfig
     from instructkit.evaluate.quality_judge import build_quality_scorer
 
-    cfg = load_config(QualityConfig, config_path, overrides, judge=judge)
+    # --judge sets judge; --judge-model etc. set judge_model, ... (one name everywhere)
+    flags = {("judge" if k == "lm" else f"judge_{k}"): v for k, v in judge_flags.items()}
+    cfg = load_config(QualityConfig, config_path, overrides, **flags)
     scorer = build_quality_scorer(cfg, dst, progress=not no_progress, fresh=fresh)
     r = run_filter(
         src,

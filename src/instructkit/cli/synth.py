@@ -108,7 +108,7 @@ def self_instruct_cmd(
 
     flags = {"num_instructions": num_instructions, "seed": seed}
     cfg = load_config(SelfInstructConfig, config_path, overrides, **flags)
-    seeds = load_seed_tasks(seeds_path, skip_invalid=skip_invalid)
+    seeds = load_seed_tasks(seeds_path or cfg.seeds, skip_invalid=skip_invalid)
     click.echo(f"{len(seeds.tasks)} seed tasks from {seeds.path}")
     if seeds.rejects:
         click.echo(f"skipped {len(seeds.rejects)} bad seed rows:")

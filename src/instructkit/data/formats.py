@@ -880,7 +880,8 @@ def save_records(
     records: Iterable[Record], path: str | Path, fmt: str, *, file_type: str | None = None
 ) -> list[str]:
     """Write records as ``fmt``, atomically, as they come: JSONL, a JSON array (``.json``),
-    Parquet (``.parquet``) or a ``save_to_disk`` folder (no extension); ``file_type`` overrides
+    CSV/TSV (``.csv``/``.tsv``, lists such as ``messages`` as JSON text in a cell), Parquet
+    (``.parquet``) or a ``save_to_disk`` folder (no extension); ``file_type`` overrides
     the extension (see :func:`instructkit.data.writers.write_dataset_rows`).
 
     Returns notes on what the format could not hold, each with the number of rows it concerns.

@@ -30,12 +30,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from instructkit.data.formats import Reject, parse_row
 from instructkit.data.records import Conversation
-from instructkit.data.sources import iter_source_rows
+from instructkit.data.sources import SpecLike, iter_source_rows, source_label, source_name
 from instructkit.errors import DataFormatError
 from instructkit.io import BadLine
 
@@ -143,28 +142,30 @@ def prompt_messages(value: object, *, path: object = None, row_no: int = 0) -> l
     return _prompt(value, path, row_no)[0]
 
 
-def load_prompt_rows(path: str | Path, *, skip_invalid: bool = False) -> PromptRows:
-    """Read a file of prompt rows (see the module doc; any file kind the loader reads)."""
-    return read_prompt_rows(path, _prompt, skip_invalid=skip_invalid)
+def load_prompt_rows(spec: SpecLike, *, skip_invalid: bool = False) -> PromptRows:
+    """Read prompt rows (see the module doc) from a path or a dataset spec (split, subset,
+    columns, file_type; any source the loader reads)."""
+    return read_prompt_rows(spec, _prompt, skip_invalid=skip_invalid)
 
 
 PromptParser = Callable[[object, object, int], tuple[list[dict[str, str]], int]]
 
 
 def read_prompt_rows(
-    path: str | Path, parse: PromptParser, *, skip_invalid: bool = False
+    spec: SpecLike, parse: PromptParser, *, skip_invalid: bool = False
 ) -> PromptRows:
-    """Each row of ``path`` (streamed) through ``parse(value, path, row_no) -> (messages,
-    dropped turns)``; a row it refuses stops the read or, with ``skip_invalid``, is a reject."""
-    out = PromptRows(str(path))
-    for row_no, value in iter_source_rows(path):
+    """Each row of ``spec`` (a path or a dataset spec, streamed) through ``parse(value, path,
+    row_no) -> (messages, dropped turns)``; a row it refuses stops the read or, with
+    ``skip_invalid``, is a reject."""
+    path, out = source_label(spec), PromptRows(source_name(spec))
+    for row_no, value in iter_source_rows(spec):
         try:
             messages, dropped = parse(value, path, row_no)
         except DataFormatError as e:
             if not skip_invalid:
                 raise
             raw = value.text if isinstance(value, BadLine) else value
-            out.rejects.append(Reject(str(path), row_no, e.field, e.reason, raw))
+            out.rejects.append(Reject(out.path, row_no, e.field, e.reason, raw))
             continue
         assert isinstance(value, dict)
         out.rows.append(PromptRow(messages, value, row_no, dropped))

@@ -59,6 +59,12 @@ class QualityConfig(BaseModel):
     unsafe_words: list[str] = Field(default_factory=lambda: list(DEFAULT_UNSAFE_WORDS))
     unsafe_words_file: str | None = None
     judge: str | None = None  # BACKEND[:MODEL] for the CLI; the API takes a scorer
+    # the rest of the judge LM's options (LMOptions; --judge-model, --judge-base-url, ...)
+    judge_model: str | None = None
+    judge_base_url: str | None = None
+    judge_api_key_env: str | None = None
+    judge_cache: str | None = None
+    judge_concurrency: int | None = Field(None, gt=0)
     judge_threshold: float = Field(4.0, ge=1.0, le=5.0)
     drop_unparsed: bool = False
     judge_batch_size: int = Field(16, ge=1)

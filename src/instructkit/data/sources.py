@@ -12,11 +12,12 @@ File kinds (``file_type``, detected from the extension when left out):
 - ``jsonl`` (``.jsonl``, ``.ndjson``; any other extension whose text does not start with ``[``):
   one JSON value per line, read line by line; ``row`` is the 1-based line number. A line that is
   not JSON (or not UTF-8) comes back as a :class:`~instructkit.io.BadLine` to reject.
-- ``json``: an array (or an object holding one list), read whole; ``row`` is index + 1.
+- ``json``: an array, streamed element by element (:mod:`instructkit.data.json_array`), or an
+  object holding one list (or a bare record), read whole; ``row`` is index + 1.
 - ``csv`` / ``tsv``: a header line, then one row per record; ``row`` is the 1-based line where
   the record starts. Cells of list-valued fields (``conversations``, ``messages``, ...) may hold
-  JSON text. An empty cell of a format field (``instruction``, ``output``, ``chosen``, ...)
-  means the field is absent.
+  JSON text (see :func:`decode_cell`). An empty cell of a format field (``instruction``,
+  ``output``, ``chosen``, ...) means the field is absent.
 - ``parquet``, ``arrow`` (an Arrow IPC file or stream, such as the ``.arrow`` shards of
   ``datasets``), ``disk`` (a ``save_to_disk`` folder) and ``hub`` (``datasets.load_dataset(path,
   subset, split=...)``, for names that are not local paths): read in record batches; ``row`` is
@@ -37,23 +38,34 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Iterator, Mapping
+import os
+import socket
+import threading
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from instructkit.data.json_array import is_json_array, iter_json_array
 from instructkit.errors import ConfigError, DataFormatError
 from instructkit.io import BadLine, read_rows
 
 __all__ = [
     "FILE_TYPES",
     "DatasetSpec",
+    "SourceField",
     "SpecLike",
     "as_spec",
+    "decode_cell",
     "file_type_of",
+    "hub_reachable",
     "iter_source_rows",
+    "looks_like_local_path",
+    "missing_source",
     "read_source_rows",
+    "source_label",
     "source_name",
 ]
 
@@ -112,6 +124,9 @@ class DatasetSpec(BaseModel):
 
 
 SpecLike = DatasetSpec | str | Path | Mapping[str, Any]
+# The type of a config field that names a dataset: a path (as before) or a full spec (YAML keys
+# path/format/file_type/split/subset/columns). Readers take either; see :func:`as_spec`.
+SourceField = str | DatasetSpec
 
 
 def as_spec(spec: SpecLike) -> DatasetSpec:
@@ -128,6 +143,23 @@ def as_spec(spec: SpecLike) -> DatasetSpec:
         )
         fix = "give a path, or path plus format/file_type/split/subset/columns."
         raise ConfigError(f"bad dataset spec: {problems}", fix=fix) from e
+
+
+def missing_source(
+    key: str, spec: SpecLike, *, exists: Callable[[Path], bool] = Path.exists
+) -> str | None:
+    """``"KEY: PATH does not exist"`` when ``spec`` names a local path that is not there (a hub
+    name passes: only loading can tell); for the config checks made before a model loads.
+    ``exists`` says whether a file is there (a recipe counts the files earlier stages write)."""
+    s = as_spec(spec)
+    if file_type_of(s) == "hub" or exists(Path(s.path)):
+        return None
+    return f"{key}: {s.path} does not exist"
+
+
+def source_label(spec: SpecLike) -> object:
+    """How errors cite ``spec``: a path as given (a Path stays a Path), else its source name."""
+    return spec if isinstance(spec, str | Path) else source_name(spec)
 
 
 def source_name(spec: SpecLike) -> str:
@@ -152,7 +184,7 @@ def file_type_of(spec: SpecLike) -> FileType:
     suffix = path.suffix.lower()
     if suffix in _SUFFIXES:
         return _SUFFIXES[suffix]
-    if not path.exists() and _looks_like_hub_name(s.path):
+    if not path.exists() and _looks_like_hub_name(s.path) and not looks_like_local_path(s.path):
         return "hub"
     return "json" if _starts_with_bracket(path) else "jsonl"
 
@@ -160,6 +192,18 @@ def file_type_of(spec: SpecLike) -> FileType:
 def _looks_like_hub_name(name: str) -> bool:
     parts = name.split("/")
     return 1 <= len(parts) <= 2 and all(p and not p.startswith(".") for p in parts)
+
+
+def looks_like_local_path(name: str) -> bool:
+    """Whether ``name`` (that names no existing file) is meant as a local path, not a hub name:
+    it starts with ``./``, ``../``, ``/`` or ``~``, has a separator beyond one ``owner/name``
+    slash, or names a file in a folder that exists (``data/mydata`` beside a ``data`` folder)."""
+    if name.startswith((".", "/", "~")) or (os.sep != "/" and os.sep in name):
+        return True
+    if name.count("/") > 1:
+        return True
+    parent = Path(name).parent
+    return str(parent) != "." and parent.is_dir()
 
 
 def _starts_with_bracket(path: Path) -> bool:
@@ -180,11 +224,14 @@ def iter_source_rows(spec: SpecLike) -> Iterator[tuple[int, Any]]:
     """Rows of ``spec``, lazily, with the column mapping applied; DataFormatError names the
     source when it is missing, unreadable, empty or of another kind."""
     s = as_spec(spec)
-    where: object = spec if isinstance(spec, str | Path) else source_name(s)
+    where = source_label(spec)
     n = 0
     mapping = _mapping(s)
+    kind = file_type_of(s)
+    if kind != "hub" and not Path(s.path).exists():
+        raise _missing(s, where)
     try:
-        for row, value in _READERS[file_type_of(s)](s):
+        for row, value in _READERS[kind](s):
             n += 1
             yield row, _mapped(value, mapping) if mapping and isinstance(value, dict) else value
     except DataFormatError as e:
@@ -225,16 +272,19 @@ def _mapped(row: dict[str, Any], mapping: dict[str, str]) -> dict[str, Any]:
 # ------------------------------------------------------------------------------- text files
 
 
-def _missing(s: DatasetSpec) -> DataFormatError:
+def _missing(s: DatasetSpec, where: object = None) -> DataFormatError:
     return DataFormatError(
         "cannot read the file: no such file or folder.",
-        path=s.path,
-        fix="check the path (a Hugging Face dataset name needs file_type: hub or no local file "
-        "of that name).",
+        path=s.path if where is None else where,
+        fix=f"check the path (a relative path starts at {Path.cwd()}); a Hugging Face dataset "
+        "is named owner/name, or set file_type: hub.",
     )
 
 
 def _json_file(s: DatasetSpec) -> Iterator[tuple[int, Any]]:
+    if is_json_array(s.path):  # streamed; other JSON documents are read whole
+        yield from iter_json_array(s.path)
+        return
     try:
         rows = read_rows(s.path)
     except (RecursionError, ValueError) as e:  # nested too deeply; an int of > 4300 digits
@@ -282,6 +332,8 @@ def _csv_file(s: DatasetSpec) -> Iterator[tuple[int, Any]]:
         raise DataFormatError(
             f"cannot read the file: {e.strerror or e}.", path=s.path, fix="check the path."
         ) from e
+    # a long conversation in one JSON cell passes csv's default 128 KiB cell limit
+    csv.field_size_limit(max(csv.field_size_limit(), 2**31 - 1))
     with f:
         reader = csv.reader(f, delimiter=delimiter)
         try:
@@ -318,21 +370,29 @@ def _csv_rows(reader: Any, path: str) -> Iterator[tuple[int, Any]]:
         yield (
             row_no,
             {
-                h: _cell(h, c)
+                h: decode_cell(h, c)
                 for h, c in zip(header, cells, strict=False)
-                if h not in _FORMAT_FIELDS or c.strip()  # CSV has no null: an empty cell is absent
+                if h not in _FORMAT_FIELDS or c  # CSV has no null: an empty cell is absent
             },
         )
 
 
-def _cell(column: str, text: str) -> Any:
-    """A CSV cell; in a list-valued field (``messages``, ...) JSON text is decoded."""
-    if column in _JSON_CELLS and text.lstrip().startswith("["):
-        try:
-            return json.loads(text)
-        except (RecursionError, ValueError):
-            return text
-    return text
+def decode_cell(column: str, text: str) -> Any:
+    """A CSV cell's value. In a list-valued field (``messages``, ``chosen``, ...) JSON text of a
+    list is decoded, as is a message object (``{"from"|"role": ...}``, a ShareGPT pair's
+    ``chosen``) and a JSON string literal (how the writer stores a text that would otherwise
+    read as one of those); anything else, and every other column, is the text itself."""
+    head = text.lstrip()[:1]
+    if column not in _JSON_CELLS or head not in ("[", "{", '"'):
+        return text
+    try:
+        value = json.loads(text)
+    except (RecursionError, ValueError):
+        return text
+    if head == "[" or (head == '"' and isinstance(value, str)):
+        return value
+    is_message = isinstance(value, dict) and ("from" in value or "role" in value)
+    return value if is_message else text
 
 
 # -------------------------------------------------------------------------- columnar sources
@@ -408,19 +468,78 @@ def _disk_folder(s: DatasetSpec) -> Iterator[tuple[int, Any]]:
     yield from _dataset_rows(_one_split(loaded, s), s)
 
 
+_HUB_FIX = (
+    "if it is a local file, check the path (a relative path starts at {cwd}); if it is a hub "
+    "dataset, check your network (or set HF_HUB_OFFLINE=1 to read it from the datasets cache)."
+)
+_HUB_CHECK_FIX = (
+    "check the name, subset and split and `huggingface-cli login`; or point at a local file or "
+    "save_to_disk folder."
+)
+
+
 def _hub_dataset(s: DatasetSpec) -> Iterator[tuple[int, Any]]:
     import datasets
 
+    # without this check an unreachable hub costs ~20 s of retries before the error
+    if not _hub_offline() and not hub_reachable():
+        raise _unreachable(s, "the hub endpoint does not answer")
     try:
         loaded = datasets.load_dataset(s.path, s.subset, split=s.split)
+    except ConnectionError as e:
+        raise _unreachable(s, _one_line(e)) from e
     except Exception as e:  # noqa: BLE001 - the hub raises many kinds; each becomes one line
         raise DataFormatError(
-            f"cannot load the dataset: {type(e).__name__}: {e}".rstrip(".") + ".",
+            f"cannot load the dataset: {_one_line(e)}.",
             path=s.path,
-            fix="check the name, subset and split, your network and `huggingface-cli login`; "
-            "or point at a local file or save_to_disk folder.",
+            fix=_HUB_CHECK_FIX,
         ) from e
     yield from _dataset_rows(_one_split(loaded, s), s)
+
+
+def _one_line(e: Exception) -> str:
+    """``Type: message`` on one line, without a closing period."""
+    return " ".join(f"{type(e).__name__}: {e}".split()).rstrip(".")
+
+
+def _unreachable(s: DatasetSpec, why: str) -> DataFormatError:
+    return DataFormatError(
+        f"not a local path and not reachable on the hub ({why}).",
+        path=s.path,
+        fix=_HUB_FIX.format(cwd=Path.cwd()),
+    )
+
+
+def _hub_offline() -> bool:
+    """Offline mode (``HF_HUB_OFFLINE``/``HF_DATASETS_OFFLINE``): datasets reads its cache."""
+    flags = (os.environ.get(k, "") for k in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"))
+    return any(f.strip().upper() in ("1", "ON", "YES", "TRUE") for f in flags)
+
+
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether the Hugging Face endpoint (``HF_ENDPOINT``) accepts a TCP connection within
+    ``timeout`` seconds, name lookup included; True behind a proxy, which this check cannot
+    see through."""
+    if any(os.environ.get(k) for k in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+        return True
+    from huggingface_hub import constants
+
+    url = urlsplit(constants.ENDPOINT)
+    address = (url.hostname or "", url.port or (443 if url.scheme == "https" else 80))
+    answer: list[bool] = []
+
+    def connect() -> None:
+        try:
+            with socket.create_connection(address, timeout=timeout):
+                answer.append(True)
+        except OSError:
+            answer.append(False)
+
+    # the socket timeout does not bound the name lookup: a thread with a deadline does
+    probe = threading.Thread(target=connect, daemon=True)
+    probe.start()
+    probe.join(timeout)
+    return bool(answer and answer[0])
 
 
 def _one_split(loaded: Any, s: DatasetSpec) -> Any:

@@ -1,12 +1,16 @@
-"""Write rows as JSONL, a JSON array, Parquet or a ``save_to_disk`` folder, as they come.
+"""Write rows as JSONL, a JSON array, CSV/TSV, Parquet or a ``save_to_disk`` folder, as they come.
 
 ``write_dataset_rows(rows, path)`` picks the kind from the path (``.jsonl``/``.ndjson`` or any
-other extension: JSONL; ``.json``: a JSON array; ``.parquet``: Parquet; no extension: a
-``datasets`` ``save_to_disk`` folder) or from ``file_type``. Rows are never all held in memory:
-JSON and JSONL are written row by row; Parquet and ``save_to_disk`` go through a temporary JSONL
-file (one pass to learn a schema that fits every row, one to write record batches). Every kind is
-written atomically: a temporary file or folder beside the target replaces it once complete.
-Usage::
+other extension: JSONL; ``.json``: a JSON array; ``.csv``/``.tsv``: CSV/TSV; ``.parquet``:
+Parquet; no extension: a ``datasets`` ``save_to_disk`` folder) or from ``file_type``. Rows are
+never all held in memory: JSON and JSONL are written row by row; CSV/TSV, Parquet and
+``save_to_disk`` go through a temporary JSONL file (one pass to learn the columns or a schema
+that fits every row, one to write). In CSV/TSV the columns are the union of the rows' keys in
+order of first appearance; a list or object (``messages``, ``conversations``, ``history``, a
+nested metadata value) is a cell of JSON text, a number or boolean its JSON text, and a missing
+key or null an empty cell; :mod:`instructkit.data.sources` reads the JSON cells of the format
+fields back. Every kind is written atomically: a temporary file or folder beside the target
+replaces it once complete. Usage::
 
     n = write_dataset_rows(({"instruction": q, "output": a} for q, a in pairs), "out.parquet")
 """
@@ -14,6 +18,8 @@ Usage::
 from __future__ import annotations
 
 import contextlib
+import csv
+import io
 import json
 import os
 import shutil
@@ -22,13 +28,14 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, Literal
 
+from instructkit.data.sources import decode_cell
 from instructkit.errors import DataFormatError
 from instructkit.io import write_atomic
 
-__all__ = ["OUTPUT_TYPES", "output_type_of", "write_dataset_rows"]
+__all__ = ["OUTPUT_TYPES", "cell_text", "output_type_of", "write_dataset_rows"]
 
-OutputType = Literal["jsonl", "json", "parquet", "disk"]
-OUTPUT_TYPES: tuple[OutputType, ...] = ("jsonl", "json", "parquet", "disk")
+OutputType = Literal["jsonl", "json", "csv", "tsv", "parquet", "disk"]
+OUTPUT_TYPES: tuple[OutputType, ...] = ("jsonl", "json", "csv", "tsv", "parquet", "disk")
 _BATCH_ROWS = 1024
 
 
@@ -42,8 +49,8 @@ def output_type_of(path: str | Path, file_type: str | None = None) -> OutputType
     suffix = Path(path).suffix.lower()
     if suffix in (".parquet", ".pq"):
         return "parquet"
-    if suffix == ".json":
-        return "json"
+    if suffix in (".json", ".csv", ".tsv"):
+        return "json" if suffix == ".json" else ("csv" if suffix == ".csv" else "tsv")
     return "disk" if not suffix else "jsonl"
 
 
@@ -57,6 +64,8 @@ def write_dataset_rows(
         write_atomic(path, (json.dumps(r, ensure_ascii=False) + "\n" for r in counter))
     elif kind == "json":
         write_atomic(path, _json_array(counter))
+    elif kind in ("csv", "tsv"):
+        _write_delimited(counter, Path(path), "\t" if kind == "tsv" else ",")
     else:
         _write_columnar(counter, Path(path), kind)
     return counter.n
@@ -79,6 +88,50 @@ def _json_array(rows: Iterable[Any]) -> Iterator[str]:
     for i, row in enumerate(rows):
         yield ("\n" if i == 0 else ",\n") + json.dumps(row, ensure_ascii=False, indent=2)
     yield "\n]\n"
+
+
+def _write_delimited(rows: Iterable[dict[str, Any]], path: Path, delimiter: str) -> None:
+    """CSV/TSV through a spooled JSONL file: pass one learns the columns, pass two writes."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=f".{path.name}.", dir=path.parent) as tmp:
+        spool = Path(tmp) / "rows.jsonl"
+        columns: dict[str, None] = {}  # ordered set: first appearance
+        with spool.open("w", encoding="utf-8") as f:
+            for row in rows:
+                columns.update(dict.fromkeys(row))
+                f.write(json.dumps(row, ensure_ascii=False) + "\n")
+        write_atomic(path, _delimited_lines(spool, list(columns), delimiter))
+
+
+def _delimited_lines(spool: Path, columns: list[str], delimiter: str) -> Iterator[str]:
+    buffer = io.StringIO()
+    # with "\r\n" as the terminator csv quotes cells holding \r or \n; lines end in \n
+    writer = csv.writer(buffer, delimiter=delimiter, lineterminator="\r\n")
+
+    def line(cells: list[str]) -> str:
+        buffer.seek(0)
+        buffer.truncate()
+        writer.writerow(cells)
+        return buffer.getvalue()[:-2] + "\n"
+
+    yield line(columns)
+    with spool.open(encoding="utf-8") as f:
+        for text in f:
+            row = json.loads(text)
+            yield line([cell_text(c, row.get(c)) for c in columns])
+
+
+def cell_text(column: str, value: Any) -> str:
+    """A CSV cell of ``column``: null as empty, anything but a string as JSON text, a string as
+    it is unless the reader would decode it (a text that is JSON of a list): then as a JSON
+    string literal, which :func:`~instructkit.data.sources.decode_cell` reads back."""
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    if decode_cell(column, value) != value:
+        return json.dumps(value, ensure_ascii=False)
+    return value
 
 
 def _write_columnar(rows: Iterable[dict[str, Any]], path: Path, kind: OutputType) -> None:

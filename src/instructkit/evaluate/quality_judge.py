@@ -31,8 +31,8 @@ from instructkit.errors import ConfigError, LMError
 from instructkit.evaluate.judge import parse_score
 from instructkit.io import beside
 from instructkit.jobs import Job, fingerprint
-from instructkit.lm import build_lm
 from instructkit.lm.base import LM, ChatRequest, request_key
+from instructkit.lm.options import LMOptions, build_lm_from
 
 __all__ = [
     "RATING_SYSTEM",
@@ -180,8 +180,16 @@ def build_quality_scorer(
     if not cfg.judge:
         return None
     journal = cfg.judge_journal or beside(out, ".judge.jsonl")
+    opts = LMOptions(
+        lm=cfg.judge,
+        model=cfg.judge_model,
+        base_url=cfg.judge_base_url,
+        api_key_env=cfg.judge_api_key_env,
+        cache=cfg.judge_cache,
+        concurrency=cfg.judge_concurrency,
+    )
     return QualityScorer(
-        build_lm(cfg.judge),
+        build_lm_from(opts),
         journal=journal,
         batch_size=cfg.judge_batch_size,
         max_tokens=cfg.judge_max_tokens,

@@ -59,7 +59,7 @@ from instructkit.io import BadLine, beside
 from instructkit.jobs import Job, fingerprint
 from instructkit.lm.base import DEFAULT_BATCH, LM
 from instructkit.lm.openai import DEFAULT_TIMEOUT
-from instructkit.lm.options import LMOptions
+from instructkit.lm.options import LMOptions, build_lm_from
 
 __all__ = [
     "IFEVAL_MAX_NEW_TOKENS",
@@ -111,8 +111,13 @@ class JudgeLMConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
+    # the LM options of every model-calling command (LMOptions; the CLI's --judge,
+    # --judge-model, --judge-base-url, --judge-api-key-env, --judge-cache, --judge-concurrency)
     lm: str  # an LM spec: local, local:NAME, openai:MODEL, llamacpp[:PATH]
+    model: str | None = None  # replaces the MODEL part of lm
     base_url: str | None = None
+    api_key_env: str | None = None  # served judges: the variable holding the API key
+    cache: str | None = None  # SQLite request cache of the judge's answers
     max_tokens: int = Field(1024, gt=0)
     batch_size: int = Field(16, gt=0)
     # "probabilities": G-Eval-style expected grade from the grade tokens' probabilities (local
@@ -676,18 +681,21 @@ def _groups(pooled: list[dict[str, Any]], names: list[str], seed: int) -> dict[s
 
 
 def build_judge_lm(cfg: JudgeLMConfig) -> LM:
-    """The judge LM ``cfg`` names; the served-judge keys apply to ``openai:MODEL`` only."""
-    from instructkit.lm import build_lm
-
-    served: dict[str, Any] = {}
-    if cfg.lm.startswith("openai:"):
-        served = {
-            "timeout": cfg.timeout,
-            "max_retries": cfg.max_retries,
-            "retry_window": cfg.retry_window,
-            "concurrency": cfg.concurrency,
-        }
-    return build_lm(cfg.lm, base_url=cfg.base_url, **served)
+    """The judge LM ``cfg`` names (``lm`` with ``model``, ``base_url``, ``cache``); the
+    served-judge keys (``api_key_env``, ``concurrency``, ``timeout``, ...) apply to
+    ``openai:MODEL`` only."""
+    opts = LMOptions(
+        lm=cfg.lm,
+        model=cfg.model,
+        base_url=cfg.base_url,
+        api_key_env=cfg.api_key_env,
+        cache=cfg.cache,
+    )
+    if not opts.spec.startswith("openai:"):
+        return build_lm_from(opts)  # base_url or api_key_env here: build_lm's one-line error
+    opts = opts.model_copy(update={"concurrency": cfg.concurrency})
+    served = {"timeout": cfg.timeout, "max_retries": cfg.max_retries}
+    return build_lm_from(opts, retry_window=cfg.retry_window, **served)
 
 
 def _judge(cfg: EvalConfig, rows: list[dict[str, Any]], judge_lm: LM | None) -> JudgeSection:

@@ -46,6 +46,7 @@ from dspy.utils.saving import get_dependency_versions as dependency_versions
 from pydantic import ConfigDict, Field
 from tqdm.auto import tqdm
 
+from instructkit.data.sources import SourceField, as_spec, source_name
 from instructkit.errors import ConfigError
 from instructkit.evaluate.results import EvalResults, paired_results
 from instructkit.evaluate.stats import PairedComparison, compare_paired
@@ -90,9 +91,9 @@ class ProgramOptConfig(LMOptions):
     model_config = ConfigDict(extra="forbid")
 
     program: str
-    data: str
-    val: str | None = None
-    test: str | None = None
+    data: SourceField  # a path, or a dataset spec (split, subset, columns, ...; docs/data.md)
+    val: SourceField | None = None
+    test: SourceField | None = None
     inputs: list[str] = Field(default_factory=list)
     target: str
     labels: list[str] = Field(default_factory=list)
@@ -344,13 +345,9 @@ def _prompt_config(cfg: ProgramOptConfig, student: Any) -> PromptOptConfig:
 def _fingerprint(cfg: ProgramOptConfig) -> dict[str, Any]:
     """What must not change for a run to resume: the settings (not where the output and the
     cache are, nor the server URL) and the contents of the program and data files."""
-    files = {
-        "program_file": cfg.program.rpartition(":")[0],
-        "data": cfg.data,
-        "val_file": cfg.val,
-        "test_file": cfg.test,
-    }
-    paths = {k: Path(v) for k, v in files.items() if v is not None}
+    files = {"data": cfg.data, "val_file": cfg.val, "test_file": cfg.test}
+    paths = {k: Path(as_spec(v).path) for k, v in files.items() if v is not None}
+    paths["program_file"] = Path(cfg.program.rpartition(":")[0])
     exclude = ("out", "cache", "base_url", "api_key_env", "concurrency")
     return fingerprint(cfg, exclude=exclude, **paths)
 
@@ -359,7 +356,8 @@ def _results(cfg: ProgramOptConfig, result: ProgramOptResult) -> EvalResults:
     """The test comparison as :class:`EvalResults` (systems initial and best, task program;
     the instructions per stage in ``meta``)."""
     return paired_results(
-        f"optimize program ({METHOD}) {Path(cfg.program).name} on {Path(cfg.data).name}",
+        f"optimize program ({METHOD}) {Path(cfg.program).name} on "
+        f"{Path(source_name(cfg.data)).name}",
         "program",
         result.metric,
         result.test_scores,

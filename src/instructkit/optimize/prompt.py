@@ -62,7 +62,13 @@ import dspy
 from pydantic import ConfigDict, Field
 from tqdm.auto import tqdm
 
-from instructkit.data.sources import read_source_rows
+from instructkit.data.sources import (
+    SourceField,
+    as_spec,
+    read_source_rows,
+    source_label,
+    source_name,
+)
 from instructkit.errors import ConfigError, DataFormatError
 from instructkit.evaluate.results import EvalResults, paired_results
 from instructkit.evaluate.stats import PairedComparison, compare_paired
@@ -116,9 +122,9 @@ class PromptOptConfig(LMOptions):
 
     model_config = ConfigDict(extra="forbid")
 
-    data: str
-    val: str | None = None
-    test: str | None = None
+    data: SourceField  # a path, or a dataset spec (split, subset, columns, ...; docs/data.md)
+    val: SourceField | None = None
+    test: SourceField | None = None
     inputs: list[str] = Field(min_length=1)
     target: str
     labels: list[str] = Field(default_factory=list)
@@ -200,10 +206,11 @@ METHODS: dict[str, MethodFn] = {
 # ------------------------------------------------------------------------------------ the data
 
 
-def _load(path: str, task: InstructionTask) -> list[dict[str, Any]]:
-    """Rows of ``path``, each checked (fields, labels) with its file and row number."""
-    rows = []
-    for row_no, value in read_source_rows(path):
+def _load(spec: SourceField, task: InstructionTask) -> list[dict[str, Any]]:
+    """Rows of ``spec`` (a path or a dataset spec), each checked (fields, labels) with its file
+    and row number."""
+    rows, path = [], source_label(spec)
+    for row_no, value in read_source_rows(spec):
         if isinstance(value, BadLine):
             raise DataFormatError(
                 f"not valid JSON: {value.message}.", path=path, row=row_no, fix="repair the line."
@@ -233,7 +240,7 @@ def _split(cfg: PromptOptConfig, task: InstructionTask) -> dict[str, list[dict[s
         cut = max(1, round(len(rows) * fraction))
         if cut >= len(rows):
             raise ConfigError(
-                f"{cfg.data} has {len(rows)} rows, too few to split off a {name} set.",
+                f"{source_name(cfg.data)} has {len(rows)} rows, too few to split off a {name} set.",
                 fix=f"give more rows, or a --{name} file.",
             )
         parts[name], rows = rows[:cut], rows[cut:]
@@ -319,7 +326,7 @@ def _build_lm(spec: str, cfg: PromptOptConfig, lm: LM | None) -> LM:
 def _results(cfg: PromptOptConfig, result: PromptOptResult) -> EvalResults:
     """The test comparison as :class:`EvalResults` (systems initial and best, task prompt)."""
     return paired_results(
-        f"optimize prompt ({cfg.method}) on {Path(cfg.data).name}",
+        f"optimize prompt ({cfg.method}) on {Path(source_name(cfg.data)).name}",
         "prompt",
         result.metric,
         result.test_scores,
@@ -463,7 +470,7 @@ def _fingerprint(cfg: PromptOptConfig) -> dict[str, Any]:
     """What must not change for a run to resume: the settings (not where the output and the
     cache are, nor the server URL) and the contents of the data files."""
     files = {"data": cfg.data, "val_file": cfg.val, "test_file": cfg.test}
-    paths = {k: Path(v) for k, v in files.items() if v is not None}
+    paths = {k: Path(as_spec(v).path) for k, v in files.items() if v is not None}
     exclude = ("out", "cache", "base_url", "api_key_env", "concurrency")
     return fingerprint(cfg, exclude=exclude, **paths)
 

@@ -44,6 +44,7 @@ from pydantic import ConfigDict, Field
 
 from instructkit.data.formats import Reject, save_rejects
 from instructkit.data.prompt_rows import PromptRow
+from instructkit.data.sources import SourceField, as_spec, source_name
 from instructkit.errors import ConfigError
 from instructkit.io import beside, write_jsonl
 from instructkit.jobs import Job, fingerprint
@@ -64,7 +65,10 @@ class PairsConfig(LMOptions):
 
     model_config = ConfigDict(extra="forbid")
 
-    prompts: str = Field(description="the prompt rows (.json/.jsonl): 'prompt' or 'messages'.")
+    prompts: SourceField = Field(
+        description="the prompt rows ('prompt' or 'messages'): a path, or a dataset spec (path, "
+        "split, subset, columns, file_type; docs/data.md)."
+    )
     out: str = Field(description="the preference pairs written (.jsonl).")
     rejects: str | None = Field(
         default=None, description="invalid rows and dropped prompts (default OUT.rejects.jsonl)."
@@ -136,7 +140,7 @@ def run_pairs(
     ranking_only = ("reward", "judge_mode", "min_margin", "skip_invalid", "rejects")
     served = ("base_url", "api_key_env", "concurrency")  # how the LM is reached, not which
     exclude = ("fresh", "batch", "cache", *served, *ranking_only)  # ranking keys resample nothing
-    fp = fingerprint(cfg, exclude=exclude, prompts=Path(cfg.prompts), lm=lm.name)
+    fp = fingerprint(cfg, exclude=exclude, prompts=Path(as_spec(cfg.prompts).path), lm=lm.name)
     job = Job(samples_path, fp, fresh=cfg.fresh)
     if cfg.fresh:  # the judge's answers go too (they are keyed by request, never stale)
         for stale in (judge_path, Path(f"{judge_path}.state.json")):
@@ -144,7 +148,7 @@ def run_pairs(
     n_sampled = _sample(job, rows, lm, cfg, progress)
     texts = {int(r["row"]): _distinct(r["responses"]) for r in job.records}
     scores, judge_counts = _score(rows, texts, reward, cfg.judge_mode)
-    pairs, dropped, counts = _rank(rows, texts, scores, cfg.min_margin, cfg.prompts)
+    pairs, dropped, counts = _rank(rows, texts, scores, cfg.min_margin, source_name(cfg.prompts))
     write_jsonl(pairs, cfg.out)
     rejects_path = Path(cfg.rejects) if cfg.rejects else beside(cfg.out, ".rejects.jsonl")
     save_rejects([*rejects, *dropped], rejects_path)

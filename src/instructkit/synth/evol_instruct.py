@@ -37,7 +37,7 @@ from tqdm.auto import tqdm
 from instructkit.data.formats import load_records
 from instructkit.data.records import Conversation
 from instructkit.data.similarity import normalize_for_exact, rouge_l_f, rouge_tokens
-from instructkit.data.sources import read_source_rows
+from instructkit.data.sources import SourceField, SpecLike, read_source_rows, source_label
 from instructkit.errors import DataFormatError, LMError
 from instructkit.io import beside
 from instructkit.jobs import Job, fingerprint
@@ -169,6 +169,9 @@ class EvolConfig(BaseModel):
     max_instruction_words: int = Field(512, gt=0)
     keep_failed: bool = False  # also write eliminated rows (with their reason) to the output
     chunk_size: int | None = Field(None, gt=0)  # requests per LM call; None: a whole round
+    # the seed instructions when the SRC argument is left out: a path or a dataset spec (path,
+    # split, subset, columns, format, file_type; docs/data.md)
+    seeds: SourceField | None = None
 
     @field_validator("operations")
     @classmethod
@@ -367,19 +370,20 @@ def render_evol_prompt(operation: str, instruction: str) -> str:
 # ---------------------------------------------------------------------------- input
 
 
-def load_instructions(path: str | Path) -> list[dict[str, Any]]:
-    """Seeds ``{id?, instruction, response?}`` from any file :func:`load_records` reads.
+def load_instructions(spec: SpecLike) -> list[dict[str, Any]]:
+    """Seeds ``{id?, instruction, response?}`` from any source :func:`load_records` reads (a
+    path or a dataset spec with split, subset, columns, format, file_type).
 
     Rows that all have ``instruction`` are read directly (Alpaca ``input`` is appended; the
     response, from ``output`` or ``response``, is optional). Anything else goes through
     ``load_records``: the first user message is the instruction and the assistant turn after
     it (or the chosen one of a preference pair) the response.
     """
-    rows = read_source_rows(path)
+    rows, path = read_source_rows(spec), source_label(spec)
     if all(isinstance(v, dict) and "instruction" in v for _, v in rows):
         return [_plain_seed(v, path, row_no) for row_no, v in rows]
     seeds = []
-    loaded = load_records(path)
+    loaded = load_records(spec)
     for record in loaded.records:
         conv = record if isinstance(record, Conversation) else record.chosen_conversation()
         turns = conv.turns
@@ -509,7 +513,9 @@ def _open_job(
 ) -> Job:
     """The run's job; rounds may grow and chunks change between a run and its resumption."""
     seed_rows = [(s["id"], s["instruction"]) for s in seeds]
-    fp = fingerprint(cfg, exclude=("rounds", "chunk_size"), seeds=seed_rows, lm=lm.name)
+    # the seeds count by content (seed_rows), not by where they were read from
+    exclude = ("rounds", "chunk_size", "seeds")
+    fp = fingerprint(cfg, exclude=exclude, seeds=seed_rows, lm=lm.name)
     job = Job(out, fp, fresh=fresh, journals={"rejects": rejects})
     if cfg.keep_failed:  # a kill between the two appends of a unit: finish the second one
         have = {r["id"] for r in job.records}

@@ -19,11 +19,10 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from importlib import resources
-from pathlib import Path
 from typing import Any
 
 from instructkit.data.formats import Reject
-from instructkit.data.sources import read_source_rows
+from instructkit.data.sources import SpecLike, read_source_rows, source_name
 from instructkit.errors import DataFormatError
 from instructkit.io import BadLine
 
@@ -64,8 +63,9 @@ class SeedTasks:
     n_rows: int = 0
 
 
-def load_seed_tasks(path: str | Path | None = None, *, skip_invalid: bool = False) -> SeedTasks:
-    """Read seed tasks (bundled when ``path`` is None); see the module docstring for formats."""
+def load_seed_tasks(path: SpecLike | None = None, *, skip_invalid: bool = False) -> SeedTasks:
+    """Read seed tasks from a path or a dataset spec (split, subset, columns, file_type; the
+    bundled tasks when None); see the module docstring for formats."""
     if path is None:
         source = resources.files("instructkit.resources").joinpath("seed_tasks.jsonl")
         rows = [
@@ -75,7 +75,7 @@ def load_seed_tasks(path: str | Path | None = None, *, skip_invalid: bool = Fals
         ]
         where: str = BUNDLED_SEEDS
     else:
-        rows, where = read_source_rows(path), str(path)
+        rows, where = read_source_rows(path), source_name(path)
     result = SeedTasks([], where, n_rows=len(rows))
     grouped: dict[str, int] = {}  # Alpaca instruction -> index in result.tasks
     for row_no, value in rows:

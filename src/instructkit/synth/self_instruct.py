@@ -63,6 +63,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from tqdm.auto import tqdm
 
 from instructkit.data.similarity import NearDupIndex, rouge_tokens
+from instructkit.data.sources import SourceField
 from instructkit.errors import ConfigError, DataFormatError
 from instructkit.io import read_rows, write_jsonl
 from instructkit.jobs import Job, fingerprint
@@ -125,6 +126,9 @@ class SelfInstructConfig(BaseModel):
     instance_shots: int = Field(2, ge=0)  # seed tasks shown in an instance prompt
     drop_write_a_program: bool = False
     max_stale_rounds: int = Field(20, gt=0)  # stop after this many rounds in a row keep nothing
+    # seed tasks when --seeds is not given: a path or a dataset spec (path, split, subset,
+    # columns, file_type; docs/data.md); None: the 120 bundled tasks
+    seeds: SourceField | None = None
 
     @model_validator(mode="after")
     def _check(self) -> SelfInstructConfig:
@@ -692,9 +696,9 @@ def _open_job(
         for s in seeds
     ]
     # the target may grow between a run and its resumption; everything else must match
-    fp = fingerprint(
-        cfg, exclude=("num_instructions", "max_stale_rounds"), seeds=seed_rows, lm=lm.name
-    )
+    # the seeds count by content (seed_rows), not by where they were read from
+    exclude = ("num_instructions", "max_stale_rounds", "seeds")
+    fp = fingerprint(cfg, exclude=exclude, seeds=seed_rows, lm=lm.name)
     job = Job(out_path, fp, fresh=fresh)
     for row_no, row in enumerate(job.records, start=1):
         ok = isinstance(row, dict) and row.get("source") == SOURCE

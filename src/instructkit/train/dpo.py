@@ -42,6 +42,7 @@ from pydantic import BaseModel, Field
 
 from instructkit.config import save_config
 from instructkit.data.records import Conversation, Message, PreferencePair
+from instructkit.data.sources import SourceField, SpecLike, missing_source, source_name
 from instructkit.data.templates import ChatTemplate, get_template
 from instructkit.data.tokenize import IGNORE_INDEX, tokenize_conversation
 from instructkit.errors import ConfigError, DataFormatError, TrainingError
@@ -83,9 +84,11 @@ class DPORunConfig(TRLRunConfig):
     """The whole ``train dpo`` workflow; YAML keys, attributes and --set paths are the same."""
 
     output_dir: str = "runs/dpo"
-    data: str = ""  # preference pairs (any format the data layer reads)
-    format: str | None = None  # auto-detected when None
-    eval_path: str | None = None  # held-out pairs; else eval_ratio of data is held out
+    # preference pairs: a path or a dataset spec (path, split, subset, columns, format,
+    # file_type; docs/data.md), any file kind and format the loader reads
+    data: SourceField = ""
+    format: str | None = None  # auto-detected when None (overrides data.format when given)
+    eval_path: SourceField | None = None  # held-out pairs; else eval_ratio of data is held out
     eval_ratio: float = Field(default=0.1, ge=0, lt=1)
     max_seq_len: int = Field(default=1024, gt=8)  # prompt + response tokens per side
     skip_invalid: bool = False
@@ -166,12 +169,14 @@ def tokenize_pair(
 
 
 def load_pairs(
-    path: str, cfg: DPORunConfig, template: ChatTemplate, tokenizer: Any
+    spec: SpecLike, cfg: DPORunConfig, template: ChatTemplate, tokenizer: Any
 ) -> tuple[list[TokenizedPair], list[dict[str, Any]]]:
-    """Tokenized pairs of ``path`` and the rejected rows (with skip_invalid) as dicts."""
+    """Tokenized pairs of ``spec`` (a path or a dataset spec) and the rejected rows (with
+    skip_invalid) as dicts."""
     from instructkit.data.formats import load_records
 
-    loaded = load_records(path, cfg.format, skip_invalid=cfg.skip_invalid)
+    path = source_name(spec)
+    loaded = load_records(spec, cfg.format, skip_invalid=cfg.skip_invalid)
     rejects = [r.to_dict() for r in loaded.rejects]
     pairs: list[TokenizedPair] = []
     for record, row in zip(loaded.records, loaded.row_numbers, strict=True):
@@ -199,10 +204,11 @@ def dpo_config_problems(
     problems = []
     if not cfg.data:
         problems.append("data: a file of preference pairs is needed")
-    elif not exists(Path(cfg.data)):
-        problems.append(f"data: {cfg.data} does not exist")
-    if cfg.eval_path and not exists(Path(cfg.eval_path)):
-        problems.append(f"eval_path: {cfg.eval_path} does not exist")
+    else:
+        problems.append(missing_source("data", cfg.data, exists=exists) or "")
+    if cfg.eval_path:
+        problems.append(missing_source("eval_path", cfg.eval_path, exists=exists) or "")
+    problems = [p for p in problems if p]
     if cfg.label_smoothing and cfg.loss_type not in ("sigmoid", "robust"):
         problems.append(f"label_smoothing: only sigmoid and robust use it, not {cfg.loss_type}")
     return problems
@@ -320,7 +326,7 @@ def run_dpo(cfg: DPORunConfig, *, progress: bool = True) -> DPOResult:
         rejects += eval_rejects
         if not train:
             raise TrainingError(
-                f"{cfg.data}: no pair left to train on ({len(rejects)} rejected).",
+                f"{source_name(cfg.data)}: no pair left to train on ({len(rejects)} rejected).",
                 fix="mend the rows listed in rejects.jsonl, or lower eval_ratio.",
             )
         print(f"pairs: train {len(train)}, eval {len(held)}, rejected {len(rejects)}")

@@ -48,6 +48,7 @@ from pydantic import BaseModel, Field
 
 from instructkit.config import save_config
 from instructkit.data.prompt_rows import PromptRow
+from instructkit.data.sources import SourceField, missing_source, source_name
 from instructkit.data.templates import get_template
 from instructkit.errors import ConfigError
 from instructkit.io import write_atomic
@@ -93,7 +94,9 @@ class GRPORunConfig(TRLRunConfig):
     """The ``train grpo`` workflow; YAML keys, attributes and --set paths are the same."""
 
     output_dir: str = "runs/grpo"
-    data: str = ""  # prompts: rows with 'prompt' (string or messages) or 'messages'
+    # prompts: rows with 'prompt' (string or messages) or 'messages'; a path or a dataset spec
+    # (path, split, subset, columns, file_type; docs/data.md)
+    data: SourceField = ""
     num_generations: int = Field(default=8, ge=2)  # completions per prompt (the group)
     max_completion_length: int = Field(default=128, gt=0)
     temperature: float = Field(default=1.0, gt=0)
@@ -160,8 +163,8 @@ def _check(cfg: GRPORunConfig) -> None:
     problems = []
     if not cfg.data:
         problems.append("data: a file of prompts is needed")
-    elif not Path(cfg.data).exists():
-        problems.append(f"data: {cfg.data} does not exist")
+    elif missing := missing_source("data", cfg.data):
+        problems.append(missing)
     if cfg.train.save_every and cfg.train.save_every % cfg.num_iterations:
         problems.append(
             f"train.save_every ({cfg.train.save_every}) must be a multiple of num_iterations "
@@ -290,7 +293,8 @@ def run_grpo(cfg: GRPORunConfig, reward: RewardFn, *, progress: bool = True) -> 
         out.mkdir(parents=True, exist_ok=True)
         save_config(cfg, out / "config.yaml")
         fit = PromptFit(
-            cfg.data, cfg.max_seq_len, cfg.max_completion_length, "max_completion_length",
+            source_name(cfg.data), cfg.max_seq_len, cfg.max_completion_length,
+            "max_completion_length",
             cfg.skip_invalid,
         )  # fmt: skip
         rows, rejects = checked_prompt_rows(cfg.data, reward, skip_invalid=cfg.skip_invalid)

@@ -48,6 +48,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from instructkit.config import save_config
+from instructkit.data.sources import SourceField, missing_source, source_name
 from instructkit.data.templates import TemplateName, get_template
 from instructkit.errors import ConfigError, TrainingError
 from instructkit.io import write_atomic
@@ -153,7 +154,9 @@ class PPOConfig(BaseModel):
 
     model: str = DEFAULT_MODEL
     output_dir: str = "runs/ppo"
-    prompts: str = ""  # JSON/JSONL prompt rows (see data/prompt_rows.py)
+    # prompt rows (data/prompt_rows.py): a path or a dataset spec (path, split, subset,
+    # columns, file_type; docs/data.md), any source the loader reads
+    prompts: SourceField = ""
     template: TemplateName = "tokenizer"
     max_seq_len: int = Field(default=1024, gt=8)  # prompt + max_new_tokens must fit
     skip_invalid: bool = False
@@ -206,8 +209,8 @@ def _check(cfg: PPOConfig) -> None:
     problems = []
     if not cfg.prompts:
         problems.append("prompts: a file of prompt rows is needed")
-    elif not Path(cfg.prompts).exists():
-        problems.append(f"prompts: {cfg.prompts} does not exist")
+    elif missing := missing_source("prompts", cfg.prompts):
+        problems.append(missing)
     if cfg.train.minibatch_size > cfg.rollout.batch_size:
         problems.append(
             f"train.minibatch_size ({cfg.train.minibatch_size}) > rollout.batch_size "
@@ -228,7 +231,8 @@ def _check(cfg: PPOConfig) -> None:
 
 def _prompt_fit(cfg: PPOConfig) -> PromptFit:
     return PromptFit(
-        cfg.prompts, cfg.max_seq_len, cfg.rollout.max_new_tokens, "rollout.max_new_tokens",
+        source_name(cfg.prompts), cfg.max_seq_len, cfg.rollout.max_new_tokens,
+        "rollout.max_new_tokens",
         cfg.skip_invalid,
     )  # fmt: skip
 

@@ -23,6 +23,7 @@ from typing import Any
 
 from instructkit.data.formats import Reject, save_rejects
 from instructkit.data.prompt_rows import PromptRow, load_prompt_rows
+from instructkit.data.sources import SpecLike, source_label
 from instructkit.data.templates import ChatTemplate
 from instructkit.errors import DataFormatError, InstructkitError, TrainingError
 from instructkit.train.rewards import RewardFn
@@ -57,11 +58,13 @@ class PromptFit:
 
 
 def checked_prompt_rows(
-    path: str, reward: RewardFn, *, skip_invalid: bool
+    spec: SpecLike, reward: RewardFn, *, skip_invalid: bool
 ) -> tuple[list[PromptRow], list[Reject]]:
-    """Prompt rows that parse and carry what ``reward`` reads; the others are rejects
-    (with ``skip_invalid``) or the first one raises DataFormatError."""
-    loaded = load_prompt_rows(path, skip_invalid=skip_invalid)
+    """Prompt rows of ``spec`` (a path or a dataset spec) that parse and carry what ``reward``
+    reads; the others are rejects (with ``skip_invalid``) or the first one raises
+    DataFormatError."""
+    loaded = load_prompt_rows(spec, skip_invalid=skip_invalid)
+    path = source_label(spec)
     if loaded.truncated:  # the prompt is the conversation up to its last user turn
         print(f"prompts: {loaded.truncated} cut after their last user turn")
     rows, rejects = [], list(loaded.rejects)
@@ -71,7 +74,7 @@ def checked_prompt_rows(
         except DataFormatError as e:
             if not skip_invalid:
                 raise
-            rejects.append(Reject(path, r.row_no, e.field, e.reason, r.row))
+            rejects.append(Reject(loaded.path, r.row_no, e.field, e.reason, r.row))
             continue
         rows.append(r)
     return rows, rejects

@@ -37,6 +37,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from tqdm.auto import tqdm
 
 from instructkit.config import save_config
+from instructkit.data.sources import SourceField, missing_source, source_name
 from instructkit.data.templates import TemplateName, get_template
 from instructkit.errors import ConfigError, TrainingError
 from instructkit.io import write_atomic
@@ -96,9 +97,11 @@ class RewardConfig(BaseModel):
 
     model: str = DEFAULT_MODEL
     output_dir: str = "runs/reward"
-    data: str | list[str] = Field(default_factory=list)  # preference files
-    format: str | None = None  # of every data file; auto-detected when None
-    eval_path: str | None = None
+    # preference data: a path or a dataset spec (path, split, subset, columns, format, file_type;
+    # docs/data.md), or a list of them
+    data: SourceField | list[SourceField] = Field(default_factory=list)
+    format: str | None = None  # of every data source; auto-detected when None
+    eval_path: SourceField | None = None
     eval_ratio: float = Field(default=0.1, ge=0, lt=1)  # share of prompts held out
     template: TemplateName = "tokenizer"
     max_seq_len: int = Field(default=512, gt=8)
@@ -112,8 +115,9 @@ class RewardConfig(BaseModel):
     report_to: list[str] = Field(default_factory=list)
 
     @property
-    def data_paths(self) -> list[str]:
-        return [self.data] if isinstance(self.data, str) else list(self.data)
+    def data_paths(self) -> list[SourceField]:
+        """The data sources as a list (each a path or a dataset spec)."""
+        return list(self.data) if isinstance(self.data, list) else [self.data]
 
 
 class RewardResult(BaseModel):
@@ -207,11 +211,11 @@ def reward_config_problems(
     problems = []
     if not cfg.data_paths:
         problems.append("data: at least one preference file is needed")
-    for i, path in enumerate(cfg.data_paths):
-        if not exists(Path(path)):
-            problems.append(f"data[{i}]: {path} does not exist")
-    if cfg.eval_path and not exists(Path(cfg.eval_path)):
-        problems.append(f"eval_path: {cfg.eval_path} does not exist")
+    for i, spec in enumerate(cfg.data_paths):
+        problems.append(missing_source(f"data[{i}]", spec, exists=exists) or "")
+    if cfg.eval_path:
+        problems.append(missing_source("eval_path", cfg.eval_path, exists=exists) or "")
+    problems = [p for p in problems if p]
     if cfg.train.batch_tokens < 2 * cfg.max_seq_len:
         problems.append(
             f"train.batch_tokens ({cfg.train.batch_tokens}) < 2 * max_seq_len "
@@ -236,7 +240,7 @@ def _pairs(
     for i, path in enumerate(cfg.data_paths):
         got = load_pairs(path, tokenizer, template, opts)
         loaded.append(got)
-        _check_not_emptied(path, got)
+        _check_not_emptied(source_name(path), got)
         ratio = 0.0 if cfg.eval_path else cfg.eval_ratio
         kept, out = split_by_prompt(got.pairs, ratio, cfg.train.seed + i)
         train += kept

@@ -29,6 +29,7 @@ from typing import Any, Literal
 
 from instructkit.data.formats import Reject, load_records
 from instructkit.data.records import PreferencePair
+from instructkit.data.sources import SpecLike, source_name
 from instructkit.data.templates import ChatTemplate
 from instructkit.data.tokenize import tokenize_conversation
 from instructkit.errors import DataFormatError
@@ -79,10 +80,12 @@ class PairSet:
 
 
 def load_pairs(
-    path: str | Path, tokenizer: Any, template: ChatTemplate, opts: PairOptions
+    spec: SpecLike, tokenizer: Any, template: ChatTemplate, opts: PairOptions
 ) -> PairSet:
-    """Read, check and tokenize the pairs of ``path``; see the module docstring."""
-    loaded = load_records(path, opts.format, skip_invalid=opts.skip_invalid)
+    """Read, check and tokenize the pairs of ``spec`` (a path or a dataset spec, see
+    :class:`~instructkit.data.sources.DatasetSpec`); see the module docstring."""
+    path = spec if isinstance(spec, str | Path) else source_name(spec)
+    loaded = load_records(spec, opts.format, skip_invalid=opts.skip_invalid)
     out = PairSet(rejects=list(loaded.rejects), n_rows=loaded.n_rows)
     for record, row_no in zip(loaded.records, loaded.row_numbers, strict=True):
         try:

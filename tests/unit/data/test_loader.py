@@ -1,15 +1,18 @@
 """The one loader: every file kind, row citations, column mapping, writers, streaming, SFT."""
 
+import csv
 import json
+import socket
 
 import datasets
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from instructkit.data import sources
 from instructkit.data.formats import load_records, save_records
 from instructkit.data.loader import RecordStream, load_dataset
-from instructkit.data.records import Conversation, Message
+from instructkit.data.records import Conversation, Message, PreferencePair
 from instructkit.data.sources import DatasetSpec, file_type_of, iter_source_rows
 from instructkit.data.workflows import convert, validate
 from instructkit.errors import ConfigError, DataFormatError
@@ -129,17 +132,74 @@ def test_hub_names_go_to_datasets_load_dataset(monkeypatch):
         return datasets.Dataset.from_list(ROWS)
 
     monkeypatch.setattr(datasets, "load_dataset", fake)
+    monkeypatch.setattr(sources, "hub_reachable", lambda: True)
     assert file_type_of("tatsu-lab/alpaca") == "hub"
     spec = {"path": "tatsu-lab/alpaca", "subset": "default", "split": "train[:3]"}
     loaded = load_dataset(spec)
     assert calls == [("tatsu-lab/alpaca", "default", "train[:3]")] and len(loaded.records) == 3
 
     def offline(name, subset, split=None):
-        raise ConnectionError("no network")
+        raise ConnectionError("no network\n(retried 5 times)")
 
     monkeypatch.setattr(datasets, "load_dataset", offline)
-    with pytest.raises(DataFormatError, match="cannot load the dataset: ConnectionError"):
+    with pytest.raises(DataFormatError, match="not reachable on the hub .ConnectionError") as e:
         load_dataset("tatsu-lab/alpaca")
+    assert "\n" not in str(e.value) and "no network (retried 5 times)" in str(e.value)
+
+    def missing(name, subset, split=None):
+        raise FileNotFoundError("no such dataset")
+
+    monkeypatch.setattr(datasets, "load_dataset", missing)
+    with pytest.raises(DataFormatError, match="cannot load the dataset: FileNotFoundError"):
+        load_dataset("tatsu-lab/alpaca")
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["data/mydata", "./mydata", "/nowhere/mydata", "~/mydata", "a/b/c", "../mydata"],
+)
+def test_a_missing_local_path_fails_at_once_without_the_hub(tmp_path, monkeypatch, name):
+    (tmp_path / "data").mkdir()
+    monkeypatch.chdir(tmp_path)
+    calls = []
+    monkeypatch.setattr(datasets, "load_dataset", lambda *a, **k: calls.append(a))
+    monkeypatch.setattr(sources, "hub_reachable", lambda: calls.append("probe") or True)
+    assert sources.looks_like_local_path(name)
+    with pytest.raises(DataFormatError, match="no such file or folder") as e:
+        load_dataset(name)
+    assert calls == [] and str(tmp_path) in (e.value.fix or "") and e.value.path == name
+
+
+def test_an_unreachable_hub_fails_fast_with_one_line(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no 'owner' folder here: owner/name is a hub name
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("HF_DATASETS_OFFLINE", raising=False)
+    calls = []
+    monkeypatch.setattr(datasets, "load_dataset", lambda *a, **k: calls.append(a))
+    monkeypatch.setattr(sources, "hub_reachable", lambda: False)
+    assert file_type_of("owner/name") == "hub" and not sources.looks_like_local_path("owner/name")
+    with pytest.raises(DataFormatError, match="not a local path and not reachable on the hub") as e:
+        load_dataset("owner/name")
+    assert calls == [] and "HF_HUB_OFFLINE" in (e.value.fix or "")
+    assert "\n" not in str(e.value)
+    # offline mode skips the check: datasets reads its cache (here: the fake)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(datasets, "load_dataset", lambda *a, **k: datasets.Dataset.from_list(ROWS))
+    assert len(load_dataset("owner/name").records) == len(ROWS)
+
+
+def test_hub_reachable_answers_false_quickly_for_a_closed_port(monkeypatch):
+    from huggingface_hub import constants
+
+    for k in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(k, raising=False)
+    with socket.socket() as s:  # a port bound but not listening refuses connections
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+        monkeypatch.setattr(constants, "ENDPOINT", f"http://127.0.0.1:{port}")
+        assert sources.hub_reachable(timeout=1.0) is False
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy:3128")
+    assert sources.hub_reachable() is True
 
 
 @pytest.mark.parametrize("suffix", [".jsonl", ".json", ".parquet", ""])
@@ -152,6 +212,39 @@ def test_writers_round_trip(tmp_path, suffix):
     assert [r.metadata["id"] for r in back.records] == [0, 1, 2]
     if suffix == "":
         assert (out / "state.json").exists() and file_type_of(out) == "disk"
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".tsv"])
+@pytest.mark.parametrize("fmt", ["messages", "sharegpt", "alpaca", "preference"])
+def test_csv_and_tsv_writers_round_trip(tmp_path, suffix, fmt):
+    """Nested fields (messages, conversations, a ShareGPT pair's chosen turn) are JSON text in a
+    cell; texts that would read as JSON are stored as JSON strings; metadata comes back as text."""
+    tricky = ["[1, 2] is a list", '"quoted"', "a,b\tc\r\nd", '{"from": "gpt"}', " x "]
+    convs = [
+        Conversation([Message("user", t), Message("assistant", f"{t}!")], {"id": i})
+        for i, t in enumerate(tricky)
+    ]
+    pairs = [
+        PreferencePair([Message("user", t)], f"{t} good", '["bad"]', {"id": i})
+        for i, t in enumerate(tricky)
+    ]
+    records = pairs if fmt == "preference" else convs
+    out = tmp_path / f"o{suffix}"
+    save_records(records, out, fmt)
+    back = load_dataset(out, fmt)
+    assert [r.metadata.pop("id") for r in back.records] == [str(i) for i in range(len(tricky))]
+    for r in records:
+        r.metadata.pop("id")
+    assert back.records == records
+    header = out.read_text().splitlines()[0]
+    assert header.split("\t" if suffix == ".tsv" else ",")[-1] == "id"
+    if fmt == "messages":  # one JSON cell per row, readable by any CSV tool
+        with out.open(newline="") as f:
+            rows = list(csv.DictReader(f, delimiter="\t" if suffix == ".tsv" else ","))
+        assert json.loads(rows[0]["messages"])[1] == {
+            "role": "assistant",
+            "content": "[1, 2] is a list!",
+        }
 
 
 def test_parquet_writer_refuses_fields_of_two_types(tmp_path):
@@ -230,3 +323,26 @@ def test_mixed_sft_and_preference_rows_survive_parquet_and_csv(tmp_path):
     (tmp_path / "m.csv").write_text("instruction,output,chosen,rejected\nq,a,,\nq,,good,bad\n")
     back = load_dataset(tmp_path / "m.csv", skip_invalid=True)
     assert [type(r).__name__ for r in back.records] == ["Conversation", "PreferencePair"]
+
+
+def test_json_arrays_are_streamed_and_a_bad_element_is_named_by_index(tmp_path, monkeypatch):
+    from instructkit.data import json_array
+
+    monkeypatch.setattr(json_array, "CHUNK_CHARS", 64)  # many chunks for a small file
+    path = tmp_path / "d.json"
+    good = json.dumps(ROWS * 20, indent=2)
+    path.write_text(good)
+    loaded = load_dataset(path)
+    assert len(loaded.records) == 60 and loaded.row_numbers == list(range(1, 61))
+    broken = good[:-2].rstrip().removesuffix("}") + ', "output": }\n]'  # the last element
+    path.write_text(broken)
+    stream = iter(RecordStream(path))
+    assert next(stream)[0] == 1  # rows come before the bad element is read
+    with pytest.raises(DataFormatError) as e:
+        load_dataset(path)
+    assert e.value.row == 60 and "array element at index 59" in str(e.value)
+    line = broken[: broken.rindex("}")].count("\n") + 1
+    assert f"(line {line}, column" in str(e.value) and "\n" not in str(e.value)
+    path.write_text("[" + json.dumps(ROWS[0]) + " " + json.dumps(ROWS[1]) + "]")
+    with pytest.raises(DataFormatError, match=r"d.json:1: expected ',' or ']' after array elem"):
+        load_dataset(path)

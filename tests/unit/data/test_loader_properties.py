@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 from instructkit.data.loader import load_dataset
 from instructkit.data.prompt_rows import load_prompt_rows
+from instructkit.data.writers import cell_text
 from instructkit.errors import InstructkitError
 from instructkit.synth.seeds import load_seed_tasks
 
@@ -115,10 +116,10 @@ def test_jsonl_and_json_readers(fmt, rows, given_fmt):
 
 
 def flat(value: object) -> dict[str, str]:
-    """A row as CSV cells: lists and objects as JSON text."""
+    """A row as CSV cells: lists and objects as JSON text (strings as the writer stores them)."""
     if not isinstance(value, dict):
         return {"instruction": json.dumps(value)}
-    return {str(k): v if isinstance(v, str) else json.dumps(v) for k, v in value.items()}
+    return {str(k): cell_text(str(k), v) for k, v in value.items()}
 
 
 @SETTINGS
@@ -255,13 +256,53 @@ def test_any_bytes_give_a_result_or_an_instructkit_error(data, suffix):
     target=st.sampled_from(["alpaca", "sharegpt", "messages"]),
 )
 def test_columnar_writers_lose_nothing_that_jsonl_keeps(rows, target):
-    """Records written as Parquet or save_to_disk read back as they do from JSONL."""
+    """Records written as Parquet, save_to_disk, CSV or TSV read back as they do from JSONL."""
     from instructkit.data.formats import parse_row, save_records
 
     records = [parse_row(row, fmt) for fmt, row in rows]
     with tempfile.TemporaryDirectory() as tmp:
-        outs = [Path(tmp) / name for name in ("o.jsonl", "o.parquet", "o_disk")]
+        names = ("o.jsonl", "o.parquet", "o_disk", "o.csv", "o.tsv")
+        outs = [Path(tmp) / name for name in names]
         for out in outs:
             save_records(records, out, target)
         back = [load_dataset(out, target).records for out in outs]
-        assert back[1] == back[0] and back[2] == back[0] and len(back[0]) == len(records)
+        assert len(back[0]) == len(records)
+        for name, other in zip(names[1:], back[1:], strict=True):
+            assert other == back[0], name
+
+
+@SETTINGS
+@given(
+    values=st.lists(json_values, max_size=8),
+    indent=st.sampled_from([None, 0, 2]),
+    chunk=st.integers(1, 40),
+    cut=st.integers(0, 10_000),
+    noise=st.sampled_from(["", "x", "]", ",", "}", '"', "\ufeff", "\x00"]),
+)
+def test_json_array_streaming_reader(values, indent, chunk, cut, noise):
+    """The streamed array gives json.loads' elements for any chunk size, numbered index + 1; a
+    cut or corrupted array gives its first elements and then one DataFormatError, never another
+    exception or a wrong element."""
+    from instructkit.data.json_array import iter_json_array
+    from instructkit.errors import DataFormatError
+
+    doc = json.dumps(values, indent=indent)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "d.json"
+        path.write_text(doc, encoding="utf-8")
+        assert list(iter_json_array(path, chunk_chars=chunk)) == [
+            (i + 1, v) for i, v in enumerate(values)
+        ]
+        broken = doc[: cut % (len(doc) + 1)] + noise
+        path.write_text(broken, encoding="utf-8")
+        got: list[tuple[int, object]] = []
+        try:
+            got.extend(iter_json_array(path, chunk_chars=chunk))
+        except DataFormatError as e:
+            assert e.row is None or 1 <= e.row <= len(got) + 1
+            assert "\n" not in str(e)
+            # elements before the cut are the original ones (the last may be a cut number)
+            expected = [(i + 1, v) for i, v in enumerate(values)]
+            assert got[:-1] == expected[: max(len(got) - 1, 0)]
+        else:
+            assert [v for _, v in got] == json.loads(broken.lstrip("\ufeff"))

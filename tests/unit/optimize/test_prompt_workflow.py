@@ -290,3 +290,18 @@ def test_a_killed_opro_run_resumes_without_asking_the_proposer_again(tmp_path):
     )
     assert len(first.calls) + len(again.calls) == whole.calls["proposer"]  # none asked twice
     assert resumed.best == whole.best and resumed.calls == whole.calls
+
+
+def test_data_takes_a_dataset_spec_with_a_column_mapping(tmp_path):
+    """`data` is a path (as before) or a spec: a Parquet file with other column names gives the
+    run the JSONL file gives."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    renamed = [{"review": r["text"], "gold": r["label"]} for r in make_rows()]
+    pq.write_table(pa.Table.from_pylist(renamed), tmp_path / "data.parquet")
+    spec = {"path": str(tmp_path / "data.parquet"), "columns": {"text": "review", "label": "gold"}}
+    from_spec = run_prompt_optimization(config(tmp_path / "a", data=spec), lm=ScriptedLM(answer))
+    plain = run_prompt_optimization(config(tmp_path / "b"), lm=ScriptedLM(answer))
+    assert from_spec.best == plain.best and from_spec.sizes == plain.sizes
+    assert config(tmp_path / "a", data=spec).data.columns == spec["columns"]

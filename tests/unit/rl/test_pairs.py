@@ -195,3 +195,25 @@ def test_the_exact_reward_ranks_by_the_reference_answer(tmp_path):
     cfg = _cfg(tmp_path, rows=rows, n=8, reward=RewardSpec(kind="exact"))
     [pair] = _pairs(run_pairs(cfg, lm=lm, progress=False).out)
     assert (pair["chosen"], pair["rejected"]) == ("4", "5")
+
+
+def test_prompts_take_a_dataset_spec_with_a_column_mapping(tmp_path):
+    """`prompts` is a path (as before) or a spec: a CSV with the prompt in another column."""
+    (tmp_path / "qa.csv").write_text("id,question,answer\na,What is 2+2?,4\nb,What is 3+3?,6\n")
+    spec = {"path": str(tmp_path / "qa.csv"), "columns": {"prompt": "question"}}
+    cfg = PairsConfig(
+        prompts=spec, out=str(tmp_path / "pairs.jsonl"), reward=RewardSpec(kind="exact"), n=2
+    )
+    answers = {"What is 2+2?": ["4", "5"], "What is 3+3?": ["6", "7"]}
+    sample = {sample_seed(0, row, j): j for row in (2, 3) for j in range(2)}  # CSV lines 2, 3
+
+    def answer(request):
+        return answers[request.messages[-1][1]][sample[request.seed]]
+
+    result = run_pairs(cfg, lm=ScriptedLM(answer), progress=False)
+    assert (result.n_prompts, result.n_pairs) == (2, 2)
+    pairs = _pairs(tmp_path / "pairs.jsonl")
+    assert [(p["prompt"], p["chosen"], p["rejected"]) for p in pairs] == [
+        ("What is 2+2?", "4", "5"),
+        ("What is 3+3?", "6", "7"),
+    ]

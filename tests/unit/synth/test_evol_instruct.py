@@ -396,3 +396,26 @@ def test_cli_prints_the_summary_table(tmp_path, monkeypatch):
     assert "    1       2           2" in r.output
     assert "template_leak" in r.output and "refusal" in r.output
     assert len(read_jsonl(out)) == 2
+
+
+def test_seeds_take_a_dataset_spec_with_a_column_mapping(tmp_path, monkeypatch):
+    """Seeds are a path (SRC, as before) or a spec (the config's `seeds:`): a CSV whose
+    columns have other names reads as the JSONL rows do, from the command line too."""
+    import instructkit.lm
+    from instructkit.cli.main import cli
+
+    (tmp_path / "s.csv").write_text("id,question,answer\na,Explain gravity.,It pulls.\n")
+    spec = {"path": str(tmp_path / "s.csv"), "columns": {"instruction": "question",
+                                                         "output": "answer"}}  # fmt: skip
+    expected = [{"instruction": "Explain gravity.", "response": "It pulls.", "id": "a"}]
+    assert load_instructions(spec) == expected
+    assert EvolConfig(seeds=spec).seeds.columns == spec["columns"]
+    monkeypatch.setattr(instructkit.lm, "build_lm", lambda spec, **kw: ScriptedLM(script()))
+    (tmp_path / "c.yaml").write_text(json.dumps({"rounds": 1, "seeds": spec}))
+    out = tmp_path / "o.jsonl"
+    args = ["synth", "evol", "-o", str(out), "--lm", "openai:m", "--no-progress"]
+    r = CliRunner().invoke(cli, [*args, "--config", str(tmp_path / "c.yaml")])
+    assert r.exit_code == 0, r.output
+    assert "1 seeds, 1 rounds" in r.output and read_jsonl(out)[0]["root_id"] == "a"
+    r = CliRunner().invoke(cli, args)
+    assert r.exit_code != 0 and "give SRC, or seeds:" in r.output

@@ -211,3 +211,28 @@ def test_eval_batches_are_equal_so_the_mean_of_batch_means_is_the_pair_mean():
     from instructkit.train.dpo import _eval_batch
 
     assert [_eval_batch(n) for n in (20, 7, 11, 16, 1)] == [5, 7, 1, 8, 1]
+
+
+def test_data_takes_a_dataset_spec_with_a_column_mapping(tmp_path, tiny_tokenizer):
+    """`data` is a path (as before) or a spec: a Parquet file with other column names trains."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows = [json.loads(x) for x in write_pairs(tmp_path / "p.jsonl").read_text().splitlines()]
+    renamed = [{"question": r["prompt"], "good": r["chosen"], "bad": r["rejected"]} for r in rows]
+    pq.write_table(pa.Table.from_pylist(renamed), tmp_path / "p.parquet")
+    spec = {
+        "path": str(tmp_path / "p.parquet"),
+        "format": "preference",
+        "columns": {"prompt": "question", "chosen": "good", "rejected": "bad"},
+    }
+    cfg = config(tmp_path, data=spec, eval_ratio=0.0)
+    assert cfg.data.columns == spec["columns"]  # a DatasetSpec, not a string
+    template = get_template("chatml", tiny_tokenizer)
+    from_spec, _ = load_pairs(cfg.data, cfg, template, tiny_tokenizer)
+    plain, _ = load_pairs(str(tmp_path / "p.jsonl"), cfg, template, tiny_tokenizer)
+    assert from_spec == plain and len(plain) == 16
+    assert run_dpo(cfg, progress=False).n_train == 16
+    missing = config(tmp_path, data={"path": str(tmp_path / "nope.parquet")})
+    with pytest.raises(ConfigError, match="nope.parquet does not exist"):
+        run_dpo(missing, progress=False)

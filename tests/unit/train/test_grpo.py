@@ -186,3 +186,24 @@ def test_docs_list_every_config_key():
     for model in (DPORunConfig, GRPOJobConfig, PreferenceTrainConfig):
         missing = [k for k in model.model_fields if f"`{k}`" not in doc]
         assert not missing, f"{model.__name__}: {missing} not in docs/preference.md"
+
+
+def test_data_takes_a_dataset_spec_with_a_column_mapping(tmp_path):
+    """`data` is a path (as before) or a spec: a Parquet file whose columns have other names."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows = [{"ask": f"Say the word {w}.", "target": w} for w in WORDS]
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "p.parquet")
+    spec = {"path": str(tmp_path / "p.parquet"), "columns": {"prompt": "ask"}}
+    reward = ShortReward()
+    prompts, rejects = checked_prompt_rows(spec, reward, skip_invalid=False)
+    assert [p.text for p in prompts] == [r["ask"] for r in rows] and not rejects
+    assert reward.checked == [0, 1, 2, 3]  # Parquet rows are 0-based row indexes
+    cfg = GRPORunConfig.model_validate(
+        {"model": "tiny-random-llama", "data": spec, "num_generations": 2, "beta": 0.0,
+         "max_completion_length": 4, "max_seq_len": 64, "lora": {"r": 4},
+         "output_dir": str(tmp_path / "run"), "train": {"max_steps": 1, "batch_size": 2}}
+    )  # fmt: skip
+    result = run_grpo(cfg, ShortReward(), progress=False)
+    assert result.n_prompts == 4 and result.steps == 1

@@ -262,3 +262,18 @@ def test_every_config_key_is_documented(key):
 def test_every_logged_key_is_documented():
     doc = (Path(__file__).parents[3] / "docs" / "ppo.md").read_text("utf-8")
     assert not [k for k in KEYS if f"`{k}`" not in doc]
+
+
+def test_prompts_take_a_dataset_spec_with_a_column_mapping(tmp_path):
+    """`prompts` is a path (as before) or a spec: a CSV whose prompt column has another name."""
+    (tmp_path / "p.csv").write_text(
+        "question,id\n" + "".join(f"Say hello {i},{i}\n" for i in range(6))
+    )
+    spec = {"path": str(tmp_path / "p.csv"), "columns": {"prompt": "question"}}
+    reward = Lowercase()
+    result = run_ppo(_cfg(tmp_path, prompts=spec, train__steps=1), reward, progress=False)
+    assert result.steps == 1 and result.n_prompts == 6
+    assert {r["prompt"] for r in reward.rows} <= {f"Say hello {i}" for i in range(6)}
+    assert "question" not in reward.rows[0]  # the mapped column is renamed, not copied
+    with pytest.raises(ConfigError, match="prompts: .*nope.csv does not exist"):
+        run_ppo(_cfg(tmp_path, prompts={"path": str(tmp_path / "nope.csv")}), Lowercase())

@@ -4,6 +4,7 @@ calibration bins, the score head, and the trained model as a RewardFn (tiny mode
 import json
 import math
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -222,3 +223,29 @@ def test_train_keys_a_pair_loop_does_not_use_are_a_config_error(tmp_path):
     assert "train.packing" in msg and "train.early_stopping_patience" in msg
     assert re.search(r"2 config problem", msg) and "batch_tokens" in msg
     assert not (tmp_path / "out").exists()
+
+
+def test_data_takes_dataset_specs_with_a_column_mapping(tmp_path, tok, chatml):
+    """`data` entries are paths (as before) or specs: a CSV with other column names reads as
+    the same pairs as the JSONL it was made from."""
+    from instructkit.train.reward import _check, _pairs
+
+    rows = [{"prompt": f"Say {w}.", "chosen": w, "rejected": w.upper()} for w in "abcdefgh"]
+    jsonl = write(tmp_path, rows)
+    csv_path = tmp_path / "pairs.csv"
+    csv_path.write_text(
+        "q,good,bad\n" + "".join(f"{r['prompt']},{r['chosen']},{r['rejected']}\n" for r in rows)
+    )
+    spec = {"path": str(csv_path), "columns": {"prompt": "q", "chosen": "good", "rejected": "bad"}}
+    opts = PairOptions(max_seq_len=64)
+    from_csv = load_pairs(spec, tok, chatml, opts).pairs
+    assert [p.row for p in from_csv] == list(range(2, 10))  # CSV lines (the header is line 1)
+    from_jsonl = load_pairs(jsonl, tok, chatml, opts).pairs
+    assert [replace(p, row=0) for p in from_csv] == [replace(p, row=0) for p in from_jsonl]
+    cfg = RewardConfig.model_validate({"data": [spec, str(jsonl)], "eval_ratio": 0.25})
+    assert cfg.data_paths[0].columns == spec["columns"] and cfg.data_paths[1] == str(jsonl)
+    train, held, loaded = _pairs(cfg, tok, chatml)
+    assert len(train) + len(held) == 16 and [got.n_rows for got in loaded] == [8, 8]
+    bad = RewardConfig.model_validate({"data": {"path": str(tmp_path / "no.csv")}})
+    with pytest.raises(ConfigError, match=r"data\[0\]: .*no.csv does not exist"):
+        _check(bad)
