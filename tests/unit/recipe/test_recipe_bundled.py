@@ -70,3 +70,26 @@ def test_self_instruct_recipe(tmp_path, monkeypatch):
     calls = len(lm.calls)
     again, _ = _run("self_instruct.yaml", overrides, tmp_path, monkeypatch, {"synth": lm})
     assert again.ran == [] and len(lm.calls) == calls
+
+
+def _evolve_answer(request) -> str:
+    """A rewrite that adds a constraint, or a response long enough to be kept."""
+    text = request.messages[-1][1]
+    if "#Given Prompt#:" in text:
+        given = text.split("#Given Prompt#:\n", 1)[1].rsplit("\n\n#", 1)[0]
+        return given + " Answer in two short sentences."
+    return "First, read the question carefully; then answer it in one clear and short sentence."
+
+
+def test_evol_ifeval_recipe(tmp_path, monkeypatch):
+    overrides = [*TINY_SFT, "vars.rounds=1", "vars.steps=2", "vars.limit=4",
+                 "vars.max_new_tokens=4"]  # fmt: skip
+    lm = ScriptedLM(_evolve_answer)
+    result, run = _run("evol_ifeval.yaml", overrides, tmp_path, monkeypatch, {"evolve": lm})
+    assert result.ran == ["evolve", "dedup", "train", "eval", "report"]
+    evolved = _rows(run / "stages" / "dedup" / "data.jsonl")
+    assert evolved and all("two short sentences" in r["instruction"] for r in evolved)
+    results = load_eval_results(run / "stages" / "eval" / "results.json")
+    assert results.systems == ["base", "tuned"] and results.ifeval
+    assert len(results.per_item) == 4
+    assert "ifeval" in (run / "report.html").read_text().lower()
