@@ -16,13 +16,19 @@ from instructkit.recipe import load_recipe, plan_recipe, run_recipe
 
 ROOT = Path(__file__).resolve().parents[3]
 RECIPES = ROOT / "recipes"
-TINY_SFT = [  # the tiny tokenizer spends more tokens per word than SmolLM2's
-    "model=tiny-random-llama",
-    "vars.template=chatml",
-    "stages.train.config.max_seq_len=1024",
-    "stages.train.config.train.batch_tokens=1024",
-    "stages.train.config.lora.r=4",
-]
+
+
+def _tiny(stage="train"):
+    """The tiny model for an SFT stage (its tokenizer spends more tokens per word)."""
+    return [
+        "model=tiny-random-llama",
+        "vars.template=chatml",
+        f"stages.{stage}.config.max_seq_len=1024",
+        f"stages.{stage}.config.train.batch_tokens=1024",
+        f"stages.{stage}.config.lora.r=4",
+    ]
+
+
 WORDS = (
     "apple river garden engine winter market letter poem budget station recipe museum planet "
     "bridge lesson ticket harbor forest teacher doctor village castle island ocean mountain"
@@ -56,7 +62,7 @@ def _self_instruct_answer(request) -> str:
 
 
 def test_self_instruct_recipe(tmp_path, monkeypatch):
-    overrides = [*TINY_SFT, "vars.tasks=4", "vars.steps=2", "vars.limit=4",
+    overrides = [*_tiny(), "vars.tasks=4", "vars.steps=2", "vars.limit=4",
                  "stages.eval.config.max_new_tokens=2"]  # fmt: skip
     lm = ScriptedLM(_self_instruct_answer)
     result, run = _run("self_instruct.yaml", overrides, tmp_path, monkeypatch, {"synth": lm})
@@ -82,7 +88,7 @@ def _evolve_answer(request) -> str:
 
 
 def test_evol_ifeval_recipe(tmp_path, monkeypatch):
-    overrides = [*TINY_SFT, "vars.rounds=1", "vars.steps=2", "vars.limit=4",
+    overrides = [*_tiny(), "vars.rounds=1", "vars.steps=2", "vars.limit=4",
                  "vars.max_new_tokens=4"]  # fmt: skip
     lm = ScriptedLM(_evolve_answer)
     result, run = _run("evol_ifeval.yaml", overrides, tmp_path, monkeypatch, {"evolve": lm})
@@ -93,3 +99,28 @@ def test_evol_ifeval_recipe(tmp_path, monkeypatch):
     assert results.systems == ["base", "tuned"] and results.ifeval
     assert len(results.per_item) == 4
     assert "ifeval" in (run / "report.html").read_text().lower()
+
+
+def test_sft_dpo_recipe_dpo_starts_from_the_merged_sft_model(tmp_path, monkeypatch):
+    overrides = [*_tiny("sft"), "vars.sft_steps=2", "vars.dpo_steps=1", "vars.limit=4",
+                 "stages.dpo.config.lora.r=4", "stages.eval_sft.config.max_new_tokens=2",
+                 "stages.eval_dpo.config.max_new_tokens=2"]  # fmt: skip
+    result, run = _run("sft_dpo.yaml", overrides, tmp_path, monkeypatch)
+    stages = ["sft", "eval_sft", "dpo", "eval_dpo", "report_sft", "report"]
+    assert result.ran == stages
+    merged = run / "stages" / "sft" / "merged"
+    assert (merged / "config.json").exists()
+    assert (run / "stages" / "dpo" / "adapter" / "adapter_config.json").exists()
+    assert f"model: {merged}" in (run / "stages" / "dpo" / "stage.yaml").read_text()
+    first = load_eval_results(run / "stages" / "eval_sft" / "results.json")
+    second = load_eval_results(run / "stages" / "eval_dpo" / "results.json")
+    assert first.systems == ["base", "sft"] and second.systems == ["sft", "dpo"]
+    sft = {it.id: it.responses["sft"] for it in first.per_item}
+    assert all(it.responses["sft"] == sft[it.id] for it in second.per_item)  # read back
+    assert "dpo" in (run / "report.html").read_text()
+    assert "base" in (run / "stages" / "report_sft" / "report.html").read_text()
+    beta = [*overrides, "stages.dpo.config.beta=0.3"]
+    cfg = load_recipe(RECIPES / "sft_dpo.yaml", beta, out=str(run))
+    plan = {s.stage: s.action for s in plan_recipe(cfg)}
+    assert plan == {"sft": "skip", "eval_sft": "skip", "dpo": "run", "eval_dpo": "run",
+                    "report_sft": "skip", "report": "run"}  # fmt: skip
