@@ -124,3 +124,23 @@ def test_sft_dpo_recipe_dpo_starts_from_the_merged_sft_model(tmp_path, monkeypat
     plan = {s.stage: s.action for s in plan_recipe(cfg)}
     assert plan == {"sft": "skip", "eval_sft": "skip", "dpo": "run", "eval_dpo": "run",
                     "report_sft": "skip", "report": "run"}  # fmt: skip
+
+
+def _classify(request) -> str:
+    """Right under an instruction that names both labels; otherwise always "positive"."""
+    instruction, _, rest = request.messages[-1][1].partition("\n\n")
+    words = "loved great excellent quiet soft friendly fast perfect".split()
+    right = "positive" if any(w in rest.lower() for w in words) else "negative"
+    return right if "negative" in instruction.lower() else "positive"
+
+
+def test_optimize_classifier_recipe(tmp_path, monkeypatch):
+    lm = ScriptedLM(_classify)
+    result, run = _run("optimize_classifier.yaml", [], tmp_path, monkeypatch, {"optimize": lm})
+    assert result.ran == ["optimize", "report"]
+    best = json.loads((run / "stages" / "optimize" / "result.json").read_text())
+    assert best["calls"]["task"] <= 48 and best["sizes"]["test"] == 8
+    assert (run / "stages" / "optimize" / "report.html").exists()
+    results = load_eval_results(run / "stages" / "optimize" / "results.json")
+    assert results.systems == ["initial", "best"]
+    assert (run / "report.html").read_text() == (run / "stages/report/report.html").read_text()
