@@ -188,3 +188,22 @@ def test_gpu_recipes_are_marked_untested_and_name_existing_accelerate_configs(na
     assert f"`recipes/{name}`" in DOC
     for config in {w for w in text.split() if w.startswith("recipes/accelerate/")}:
         assert (ROOT / config).exists(), config
+
+
+def test_a_stage_lm_is_built_with_its_references_resolved(tmp_path, monkeypatch):
+    """Bug: `lm: {model: "${model}"}` reached the LM loader as the text '${model}'."""
+    import instructkit.recipe.kinds as kinds
+
+    built = []
+
+    def build_lm_from(options):
+        built.append(options)
+        return ScriptedLM(_self_instruct_answer)
+
+    monkeypatch.setattr(kinds, "build_lm_from", build_lm_from)
+    overrides = ["model=tiny-random-llama", "vars.tasks=2"]
+    monkeypatch.chdir(ROOT)
+    cfg = load_recipe(RECIPES / "self_instruct.yaml", overrides, out=str(tmp_path / "run"))
+    result = run_recipe(cfg, only="synth", progress=False)
+    assert result.ran == ["synth"]
+    assert [(o.lm, o.model) for o in built] == [("local", "tiny-random-llama")]
