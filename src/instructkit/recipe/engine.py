@@ -45,6 +45,7 @@ from instructkit.errors import ConfigError
 from instructkit.io import write_atomic
 from instructkit.jobs import content_hash, fingerprint
 from instructkit.lm.base import LM
+from instructkit.lm.options import LMOptions
 from instructkit.recipe.kinds import KINDS, StageRun
 from instructkit.recipe.spec import (
     RecipeConfig,
@@ -319,7 +320,9 @@ def _run_stage(
         shutil.rmtree(run.folder, ignore_errors=True)
     run.folder.mkdir(parents=True, exist_ok=True)
     run.src = resolve(stage.src, lookup_in(cfg))
-    run.lm_options, run.lm = stage.lm, lm
+    if stage.lm is not None:  # ${model}, ${vars...} in lm: resolved as in src and config
+        run.lm_options = LMOptions.model_validate(resolve(stage.lm.model_dump(), lookup_in(cfg)))
+    run.lm = lm
     entry: dict[str, Any] = {"kind": stage.kind, "key": step.key, "status": "running"}
     entry |= {"started": _now(), "fingerprint": step.fingerprint}
     entry["outputs"] = {

@@ -8,22 +8,22 @@ config keys the recipe sets itself (the output folder), whether the stage reads 
     KINDS["sft"].config      # SFTConfig
     KINDS["sft"].outputs     # {"dir": ".", "adapter": "adapter", "model": "model", ...}
 
-=============== ======================================== ==================================
+=============== ======================================== ====================================
 kind            workflow (config model)                  outputs
-=============== ======================================== ==================================
+=============== ======================================== ====================================
 convert         ``data convert`` (:class:`ConvertConfig`) data, rejects
 filter          ``data filter`` (QualityConfig)          data, rejects, report
 dedup           ``data dedup`` (DedupConfig)             data, rejects
 self_instruct   ``synth self-instruct`` (SelfInstructC.) tasks, data (Alpaca rows)
 evol            ``synth evol`` (EvolConfig)              data, rejects
-sft             ``train sft`` (SFTConfig)                dir, adapter, model, metrics
+sft             ``train sft`` (SFTConfig)                dir, adapter, model, merged, metrics
 dpo             ``train dpo`` (DPORunConfig)             dir, adapter, model, metrics
 reward          ``train reward`` (RewardConfig)          dir, adapter, model, metrics
 eval            ``eval run`` (EvalConfig)                results, per_item
 ifeval          ``eval ifeval`` (:class:`IFEvalConfig`)  scores, results
 optimize        ``optimize prompt`` (PromptOptConfig)    dir, result, results, program, html
 report          ``eval report`` (:class:`ReportConfig`)  html
-=============== ======================================== ==================================
+=============== ======================================== ====================================
 
 ``data convert``, ``eval ifeval`` and ``eval report`` take flags, not a config file; their
 stage configs (:class:`ConvertConfig`, :class:`IFEvalConfig`, :class:`ReportConfig`) hold
@@ -254,7 +254,8 @@ KINDS: dict[str, Kind] = {
                           src="optional", lm=True),
     "evol": Kind("instructkit.synth.evol_instruct:EvolConfig", _DATA, _evol, src="required",
                  lm=True),
-    "sft": Kind("instructkit.train.sft:SFTConfig", _TRAINED, _sft, owned={"output_dir": "."},
+    "sft": Kind("instructkit.train.sft:SFTConfig", {**_TRAINED, "merged": "merged"}, _sft,
+                owned={"output_dir": "."},
                 checks="instructkit.train.sft:sft_config_problems"),
     "dpo": Kind("instructkit.train.dpo:DPORunConfig", _TRAINED, _dpo,
                 owned={"output_dir": "."}, checks="instructkit.train.dpo:dpo_config_problems"),
