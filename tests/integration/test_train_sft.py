@@ -199,12 +199,15 @@ def test_no_trainable_tokens_names_the_cause(tmp_path):
 
 
 def test_bundled_recipes_are_valid_configs():
+    import yaml
+
     from instructkit.config import load_config
     from instructkit.train.sft import SFTConfig
 
     recipes = sorted(Path(__file__).parents[2].joinpath("recipes").glob("sft_*.yaml"))
-    assert recipes
-    for recipe in recipes:
+    sft_configs = [r for r in recipes if "stages" not in yaml.safe_load(r.read_text("utf-8"))]
+    assert len(sft_configs) >= 2  # the `instructkit run` recipes have stages; tested elsewhere
+    for recipe in sft_configs:
         cfg = load_config(SFTConfig, recipe)
         assert cfg.datasets, recipe
 

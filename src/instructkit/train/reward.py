@@ -201,6 +201,7 @@ def _check(cfg: RewardConfig) -> None:
             f"{len(problems)} config problem(s): " + "; ".join(problems),
             fix="correct the keys above (docs/reward.md lists every key).",
         )
+    check_backends(cfg.report_to)
 
 
 def reward_config_problems(
@@ -226,7 +227,6 @@ def reward_config_problems(
     if unused:
         problems.append(f"train.{', train.'.join(unused)}: not used by reward training")
     return problems
-    check_backends(cfg.report_to)
 
 
 def _pairs(
