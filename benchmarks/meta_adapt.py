@@ -27,6 +27,7 @@ pipeline runs end to end; its numbers mean nothing.
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import math
 import statistics
@@ -37,6 +38,7 @@ from typing import Any
 from instructkit.data.task_suite import UNSEEN_CLUSTERS, write_suite
 from instructkit.evaluate.curves import build_curve
 from instructkit.evaluate.results import EvalResults, load_eval_results, now, save_eval_results
+from instructkit.report.curves import curve_plot
 from instructkit.report.html import write_report
 from instructkit.rl.adapt import METRICS, AdaptConfig, format_adapt_summary, run_adapt_eval
 from instructkit.train.meta import MetaConfig, run_meta
@@ -172,6 +174,9 @@ def main() -> None:
     results = pooled(parts)
     save_eval_results(results, out / "adapt.json")
     write_report([out / "adapt.json"], out / "report.html")
+    for metric in ("lenient", "query_loss"):  # the report's plots as files, for RESULTS.md
+        uri = curve_plot(results.curves[metric])
+        (out / f"{metric}.png").write_bytes(base64.b64decode(uri.split(",", 1)[1]))
     print(format_adapt_summary(results))
     for metric in ("lenient", "query_loss"):
         print(f"{metric}: each initialization minus SFT, paired (diff [95% CI], p):")
