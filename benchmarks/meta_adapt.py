@@ -5,14 +5,19 @@ For each training seed: ``train meta`` with FOMAML and with Reptile on the bundl
 training split (the held-out clusters nli, commonsense and counting are never seen); ``train
 sft`` on the same items (``kind: tasks``, split train) for as many tokens as the FOMAML run put
 through a gradient; then ``eval adapt`` from four initializations (sft first, so every other
-is compared with it: base model with a fresh LoRA, FOMAML, Reptile) on the held-out tasks: k =
-0, 1, 2, 4, 8 SGD steps on k support items, greedy answers to a disjoint query set scored
-lenient and strict, and the query loss. The per-(task, eval seed) values of all training seeds
-are pooled into one results file (units = task x eval seed x training seed; paired CIs per k
-against SFT) and its HTML report; wall time and peak memory per meta-step come from each meta
-run's metrics.jsonl.
+is compared with it: base model with a fresh LoRA, FOMAML, Reptile) on the held-out tasks:
+k = 0, 1, 2, 4 SGD steps on k support items (``eval adapt`` defaults to 0, 1, 2, 4, 8; k = 8
+is left out for CPU time: the question is adaptation at k <= 4), greedy answers to a disjoint
+query set scored lenient and strict, and the query loss; the support/query draw of each task
+uses the training seed as its eval seed. The per-task values of all training seeds are pooled
+into one results file (units = task x training seed; paired CIs per k against SFT) and its
+HTML report; wall time and peak memory per meta-step come from each meta run's metrics.jsonl.
+A finished meta or SFT run in ``--out`` (its summary.json) is reused by a rerun.
 
     PYTHONPATH=src python benchmarks/meta_adapt.py --out /tmp/meta_adapt           # embedded model
+    # or one process per training seed, then pool:
+    PYTHONPATH=src python benchmarks/meta_adapt.py --out /tmp/meta_adapt --seeds 1  # (0, 1, 2)
+    PYTHONPATH=src python benchmarks/meta_adapt.py --out /tmp/meta_adapt --pool
     PYTHONPATH=src python benchmarks/meta_adapt.py --quick --out /tmp/meta_quick   # tiny, ~1 min
 
 ``--quick`` runs the tiny random model with a few steps and tasks, 1 seed: it proves the
@@ -22,6 +27,7 @@ pipeline runs end to end; its numbers mean nothing.
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import math
 import statistics
@@ -31,7 +37,8 @@ from typing import Any
 
 from instructkit.data.task_suite import UNSEEN_CLUSTERS, write_suite
 from instructkit.evaluate.curves import build_curve
-from instructkit.evaluate.results import EvalResults, now, save_eval_results
+from instructkit.evaluate.results import EvalResults, load_eval_results, now, save_eval_results
+from instructkit.report.curves import curve_plot
 from instructkit.report.html import write_report
 from instructkit.rl.adapt import METRICS, AdaptConfig, format_adapt_summary, run_adapt_eval
 from instructkit.train.meta import MetaConfig, run_meta
@@ -41,12 +48,12 @@ from instructkit.train.tracking import read_metrics
 FULL = {
     "model": "smollm2-135m-instruct",
     "seeds": [0, 1, 2],
-    "meta": {"meta_steps": 60, "tasks_per_batch": 4, "support_size": 4, "query_size": 4,
-             "inner_steps": 3, "inner_lr": 1e-2, "max_seq_len": 256},
+    "meta": {"meta_steps": 24, "tasks_per_batch": 3, "support_size": 4, "query_size": 4,
+             "inner_steps": 2, "inner_lr": 1e-2, "max_seq_len": 256},
     "reptile_outer_lr": 0.5,
     "fomaml_outer_lr": 1e-3,
-    "adapt": {"ks": [0, 1, 2, 4, 8], "query_size": 8, "seeds": [0, 1, 2], "lr": 1e-2,
-              "clusters": list(UNSEEN_CLUSTERS), "max_new_tokens": 24},
+    "adapt": {"ks": [0, 1, 2, 4], "query_size": 8, "lr": 1e-2,
+              "clusters": list(UNSEEN_CLUSTERS), "max_new_tokens": 16},
     "sft_lr": 2e-4,
 }  # fmt: skip
 QUICK = {
@@ -56,7 +63,7 @@ QUICK = {
              "inner_steps": 1, "inner_lr": 5e-2, "max_seq_len": 256, "lora": {"r": 4}},
     "reptile_outer_lr": 0.5,
     "fomaml_outer_lr": 1e-2,
-    "adapt": {"ks": [0, 1, 2], "query_size": 2, "seeds": [0], "lr": 5e-2, "lora": {"r": 4},
+    "adapt": {"ks": [0, 1, 2], "query_size": 2, "lr": 5e-2, "lora": {"r": 4},
               "task_names": ["count_words", "yes_no"], "max_new_tokens": 4},
     "sft_lr": 1e-3,
 }  # fmt: skip
@@ -69,10 +76,12 @@ def meta_run(plan: dict[str, Any], algorithm: str, seed: int, out: Path) -> dict
         {**plan["meta"], "model": plan["model"], "algorithm": algorithm, "outer_lr": lr,
          "seed": seed, "output_dir": str(out), "save_every": 10}
     )  # fmt: skip
-    result = run_meta(cfg, progress=False)
+    done = out / "summary.json"  # a finished run (rerunning the benchmark reuses it)
+    summary = json.loads(done.read_text("utf-8")) if done.exists() else None
+    summary = summary or run_meta(cfg, progress=False).model_dump()
     events = read_metrics(out / "metrics.jsonl")
     return {
-        **result.model_dump(),
+        **summary,
         "seconds_per_meta_step": statistics.mean(e["seconds"] for e in events),
         "peak_rss_mb": max(e["peak_rss_mb"] for e in events),
     }
@@ -92,9 +101,11 @@ def sft_run(plan: dict[str, Any], suite: Path, tokens: int, seed: int, out: Path
                       "max_steps": max(1, math.ceil(tokens / batch_tokens)), "epochs": 100},
         }
     )  # fmt: skip
-    started = time.perf_counter()
-    result = run_sft(cfg, progress=False)
-    return {"tokens": result.fit["tokens"], "seconds": round(time.perf_counter() - started, 2)}
+    done = out / "summary.json"  # a finished run (rerunning the benchmark reuses it)
+    if not done.exists():
+        run_sft(cfg, progress=False)
+    summary = json.loads(done.read_text("utf-8"))
+    return {"tokens": summary["fit"]["tokens"], "seconds": summary["seconds"]}
 
 
 def pooled(parts: list[EvalResults]) -> EvalResults:
@@ -116,36 +127,56 @@ def pooled(parts: list[EvalResults]) -> EvalResults:
         tasks=first.tasks,
         overall=first.overall,
         curves=curves,
-        meta={"note": "tasks/overall rows: training seed 0 only; curves pool every seed"},
+        meta={"note": "tasks/overall rows: the first training seed only; curves pool every seed"},
     )
+
+
+def run_seed(plan: dict[str, Any], suite: Path, seed: int, out: Path) -> None:
+    """One training seed: both meta-learners, the SFT baseline, and ``eval adapt`` of all four
+    initializations with eval seed = training seed (``adapt-SEED.json``, ``costs-SEED.json``)."""
+    runs = {a: meta_run(plan, a, seed, out / f"{a}-{seed}") for a in ("fomaml", "reptile")}
+    sft = sft_run(plan, suite, runs["fomaml"]["tokens"], seed, out / f"sft-{seed}")
+    started = time.perf_counter()
+    cfg = AdaptConfig.model_validate(
+        {**plan["adapt"], "model": plan["model"], "seeds": [seed],
+         "out": str(out / f"adapt-{seed}.json"),
+         "inits": [{"name": "sft", "adapter": str(out / f"sft-{seed}" / "adapter")},
+                   {"name": "base"},
+                   {"name": "fomaml", "adapter": str(out / f"fomaml-{seed}" / "adapter")},
+                   {"name": "reptile", "adapter": str(out / f"reptile-{seed}" / "adapter")}]}
+    )  # fmt: skip
+    run_adapt_eval(cfg, progress=True)
+    costs = {**runs, "sft": sft, "adapt_seconds": round(time.perf_counter() - started, 1)}
+    (out / f"costs-{seed}.json").write_text(json.dumps(costs, indent=2), "utf-8")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default="/tmp/meta_adapt")
     ap.add_argument("--quick", action="store_true", help="tiny model, few steps: a smoke run")
+    ap.add_argument(
+        "--seeds", type=int, nargs="*", default=None,
+        help="training seeds to run in this process (default: the plan's); run one process "
+        "per seed on a multi-core machine, then --pool",
+    )  # fmt: skip
+    ap.add_argument("--pool", action="store_true", help="only pool the seeds already in --out")
     args = ap.parse_args()
     plan = QUICK if args.quick else FULL
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     suite = write_suite(out / "suite.jsonl")
-    parts, costs = [], {}
-    for seed in plan["seeds"]:
-        runs = {a: meta_run(plan, a, seed, out / f"{a}-{seed}") for a in ("fomaml", "reptile")}
-        sft = sft_run(plan, suite, runs["fomaml"]["tokens"], seed, out / f"sft-{seed}")
-        costs[seed] = {**runs, "sft": sft}
-        cfg = AdaptConfig.model_validate(
-            {**plan["adapt"], "model": plan["model"], "out": str(out / f"adapt-{seed}.json"),
-             "inits": [{"name": "sft", "adapter": str(out / f"sft-{seed}" / "adapter")},
-                       {"name": "base"},
-                       {"name": "fomaml", "adapter": str(out / f"fomaml-{seed}" / "adapter")},
-                       {"name": "reptile", "adapter": str(out / f"reptile-{seed}" / "adapter")}]}
-        )  # fmt: skip
-        parts.append(run_adapt_eval(cfg, progress=False))
+    if not args.pool:
+        for seed in plan["seeds"] if args.seeds is None else args.seeds:
+            run_seed(plan, suite, seed, out)
+    seeds = sorted(int(p.stem.split("-")[1]) for p in out.glob("costs-*.json"))
+    parts = [load_eval_results(out / f"adapt-{s}.json") for s in seeds]
+    costs = {s: json.loads((out / f"costs-{s}.json").read_text("utf-8")) for s in seeds}
     results = pooled(parts)
     save_eval_results(results, out / "adapt.json")
     write_report([out / "adapt.json"], out / "report.html")
-    (out / "costs.json").write_text(json.dumps(costs, indent=2), "utf-8")
+    for metric in ("lenient", "query_loss"):  # the report's plots as files, for RESULTS.md
+        uri = curve_plot(results.curves[metric])
+        (out / f"{metric}.png").write_bytes(base64.b64decode(uri.split(",", 1)[1]))
     print(format_adapt_summary(results))
     for metric in ("lenient", "query_loss"):
         print(f"{metric}: each initialization minus SFT, paired (diff [95% CI], p):")
@@ -162,7 +193,10 @@ def main() -> None:
                 f"seed {seed} {a}: {c[a]['seconds_per_meta_step']:.2f} s/meta-step, peak RSS "
                 f"{c[a]['peak_rss_mb']:.0f} MB, {c[a]['tokens']} tokens"
             )
-        print(f"seed {seed} sft: {c['sft']['tokens']} tokens in {c['sft']['seconds']} s")
+        print(
+            f"seed {seed} sft: {c['sft']['tokens']} tokens in {c['sft']['seconds']} s; "
+            f"eval adapt {c['adapt_seconds']} s"
+        )
     print(f"results: {out / 'adapt.json'}, report: {out / 'report.html'}")
 
 
