@@ -39,10 +39,11 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from instructkit.data.sources import SpecLike, iter_source_rows, source_label
 from instructkit.data.suite_tasks import GENERATORS, LABELS, Item
 from instructkit.data.tasks import TaskTemplates, load_task_templates
 from instructkit.errors import DataFormatError
-from instructkit.io import write_jsonl
+from instructkit.io import BadLine, write_jsonl
 
 __all__ = [
     "CLUSTERS",
@@ -194,24 +195,27 @@ def _bundled_path() -> Path:
     return Path(str(resources.files("instructkit.resources").joinpath(SUITE_RESOURCE)))
 
 
-def load_suite(path: str | Path | None = None) -> list[Item]:
-    """The suite items from JSONL; None reads the shipped ``resources/demo/suite.jsonl``."""
-    where = _bundled_path() if path is None else Path(path)
-    try:
-        lines = where.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as e:
-        raise DataFormatError(
-            f"cannot read the task suite: {e}", path=where, fix="pass a UTF-8 JSONL file."
-        ) from e
+def load_suite(path: SpecLike | None = None) -> list[Item]:
+    """FLAN task items (objects with ``task``, inputs, ``answer``) from any source the loader
+    reads (a path or a dataset spec: JSONL, Parquet, CSV, ... with a column mapping); None
+    reads the shipped ``resources/demo/suite.jsonl``. A bad row raises DataFormatError naming
+    the source row."""
+    spec = _bundled_path() if path is None else path
+    where = source_label(spec)
     items = []
-    for n, line in enumerate(lines, start=1):
-        if line.strip():
-            try:
-                items.append(json.loads(line))
-            except json.JSONDecodeError as e:
-                raise DataFormatError(
-                    f"not valid JSON: {e}", path=where, row=n, fix="write one object per line."
-                ) from e
+    for row, value in iter_source_rows(spec):
+        if isinstance(value, BadLine):
+            raise DataFormatError(
+                f"invalid JSON: {value.message}.", path=where, row=row, fix="repair the line."
+            )
+        if not isinstance(value, dict):
+            raise DataFormatError(
+                f"expected an object, got {type(value).__name__}",
+                path=where,
+                row=row,
+                fix="give one task item (an object with task, inputs and answer) per row.",
+            )
+        items.append(value)
     return items
 
 

@@ -29,6 +29,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from instructkit.data.sources import SourceField
 from instructkit.data.task_suite import UNSEEN_CLUSTERS, load_suite
 from instructkit.data.tasks import load_task_templates, render_task_example
 from instructkit.data.templates import get_template
@@ -71,7 +72,8 @@ class AdaptConfig(BaseModel):
     model: str | None = None  # None: the embedded default model
     template: str = "tokenizer"
     inits: list[InitSpec] = Field(default_factory=lambda: [InitSpec(name="base")])
-    tasks_path: str | None = None  # FLAN task items (JSONL); None: the bundled suite
+    # FLAN task items: a path or a dataset spec (any format the loader reads); None: bundled
+    tasks_path: SourceField | None = None
     clusters: list[str] = Field(default_factory=lambda: list(UNSEEN_CLUSTERS))
     task_names: list[str] = Field(default_factory=list)  # explicit tasks instead of clusters
     ks: list[int] = Field(default_factory=lambda: [0, 1, 2, 4, 8])

@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from instructkit.config import save_config
+from instructkit.data.sources import SourceField, as_spec, missing_source, source_label
 from instructkit.data.tasks import MixConfig
 from instructkit.data.templates import get_template
 from instructkit.data.tokenize import TokenizedExample, tokenize_conversation
@@ -99,7 +100,9 @@ class TaskSource(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    path: str | None = None
+    # a path or a dataset spec (path/format/file_type/split/subset/columns; the spec's split
+    # is a hub or DatasetDict split, this source's `split` the items' own split column)
+    path: SourceField | None = None
     kind: Literal["tasks", "sft"] = "tasks"  # tasks: FLAN items; sft: any data with 'task'
     split: str | None = "train"  # tasks only: keep the items of this split (None: all)
     exclude_tasks: list[str] = Field(default_factory=list)
@@ -247,7 +250,7 @@ def task_conversations(source: TaskSource, task_mix: MixConfig) -> dict[str, lis
         if not isinstance(task, str) or not task:
             raise DataFormatError(
                 "the row has no 'task'",
-                path=source.path or "bundled suite",
+                path=source_label(source.path) if source.path else "bundled suite",
                 row=n,
                 field="task",
                 fix="give every row a string 'task' column naming its task.",
@@ -373,8 +376,9 @@ def _check(cfg: MetaConfig) -> None:
             "train meta adapts LoRA weights only; lora.enabled: false is not supported.",
             fix="set lora.enabled: true (the meta-learned initialization is the adapter).",
         )
-    if cfg.tasks.path is not None and not Path(cfg.tasks.path).exists():
-        raise ConfigError(f"tasks.path: {cfg.tasks.path} does not exist.", fix="fix the path.")
+    missing = missing_source("tasks.path", cfg.tasks.path) if cfg.tasks.path else None
+    if missing:
+        raise ConfigError(f"{missing}.", fix="fix the path.")
 
 
 def _usable(pools: dict[str, list[TokenizedExample]], cfg: MetaConfig) -> dict[str, int]:
@@ -400,7 +404,7 @@ _RESUME_FIX = (
 def meta_fingerprint(cfg: MetaConfig) -> dict[str, Any]:
     """What a resumed run must share with the run that wrote its checkpoint: every setting
     that shapes the episodes or the updates, and the task file's content."""
-    tasks = Path(cfg.tasks.path) if cfg.tasks.path else "bundled suite"
+    tasks = Path(as_spec(cfg.tasks.path).path) if cfg.tasks.path else "bundled suite"
     return fingerprint(cfg, exclude=_RESUME_FREE, tasks=tasks)
 
 

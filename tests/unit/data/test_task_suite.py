@@ -158,10 +158,25 @@ def test_docs_list_every_task_and_held_out_cluster(items):
 def test_load_suite_names_the_bad_row(tmp_path):
     path = tmp_path / "bad.jsonl"
     path.write_text('{"id": "a"}\n{oops\n', encoding="utf-8")
-    with pytest.raises(DataFormatError, match=r"bad\.jsonl:2: not valid JSON"):
+    with pytest.raises(DataFormatError, match=r"bad\.jsonl:2: invalid JSON"):
         load_suite(path)
     with pytest.raises(DataFormatError, match="cannot read"):
         load_suite(tmp_path / "missing.jsonl")
+    path.write_text('{"id": "a"}\n[1, 2]\n', encoding="utf-8")
+    with pytest.raises(DataFormatError, match=r"bad\.jsonl:2: expected an object"):
+        load_suite(path)
+
+
+def test_load_suite_reads_any_source_with_a_column_mapping(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows = [it for it in load_suite() if it["task"] == "antonym"][:3]
+    table = pa.table({"name": [r["task"] for r in rows], "label": [r["answer"] for r in rows]})
+    pq.write_table(table, tmp_path / "items.parquet")
+    spec = {"path": str(tmp_path / "items.parquet"), "columns": {"task": "name", "answer": "label"}}
+    got = load_suite(spec)
+    assert [(g["task"], g["answer"]) for g in got] == [(r["task"], r["answer"]) for r in rows]
 
 
 # --- templates --------------------------------------------------------------------------------

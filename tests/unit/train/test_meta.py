@@ -235,6 +235,34 @@ def test_a_checkpoint_of_other_settings_or_tasks_is_not_resumed(toy_tasks, tmp_p
     assert longer.resumed_from == 2
 
 
+def test_tasks_from_a_dataset_spec_with_a_column_mapping(tmp_path):
+    """tasks.path (train meta) and tasks_path (eval adapt) take a spec: here a CSV whose
+    columns are named otherwise."""
+    import csv
+
+    from instructkit.data.tasks import MixConfig
+    from instructkit.rl.adapt import AdaptConfig, _task_items
+    from instructkit.train.meta import TaskSource, task_conversations
+
+    items = [it for it in load_suite() if it["task"] in TOY_TASKS]
+    keys = sorted({k for it in items for k in it})
+    assert all(isinstance(v, str) for it in items for v in it.values())
+    renamed = {"task": "name", "split": "part", "answer": "gold"}
+    with (tmp_path / "items.csv").open("w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow([renamed.get(k, k) for k in keys])
+        w.writerows([[it.get(k, "") for k in keys] for it in items])
+    spec = {
+        "path": str(tmp_path / "items.csv"),
+        "columns": {"task": "name", "split": "part", "answer": "gold"},
+    }
+    pools = task_conversations(TaskSource.model_validate({"path": spec}), MixConfig())
+    train = {t for t in TOY_TASKS if any(it["split"] == "train" for it in items if it["task"] == t)}
+    assert set(pools) == train
+    cfg = AdaptConfig.model_validate({"tasks_path": spec, "task_names": [TOY_TASKS[0]], "ks": [0]})
+    assert len(_task_items(cfg)[TOY_TASKS[0]]) == sum(it["task"] == TOY_TASKS[0] for it in items)
+
+
 def test_tasks_from_any_dataset_with_a_task_column(tmp_path):
     from instructkit.data.tasks import MixConfig
     from instructkit.errors import DataFormatError
