@@ -2,37 +2,20 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
-import random
 
 import pytest
 from click.testing import CliRunner
+from scripted_synth import WORDS, self_instruct_answer
 
 import instructkit.lm
 from instructkit.cli.main import cli
 from instructkit.cli.synth import synth
 from instructkit.lm.scripted import ScriptedLM
 
-WORDS = (
-    "apple river garden engine winter market letter poem budget station recipe museum planet "
-    "bridge lesson ticket harbor forest teacher doctor village castle island ocean mountain"
-).split()
-
 
 def fake_answer(request) -> str:
-    prompt = request.messages[-1][1]
-    rng = random.Random(hashlib.sha256((prompt + str(request.seed)).encode()).hexdigest())
-    if prompt.startswith("Come up with a series"):
-        opener = ["Describe the", "Classify whether the", "Explain the"]
-        items = [f"{rng.choice(opener)} {' '.join(rng.sample(WORDS, 6))}." for _ in range(3)]
-        return "\n".join(f"{9 + i}. {t}" for i, t in enumerate(items)) + "\n12. Plot a graph."
-    if prompt.startswith("Can the following"):
-        return "Yes" if "Task: Classify" in prompt[-120:] else "No"
-    a, b = " ".join(rng.sample(WORDS, 3)), " ".join(rng.sample(WORDS, 3))
-    if prompt.startswith("Given a classification"):
-        return f"Class label: Yes\nInput: {a}\nClass label: No\nInput: {b}"
-    return f"Example 1\nInput: {a}\nOutput: {b}"
+    return self_instruct_answer(request, extra="\n12. Plot a graph.")
 
 
 @pytest.fixture(autouse=True)

@@ -3,12 +3,11 @@ seconds, its LM stages answered by a ScriptedLM and its sizes made tiny with ove
 the shipped YAML keeps the embedded model as its default. Every bundled recipe, the GPU ones
 included, loads and validates without loading a model, and docs/recipes.md lists each one."""
 
-import hashlib
 import json
-import random
 from pathlib import Path
 
 import pytest
+from scripted_synth import self_instruct_answer
 
 from instructkit.evaluate.results import load_eval_results
 from instructkit.lm.scripted import ScriptedLM
@@ -29,12 +28,6 @@ def _tiny(stage="train"):
     ]
 
 
-WORDS = (
-    "apple river garden engine winter market letter poem budget station recipe museum planet "
-    "bridge lesson ticket harbor forest teacher doctor village castle island ocean mountain"
-).split()
-
-
 def _run(name, overrides, tmp_path, monkeypatch, lms=None):
     monkeypatch.chdir(ROOT)  # the recipes' paths are relative to the repository root
     cfg = load_recipe(RECIPES / name, overrides, out=str(tmp_path / "run"))
@@ -46,19 +39,7 @@ def _rows(path):
 
 
 def _self_instruct_answer(request) -> str:
-    """Numbered new tasks, Yes/No for classification, and instances."""
-    prompt = request.messages[-1][1]
-    rng = random.Random(hashlib.sha256((prompt + str(request.seed)).encode()).hexdigest())
-    if prompt.startswith("Come up with a series"):
-        opener = ["Describe the", "Classify whether the", "Explain the"]
-        items = [f"{rng.choice(opener)} {' '.join(rng.sample(WORDS, 6))}." for _ in range(4)]
-        return "\n".join(f"{9 + i}. {t}" for i, t in enumerate(items))
-    if prompt.startswith("Can the following"):
-        return "Yes" if "Task: Classify" in prompt[-120:] else "No"
-    a, b = " ".join(rng.sample(WORDS, 3)), " ".join(rng.sample(WORDS, 3))
-    if prompt.startswith("Given a classification"):
-        return f"Class label: Yes\nInput: {a}\nClass label: No\nInput: {b}"
-    return f"Example 1\nInput: {a}\nOutput: The {b} is near the {a}."
+    return self_instruct_answer(request, tasks=4, sentence=True)
 
 
 def test_self_instruct_recipe(tmp_path, monkeypatch):
