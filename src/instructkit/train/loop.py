@@ -346,7 +346,9 @@ def fit(
     emit = log or (lambda event: None)
     result, best = FitResult(total_steps=len(plan)), _Best()
     ckpt = latest_checkpoint(run_dir) if run_dir is not None and cfg.resume else None
-    fp = run_fingerprint(cfg, data, procs.world)
+    # hashing the data costs a pass over it: only for a run that checkpoints or resumes
+    saves = run_dir is not None and (cfg.save_every is not None or ckpt is not None)
+    fp = run_fingerprint(cfg, data, procs.world) if saves else {}
     if ckpt is not None:
         check_resume(ckpt, fp, fix=_RESUME_FIX)
         _restore(ckpt, model, opt, result, best)
